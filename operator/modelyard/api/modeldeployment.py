@@ -1,0 +1,197 @@
+"""ModelDeployment: which model to serve, how many replicas, canary and promotion rules."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import Field
+
+from modelyard.api.base import ApiModel, Rule, count_set
+from modelyard.api.common import (
+    AGE_COLUMN,
+    PHASE_COLUMN,
+    READY_COLUMN,
+    Digest,
+    Image,
+    KindInfo,
+    ObjectName,
+    PrinterColumn,
+    ResourceBase,
+    ResourceRequirements,
+    S3Uri,
+    StatusBase,
+)
+from modelyard.api.trainingjob import Metric
+
+
+class TrainingJobRef(ApiModel):
+    name: ObjectName = Field(description="Name of a TrainingJob in the same namespace.")
+    run: str | None = Field(
+        default=None,
+        max_length=63,
+        description="A run id (e.g. run-2) to pin; when left out, the latest successful run that "
+        "passes spec.promotion is followed. Pointing at an earlier run is a rollback.",
+    )
+
+
+class ModelSource(ApiModel):
+    """The model to serve: exactly one of trainingJobRef, or uri together with digest."""
+
+    rules = (
+        Rule(
+            cel="has(self.trainingJobRef) != has(self.uri)",
+            message="exactly one of trainingJobRef or uri must be set",
+            check=lambda m: count_set(m.training_job_ref, m.uri) == 1,
+        ),
+        Rule(
+            cel="has(self.uri) == has(self.digest)",
+            message="uri and digest go together: a model is only loaded after its digest matches",
+            check=lambda m: (m.uri is None) == (m.digest is None),
+            field_path=".digest",
+        ),
+    )
+
+    training_job_ref: TrainingJobRef | None = Field(
+        default=None, description="Serve a model trained by a TrainingJob."
+    )
+    uri: S3Uri | None = Field(default=None, description="s3:// URI of a model.joblib file.")
+    digest: Digest | None = Field(default=None, description="sha256:… digest of that file.")
+
+
+class Autoscaling(ApiModel):
+    """A HorizontalPodAutoscaler on CPU utilization."""
+
+    rules = (
+        Rule(
+            cel="self.minReplicas <= self.maxReplicas",
+            message="minReplicas must not exceed maxReplicas",
+            check=lambda a: a.min_replicas <= a.max_replicas,
+            field_path=".minReplicas",
+        ),
+    )
+
+    min_replicas: int = Field(default=1, ge=1, le=1000, description="Fewest replicas.")
+    max_replicas: int = Field(ge=1, le=1000, description="Most replicas.")
+    target_cpu_utilization_percentage: int = Field(
+        default=80,
+        ge=1,
+        le=100,
+        alias="targetCPUUtilizationPercentage",
+        description="Average CPU utilization to aim for, in percent of the CPU request.",
+    )
+
+
+class Canary(ApiModel):
+    """A second model served beside the main one under the same Service."""
+
+    model: ModelSource = Field(description="The candidate model.")
+    traffic_percent: int = Field(
+        ge=0,
+        le=100,
+        description="Share of traffic for the candidate, realized as a proportional split of "
+        "replicas (so its precision is one replica in the total).",
+    )
+
+
+class Promotion(ApiModel):
+    """A gate: a new run is served only when its metric reaches the minimum."""
+
+    metric: Metric = Field(description="Metric to judge by.")
+    minimum: float = Field(
+        description="Least acceptable value; for error metrics (rmse, mae, log_loss) the most."
+    )
+
+
+class ModelDeploymentSpec(ApiModel):
+    rules = (
+        Rule(
+            cel="!(has(self.replicas) && has(self.autoscaling))",
+            message="set either replicas or autoscaling, not both",
+            check=lambda s: s.replicas is None or s.autoscaling is None,
+            field_path=".autoscaling",
+        ),
+    )
+
+    model: ModelSource = Field(description="The model to serve.")
+    replicas: int | None = Field(
+        default=None, ge=0, le=1000, description="Fixed number of replicas (1 when left out)."
+    )
+    autoscaling: Autoscaling | None = Field(
+        default=None, description="Scale on CPU instead of a fixed replica count."
+    )
+    canary: Canary | None = Field(default=None, description="Serve a candidate beside the model.")
+    promotion: Promotion | None = Field(
+        default=None, description="Only follow TrainingJob runs that pass this gate."
+    )
+    resources: ResourceRequirements | None = Field(
+        default=None, description="CPU and memory for each server container."
+    )
+    image: Image | None = Field(default=None, description="Server image, overriding the default.")
+
+
+class ServedModel(ApiModel):
+    """A model with its full lineage: file, digest, the run that made it and the data it saw."""
+
+    uri: S3Uri = Field(description="Where the model file lives.")
+    digest: Digest = Field(description="sha256 of the model file.")
+    training_job: str | None = Field(default=None, description="TrainingJob that produced it.")
+    run: str | None = Field(default=None, description="Run id within that TrainingJob.")
+    dataset: str | None = Field(default=None, description="Dataset it was trained on.")
+    dataset_version: Digest | None = Field(default=None, description="Dataset version used.")
+
+
+class CanaryStatus(ApiModel):
+    model: ServedModel = Field(description="The candidate and its lineage.")
+    traffic_percent: int = Field(
+        ge=0, le=100, description="Share of ready replicas serving it, in percent."
+    )
+    replicas: int = Field(ge=0, description="Replicas serving the candidate.")
+
+
+class HistoryEntry(ApiModel):
+    model: ServedModel = Field(description="A model served before.")
+    served_from: datetime | None = Field(default=None, description="When it started serving.")
+    served_until: datetime = Field(description="When it was replaced.")
+
+
+Phase = Literal["Pending", "Progressing", "Ready", "Failed"]
+
+
+class ModelDeploymentStatus(StatusBase):
+    phase: Phase | None = Field(
+        default=None, description="One-word summary: Pending, Progressing, Ready or Failed."
+    )
+    url: str | None = Field(default=None, description="In-cluster URL of the model server.")
+    model: ServedModel | None = Field(default=None, description="The model now served.")
+    served_since: datetime | None = Field(default=None, description="When it started serving.")
+    canary: CanaryStatus | None = Field(default=None, description="The canary, when there is one.")
+    replicas: int | None = Field(default=None, ge=0, description="Replicas of the main model.")
+    ready_replicas: int | None = Field(default=None, ge=0, description="Of which ready.")
+    history: list[HistoryEntry] | None = Field(
+        default=None, max_length=20, description="Models served before, newest first."
+    )
+
+
+class ModelDeployment(ResourceBase):
+    """Serves a model over HTTP (Open Inference Protocol V2 and KServe V1) with lineage."""
+
+    info = KindInfo(
+        kind="ModelDeployment",
+        plural="modeldeployments",
+        singular="modeldeployment",
+        short_names=("mdep",),
+        columns=(
+            READY_COLUMN,
+            PHASE_COLUMN,
+            PrinterColumn("Model", ".status.model.run", description="Run served"),
+            PrinterColumn("Replicas", ".status.readyReplicas", type="integer"),
+            PrinterColumn("URL", ".status.url"),
+            AGE_COLUMN,
+        ),
+        description="Serves a model over HTTP (Open Inference Protocol V2 and KServe V1).",
+    )
+
+    kind: Literal["ModelDeployment"] = "ModelDeployment"
+    spec: ModelDeploymentSpec
+    status: ModelDeploymentStatus | None = None

@@ -1,0 +1,1 @@
+"""kopf handlers, one module per kind; importing `runner` registers them all."""

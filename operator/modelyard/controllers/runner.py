@@ -1,0 +1,44 @@
+"""Starts kopf with Modelyard's settings: watch timeouts, GitOps-safe bookkeeping, peering."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import kopf
+
+from modelyard.api import GROUP
+
+# A watch with no server-side timeout can go quiet forever on a dropped connection.
+WATCH_SERVER_TIMEOUT_SECONDS = 300
+WATCH_CLIENT_TIMEOUT_SECONDS = 330
+
+
+def configure(settings: kopf.OperatorSettings) -> None:
+    """Settings the operator runs with, in-cluster and in the integration tests alike."""
+    settings.watching.server_timeout = WATCH_SERVER_TIMEOUT_SECONDS
+    settings.watching.client_timeout = WATCH_CLIENT_TIMEOUT_SECONDS
+    # kopf's bookkeeping lives in our own annotations, never in spec: Argo CD compares only the
+    # fields it applied, so these create no drift, and status stays ours alone.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration"
+    )
+    settings.peering.name = "modelyard"
+    settings.peering.mandatory = False
+
+
+@kopf.on.startup()
+def _on_startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+    configure(settings)
+
+
+def run(namespaces: Sequence[str], liveness_port: int, standalone: bool) -> None:
+    """Run until stopped: all namespaces when none are given."""
+    kopf.configure(verbose=False)
+    kopf.run(
+        clusterwide=not namespaces,
+        namespaces=list(namespaces),
+        liveness_endpoint=f"http://0.0.0.0:{liveness_port}/healthz",
+        standalone=standalone,
+    )

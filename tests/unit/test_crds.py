@@ -1,0 +1,113 @@
+"""The checked-in CRDs match the models, are structural, and validate what the models validate."""
+
+from collections.abc import Iterator
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+from modelyard import crds
+from modelyard.api import KINDS
+from modelyard.manifests import load_documents
+from tests.conftest import EXAMPLES, REPO
+from tests.invalid_manifests import CATALOGUE, Invalid
+
+CRD_DIR = REPO / "crds"
+RENDERED = crds.render_all()
+KUBERNETES_VERSION = "1.34.0"
+
+
+def _schema(kind: str) -> dict[str, Any]:
+    crd = next(yaml.safe_load(t) for t in RENDERED.values() if f"kind: {kind}\n" in t)
+    schema: dict[str, Any] = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    return schema
+
+
+def _nodes(schema: dict[str, Any], path: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
+    yield path, schema
+    for name, child in schema.get("properties", {}).items():
+        yield from _nodes(child, f"{path}.{name}")
+    if isinstance(schema.get("items"), dict):
+        yield from _nodes(schema["items"], f"{path}[]")
+    if isinstance(schema.get("additionalProperties"), dict):
+        yield from _nodes(schema["additionalProperties"], f"{path}.*")
+
+
+def test_checked_in_crds_match_the_models() -> None:
+    on_disk = {path.name: path.read_text() for path in sorted(CRD_DIR.glob("*.yaml"))}
+    assert on_disk == RENDERED, "crds/ is stale: run `make crds` and commit the result"
+
+
+@pytest.mark.parametrize("text", RENDERED.values(), ids=RENDERED.keys())
+def test_crd_is_a_valid_customresourcedefinition(text: str) -> None:
+    kubernetes_validate.validate(yaml.safe_load(text), KUBERNETES_VERSION, strict=True)
+
+
+@pytest.mark.parametrize("kind", [model.info.kind for model in KINDS])
+def test_crd_schema_is_structural(kind: str) -> None:
+    for path, node in _nodes(_schema(kind)):
+        assert "$ref" not in node, path
+        escape = node.get("x-kubernetes-int-or-string") or node.get(
+            "x-kubernetes-preserve-unknown-fields"
+        )
+        assert "type" in node or escape, f"{path} has no type"
+        assert "anyOf" not in node or node.get("x-kubernetes-int-or-string"), path
+        assert not ("additionalProperties" in node and "properties" in node), path
+        assert not node.get("uniqueItems"), path
+        assert "nullable" not in node, f"{path}: nulls must be pruned, not stored"
+
+
+@pytest.mark.parametrize("kind", [model.info.kind for model in KINDS])
+def test_crd_names_short_names_and_category(kind: str) -> None:
+    model = next(model for model in KINDS if model.info.kind == kind)
+    crd = yaml.safe_load(RENDERED[crds.crd_filename(model)])
+    names = crd["spec"]["names"]
+    assert names["categories"] == ["modelyard"]
+    assert names["shortNames"] == list(model.info.short_names)
+    version = crd["spec"]["versions"][0]
+    assert version["subresources"] == {"status": {}}
+    columns = [column["name"] for column in version["additionalPrinterColumns"]]
+    assert columns[:2] == ["Ready", "Phase"] and columns[-1] == "Age"
+
+
+def test_field_docs_become_descriptions() -> None:
+    spec = _schema("Dataset")["properties"]["spec"]
+    assert "label column" in spec["properties"]["target"]["description"]
+    assert "exactly one of" in spec["properties"]["source"]["description"]
+
+
+def test_cel_rules_are_emitted() -> None:
+    source = _schema("Dataset")["properties"]["spec"]["properties"]["source"]
+    assert source["x-kubernetes-validations"][0]["rule"].startswith("[has(self.s3)")
+    ref = _schema("TrainingJob")["properties"]["spec"]["properties"]["datasetRef"]
+    assert {"rule": "self.name == oldSelf.name"}.items() <= ref["x-kubernetes-validations"][
+        0
+    ].items()
+
+
+def _openapi_validator(kind: str) -> jsonschema.Draft4Validator:
+    # OpenAPI v3.0 schema objects are Draft 4 in their bounds (boolean exclusiveMinimum).
+    return jsonschema.Draft4Validator(_schema(kind))
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        pytest.param(doc, id=f"{path.name}:{doc['kind']}")
+        for path in sorted(EXAMPLES.rglob("*.yaml"))
+        for doc in load_documents(path)
+        if str(doc.get("apiVersion", "")).startswith("modelyard.dev/")
+    ],
+)
+def test_examples_satisfy_the_crd_schema(document: dict[str, Any]) -> None:
+    errors = list(_openapi_validator(document["kind"]).iter_errors(document))
+    assert not errors, [error.message for error in errors]
+
+
+@pytest.mark.parametrize(
+    "case", [case for case in CATALOGUE if not case.cel], ids=lambda case: case.id
+)
+def test_schema_level_violations_fail_the_crd_schema(case: Invalid) -> None:
+    assert list(_openapi_validator(case.document["kind"]).iter_errors(case.document)), case.id
