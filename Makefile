@@ -1,0 +1,51 @@
+# Modelyard's verbs. `make demo` and `make test` are the two a newcomer needs; each installs what
+# it needs on first use (virtualenv, packages, cached cluster binaries).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+PY ?= $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: help install lint format crds test test-unit test-integration test-e2e demo bench
+
+help: ## list the verbs
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+# Re-install only when the dependency list changes.
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed ## create the virtualenv and install the package with dev tools
+
+lint: install ## ruff (lint + format check) and mypy
+	$(VENV)/bin/ruff check operator tests
+	$(VENV)/bin/ruff format --check operator tests
+	$(VENV)/bin/mypy
+
+format: install ## apply ruff's fixes and formatting
+	$(VENV)/bin/ruff check --fix operator tests
+	$(VENV)/bin/ruff format operator tests
+
+crds: install ## regenerate crds/ from the pydantic models in operator/modelyard/api
+	$(VENV)/bin/modelyard crds --output-dir crds
+
+test-unit: install ## pure tests: models, CRD rendering, builders (no network)
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+test-integration: install ## against a real kube-apiserver and S3 server started by the tests
+	$(PY) -m pytest tests/integration -m integration $(PYTEST_ARGS)
+
+test: lint test-unit test-integration ## everything CI runs
+
+demo: ## the quickstart end to end on a local cluster (coming with issue 6)
+	@echo "make demo arrives with issue 6 (Helm chart, end-to-end, demo)." >&2; exit 2
+
+bench: ## benchmarks against peers (coming with issue 7)
+	@echo "make bench arrives with issue 7 (performance)." >&2; exit 2
+
+-include hack/cluster.mk
