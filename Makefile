@@ -31,8 +31,8 @@ format: install ## apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix operator tests
 	$(VENV)/bin/ruff format operator tests
 
-crds: install ## regenerate crds/ from the pydantic models in operator/modelyard/api
-	$(VENV)/bin/modelyard crds --output-dir crds
+crds: install ## regenerate crds/ and docs/api.md from the pydantic models in operator/modelyard/api
+	$(VENV)/bin/modelyard crds --output-dir crds --docs docs/api.md
 
 test-unit: install ## pure tests: models, CRD rendering, builders (no network)
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)

@@ -17,8 +17,11 @@ def _cmd_version(_: argparse.Namespace) -> int:
 
 
 def _cmd_crds(args: argparse.Namespace) -> int:
-    from modelyard import crds
+    from modelyard import apidocs, crds
 
+    if args.docs:
+        Path(args.docs).write_text(apidocs.render_reference())
+        print(f"wrote {args.docs}", file=sys.stderr)
     if args.output_dir:
         for path in crds.write_all(Path(args.output_dir)):
             print(f"wrote {path}", file=sys.stderr)
@@ -63,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     crds = commands.add_parser("crds", help="print the CustomResourceDefinitions as YAML")
     crds.add_argument("--output-dir", help="write one file per kind here instead of printing")
+    crds.add_argument("--docs", help="also write the API field reference (Markdown) to this file")
     crds.set_defaults(func=_cmd_crds)
 
     validate = commands.add_parser("validate", help="check manifests against the API models")

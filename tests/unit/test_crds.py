@@ -8,7 +8,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from modelyard import crds
+from modelyard import apidocs, crds
 from modelyard.api import KINDS
 from modelyard.manifests import load_documents
 from tests.conftest import EXAMPLES, REPO
@@ -111,3 +111,9 @@ def test_examples_satisfy_the_crd_schema(document: dict[str, Any]) -> None:
 )
 def test_schema_level_violations_fail_the_crd_schema(case: Invalid) -> None:
     assert list(_openapi_validator(case.document["kind"]).iter_errors(case.document)), case.id
+
+
+def test_checked_in_api_reference_matches_the_models() -> None:
+    assert (REPO / "docs" / "api.md").read_text() == apidocs.render_reference(), (
+        "docs/api.md is stale: run `make crds` and commit the result"
+    )
