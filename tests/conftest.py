@@ -2,12 +2,7 @@
 
 from pathlib import Path
 
-import pytest
+pytest_plugins = ["tests.plugins.kube", "tests.plugins.s3"]
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
-
-
-@pytest.fixture
-def repo() -> Path:
-    return REPO

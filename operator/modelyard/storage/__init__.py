@@ -1,0 +1,1 @@
+"""Every S3 call goes through this package: configuration, URIs, digests, artifact layout."""

@@ -1,0 +1,73 @@
+"""model.json: everything the server needs to know about a model file, written by training.
+
+The card travels beside `model.joblib`. The server reads it first, checks the file's digest and
+the scikit-learn version against it, and only then unpickles the model.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+CARD_FORMAT = 1
+
+FeatureType = Literal["integer", "float", "string", "boolean"]
+Label = str | int | float | bool
+
+
+class Feature(BaseModel):
+    name: str
+    type: FeatureType
+
+
+class NumericBaseline(BaseModel):
+    """Training-split distribution of a numeric feature over decile bins, for drift (PSI)."""
+
+    kind: Literal["numeric"] = "numeric"
+    feature: str
+    edges: list[float] = Field(description="Inner bin edges; len(edges) + 1 bins.")
+    proportions: list[float] = Field(description="Share of training rows in each bin.")
+
+
+class CategoricalBaseline(BaseModel):
+    """Training-split frequencies of a categorical feature; unseen values form one extra bin."""
+
+    kind: Literal["categorical"] = "categorical"
+    feature: str
+    categories: list[str]
+    proportions: list[float] = Field(description="One per category, then one for 'other'.")
+
+
+class DatasetLineage(BaseModel):
+    namespace: str | None = None
+    name: str | None = None
+    version: str
+    uri: str
+
+
+class ModelCard(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    format: int = CARD_FORMAT
+    name: str = Field(description="Model name used in the inference URLs.")
+    estimator: str = Field(description="Import path of the estimator class.")
+    params: dict[str, object] = Field(default_factory=dict)
+    task: Literal["classification", "regression"]
+    target: str
+    features: list[Feature] = Field(description="Input columns, in the order the model takes.")
+    classes: list[Label] | None = Field(
+        default=None, description="Class labels, in predict_proba order."
+    )
+    metrics: dict[str, float] = Field(default_factory=dict)
+    model_file: str = "model.joblib"
+    digest: str = Field(description="sha256:<hex> of the model file.")
+    libraries: dict[str, str] = Field(
+        description="Versions of python, scikit-learn, numpy, joblib."
+    )
+    baseline: list[NumericBaseline | CategoricalBaseline] = Field(default_factory=list)
+    dataset: DatasetLineage
+    training_job: str | None = None
+    run: str | None = None
+    created_at: datetime
