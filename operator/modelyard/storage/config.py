@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from modelyard.storage.uri import S3Uri
 
@@ -35,3 +35,10 @@ class StorageConfig:
     @property
     def root(self) -> S3Uri:
         return S3Uri(self.bucket, f"{self.prefix}/" if self.prefix else "")
+
+    def override(self, **fields: str | None) -> StorageConfig:
+        """This configuration with the given fields replaced, where they are set (spec.storage)."""
+        changes = {name: value for name, value in fields.items() if value is not None}
+        if "prefix" in changes:
+            changes["prefix"] = str(changes["prefix"]).strip("/")
+        return replace(self, **changes)  # type: ignore[arg-type]

@@ -1,0 +1,227 @@
+"""`modelyard-worker ingest`: one Dataset source → one immutable, content-addressed version.
+
+Reads the source as a stream, validates it, normalizes it to Parquet, computes the version
+digest, statistics and split, and publishes it (payload first, manifest last). A version that
+already exists is reused, never rewritten.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from itertools import chain
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from modelyard.api.dataset import DatasetSpec
+from modelyard.storage import layout
+from modelyard.storage.client import Storage
+from modelyard.storage.uri import S3Uri
+from modelyard.workloads import termination
+from modelyard.workloads.sources import BUILTIN_TARGET, read_source
+from modelyard.workloads.spec import load_spec, storage_config
+from modelyard.workloads.split import choose_test_rows, is_categorical
+from modelyard.workloads.stats import StatisticsAccumulator
+from modelyard.workloads.tabular import ARROW_TYPES, ContentHasher, logical_type_of, normalize
+from modelyard.workloads.termination import EXIT_INVALID_DATA, EXIT_USAGE, WorkloadError
+from modelyard.workloads.validation import SchemaMismatch, Validator, select_columns
+
+CATEGORIES_IN_SUMMARY = 5
+
+
+def main(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(prog="modelyard-worker ingest")
+    parser.add_argument(
+        "--spec", help="DatasetSpec as a JSON/YAML file ('-': stdin); default: $MODELYARD_SPEC"
+    )
+    parser.add_argument("--namespace", default=os.environ.get("MODELYARD_NAMESPACE", "default"))
+    parser.add_argument("--name", default=os.environ.get("MODELYARD_NAME"))
+    args = parser.parse_args(argv)
+
+    def body() -> termination.Completed:
+        spec = load_spec(DatasetSpec, args.spec)
+        if not args.name:
+            raise WorkloadError(
+                "InvalidArguments", "--name (or $MODELYARD_NAME) is required", EXIT_USAGE
+            )
+        config = storage_config(spec.storage)
+        summary, statistics = ingest(spec, args.namespace, args.name, Storage(config), config.root)
+        return termination.Completed(summary, [_compact(column) for column in statistics])
+
+    return termination.run(body)
+
+
+def ingest(
+    spec: DatasetSpec, namespace: str, name: str, storage: Storage, root: S3Uri
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Publish (or find) the version of the source's current content; summary + statistics."""
+    column_types = {
+        column.name: ARROW_TYPES[logical_type_of(column.type)]
+        for column in (spec.schema_.columns if spec.schema_ else [])
+        if column.type
+    }
+    source_format, batches = read_source(spec.source, spec.format, storage, column_types)
+    target = spec.target or BUILTIN_TARGET
+    with tempfile.TemporaryDirectory(prefix="modelyard-ingest-") as work:
+        data_path = Path(work) / layout.DATA_FILE
+        rows, schema, hasher, stats, target_values = _normalize_to_parquet(
+            spec, batches, target, data_path
+        )
+        version = hasher.digest(
+            extra={
+                "target": target,
+                "split": spec.split.model_dump(by_alias=True, mode="json"),
+            }
+        )
+        prefix = layout.dataset_prefix(root, namespace, name, version)
+        manifest = layout.read_manifest(storage, prefix)
+        if manifest is None:
+            manifest = _publish(
+                spec,
+                storage,
+                prefix,
+                work,
+                data_path,
+                version,
+                rows,
+                schema,
+                stats,
+                target,
+                target_values,
+                source_format.value,
+                namespace,
+                name,
+            )
+            reused = False
+        else:
+            reused = True
+    summary = {
+        "status": "Succeeded",
+        "version": version,
+        "uri": str(prefix),
+        "format": manifest["format"],
+        "rows": manifest["rows"],
+        "columns": len(manifest["columns"]),
+        "sizeBytes": manifest["sizeBytes"],
+        "trainRows": manifest["split"]["trainRows"],
+        "testRows": manifest["split"]["testRows"],
+        "createdAt": manifest["createdAt"],
+        "reused": reused,
+    }
+    statistics: list[dict[str, Any]] = manifest["statistics"]
+    return summary, statistics
+
+
+def _normalize_to_parquet(
+    spec: DatasetSpec, batches: Iterator[pa.RecordBatch], target: str, data_path: Path
+) -> tuple[int, pa.Schema, ContentHasher, StatisticsAccumulator, list[pa.Array]]:
+    first = next(batches, None)
+    if first is None:
+        raise WorkloadError("EmptyData", "spec.source: the source holds no rows", EXIT_INVALID_DATA)
+    try:
+        keep = select_columns(first.schema, spec, target)
+        schema = normalize(first.select(keep)).schema
+        validator = Validator(spec, schema)
+    except SchemaMismatch as error:
+        raise WorkloadError("SchemaMismatch", str(error), EXIT_INVALID_DATA) from None
+    hasher = ContentHasher(schema)
+    stats = StatisticsAccumulator(schema)
+    target_values: list[pa.Array] = []
+    rows = 0
+    with pq.ParquetWriter(data_path, schema, compression="zstd") as writer:
+        for raw in chain([first], batches):
+            batch = normalize(raw.select(keep))
+            if batch.schema != schema:
+                batch = _conform(batch, schema, rows)
+            validator.update(batch)
+            hasher.update(batch)
+            stats.update(batch)
+            writer.write_batch(batch)
+            target_values.append(batch.column(target))
+            rows += batch.num_rows
+    if rows == 0:
+        raise WorkloadError("EmptyData", "spec.source: the source holds no rows", EXIT_INVALID_DATA)
+    problems = validator.summary()
+    if problems:
+        raise WorkloadError("ValidationFailed", problems, EXIT_INVALID_DATA)
+    if target_values and pa.chunked_array(target_values).null_count:
+        raise WorkloadError(
+            "ValidationFailed",
+            f"spec.target: column {target!r} has empty values; every row needs a label",
+            EXIT_INVALID_DATA,
+        )
+    return rows, schema, hasher, stats, target_values
+
+
+def _conform(batch: pa.RecordBatch, schema: pa.Schema, offset: int) -> pa.RecordBatch:
+    try:
+        return batch.cast(schema)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError):
+        raise WorkloadError(
+            "SchemaMismatch",
+            f"spec.source: from row {offset + 1} the columns are {batch.schema}, "
+            f"earlier rows had {schema}; declare types in spec.schema.columns",
+            EXIT_INVALID_DATA,
+        ) from None
+
+
+def _publish(
+    spec: DatasetSpec,
+    storage: Storage,
+    prefix: S3Uri,
+    work: str,
+    data_path: Path,
+    version: str,
+    rows: int,
+    schema: pa.Schema,
+    stats: StatisticsAccumulator,
+    target: str,
+    target_values: list[pa.Array],
+    source_format: str,
+    namespace: str,
+    name: str,
+) -> dict[str, Any]:
+    target_column = pa.chunked_array(target_values, type=schema.field(target).type)
+    test = choose_test_rows(
+        target_column, spec.split.test_fraction, spec.split.seed, spec.split.stratify
+    )
+    split_path = Path(work) / layout.SPLIT_FILE
+    pq.write_table(pa.table({"test_row": pa.array(test, type=pa.int64())}), split_path)
+    storage.ensure_bucket(prefix.bucket)
+    storage.upload_file(data_path, prefix.join(layout.DATA_FILE))
+    storage.upload_file(split_path, prefix.join(layout.SPLIT_FILE))
+    manifest = {
+        "version": version,
+        "dataset": {"namespace": namespace, "name": name},
+        "source": spec.source.model_dump(by_alias=True, exclude_none=True, mode="json"),
+        "format": source_format,
+        "rows": rows,
+        "columns": [{"name": column.name, "type": column.kind} for column in stats.columns],
+        "target": target,
+        "targetIsCategorical": is_categorical(target_column),
+        "statistics": stats.result(),
+        "split": {
+            **spec.split.model_dump(by_alias=True, mode="json"),
+            "trainRows": rows - len(test),
+            "testRows": len(test),
+            "file": layout.SPLIT_FILE,
+        },
+        "files": {"data": layout.DATA_FILE, "split": layout.SPLIT_FILE},
+        "sizeBytes": data_path.stat().st_size,
+        "createdAt": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+    layout.publish_manifest(storage, prefix, manifest)
+    return manifest
+
+
+def _compact(column: dict[str, Any]) -> dict[str, Any]:
+    compact = dict(column)
+    if "categories" in compact:
+        compact["categories"] = compact["categories"][:CATEGORIES_IN_SUMMARY]
+    return compact

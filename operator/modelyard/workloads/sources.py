@@ -1,0 +1,187 @@
+"""Reads a Dataset source as a stream of Arrow record batches, never the whole file at once.
+
+CSV and JSON Lines stream straight from S3 or HTTP. Parquet needs random access, so it is
+spooled to a temporary file first (on disk, not in memory).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.json as pa_json
+import pyarrow.parquet as pq
+
+from modelyard.api.dataset import BuiltinName, DataFormat, DatasetSource
+from modelyard.storage.client import ObjectNotFound, Storage
+from modelyard.storage.uri import S3Uri
+from modelyard.workloads.termination import WorkloadError
+
+BLOCK_BYTES = 16 << 20  # CSV/JSON block: bounds memory per batch, big enough to be fast
+_EXTENSIONS = {
+    ".csv": DataFormat.CSV,
+    ".parquet": DataFormat.PARQUET,
+    ".pq": DataFormat.PARQUET,
+    ".jsonl": DataFormat.JSONL,
+    ".ndjson": DataFormat.JSONL,
+}
+BUILTIN_TARGET = "target"
+
+
+def infer_format(name: str, declared: DataFormat | None) -> DataFormat:
+    if declared is not None:
+        return DataFormat(declared)
+    lowered = name.lower().removesuffix(".gz")
+    for extension, data_format in _EXTENSIONS.items():
+        if lowered.endswith(extension):
+            return data_format
+    raise WorkloadError(
+        "UnknownFormat",
+        f"spec.format: cannot infer the format of {name!r} from its extension; "
+        "set spec.format to csv, parquet or jsonl",
+    )
+
+
+def read_source(
+    source: DatasetSource,
+    declared: DataFormat | None,
+    storage: Storage,
+    column_types: dict[str, pa.DataType] | None = None,
+) -> tuple[DataFormat, Iterator[pa.RecordBatch]]:
+    """The source's format and its rows as record batches.
+
+    `column_types` (from spec.schema) fixes types that would otherwise be inferred from the
+    first block of a CSV or JSON file.
+    """
+    types = column_types or {}
+    if source.builtin is not None:
+        return DataFormat.PARQUET, iter(
+            builtin_table(BuiltinName(source.builtin.name)).to_batches()
+        )
+    if source.http is not None:
+        url = source.http.url
+        data_format = infer_format(url.split("?", 1)[0], declared)
+        return data_format, _read_http(url, data_format, types)
+    assert source.s3 is not None
+    uri = S3Uri.parse(source.s3.uri)
+    objects = _s3_objects(storage, uri)
+    data_format = infer_format(objects[0].key, declared)
+    return data_format, _read_s3(storage, objects, data_format, declared, types)
+
+
+def builtin_table(name: BuiltinName) -> pa.Table:
+    """A scikit-learn toy dataset as a table: its feature names plus a `target` column."""
+    from sklearn import datasets
+
+    loader = getattr(datasets, f"load_{name.value}")
+    bunch = loader()
+    columns = {
+        str(feature): pa.array(np.asarray(bunch.data[:, i], dtype=np.float64))
+        for i, feature in enumerate(bunch.feature_names)
+    }
+    target = np.asarray(bunch.target)
+    columns[BUILTIN_TARGET] = pa.array(
+        target.astype(np.int64) if target.dtype.kind in "iu" else target.astype(np.float64)
+    )
+    return pa.table(columns)
+
+
+def _s3_objects(storage: Storage, uri: S3Uri) -> list[S3Uri]:
+    if not uri.is_prefix:
+        if not storage.exists(uri):
+            raise WorkloadError("SourceNotFound", f"spec.source.s3.uri: {uri} does not exist")
+        return [uri]
+    try:
+        objects = [item for item in storage.list(uri) if not item.key.endswith("/")]
+    except ObjectNotFound:
+        objects = []
+    if not objects:
+        raise WorkloadError("SourceNotFound", f"spec.source.s3.uri: no objects under {uri}")
+    return objects
+
+
+def _read_s3(
+    storage: Storage,
+    objects: list[S3Uri],
+    data_format: DataFormat,
+    declared: DataFormat | None,
+    types: dict[str, pa.DataType],
+) -> Iterator[pa.RecordBatch]:
+    schema: pa.Schema | None = None
+    for uri in objects:
+        if infer_format(uri.key, declared) != data_format:
+            raise WorkloadError(
+                "MixedFormats",
+                f"spec.source.s3.uri: {uri} is not {data_format.value} like the rest",
+            )
+        with storage.open(uri) as stream:
+            for batch in _read_stream(stream, data_format, types):
+                if schema is None:
+                    schema = batch.schema
+                elif batch.schema.names != schema.names:
+                    raise WorkloadError(
+                        "SchemaMismatch",
+                        f"spec.source.s3.uri: {uri} has columns {batch.schema.names}, "
+                        f"the first object has {schema.names}",
+                    )
+                yield batch
+
+
+def _read_http(
+    url: str, data_format: DataFormat, types: dict[str, pa.DataType]
+) -> Iterator[pa.RecordBatch]:
+    try:
+        response = urllib.request.urlopen(url, timeout=60)
+    except (urllib.error.URLError, OSError) as error:
+        raise WorkloadError("SourceUnreachable", f"spec.source.http.url: {url}: {error}") from None
+    with response:
+        yield from _read_stream(response, data_format, types)
+
+
+def _read_stream(
+    stream: BinaryIO, data_format: DataFormat, types: dict[str, pa.DataType]
+) -> Iterator[pa.RecordBatch]:
+    try:
+        if data_format is DataFormat.CSV:
+            reader = pa_csv.open_csv(
+                stream,
+                read_options=pa_csv.ReadOptions(block_size=BLOCK_BYTES),
+                # Empty strings are nulls in CSV, as they are in Parquet and JSON: same data,
+                # same version.
+                convert_options=pa_csv.ConvertOptions(strings_can_be_null=True, column_types=types),
+            )
+            yield from reader
+        elif data_format is DataFormat.JSONL:
+            yield from pa_json.open_json(
+                stream,
+                read_options=pa_json.ReadOptions(block_size=BLOCK_BYTES),
+                parse_options=pa_json.ParseOptions(
+                    explicit_schema=pa.schema(list(types.items())) if types else None,
+                    unexpected_field_behavior="infer",
+                ),
+            )
+        else:
+            with ExitStack() as stack:
+                spool = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "source.parquet"
+                with spool.open("wb") as out:
+                    shutil.copyfileobj(stream, out, BLOCK_BYTES)
+                yield from pq.ParquetFile(spool).iter_batches(batch_size=65536)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
+        raise WorkloadError(
+            "UnreadableData",
+            f"spec.format: the data is not valid {data_format.value}: {_first_line(error)}. "
+            "If a column changes type part-way, declare its type in spec.schema.columns",
+        ) from None
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
