@@ -1,0 +1,117 @@
+"""The server's settings, from flags first and the pod's environment second."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from modelyard.storage import layout
+from modelyard.storage.uri import S3Uri
+
+DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
+DEFAULT_DRIFT_WINDOW = 1000
+DEFAULT_DRAIN_SECONDS = 25.0  # under Kubernetes' default 30 s terminationGracePeriodSeconds
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    model_uri: S3Uri
+    card_uri: S3Uri
+    expected_digest: str | None
+    name: str | None  # None: the card's name, known once the card is read
+    host: str
+    port: int
+    workers: int
+    max_body_bytes: int
+    drift_window: int
+    drain_seconds: float
+
+
+class UsageError(ValueError):
+    """Bad flags or environment; the message names the setting."""
+
+
+def parse(argv: Sequence[str], env: Mapping[str, str] | None = None) -> ServeConfig:
+    env = os.environ if env is None else env
+    parser = argparse.ArgumentParser(
+        prog="modelyard-worker serve",
+        description="Serve a scikit-learn model over the Open Inference Protocol (V2) and "
+        "KServe V1.",
+    )
+    parser.add_argument(
+        "--model-uri",
+        default=env.get("MODELYARD_MODEL_URI"),
+        help="s3://…/model.joblib, or its directory; model.json is read beside it "
+        "[env MODELYARD_MODEL_URI]",
+    )
+    parser.add_argument(
+        "--model-digest",
+        default=env.get("MODELYARD_MODEL_DIGEST") or None,
+        help="sha256:<hex> the model file must have, on top of the card's digest "
+        "[env MODELYARD_MODEL_DIGEST]",
+    )
+    parser.add_argument(
+        "--name",
+        default=env.get("MODELYARD_MODEL_NAME") or None,
+        help="model name in the URLs (default: the card's name) [env MODELYARD_MODEL_NAME]",
+    )
+    parser.add_argument("--host", default=env.get("MODELYARD_HOST", "0.0.0.0"))
+    parser.add_argument("--port", type=int, default=int(env.get("MODELYARD_PORT", "8080")))
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=int(env.get("MODELYARD_WORKERS", "1")),
+        help="server processes sharing the port through SO_REUSEPORT [env MODELYARD_WORKERS]",
+    )
+    parser.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=int(env.get("MODELYARD_MAX_BODY_BYTES", str(DEFAULT_MAX_BODY_BYTES))),
+        help="larger request bodies get 413 [env MODELYARD_MAX_BODY_BYTES]",
+    )
+    parser.add_argument(
+        "--drift-window",
+        type=int,
+        default=int(env.get("MODELYARD_DRIFT_WINDOW", str(DEFAULT_DRIFT_WINDOW))),
+        help="recent input rows compared with the training baseline [env MODELYARD_DRIFT_WINDOW]",
+    )
+    parser.add_argument(
+        "--drain-seconds",
+        type=float,
+        default=float(env.get("MODELYARD_DRAIN_SECONDS", str(DEFAULT_DRAIN_SECONDS))),
+        help="on SIGTERM, how long in-flight requests may take to finish",
+    )
+    args = parser.parse_args(list(argv))
+
+    if not args.model_uri:
+        raise UsageError("no model: pass --model-uri or set MODELYARD_MODEL_URI")
+    model_uri = S3Uri.parse(args.model_uri)
+    if model_uri.is_prefix:
+        model_uri = model_uri.join(layout.MODEL_FILE)
+    directory, _, _ = model_uri.key.rpartition("/")
+    card_uri = S3Uri(model_uri.bucket, directory).join(layout.MODEL_CARD)
+
+    if args.model_digest is not None and not args.model_digest.startswith("sha256:"):
+        raise UsageError(f"--model-digest {args.model_digest!r}: expected sha256:<hex>")
+    if args.workers < 1:
+        raise UsageError(f"--workers {args.workers}: must be at least 1")
+    if args.workers > 1 and args.port == 0:
+        raise UsageError("--workers > 1 needs a fixed --port: each worker binds it")
+    if args.max_body_bytes < 1:
+        raise UsageError(f"--max-body-bytes {args.max_body_bytes}: must be positive")
+    if args.drift_window < 1:
+        raise UsageError(f"--drift-window {args.drift_window}: must be positive")
+    return ServeConfig(
+        model_uri=model_uri,
+        card_uri=card_uri,
+        expected_digest=args.model_digest,
+        name=args.name,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        max_body_bytes=args.max_body_bytes,
+        drift_window=args.drift_window,
+        drain_seconds=args.drain_seconds,
+    )

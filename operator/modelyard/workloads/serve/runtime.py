@@ -1,0 +1,174 @@
+"""Process lifecycle: bind, serve at once, load the model in the background, drain on SIGTERM.
+
+The server answers from the first moment (liveness 200, readiness 503) while the model is
+fetched and verified; a model that fails to load ends the process with the reason in the
+termination log. `--workers N` forks N such processes, each binding the port with
+SO_REUSEPORT so the kernel spreads connections over them; the parent only supervises.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import threading
+from types import FrameType
+
+import uvloop
+
+from modelyard.workloads import termination
+from modelyard.workloads.serve import loader
+from modelyard.workloads.serve.app import App
+from modelyard.workloads.serve.config import ServeConfig
+from modelyard.workloads.serve.http import Server
+from modelyard.workloads.serve.metrics import Metrics
+from modelyard.workloads.termination import WorkloadError
+
+log = logging.getLogger("modelyard.serve")
+
+
+def run(config: ServeConfig) -> int:
+    if config.workers == 1:
+        try:
+            sock = bind(config, reuse_port=False)
+        except OSError as error:
+            return termination.fail(_bind_error(config, error))
+        return serve_process(config, sock)
+    return supervise(config)
+
+
+def bind(config: ServeConfig, reuse_port: bool) -> socket.socket:
+    family, kind, proto, _, address = socket.getaddrinfo(
+        config.host, config.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(address)
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+def serve_process(config: ServeConfig, sock: socket.socket) -> int:
+    return uvloop.run(_serve(config, sock))
+
+
+async def _serve(config: ServeConfig, sock: socket.socket) -> int:
+    loop = asyncio.get_running_loop()
+    metrics = Metrics()
+    app = App(config.name, metrics, config.drift_window)
+    server = Server(app, config.max_body_bytes)
+    listener = await loop.create_server(server.connection, sock=sock)
+    host, port = sock.getsockname()[:2]
+    log.info("listening on %s:%d (pid %d); loading %s", host, port, os.getpid(), config.model_uri)
+
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    loaded: asyncio.Future[loader.Loaded] = loop.create_future()
+
+    def load() -> None:
+        try:
+            result = loader.load(config)
+        except BaseException as error:  # handed to the loop, which reports it
+            loop.call_soon_threadsafe(_settle_error, loaded, error)
+        else:
+            loop.call_soon_threadsafe(_settle, loaded, result)
+
+    # A daemon thread, not the default executor: a SIGTERM during a slow download must not
+    # wait for it to finish before the process can exit.
+    threading.Thread(target=load, name="load-model", daemon=True).start()
+    stopping: asyncio.Future[bool] = loop.create_task(stop.wait())
+    waiting: set[asyncio.Future[object]] = {loaded, stopping}  # type: ignore[arg-type]
+    await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+
+    if loaded.done():
+        failure = loaded.exception()
+        if failure is not None:
+            listener.close()
+            stopping.cancel()
+            return termination.fail(_load_error(failure))
+        result = loaded.result()
+        app.set_model(result.model, result.seconds)
+        log.info(
+            "model %s version %s ready in %.2fs (accepts missing values: %s)",
+            result.model.name,
+            result.model.version,
+            result.seconds,
+            result.model.accepts_missing,
+        )
+        await stopping
+
+    log.info("SIGTERM: draining %d connection(s)", len(server.connections))
+    listener.close()
+    await server.drain(config.drain_seconds)
+    return 0
+
+
+def _settle(future: asyncio.Future[loader.Loaded], result: loader.Loaded) -> None:
+    if not future.done():
+        future.set_result(result)
+
+
+def _settle_error(future: asyncio.Future[loader.Loaded], error: BaseException) -> None:
+    if not future.done():
+        future.set_exception(error)
+
+
+def _load_error(failure: BaseException) -> WorkloadError:
+    if isinstance(failure, WorkloadError):
+        return failure
+    # S3 unreachable, access denied, …: the operator still gets a reason and the cause.
+    return WorkloadError("ModelLoadFailed", f"{type(failure).__name__}: {failure}")
+
+
+def _bind_error(config: ServeConfig, error: OSError) -> WorkloadError:
+    return WorkloadError("BindFailed", f"cannot listen on {config.host}:{config.port}: {error}")
+
+
+def supervise(config: ServeConfig) -> int:
+    """Fork the workers, pass SIGTERM/SIGINT on, and exit with the first failure (or 0)."""
+    children: set[int] = set()
+
+    def forward(signum: int, frame: FrameType | None) -> None:
+        for pid in children:
+            os.kill(pid, signum)
+
+    # Installed before forking so no signal slips between fork and bookkeeping; each child
+    # puts the default back before it sets up its own handlers.
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    for _ in range(config.workers):
+        pid = os.fork()
+        if pid == 0:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            code = 1
+            try:
+                try:
+                    sock = bind(config, reuse_port=True)
+                except OSError as error:
+                    code = termination.fail(_bind_error(config, error))
+                else:
+                    code = serve_process(config, sock)
+            finally:
+                os._exit(code)  # never return into the parent's code path
+        children.add(pid)
+
+    code = 0
+    while children:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        children.discard(pid)
+        exit_code = os.waitstatus_to_exitcode(status)
+        if exit_code != 0 and code == 0:
+            code = exit_code if exit_code > 0 else 1
+            for other in children:
+                os.kill(other, signal.SIGTERM)
+    return code
