@@ -93,5 +93,3 @@ def storage(s3_env: dict[str, str]) -> Storage:
 @pytest.fixture
 def bucket_root(s3_env: dict[str, str]) -> S3Uri:
     return S3Uri(s3_env["MODELYARD_S3_BUCKET"])
-
-

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from modelyard.api.dataset import DatasetSpec
@@ -28,7 +29,13 @@ from modelyard.workloads.sources import BUILTIN_TARGET, read_source
 from modelyard.workloads.spec import load_spec, storage_config
 from modelyard.workloads.split import choose_test_rows, is_categorical
 from modelyard.workloads.stats import StatisticsAccumulator
-from modelyard.workloads.tabular import ARROW_TYPES, ContentHasher, logical_type_of, normalize
+from modelyard.workloads.tabular import (
+    ARROW_TYPES,
+    ContentHasher,
+    logical_type,
+    logical_type_of,
+    normalize,
+)
 from modelyard.workloads.termination import EXIT_INVALID_DATA, EXIT_USAGE, WorkloadError
 from modelyard.workloads.validation import SchemaMismatch, Validator, select_columns
 
@@ -61,12 +68,13 @@ def ingest(
     spec: DatasetSpec, namespace: str, name: str, storage: Storage, root: S3Uri
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Publish (or find) the version of the source's current content; summary + statistics."""
-    column_types = {
+    declared = {
         column.name: ARROW_TYPES[logical_type_of(column.type)]
         for column in (spec.schema_.columns if spec.schema_ else [])
         if column.type
     }
-    source_format, batches = read_source(spec.source, spec.format, storage, column_types)
+    source_format, raw_batches = read_source(spec.source, spec.format, storage, frozenset(declared))
+    batches = (_apply_declared_types(batch, declared) for batch in raw_batches)
     target = spec.target or BUILTIN_TARGET
     with tempfile.TemporaryDirectory(prefix="modelyard-ingest-") as work:
         data_path = Path(work) / layout.DATA_FILE
@@ -127,7 +135,7 @@ def _normalize_to_parquet(
     try:
         keep = select_columns(first.schema, spec, target)
         schema = normalize(first.select(keep)).schema
-        validator = Validator(spec, schema)
+        validator = Validator(spec)
     except SchemaMismatch as error:
         raise WorkloadError("SchemaMismatch", str(error), EXIT_INVALID_DATA) from None
     hasher = ContentHasher(schema)
@@ -157,6 +165,32 @@ def _normalize_to_parquet(
             EXIT_INVALID_DATA,
         )
     return rows, schema, hasher, stats, target_values
+
+
+def _apply_declared_types(
+    batch: pa.RecordBatch, declared: dict[str, pa.DataType]
+) -> pa.RecordBatch:
+    """Columns typed in spec.schema converted to that type; a value that does not fit is named."""
+    if not declared:
+        return batch
+    columns = list(batch.columns)
+    for name, arrow_type in declared.items():
+        if name not in batch.schema.names:
+            continue  # reported by select_columns with every other missing column
+        index = batch.schema.get_field_index(name)
+        if columns[index].type == arrow_type:
+            continue
+        try:
+            columns[index] = pc.cast(columns[index], arrow_type)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
+            raise WorkloadError(
+                "SchemaMismatch",
+                f"spec.schema.columns: column {name!r} is declared "
+                f"{logical_type(arrow_type)} but holds a value that is not: "
+                f"{str(error).splitlines()[0]}",
+                EXIT_INVALID_DATA,
+            ) from None
+    return pa.RecordBatch.from_arrays(columns, names=batch.schema.names)
 
 
 def _conform(batch: pa.RecordBatch, schema: pa.Schema, offset: int) -> pa.RecordBatch:

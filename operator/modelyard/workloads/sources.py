@@ -6,6 +6,7 @@ spooled to a temporary file first (on disk, not in memory).
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 import urllib.error
@@ -24,7 +25,7 @@ import pyarrow.parquet as pq
 from modelyard.api.dataset import BuiltinName, DataFormat, DatasetSource
 from modelyard.storage.client import ObjectNotFound, Storage
 from modelyard.storage.uri import S3Uri
-from modelyard.workloads.termination import WorkloadError
+from modelyard.workloads.termination import EXIT_INVALID_DATA, WorkloadError
 
 BLOCK_BYTES = 16 << 20  # CSV/JSON block: bounds memory per batch, big enough to be fast
 _EXTENSIONS = {
@@ -53,29 +54,29 @@ def infer_format(name: str, declared: DataFormat | None) -> DataFormat:
 
 def read_source(
     source: DatasetSource,
-    declared: DataFormat | None,
+    data_format: DataFormat | None,
     storage: Storage,
-    column_types: dict[str, pa.DataType] | None = None,
+    declared: frozenset[str] = frozenset(),
 ) -> tuple[DataFormat, Iterator[pa.RecordBatch]]:
     """The source's format and its rows as record batches.
 
-    `column_types` (from spec.schema) fixes types that would otherwise be inferred from the
-    first block of a CSV or JSON file.
+    CSV columns named in `declared` (typed in spec.schema) are read as text, so that the caller
+    converts them to the declared type and can name the column and value that do not fit.
     """
-    types = column_types or {}
+    types = {name: pa.string() for name in declared}
     if source.builtin is not None:
         return DataFormat.PARQUET, iter(
             builtin_table(BuiltinName(source.builtin.name)).to_batches()
         )
     if source.http is not None:
         url = source.http.url
-        data_format = infer_format(url.split("?", 1)[0], declared)
-        return data_format, _read_http(url, data_format, types)
+        url_format = infer_format(url.split("?", 1)[0], data_format)
+        return url_format, _read_http(url, url_format, types)
     assert source.s3 is not None
     uri = S3Uri.parse(source.s3.uri)
     objects = _s3_objects(storage, uri)
-    data_format = infer_format(objects[0].key, declared)
-    return data_format, _read_s3(storage, objects, data_format, declared, types)
+    first_format = infer_format(objects[0].key, data_format)
+    return first_format, _read_s3(storage, objects, first_format, data_format, types)
 
 
 def builtin_table(name: BuiltinName) -> pa.Table:
@@ -113,12 +114,12 @@ def _read_s3(
     storage: Storage,
     objects: list[S3Uri],
     data_format: DataFormat,
-    declared: DataFormat | None,
+    spec_format: DataFormat | None,
     types: dict[str, pa.DataType],
 ) -> Iterator[pa.RecordBatch]:
     schema: pa.Schema | None = None
     for uri in objects:
-        if infer_format(uri.key, declared) != data_format:
+        if infer_format(uri.key, spec_format) != data_format:
             raise WorkloadError(
                 "MixedFormats",
                 f"spec.source.s3.uri: {uri} is not {data_format.value} like the rest",
@@ -159,15 +160,13 @@ def _read_stream(
                 # same version.
                 convert_options=pa_csv.ConvertOptions(strings_can_be_null=True, column_types=types),
             )
-            yield from reader
+            try:
+                yield from reader
+            except pa.ArrowInvalid as error:
+                raise _type_change(error, reader.schema.names) from None
         elif data_format is DataFormat.JSONL:
             yield from pa_json.open_json(
-                stream,
-                read_options=pa_json.ReadOptions(block_size=BLOCK_BYTES),
-                parse_options=pa_json.ParseOptions(
-                    explicit_schema=pa.schema(list(types.items())) if types else None,
-                    unexpected_field_behavior="infer",
-                ),
+                stream, read_options=pa_json.ReadOptions(block_size=BLOCK_BYTES)
             )
         else:
             with ExitStack() as stack:
@@ -178,9 +177,24 @@ def _read_stream(
     except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
         raise WorkloadError(
             "UnreadableData",
-            f"spec.format: the data is not valid {data_format.value}: {_first_line(error)}. "
-            "If a column changes type part-way, declare its type in spec.schema.columns",
+            f"spec.format: the data is not valid {data_format.value}: {_first_line(error)}",
         ) from None
+
+
+def _type_change(error: pa.ArrowInvalid, names: list[str]) -> WorkloadError:
+    """A CSV column whose later rows do not fit the type inferred from its first rows."""
+    match = re.search(r"CSV column #(\d+): CSV conversion error to (\w+): (.*)", str(error))
+    if match is None:
+        return WorkloadError(
+            "UnreadableData", f"spec.format: the data is not valid csv: {_first_line(error)}"
+        )
+    name = names[int(match.group(1))]
+    return WorkloadError(
+        "SchemaMismatch",
+        f"column {name!r} changes type part-way: {match.group(2)} expected from its first rows, "
+        f"then {match.group(3)}; declare its type in spec.schema.columns",
+        EXIT_INVALID_DATA,
+    )
 
 
 def _first_line(error: Exception) -> str:

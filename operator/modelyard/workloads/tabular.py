@@ -16,9 +16,11 @@ version:
 The target and split settings are included because a version pins what training sees: the same
 rows split differently are a different snapshot.
 
-where a column digest is SHA-256 over, per row, a validity byte (1 valid, 0 null) stream followed
-by the values: little-endian int64/float64, one byte per boolean, or for strings a little-endian
-int64 length per row then the UTF-8 bytes. Nulls contribute zero (length zero for strings).
+where a column digest is SHA-256 over the SHA-256s of three byte streams, each the
+concatenation over all rows: validity (one byte per row: 1 valid, 0 null); values (little-endian
+int64/float64, one byte per boolean, or for strings the little-endian int64 length); and, for
+strings only, the UTF-8 bytes. Nulls contribute zero (length zero for strings). Because each is a
+plain per-row stream, batch boundaries cannot change the result.
 Column names, column order, row order and every value count; nothing else does.
 """
 
@@ -79,6 +81,7 @@ class ContentHasher:
         self.types = [logical_type(field.type) for field in schema]
         self.validity = [hashlib.sha256() for _ in self.names]
         self.values = [hashlib.sha256() for _ in self.names]
+        self.text = [hashlib.sha256() for _ in self.names]
         self.rows = 0
 
     def update(self, batch: pa.RecordBatch) -> None:
@@ -86,27 +89,30 @@ class ContentHasher:
         for i, column in enumerate(batch.columns):
             valid = column.is_valid().to_numpy(zero_copy_only=False).astype(np.uint8)
             self.validity[i].update(valid.tobytes())
-            self.values[i].update(_value_bytes(column, self.types[i]))
+            if self.types[i] == "string":
+                filled = pc.fill_null(column, "")
+                lengths = pc.binary_length(filled).to_numpy(zero_copy_only=False)
+                self.values[i].update(lengths.astype("<i8").tobytes())
+                data = _string_data(filled)
+                if data is not None:
+                    self.text[i].update(data)
+            else:
+                self.values[i].update(_value_bytes(column, self.types[i]))
 
     def digest(self, extra: dict[str, Any] | None = None) -> str:
         """The version. `extra` (target and split settings) is part of what a version pins."""
         total = hashlib.sha256(f"modelyard-dataset-v1\n{self.rows}\n".encode())
         if extra:
             total.update(json.dumps(extra, sort_keys=True, separators=(",", ":")).encode() + b"\n")
-        for name, kind, validity, values in zip(
-            self.names, self.types, self.validity, self.values, strict=True
+        for name, kind, validity, values, text in zip(
+            self.names, self.types, self.validity, self.values, self.text, strict=True
         ):
-            column = hashlib.sha256(validity.digest() + values.digest()).hexdigest()
+            column = hashlib.sha256(validity.digest() + values.digest() + text.digest()).hexdigest()
             total.update(f"{name}\t{kind}\t{column}\n".encode())
         return PREFIX + total.hexdigest()
 
 
 def _value_bytes(column: pa.Array, kind: LogicalType) -> bytes:
-    if kind == "string":
-        filled = pc.fill_null(column, "")
-        lengths = pc.binary_length(filled).to_numpy(zero_copy_only=False).astype("<i8")
-        data = _string_data(filled)
-        return bytes(lengths.tobytes()) + (data.to_pybytes() if data is not None else b"")
     if kind == "boolean":
         flags = pc.fill_null(column, False).to_numpy(zero_copy_only=False)
         return bytes(flags.astype(np.uint8).tobytes())

@@ -14,15 +14,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from modelyard.api.dataset import ColumnExpectation, DatasetSpec
-from modelyard.workloads.tabular import logical_type
 
 EXAMPLE_ROWS = 5
-_COMPATIBLE = {
-    "integer": {"integer"},
-    "float": {"integer", "float"},
-    "string": {"string"},
-    "boolean": {"boolean"},
-}
 
 
 @dataclass
@@ -41,7 +34,8 @@ class Violation:
     def describe(self) -> str:
         rows = ", ".join(str(row) for row in self.rows)
         more = "" if self.count <= len(self.rows) else ", …"
-        return f"column {self.column!r}: {self.rule} ({self.count} rows, e.g. rows {rows}{more})"
+        plural = "row" if self.count == 1 else "rows"
+        return f"column {self.column!r}: {self.rule} ({self.count} {plural}: {rows}{more})"
 
 
 class SchemaMismatch(ValueError):
@@ -72,20 +66,10 @@ def select_columns(schema: pa.Schema, spec: DatasetSpec, target: str) -> list[st
 
 
 class Validator:
-    def __init__(self, spec: DatasetSpec, schema: pa.Schema) -> None:
+    def __init__(self, spec: DatasetSpec) -> None:
         self.expectations = {e.name: e for e in (spec.schema_.columns if spec.schema_ else [])}
         self.violations: dict[tuple[str, str], Violation] = {}
         self.first_row = 1
-        mismatched = []
-        for name, expectation in self.expectations.items():
-            actual = logical_type(schema.field(name).type)
-            if expectation.type and actual not in _COMPATIBLE[expectation.type]:
-                mismatched.append(
-                    f"spec.schema.columns: column {name!r} should be {expectation.type} "
-                    f"but holds {actual} values"
-                )
-        if mismatched:
-            raise SchemaMismatch("; ".join(mismatched))
 
     def update(self, batch: pa.RecordBatch) -> None:
         rows = np.arange(self.first_row, self.first_row + batch.num_rows, dtype=np.int64)
@@ -111,7 +95,8 @@ class Validator:
         if expectation.allowed is not None:
             allowed = pa.array([str(value) for value in expectation.allowed])
             as_text = pc.cast(column, pa.string()) if column.type != pa.string() else column
-            outside = pc.fill_null(pc.invert(pc.is_in(as_text, value_set=allowed)), False)
+            # Nulls are the `nullable` rule's business, not this one's.
+            outside = pc.and_(column.is_valid(), pc.invert(pc.is_in(as_text, value_set=allowed)))
             shown = ", ".join(str(value) for value in expectation.allowed[:10])
             self._record(expectation.name, f"must be one of [{shown}]", outside, rows)
 
