@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# Builds etcd, the Kubernetes server binaries and Helm from the Go module proxy and
+# caches them by version under ${MODELYARD_CACHE_DIR}/bin/<component>-<version>/.
+# A warm run only checks the cache. Usage: build-binaries.sh [etcd] [kubernetes] [helm]
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+export GOTOOLCHAIN="${GOTOOLCHAIN:-local}"
+# Sane, reproducible flags: no VCS stamping (the wrapper modules live in our repo,
+# not upstream's), no test-only code, and the tags upstream releases use.
+export GOFLAGS="-buildvcs=false -trimpath"
+BUILD_TAGS="selinux,notest,grpcnotrace"
+# Two cores are shared with other work; Go's default already uses both, -p caps it.
+GO_PARALLEL="${GO_PARALLEL:-2}"
+
+command -v go >/dev/null || die "go is not installed (need Go >= 1.24)"
+
+# Prints one line per 100 packages that `go build -v` reports, so a cold build that
+# takes many minutes visibly progresses without flooding the log.
+progress() { # <label> <total package count>
+  local label="$1" total="$2" start=$SECONDS
+  awk -v label="$label" -v total="$total" -v start="$start" '
+    { n++; if (n % 100 == 0) { printf "[%s] %s: compiled %d/%d packages\n", strftime("%H:%M:%S"), label, n, total; fflush() } }
+    END { printf "[%s] %s: compiled %d packages\n", strftime("%H:%M:%S"), label, n }'
+}
+
+# go build -o <dir> over several main packages, into a temp dir that is renamed
+# into place only on success, so an interrupted build never looks cached.
+go_build() { # <label> <module dir> <dest dir> <ldflags> <package>...
+  local label="$1" moddir="$2" dest="$3" ldflags="$4"; shift 4
+  if [[ -f "${dest}/.complete" ]]; then
+    log "${label}: cached in ${dest}"
+    return
+  fi
+  local total tmp
+  total="$(cd "${moddir}" && go list -tags "${BUILD_TAGS}" -deps "$@" | wc -l)"
+  tmp="${dest}.tmp.$$"
+  rm -rf "${tmp}" && mkdir -p "${tmp}"
+  log "${label}: building $* (${total} packages; a cold build takes many minutes)"
+  local t0=$SECONDS
+  (cd "${moddir}" && CGO_ENABLED=0 go build -v -p "${GO_PARALLEL}" -tags "${BUILD_TAGS}" \
+     -ldflags "-s -w ${ldflags}" -o "${tmp}/" "$@" 2>&1) | progress "${label}" "${total}"
+  [[ "${PIPESTATUS[0]}" == 0 ]] || die "${label}: go build failed"
+  touch "${tmp}/.complete"
+  rm -rf "${dest}" && mv "${tmp}" "${dest}"
+  log "${label}: built in $((SECONDS - t0))s -> ${dest}"
+}
+
+# A version other than the one pinned in a wrapper's go.mod is built from a copy of
+# the wrapper with its requirements rewritten (go.sum is then filled by tidy).
+wrapper_for() { # <wrapper dir> <module> <pinned> <wanted> [staging version]
+  local dir="$1" mod="$2" pinned="$3" wanted="$4" staging="${5:-}"
+  if [[ "${pinned}" == "${wanted}" ]]; then
+    echo "${dir}"
+    return
+  fi
+  local copy
+  copy="${MODELYARD_CACHE_DIR}/build/$(basename "${dir}")-${wanted}"
+  rm -rf "${copy}" && mkdir -p "${copy}" && cp -r "${dir}/." "${copy}/"
+  (
+    cd "${copy}"
+    go mod edit -require="${mod}@${wanted}"
+    if [[ -n "${staging}" ]]; then
+      local m
+      for m in $(awk '$1 == "replace" { print $2 }' go.mod); do
+        go mod edit -replace="${m}=${m}@${staging}"
+      done
+    fi
+    go mod tidy >&2
+  )
+  echo "${copy}"
+}
+
+build_etcd() {
+  local pinned moddir
+  pinned="$(gomod_version "${HACK_DIR}/etcd-build/go.mod" go.etcd.io/etcd/server/v3)"
+  moddir="$(wrapper_for "${HACK_DIR}/etcd-build" go.etcd.io/etcd/server/v3 "${pinned}" "${ETCD_VERSION}")"
+  go_build "etcd ${ETCD_VERSION}" "${moddir}" "${ETCD_BIN_DIR}" "" .
+}
+
+build_kubernetes() {
+  local pinned moddir minor major ldflags v
+  pinned="$(gomod_version "${HACK_DIR}/k8s-build/go.mod" k8s.io/kubernetes)"
+  moddir="$(wrapper_for "${HACK_DIR}/k8s-build" k8s.io/kubernetes "${pinned}" "${K8S_VERSION}" "v0.${K8S_VERSION#v1.}")"
+  major="$(cut -d. -f1 <<<"${K8S_VERSION#v}")"
+  minor="$(cut -d. -f2 <<<"${K8S_VERSION#v}")"
+  ldflags=""
+  # Upstream's hack/lib/version.sh stamps both packages; --version and the API's
+  # /version endpoint read them.
+  for v in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ldflags+=" -X ${v}.gitVersion=${K8S_VERSION} -X ${v}.gitMajor=${major} -X ${v}.gitMinor=${minor}"
+    ldflags+=" -X ${v}.gitTreeState=clean -X ${v}.buildDate=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  done
+  # The kubelet is built static too (upstream uses cgo for it): a second,
+  # cgo-enabled configuration would recompile nearly every package again, and
+  # nothing this cluster does needs libc's resolver or user lookup.
+  go_build "kubernetes ${K8S_VERSION}" "${moddir}" "${K8S_BIN_DIR}" "${ldflags}" \
+    k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
+    k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubelet \
+    k8s.io/kubernetes/cmd/kube-proxy
+}
+
+build_helm() {
+  local pinned moddir
+  pinned="$(gomod_version "${HACK_DIR}/helm-build/go.mod" helm.sh/helm/v3)"
+  moddir="$(wrapper_for "${HACK_DIR}/helm-build" helm.sh/helm/v3 "${pinned}" "${HELM_VERSION}")"
+  go_build "helm ${HELM_VERSION}" "${moddir}" "${HELM_BIN_DIR}" \
+    "-X helm.sh/helm/v3/internal/version.version=${HELM_VERSION} -X helm.sh/helm/v3/internal/version.gitTreeState=clean" \
+    helm.sh/helm/v3/cmd/helm
+}
+
+components=("$@")
+[[ ${#components[@]} -gt 0 ]] || components=(etcd kubernetes helm)
+start=$SECONDS
+for c in "${components[@]}"; do
+  case "${c}" in
+    etcd) build_etcd ;;
+    kubernetes) build_kubernetes ;;
+    helm) build_helm ;;
+    *) die "unknown component ${c} (etcd, kubernetes, helm)" ;;
+  esac
+done
+log "binaries ready in $((SECONDS - start))s"

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Stops everything cluster-up started, by pid, removes pod sandboxes and containers
+# through containerd first, unmounts what the node mounted, deletes the pod bridge
+# and the kube-proxy rules, and removes the state directory.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+if [[ ! -d "${MODELYARD_STATE_DIR}" ]]; then
+  log "no cluster state at ${MODELYARD_STATE_DIR}; nothing to do"
+  exit 0
+fi
+
+ctr_() { ctr --address "${CONTAINERD_SOCK}" -n k8s.io "$@"; }
+
+# The kubelet goes first so that it does not restart what we remove below.
+stop_daemon kubelet
+
+if pid_of containerd >/dev/null; then
+  # Killing the tasks ends each container's shim; the network namespaces that the
+  # CRI plugin mounted for sandboxes are read from the containers' specs.
+  netns=()
+  for c in $(ctr_ containers ls -q 2>/dev/null); do
+    while read -r ns; do netns+=("${ns}"); done < <(ctr_ containers info "${c}" 2>/dev/null |
+      grep -o '"/var/run/netns/cni-[0-9a-f-]*"' | tr -d '"' | sort -u)
+    ctr_ tasks kill -s SIGKILL "${c}" >/dev/null 2>&1 || true
+  done
+  for c in $(ctr_ containers ls -q 2>/dev/null); do
+    for _ in $(seq 1 20); do
+      ctr_ tasks delete "${c}" >/dev/null 2>&1 && break
+      ctr_ tasks ls -q 2>/dev/null | grep -qx "${c}" || break
+      sleep 0.25
+    done
+    ctr_ containers delete "${c}" >/dev/null 2>&1 || true
+  done
+  for ns in "${netns[@]}"; do
+    umount "${ns}" 2>/dev/null || true
+    rm -f "${ns}"
+  done
+fi
+stop_daemon containerd
+
+# Shims of our containerd that outlived it carry its socket path in their arguments.
+for p in /proc/[0-9]*; do
+  if tr '\0' ' ' <"${p}/cmdline" 2>/dev/null | grep -qF -- "-address ${CONTAINERD_SOCK}"; then
+    log "killing leftover shim ${p#/proc/}"
+    kill -KILL "${p#/proc/}" 2>/dev/null || true
+  fi
+done
+
+if pid_of kube-proxy >/dev/null; then
+  stop_daemon kube-proxy
+  # Removes the KUBE-* chains kube-proxy installed.
+  "${K8S_BIN_DIR}/kube-proxy" --cleanup >/dev/null 2>&1 || true
+fi
+for d in kube-scheduler kube-controller-manager kube-apiserver etcd; do stop_daemon "${d}"; done
+
+# Mounts under the state dir (kubelet volumes, sandbox /dev/shm, overlay rootfs),
+# deepest first.
+for _ in 1 2 3; do
+  mounts="$(awk -v s="${MODELYARD_STATE_DIR}/" 'index($5, s) == 1 { print $5 }' /proc/self/mountinfo | sort -r)"
+  [[ -n "${mounts}" ]] || break
+  while read -r m; do umount "${m}" 2>/dev/null || umount -l "${m}" 2>/dev/null || true; done <<<"${mounts}"
+done
+
+if ip link show "${BRIDGE}" >/dev/null 2>&1; then
+  ip link delete "${BRIDGE}"
+fi
+# Empty pod cgroups the kubelet created (cgroup v1 has one tree per controller).
+for root in /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/kubepods; do
+  if [[ -d "${root}" ]]; then
+    find "${root}" -depth -type d -exec rmdir {} + 2>/dev/null || true
+  fi
+done
+
+rm -rf "${MODELYARD_STATE_DIR}"
+log "cluster removed (${MODELYARD_STATE_DIR})"

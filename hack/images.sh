@@ -1,0 +1,144 @@
+#!/usr/bin/env bash
+# Container images without a registry.
+#   images.sh pause          build the static pause image (cached), print its archive
+#   images.sh base           debootstrap a bookworm python3 base image (cached), print its name
+#   images.sh build [DIR]... buildah-build images/<dir>/Dockerfile (default: every one in
+#                            images/) on the local base, import into the cluster's containerd
+#   images.sh test           the same for hack/testdata/* (images our own tests use)
+# Needs root (debootstrap, buildah's storage). Images are tagged ${IMAGE_TAG}, never latest.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+IMAGE_CACHE="${MODELYARD_CACHE_DIR}/images"
+DEBIAN_MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+IMAGE_TAG="${IMAGE_TAG:-$(sed -n 's/^version = "\(.*\)"/\1/p' "${REPO_ROOT}/pyproject.toml" | head -1)}"
+[[ -n "${IMAGE_TAG}" && "${IMAGE_TAG}" != latest ]] || die "IMAGE_TAG must be set and not 'latest'"
+# Packages of the base image: what python:3.11-slim offers a Dockerfile (python,
+# pip, venv, CA certificates). bookworm's python3 is 3.11.
+BASE_PACKAGES="python3,python3-venv,python3-pip,python-is-python3,ca-certificates"
+mkdir -p "${IMAGE_CACHE}"
+
+# buildah keeps its storage in our cache rather than /var/lib/containers. RUN steps
+# use chroot isolation: no nested runc, which is what breaks in restricted VMs.
+bah() {
+  buildah --root "${MODELYARD_CACHE_DIR}/buildah/storage" \
+    --runroot "${MODELYARD_CACHE_DIR}/buildah/run" --storage-driver overlay "$@"
+}
+export BUILDAH_ISOLATION=chroot
+
+[[ "$(id -u)" == 0 ]] || die "images.sh needs root (debootstrap and buildah storage)"
+
+# Builds a one-layer image from a root file system directory (<dir>) as <name>.
+image_from_rootfs() { # <dir> <name> <buildah config args>...
+  local dir="$1" name="$2"; shift 2
+  local ctr layer
+  layer="$(mktemp "${IMAGE_CACHE}/layer.XXXXXX.tar")"
+  # Device nodes and pseudo file systems belong to the runtime, not the image.
+  tar -C "${dir}" --numeric-owner --exclude='./dev/*' --exclude='./proc/*' --exclude='./sys/*' \
+    -cf "${layer}" .
+  ctr="$(bah from scratch)"
+  bah add --quiet "${ctr}" "${layer}" / >/dev/null
+  bah config "$@" "${ctr}"
+  bah commit --quiet --rm --format oci "${ctr}" "${name}" >/dev/null
+  rm -f "${layer}"
+}
+
+pause_image() {
+  local key archive tmp
+  key="$(cat "${HACK_DIR}/pause/pause.c" <(declare -f pause_image image_from_rootfs) | sha256sum | cut -c1-16)"
+  archive="${IMAGE_CACHE}/pause-${key}.tar"
+  if [[ ! -f "${archive}" ]]; then
+    log "building the pause image"
+    tmp="$(mktemp -d)"
+    gcc -static -Os -s -o "${tmp}/pause" "${HACK_DIR}/pause/pause.c"
+    image_from_rootfs "${tmp}" "${PAUSE_IMAGE}" --entrypoint '["/pause"]' --user 65535:65535
+    bah push --quiet "${PAUSE_IMAGE}" "oci-archive:${archive}.tmp:${PAUSE_IMAGE}"
+    mv "${archive}.tmp" "${archive}"
+    rm -rf "${tmp}"
+  fi
+  echo "${archive}"
+}
+
+# Prints the name of the local base image, building it when its content key (the
+# packages and this recipe) has no cached archive.
+base_image() {
+  local key name archive rootfs t0=$SECONDS
+  key="$(echo "${BASE_PACKAGES}" | cat - <(declare -f base_image image_from_rootfs) | sha256sum | cut -c1-16)"
+  name="localhost/modelyard/python-base:bookworm-${key}"
+  archive="${IMAGE_CACHE}/python-base-${key}.tar"
+  if [[ -f "${archive}" ]]; then
+    bah inspect --type image "${name}" >/dev/null 2>&1 ||
+      bah pull --quiet "oci-archive:${archive}" >/dev/null
+    log "base image ${name} (cached)"
+    echo "${name}"
+    return
+  fi
+  log "building base image ${name} with debootstrap (about a minute)"
+  rootfs="$(mktemp -d "${IMAGE_CACHE}/rootfs.XXXXXX")"
+  debootstrap --variant=minbase --include="${BASE_PACKAGES}" bookworm "${rootfs}" "${DEBIAN_MIRROR}" \
+    >"${IMAGE_CACHE}/debootstrap.log" 2>&1 || die "debootstrap failed; see ${IMAGE_CACHE}/debootstrap.log"
+  # Dockerfiles written for python:3.11-slim `pip install` into the system Python;
+  # Debian marks it externally managed (PEP 668), the official image does not.
+  rm -f "${rootfs}"/usr/lib/python3*/EXTERNALLY-MANAGED
+  rm -rf "${rootfs}"/var/cache/apt/archives/*.deb "${rootfs}"/var/lib/apt/lists/*
+  image_from_rootfs "${rootfs}" "${name}" --env LANG=C.UTF-8 \
+    --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin --cmd '["python3"]'
+  rm -rf "${rootfs}"
+  bah push --quiet "${name}" "oci-archive:${archive}.tmp:${name}"
+  mv "${archive}.tmp" "${archive}"
+  log "base image built in $((SECONDS - t0))s -> ${archive}"
+  echo "${name}"
+}
+
+# Imports a buildah image into the cluster's containerd (k8s.io namespace, where the
+# kubelet looks), if a node is running.
+import_image() { # <name>
+  local tmp
+  if ! pid_of containerd >/dev/null; then
+    log "containerd not running; ${1} stays in buildah storage (make cluster-up, then make images)"
+    return
+  fi
+  tmp="$(mktemp "${IMAGE_CACHE}/import.XXXXXX.tar")"
+  rm -f "${tmp}"
+  bah push --quiet "$1" "docker-archive:${tmp}:$1"
+  ctr --address "${CONTAINERD_SOCK}" -n k8s.io images import "${tmp}" >/dev/null
+  rm -f "${tmp}"
+  log "imported ${1} into containerd"
+}
+
+# build_dockerfile <dockerfile> <image name>: the context is the repo root, as for a
+# user's `docker build -f images/<dir>/Dockerfile .`.
+build_dockerfile() {
+  local dockerfile="$1" name="$2" base t0=$SECONDS
+  base="$(base_image)"
+  log "building ${name} from ${dockerfile#"${REPO_ROOT}"/}"
+  (cd "${REPO_ROOT}" && bah bud --quiet --layers --build-arg "BASE_IMAGE=${base}" \
+    -t "${name}" -f "${dockerfile}" . >/dev/null)
+  log "built ${name} in $((SECONDS - t0))s"
+  import_image "${name}"
+}
+
+build_dir() { # <parent dir> <dir name>
+  [[ -f "$1/$2/Dockerfile" ]] || die "no Dockerfile in $1/$2"
+  build_dockerfile "$1/$2/Dockerfile" "docker.io/modelyard/$2:${IMAGE_TAG}"
+}
+
+cmd="${1:-build}"
+[[ $# -gt 0 ]] && shift
+case "${cmd}" in
+  pause) pause_image ;;
+  base) base_image ;;
+  build | test)
+    parent="${REPO_ROOT}/images"
+    [[ "${cmd}" == test ]] && parent="${HACK_DIR}/testdata"
+    dirs=("$@")
+    if [[ ${#dirs[@]} -eq 0 ]]; then
+      for f in "${parent}"/*/Dockerfile; do
+        [[ -f "${f}" ]] && dirs+=("$(basename "$(dirname "${f}")")")
+      done
+    fi
+    [[ ${#dirs[@]} -gt 0 ]] || { log "no Dockerfiles under ${parent}"; exit 0; }
+    for d in "${dirs[@]}"; do build_dir "${parent}" "${d}"; done
+    ;;
+  *) die "usage: images.sh pause|base|build [dir...]|test [dir...]" ;;
+esac
