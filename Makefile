@@ -33,6 +33,7 @@ format: install ## apply ruff's fixes and formatting
 
 crds: install ## regenerate crds/ and docs/api.md from the pydantic models in operator/modelyard/api
 	$(VENV)/bin/modelyard crds --output-dir crds --docs docs/api.md
+	$(VENV)/bin/modelyard crds --output-dir charts/modelyard/files/crds
 
 test-unit: install ## pure tests: models, CRD rendering, builders (no network)
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
