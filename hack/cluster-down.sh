@@ -38,6 +38,8 @@ if pid_of containerd >/dev/null; then
   done
 fi
 stop_daemon containerd
+# The shims' socket directory, if no other containerd uses it.
+rmdir /run/containerd/s /run/containerd 2>/dev/null || true
 
 # Shims of our containerd that outlived it carry its socket path in their arguments.
 for p in /proc/[0-9]*; do
@@ -52,7 +54,24 @@ if pid_of kube-proxy >/dev/null; then
   # Removes the KUBE-* chains kube-proxy installed.
   "${K8S_BIN_DIR}/kube-proxy" --cleanup >/dev/null 2>&1 || true
 fi
-for d in kube-scheduler kube-controller-manager kube-apiserver etcd; do stop_daemon "${d}"; done
+stop_daemon kube-scheduler kube-controller-manager kube-apiserver
+stop_daemon etcd
+
+# Chains the kubelet itself creates (kube-proxy --cleanup leaves them), removed only
+# when this cluster had a node.
+if [[ -d "${MODELYARD_STATE_DIR}/kubelet" ]]; then
+  for ipt in iptables ip6tables; do
+    command -v "${ipt}" >/dev/null || continue
+    "${ipt}" -w -D INPUT -j KUBE-FIREWALL 2>/dev/null || true
+    "${ipt}" -w -D OUTPUT -j KUBE-FIREWALL 2>/dev/null || true
+    for table in filter nat mangle; do
+      for chain in KUBE-FIREWALL KUBE-KUBELET-CANARY KUBE-IPTABLES-HINT; do
+        "${ipt}" -w -t "${table}" -F "${chain}" 2>/dev/null || true
+        "${ipt}" -w -t "${table}" -X "${chain}" 2>/dev/null || true
+      done
+    done
+  done
+fi
 
 # Mounts under the state dir (kubelet volumes, sandbox /dev/shm, overlay rootfs),
 # deepest first.

@@ -72,7 +72,7 @@ KUBECONFIG
 # the new address; etcd and its data stay.
 if [[ -f "${RUN_DIR}/apiserver.url" && "$(<"${RUN_DIR}/apiserver.url")" != "${SERVER}" ]]; then
   log "moving the control plane from $(<"${RUN_DIR}/apiserver.url") to ${SERVER}"
-  for d in kube-proxy kubelet kube-scheduler kube-controller-manager kube-apiserver; do stop_daemon "${d}"; done
+  stop_daemon kube-proxy kubelet kube-scheduler kube-controller-manager kube-apiserver
 fi
 echo "${SERVER}" >"${RUN_DIR}/apiserver.url"
 write_kubeconfig "${KUBECONFIG_PATH}" admin "${SERVER}"

@@ -68,22 +68,28 @@ start_daemon() {
   log "started ${name} (pid $!, log ${LOG_DIR}/${name}.log)"
 }
 
-# stop_daemon <name>: TERM, then KILL after a grace period.
+# stop_daemon <name>...: TERM to all of them at once, then KILL whatever is left
+# after a grace period; returns when all are gone.
 stop_daemon() {
-  local name="$1" pid i
-  if pid="$(pid_of "${name}")"; then
-    kill -TERM "${pid}" 2>/dev/null || true
+  local name pid pids=() i
+  for name in "$@"; do
+    if pid="$(pid_of "${name}")"; then
+      kill -TERM "${pid}" 2>/dev/null || true
+      pids+=("${pid}")
+      log "stopping ${name} (pid ${pid})"
+    fi
+    rm -f "${RUN_DIR}/${name}.pid"
+  done
+  for pid in "${pids[@]}"; do
     for i in $(seq 1 50); do
       kill -0 "${pid}" 2>/dev/null || break
       sleep 0.2
     done
     if kill -0 "${pid}" 2>/dev/null; then
-      log "${name} ignored SIGTERM; killing"
+      log "pid ${pid} ignored SIGTERM; killing it"
       kill -KILL "${pid}" 2>/dev/null || true
     fi
-    log "stopped ${name} (pid ${pid})"
-  fi
-  rm -f "${RUN_DIR}/${name}.pid"
+  done
 }
 
 # wait_for <description> <timeout seconds> <command>...
