@@ -327,6 +327,7 @@ def test_metadata_and_health(iris_server: Served, iris_model: Trained) -> None:
     assert [tensor["name"] for tensor in metadata["inputs"]] == IRIS_FEATURES
     assert [tensor["name"] for tensor in metadata["outputs"]] == ["predict", "predict_proba"]
     assert metadata["parameters"]["digest"] == iris_model.card.digest
+    assert metadata["parameters"]["engine"] == "numpy"
     versioned = requests.post(
         f"{url}/v2/models/iris/versions/{version}/infer", json=v2(IRIS_ROWS[:1]), timeout=5
     )

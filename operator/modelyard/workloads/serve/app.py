@@ -301,6 +301,7 @@ def _v2_metadata(model: Model) -> dict[str, Any]:
             "training_job": card.training_job,
             "dataset_version": card.dataset.version,
             "accepts_missing": model.accepts_missing,
+            "engine": model.engine,
         },
     }
 

@@ -6,12 +6,14 @@ whether missing values are accepted, class labels, the version string.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from modelyard.storage.digest import short
 from modelyard.workloads.modelcard import CategoricalBaseline, ModelCard, NumericBaseline
+from modelyard.workloads.serve.compiled import Compiled, compile_pipeline
 from modelyard.workloads.serve.errors import RequestError
 from modelyard.workloads.termination import WorkloadError
 
@@ -66,6 +68,16 @@ class Model:
             ) from None
         self.accepts_missing = self._accepts_missing(sample)
 
+        # Serve with plain numpy when the pipeline compiles and agrees with scikit-learn on
+        # varied rows (see compiled.py); otherwise scikit-learn serves every request.
+        self.engine = "scikit-learn"
+        compiled = compile_pipeline(estimator)
+        if compiled is not None and self._agrees(compiled):
+            self._predict = compiled.predict
+            if compiled.predict_proba is not None:
+                self._predict_proba = compiled.predict_proba
+            self.engine = "numpy"
+
     def predict(self, matrix: np.ndarray) -> np.ndarray:
         try:
             result: np.ndarray = self._predict(matrix)
@@ -107,6 +119,58 @@ class Model:
                 row.append(categories[0] if categories else "")
         return np.array([row], dtype=self.dtype)
 
+    def _agrees(self, compiled: Compiled) -> bool:
+        """Whether the compiled pipeline answers exactly as scikit-learn on sample rows."""
+        rng = np.random.default_rng(0)
+        batches = [self._varied_rows(rng, missing=False)]
+        if self.accepts_missing:
+            batches.append(self._varied_rows(rng, missing=True))
+        if not self.all_numeric:
+            unseen = self._varied_rows(rng, missing=False)[:1]
+            for column, numeric in enumerate(self.numeric):
+                if not numeric:
+                    unseen[0, column] = "\x00unseen"
+            batches.append(unseen)
+        try:
+            for rows in batches:
+                if not _same(_outcome(self._predict, rows), _outcome(compiled.predict, rows)):
+                    return False
+                if compiled.predict_proba is not None and self._predict_proba is not None:
+                    expected = _outcome(self._predict_proba, rows)
+                    if not _same(expected, _outcome(compiled.predict_proba, rows)):
+                        return False
+        except Exception:
+            return False
+        return True
+
+    def _varied_rows(self, rng: np.random.Generator, missing: bool) -> np.ndarray:
+        """Rows spread over the training distribution (the baseline's bins), and beyond it."""
+        count = 64
+        baselines = {baseline.feature: baseline for baseline in self.card.baseline}
+        rows: np.ndarray = np.empty((count, len(self.features)), dtype=self.dtype)
+        for column, name in enumerate(self.features):
+            baseline = baselines.get(name)
+            if self.boolean[column]:
+                values: list[Any] = ["true", "false"]
+            elif self.numeric[column]:
+                edges = baseline.edges if isinstance(baseline, NumericBaseline) else [0.0]
+                edges = edges or [0.0]
+                spread = (edges[-1] - edges[0]) or 1.0
+                values = [*edges, edges[0] - spread, edges[-1] + spread]
+            else:
+                categories = (
+                    baseline.categories if isinstance(baseline, CategoricalBaseline) else []
+                )
+                values = categories or [""]
+            picked = [values[i] for i in rng.integers(0, len(values), count)]
+            if self.numeric[column]:
+                noise = rng.normal(0.0, 0.05, count) * (abs(np.asarray(picked)) + 1.0)
+                picked = (np.asarray(picked, dtype=np.float64) + noise).tolist()
+            rows[:, column] = picked
+        if missing:
+            rows[rng.random(rows.shape) < 0.2] = np.nan
+        return rows
+
     def _accepts_missing(self, sample: np.ndarray) -> bool:
         """Whether the pipeline copes with NaN (an imputer, or an estimator that handles it).
 
@@ -119,3 +183,22 @@ class Model:
         except Exception:
             return False
         return True
+
+
+def _outcome(function: Callable[[np.ndarray], np.ndarray], rows: np.ndarray) -> Any:
+    """The result, or the kind of error: a compiled model must also refuse what sklearn refuses."""
+    try:
+        return function(rows)
+    except ValueError:
+        return ValueError
+
+
+def _same(expected: Any, actual: Any) -> bool:
+    if not isinstance(expected, np.ndarray) or not isinstance(actual, np.ndarray):
+        return expected is actual
+    if expected.shape != actual.shape:
+        return False
+    if expected.dtype.kind == "f":
+        # Same arithmetic, but BLAS may sum in another order: equal to the last few ulps.
+        return bool(np.allclose(expected, actual, rtol=1e-9, atol=1e-12))
+    return bool(np.array_equal(expected, actual))

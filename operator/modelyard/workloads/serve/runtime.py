@@ -95,10 +95,11 @@ async def _serve(config: ServeConfig, sock: socket.socket) -> int:
         result = loaded.result()
         app.set_model(result.model, result.seconds)
         log.info(
-            "model %s version %s ready in %.2fs (accepts missing values: %s)",
+            "model %s version %s ready in %.2fs (engine: %s; accepts missing values: %s)",
             result.model.name,
             result.model.version,
             result.seconds,
+            result.model.engine,
             result.model.accepts_missing,
         )
         await stopping

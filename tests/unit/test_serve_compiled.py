@@ -1,0 +1,121 @@
+"""The numpy fast path answers exactly as scikit-learn, and steps aside when it cannot."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.base import BaseEstimator
+from sklearn.datasets import load_breast_cancer, load_iris
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.linear_model import (
+    ElasticNet,
+    LinearRegression,
+    LogisticRegression,
+    RidgeClassifier,
+    SGDClassifier,
+)
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import MinMaxScaler, OneHotEncoder
+from sklearn.svm import LinearSVC
+
+from modelyard.workloads.modelcard import Feature
+from modelyard.workloads.serve import model as model_module
+from modelyard.workloads.serve.compiled import Compiled
+from tests.unit.test_serve_protocol import IRIS_FEATURES, Trained, iris, mixed, train
+
+
+def cancer(estimator: BaseEstimator) -> tuple[np.ndarray, Trained]:
+    x, y = load_breast_cancer(return_X_y=True)
+    features = [Feature(name=f"f{i}", type="float") for i in range(x.shape[1])]
+    return x, train("cancer", features, x, y, estimator)
+
+
+@pytest.mark.parametrize(
+    "estimator",
+    [
+        LogisticRegression(max_iter=5000),  # binary: sigmoid probabilities
+        RidgeClassifier(),
+        SGDClassifier(random_state=0),
+        LinearSVC(),
+        LinearRegression(),
+        ElasticNet(alpha=0.01),
+    ],
+    ids=lambda estimator: type(estimator).__name__,
+)
+def test_training_pipelines_compile_and_agree(estimator: BaseEstimator) -> None:
+    x, trained = cancer(estimator)
+    model = trained.model()
+    assert model.engine == "numpy"
+    rows = x[::7].copy()
+    rows[::5, 3] = np.nan  # imputed by the pipeline's median
+    expected = trained.pipeline.predict(rows)
+    if expected.dtype.kind == "f":
+        np.testing.assert_allclose(model.predict(rows), expected, rtol=1e-9)
+    else:
+        np.testing.assert_array_equal(model.predict(rows), expected)
+    if model.has_proba:
+        np.testing.assert_allclose(
+            model.predict_proba(rows),
+            trained.pipeline.predict_proba(rows),
+            rtol=1e-9,
+        )
+
+
+def test_multiclass_softmax_agrees() -> None:
+    trained = iris()
+    model = trained.model()
+    x, _ = load_iris(return_X_y=True)
+    assert model.engine == "numpy"
+    np.testing.assert_array_equal(model.predict(x), trained.pipeline.predict(x))
+    np.testing.assert_allclose(model.predict_proba(x), trained.pipeline.predict_proba(x))
+
+
+def test_categories_compile_and_unseen_ones_are_ignored() -> None:
+    trained = mixed()
+    model = trained.model()
+    assert model.engine == "numpy"
+    rows = np.array(
+        [[30.0, "oslo", "true"], [55.0, "atlantis", "false"], [np.nan, np.nan, "true"]],
+        dtype=object,
+    )
+    np.testing.assert_array_equal(model.predict(rows), trained.pipeline.predict(rows))
+
+
+def test_unknown_category_is_refused_like_scikit_learn_does() -> None:
+    x, y = load_iris(return_X_y=True)
+    features = [Feature(name="species", type="string")]
+    labels = np.array(["a", "b", "c"], dtype=object)[y.astype(int)].reshape(-1, 1)
+    estimator = LogisticRegression()
+    pipeline = make_pipeline(OneHotEncoder(handle_unknown="error"), estimator)
+    trained = train("strict", features, labels, x[:, 0] > 5.8, estimator, pipeline)
+    model = trained.model()
+    assert model.engine == "numpy"
+    with pytest.raises(Exception, match="the model rejected the input: Found unknown"):
+        model.predict(np.array([["z"]], dtype=object))
+
+
+def test_scaler_variants_compile() -> None:
+    x, y = load_iris(return_X_y=True)
+    features = [Feature(name=name, type="float") for name in IRIS_FEATURES]
+    estimator = LogisticRegression(max_iter=500)
+    pipeline = make_pipeline(MinMaxScaler(clip=True), estimator)
+    trained = train("minmax", features, x, y, estimator, pipeline)
+    model = trained.model()
+    assert model.engine == "numpy"
+    outside = x * 1.5
+    np.testing.assert_allclose(model.predict_proba(outside), pipeline.predict_proba(outside))
+
+
+def test_other_estimators_are_served_by_scikit_learn() -> None:
+    _, trained = cancer(RandomForestClassifier(n_estimators=5, random_state=0))
+    assert trained.model().engine == "scikit-learn"
+
+
+def test_a_compiled_pipeline_that_disagrees_is_not_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    def always_setosa(matrix: np.ndarray) -> np.ndarray:
+        return np.zeros(len(matrix), dtype=np.int64)
+
+    monkeypatch.setattr(
+        model_module, "compile_pipeline", lambda estimator: Compiled(always_setosa, None)
+    )
+    assert iris().model().engine == "scikit-learn"
