@@ -1,0 +1,97 @@
+"""Renders the Helm chart with the real `helm` binary, for the chart tests."""
+
+from __future__ import annotations
+
+import glob
+import os
+import subprocess
+from collections.abc import Mapping, Sequence
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import REPO
+
+CHART = REPO / "charts" / "modelyard"
+# Helm built from source without version ldflags assumes Kubernetes 1.20; say which we target.
+KUBE_VERSION = "1.34.0"
+RELEASE = "my"
+NAMESPACE = "modelyard-system"
+
+Manifest = dict[str, Any]
+
+
+def find_helm() -> str | None:
+    """$HELM, else the binary hack/build-binaries.sh builds into the cache."""
+    explicit = os.environ.get("HELM")
+    if explicit and Path(explicit).is_file():
+        return explicit
+    built = sorted(glob.glob(str(Path.home() / ".cache/modelyard/bin/helm-*/helm")))
+    return built[-1] if built else None
+
+
+def helm() -> str:
+    binary = find_helm()
+    if binary is None:
+        pytest.skip(
+            "no helm binary: set $HELM or build it with `hack/build-binaries.sh helm` "
+            "(into ~/.cache/modelyard/bin/helm-*/helm)"
+        )
+    return binary
+
+
+def run_helm(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([helm(), *args], capture_output=True, text=True, check=False, timeout=120)
+
+
+def _set_args(values: Mapping[str, str]) -> list[str]:
+    return [arg for key, value in values.items() for arg in ("--set", f"{key}={value}")]
+
+
+@cache
+def _render(items: tuple[tuple[str, str], ...]) -> tuple[Manifest, ...]:
+    result = run_helm(
+        "template",
+        RELEASE,
+        str(CHART),
+        "--namespace",
+        NAMESPACE,
+        "--kube-version",
+        KUBE_VERSION,
+        *_set_args(dict(items)),
+    )
+    assert result.returncode == 0, result.stderr
+    return tuple(doc for doc in yaml.safe_load_all(result.stdout) if doc)
+
+
+def render(values: Mapping[str, str] | None = None) -> list[Manifest]:
+    """The chart's manifests with these `--set` values (cached per set of values)."""
+    return list(_render(tuple(sorted((values or {}).items()))))
+
+
+def template_error(values: Mapping[str, str], *extra: str) -> str:
+    """stderr of a `helm template` that must fail."""
+    result = run_helm(
+        "template",
+        RELEASE,
+        str(CHART),
+        "--kube-version",
+        KUBE_VERSION,
+        *_set_args(values),
+        *extra,
+    )
+    assert result.returncode != 0, "helm template accepted values it should reject"
+    return result.stderr
+
+
+def of_kind(manifests: Sequence[Manifest], kind: str) -> list[Manifest]:
+    return [doc for doc in manifests if doc["kind"] == kind]
+
+
+def one(manifests: Sequence[Manifest], kind: str) -> Manifest:
+    found = of_kind(manifests, kind)
+    assert len(found) == 1, f"expected one {kind}, found {len(found)}"
+    return found[0]

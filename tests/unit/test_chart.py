@@ -1,0 +1,497 @@
+"""The Helm chart: lints clean, renders valid objects for every supported shape of install,
+runs the operator locked down and least-privileged, and refuses values it doesn't know."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from modelyard.config import OperatorConfig
+from tests.unit.chart_render import (
+    CHART,
+    KUBE_VERSION,
+    NAMESPACE,
+    Manifest,
+    of_kind,
+    one,
+    render,
+    run_helm,
+    template_error,
+)
+
+# Kinds whose schema kubernetes-validate doesn't know: custom resources of other projects.
+FOREIGN_API_VERSIONS = {"monitoring.coreos.com/v1", "kopf.dev/v1"}
+RBAC_KINDS = ("ClusterRole", "Role")
+
+VARIANTS: dict[str, dict[str, str]] = {
+    "defaults": {},
+    "namespaced-rbac": {"rbac.clusterWide": "false", "watchNamespaces": "{team-a,team-b}"},
+    "two-replicas": {"replicaCount": "2", "peering.installCRDs": "true"},
+    "two-replicas-namespaced": {
+        "replicaCount": "2",
+        "rbac.clusterWide": "false",
+        "watchNamespaces": "{team-a}",
+    },
+    "metrics-all-on": {
+        "metrics.serviceMonitor.enabled": "true",
+        "metrics.podMonitor.enabled": "true",
+        "metrics.prometheusRule.enabled": "true",
+        "metrics.dashboard.enabled": "true",
+    },
+    "no-crds": {"crds.install": "false"},
+}
+
+
+def _variants() -> list[Any]:
+    return [pytest.param(values, id=name) for name, values in VARIANTS.items()]
+
+
+def _deployment(values: dict[str, str] | None = None) -> Manifest:
+    return one(render(values), "Deployment")
+
+
+def _operator_container(values: dict[str, str] | None = None) -> Manifest:
+    containers = _deployment(values)["spec"]["template"]["spec"]["containers"]
+    assert [c["name"] for c in containers] == ["operator"]
+    container: Manifest = containers[0]
+    return container
+
+
+def _env(values: dict[str, str] | None = None) -> dict[str, str]:
+    return {item["name"]: item["value"] for item in _operator_container(values)["env"]}
+
+
+def _rules(manifests: list[Manifest]) -> list[Manifest]:
+    return [
+        rule for kind in RBAC_KINDS for role in of_kind(manifests, kind) for rule in role["rules"]
+    ]
+
+
+def _granted(rules: list[Manifest], group: str, resource: str) -> set[str]:
+    return {
+        verb
+        for rule in rules
+        if group in rule["apiGroups"] and resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+
+
+# --- lint and render -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("strict", [False, True], ids=["lint", "lint-strict"])
+def test_chart_lints_clean(strict: bool) -> None:
+    args = ["lint", str(CHART), "--kube-version", KUBE_VERSION] + (["--strict"] if strict else [])
+    result = run_helm(*args)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "[WARNING]" not in result.stdout and "[ERROR]" not in result.stdout, result.stdout
+
+
+@pytest.mark.parametrize("values", _variants())
+def test_every_rendered_object_is_valid_for_the_target_kubernetes(values: dict[str, str]) -> None:
+    manifests = render(values)
+    assert manifests
+    for doc in manifests:
+        if doc["apiVersion"] in FOREIGN_API_VERSIONS:
+            continue
+        kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)
+
+
+@pytest.mark.parametrize("values", _variants())
+def test_namespaced_objects_go_to_the_release_or_a_watched_namespace(
+    values: dict[str, str],
+) -> None:
+    watched = values.get("watchNamespaces", "{}").strip("{}").split(",")
+    cluster_scoped = {"ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition"}
+    for doc in render(values):
+        if doc["kind"] in cluster_scoped or doc["kind"] == "ClusterKopfPeering":
+            assert "namespace" not in doc["metadata"], doc["kind"]
+        else:
+            assert doc["metadata"]["namespace"] in [NAMESPACE, *watched], doc["kind"]
+
+
+# --- the operator pod --------------------------------------------------------------------------
+
+
+def test_operator_pod_meets_the_restricted_pod_security_standard() -> None:
+    pod = _deployment()["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == 65532
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert not pod.get("hostNetwork") and not pod.get("hostPID") and not pod.get("hostIPC")
+    for container in pod["containers"]:
+        context = container["securityContext"]
+        assert context["allowPrivilegeEscalation"] is False
+        assert context["readOnlyRootFilesystem"] is True
+        assert context["capabilities"] == {"drop": ["ALL"]}
+        assert "privileged" not in context
+        assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
+    assert {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}} in pod["volumes"]
+
+
+def test_operator_runs_the_modelyard_command_with_probes_on_healthz() -> None:
+    container = _operator_container()
+    assert container["image"] == "modelyard/operator:0.1.0"
+    assert container["imagePullPolicy"] == "IfNotPresent"
+    assert container["command"] == ["modelyard", "operator"]
+    assert "--liveness-port=8080" in container["args"]
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
+    ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+    assert ports == {"http-metrics": 8000, "health": 8080}
+
+
+def test_operator_settings_reach_the_operator_as_it_reads_them() -> None:
+    values = {
+        "watchNamespaces": "{team-a,team-b}",
+        "storage.endpoint": "http://minio.storage:9000",
+        "storage.bucket": "ml",
+        "storage.prefix": "prod",
+        "storage.region": "eu-west-1",
+        "storage.credentialsSecret": "s3-creds",
+        "workloads.imagePullSecrets": "{regcred}",
+        "workloads.imagePullPolicy": "Always",
+        "workloads.resources.requests.cpu": "250m",
+        "workloads.resources.requests.memory": "1Gi",
+        "workloads.resources.limits.memory": "4Gi",
+        "workloads.jobTTLSeconds": "600",
+        "metrics.port": "9100",
+    }
+    config = OperatorConfig.from_env(_env(values))
+    assert config == OperatorConfig(
+        namespaces=("team-a", "team-b"),
+        image_pull_policy="Always",
+        image_pull_secrets=("regcred",),
+        s3_endpoint="http://minio.storage:9000",
+        s3_bucket="ml",
+        s3_prefix="prod",
+        s3_region="eu-west-1",
+        s3_credentials_secret="s3-creds",
+        workload_cpu_request="250m",
+        workload_memory_request="1Gi",
+        workload_memory_limit="4Gi",
+        job_ttl_seconds=600,
+        metrics_port=9100,
+        trainer_image="modelyard/trainer:0.1.0",
+        server_image="modelyard/server:0.1.0",
+    )
+
+
+def test_default_values_give_the_operator_its_own_defaults() -> None:
+    assert OperatorConfig.from_env(_env()) == OperatorConfig()
+
+
+def test_workload_images_follow_the_operator_image_repository_and_tag() -> None:
+    env = _env({"image.repository": "registry.example/ml/operator", "image.tag": "1.2.3"})
+    assert env["MODELYARD_TRAINER_IMAGE"] == "registry.example/ml/trainer:1.2.3"
+    assert env["MODELYARD_SERVER_IMAGE"] == "registry.example/ml/server:1.2.3"
+    explicit = _env({"workloads.serverImage": "mine/server:dev"})
+    assert explicit["MODELYARD_SERVER_IMAGE"] == "mine/server:dev"
+
+
+def test_one_replica_runs_standalone_and_is_replaced_not_overlapped() -> None:
+    assert "--standalone" in _operator_container()["args"]
+    assert _deployment()["spec"]["strategy"] == {"type": "Recreate"}
+    assert not [doc for doc in render() if doc["apiVersion"] == "kopf.dev/v1"]
+
+
+def test_two_replicas_elect_a_leader_through_a_cluster_kopf_peering() -> None:
+    manifests = render({"replicaCount": "2"})
+    assert "--standalone" not in _operator_container({"replicaCount": "2"})["args"]
+    assert "strategy" not in one(manifests, "Deployment")["spec"]
+    assert one(manifests, "ClusterKopfPeering")["metadata"]["name"] == "modelyard"
+    assert _granted(_rules(manifests), "kopf.dev", "clusterkopfpeerings") == {
+        "get",
+        "list",
+        "watch",
+        "patch",
+    }
+    # kopf's CRDs are not ours: only on request.
+    crds = {doc["metadata"]["name"] for doc in of_kind(manifests, "CustomResourceDefinition")}
+    assert not {name for name in crds if name.endswith(".kopf.dev")}
+
+
+def test_peering_crds_are_installed_on_request_and_peering_waits_for_them() -> None:
+    manifests = render({"replicaCount": "2", "peering.installCRDs": "true"})
+    crds = {
+        doc["metadata"]["name"]: doc["spec"]["scope"]
+        for doc in of_kind(manifests, "CustomResourceDefinition")
+        if doc["spec"]["group"] == "kopf.dev"
+    }
+    assert crds == {
+        "kopfpeerings.kopf.dev": "Namespaced",
+        "clusterkopfpeerings.kopf.dev": "Cluster",
+    }
+    peering = one(manifests, "ClusterKopfPeering")
+    assert peering["metadata"]["annotations"]["helm.sh/hook"] == "post-install,post-upgrade"
+
+
+def test_namespaced_operator_with_replicas_peers_in_each_watched_namespace() -> None:
+    values = {"replicaCount": "3", "rbac.clusterWide": "false", "watchNamespaces": "{a,b}"}
+    manifests = render(values)
+    peerings = of_kind(manifests, "KopfPeering")
+    assert sorted(p["metadata"]["namespace"] for p in peerings) == ["a", "b"]
+    assert {p["metadata"]["name"] for p in peerings} == {"modelyard"}
+    assert not of_kind(manifests, "ClusterKopfPeering")
+    for role in of_kind(manifests, "Role"):
+        assert _granted(role["rules"], "kopf.dev", "kopfpeerings") >= {"get", "patch"}
+
+
+# --- RBAC -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("values", _variants())
+def test_rbac_has_no_wildcards_and_nothing_on_secrets(values: dict[str, str]) -> None:
+    rules = _rules(render(values))
+    assert rules
+    for rule in rules:
+        for field in ("apiGroups", "resources", "verbs"):
+            assert "*" not in rule[field], rule
+        assert "secrets" not in rule["resources"], rule
+        assert "nonResourceURLs" not in rule and "resourceNames" not in rule, rule
+
+
+def test_cluster_role_grants_what_the_operator_does() -> None:
+    manifests = render()
+    rules = _rules(manifests)
+    assert not of_kind(manifests, "Role")
+    for kind in ("datasets", "trainingjobs", "modeldeployments"):
+        assert _granted(rules, "modelyard.dev", kind) == {"get", "list", "watch", "patch", "update"}
+        assert _granted(rules, "modelyard.dev", f"{kind}/status") == {"get", "patch", "update"}
+        assert _granted(rules, "modelyard.dev", f"{kind}/finalizers") == {"update"}
+    assert _granted(rules, "batch", "jobs") == {"get", "list", "watch", "create", "delete"}
+    assert _granted(rules, "", "pods") == {"get", "list", "watch"}
+    full = {"get", "list", "watch", "create", "patch", "update", "delete"}
+    assert _granted(rules, "apps", "deployments") == full
+    assert _granted(rules, "", "services") == full
+    assert _granted(rules, "autoscaling", "horizontalpodautoscalers") == full
+    assert _granted(rules, "policy", "poddisruptionbudgets") == full
+    assert _granted(rules, "", "events") == {"create", "patch"}
+    assert _granted(rules, "events.k8s.io", "events") == {"create", "patch"}
+    assert _granted(rules, "", "namespaces") == {"get", "list", "watch"}
+    assert _granted(rules, "apiextensions.k8s.io", "customresourcedefinitions") == {
+        "get",
+        "list",
+        "watch",
+    }
+    binding = one(manifests, "ClusterRoleBinding")
+    account = one(manifests, "ServiceAccount")["metadata"]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": account["name"], "namespace": NAMESPACE}
+    ]
+
+
+def test_namespaced_rbac_binds_a_role_in_each_watched_namespace_only() -> None:
+    values = VARIANTS["namespaced-rbac"]
+    manifests = render(values)
+    assert not of_kind(manifests, "ClusterRole") and not of_kind(manifests, "ClusterRoleBinding")
+    roles = of_kind(manifests, "Role")
+    bindings = of_kind(manifests, "RoleBinding")
+    assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
+    assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
+    for role in roles:
+        assert _granted(role["rules"], "", "namespaces") == set()
+        assert _granted(role["rules"], "apiextensions.k8s.io", "customresourcedefinitions") == set()
+        assert _granted(role["rules"], "modelyard.dev", "trainingjobs/status") == {
+            "get",
+            "patch",
+            "update",
+        }
+    assert _env(values)["MODELYARD_NAMESPACES"] == "team-a,team-b"
+
+
+def test_namespaced_rbac_without_namespaces_is_refused_with_a_reason() -> None:
+    assert "watchNamespaces" in template_error({"rbac.clusterWide": "false"})
+
+
+# --- CRDs ---------------------------------------------------------------------------------------
+
+
+def _modelyard_crds(manifests: list[Manifest]) -> list[Manifest]:
+    return [
+        doc
+        for doc in of_kind(manifests, "CustomResourceDefinition")
+        if doc["spec"]["group"] == "modelyard.dev"
+    ]
+
+
+def test_crds_are_the_generated_ones_and_kept_on_uninstall_by_default() -> None:
+    crds = {doc["metadata"]["name"]: doc for doc in _modelyard_crds(render())}
+    generated = {
+        doc["metadata"]["name"]: doc
+        for doc in (yaml.safe_load(p.read_text()) for p in (CHART / "files/crds").glob("*.yaml"))
+    }
+    assert (
+        sorted(crds)
+        == sorted(generated)
+        == [
+            "datasets.modelyard.dev",
+            "modeldeployments.modelyard.dev",
+            "trainingjobs.modelyard.dev",
+        ]
+    )
+    for name, crd in crds.items():
+        assert crd["spec"] == generated[name]["spec"], name
+        assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+        assert crd["metadata"]["labels"]["app.kubernetes.io/part-of"] == "modelyard"
+
+
+def test_crds_can_be_left_to_helm_uninstall() -> None:
+    for crd in _modelyard_crds(render({"crds.keep": "false"})):
+        assert "helm.sh/resource-policy" not in crd["metadata"].get("annotations", {})
+
+
+def test_crds_are_left_out_when_installed_separately() -> None:
+    manifests = render({"crds.install": "false"})
+    assert not of_kind(manifests, "CustomResourceDefinition")
+    assert of_kind(manifests, "Deployment")
+
+
+# --- values schema ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("values", "named"),
+    [
+        pytest.param({"replicaCont": "2"}, "replicaCont", id="unknown-top-level-key"),
+        pytest.param({"storage.bucketName": "x"}, "bucketName", id="unknown-nested-key"),
+        pytest.param({"workloads.resources.limits.cpu": "1"}, "cpu", id="cpu-limit-for-workloads"),
+        pytest.param({"image.tag": "1"}, "/image/tag", id="number-for-a-string"),
+        pytest.param({"replicaCount": "two"}, "/replicaCount", id="string-for-a-number"),
+        pytest.param({"image.pullPolicy": "Sometimes"}, "/image/pullPolicy", id="not-in-enum"),
+        pytest.param({"crds.install": "yes"}, "/crds/install", id="string-for-a-boolean"),
+        pytest.param(
+            {"metrics.prometheusRule.driftPSI": "high"},
+            "/metrics/prometheusRule/driftPSI",
+            id="word-for-a-threshold",
+        ),
+    ],
+)
+def test_values_schema_rejects_mistakes_naming_the_key(values: dict[str, str], named: str) -> None:
+    error = template_error(values)
+    assert "schema" in error and named in error, error
+
+
+def test_values_schema_closes_every_object_it_defines() -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text())
+
+    def walk(node: dict[str, Any], path: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        yield path, node
+        for name, child in node.get("properties", {}).items():
+            yield from walk(child, f"{path}.{name}")
+        if isinstance(node.get("items"), dict):
+            yield from walk(node["items"], f"{path}[]")
+
+    for path, node in walk(schema, "values"):
+        if "properties" in node:
+            assert node.get("additionalProperties") is False, path
+
+
+def test_every_value_is_documented_in_the_chart_readme() -> None:
+    readme = (CHART / "README.md").read_text()
+    defaults = yaml.safe_load((CHART / "values.yaml").read_text())
+    schema = json.loads((CHART / "values.schema.json").read_text())
+
+    def leaves(node: dict[str, Any], path: str) -> Iterator[str]:
+        for name, child in node.get("properties", {}).items():
+            here = f"{path}.{name}" if path else name
+            if "properties" in child and here != "resources":
+                yield from leaves(child, here)
+            else:
+                yield here
+
+    undocumented = [
+        key for key in leaves(schema, "") if key != "global" and f"`{key}`" not in readme
+    ]
+    assert not undocumented, f"add to charts/modelyard/README.md: {undocumented}"
+    assert set(defaults) <= set(schema["properties"])
+
+
+# --- metrics --------------------------------------------------------------------------------------
+
+
+def test_metrics_service_exposes_the_operator_port() -> None:
+    manifests = render()
+    service = one(manifests, "Service")
+    assert service["spec"]["ports"] == [
+        {"name": "http-metrics", "port": 8000, "targetPort": "http-metrics", "protocol": "TCP"}
+    ]
+    pod_labels = one(manifests, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+
+
+def test_monitoring_objects_are_off_by_default() -> None:
+    kinds = {doc["kind"] for doc in render()}
+    assert not kinds & {"ServiceMonitor", "PodMonitor", "PrometheusRule", "ConfigMap"}
+
+
+def test_service_monitor_scrapes_the_metrics_service() -> None:
+    manifests = render(VARIANTS["metrics-all-on"])
+    monitor = one(manifests, "ServiceMonitor")
+    service = one(manifests, "Service")
+    assert (
+        monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    )
+    assert monitor["spec"]["endpoints"][0]["port"] == "http-metrics"
+    assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
+
+
+ALERT_METRICS = {
+    "ModelyardTrainingRunFailed": 'modelyard_trainingjob_runs_total{result="failed"}',
+    "ModelyardServerErrors": 'modelyard_server_requests_total{status=~"5.."}',
+    "ModelyardClientErrors": 'modelyard_server_requests_total{status=~"4.."}',
+    "ModelyardFeatureDrift": "modelyard_server_feature_drift_psi",
+}
+
+
+def test_prometheus_rule_alerts_on_training_failures_serving_errors_and_drift() -> None:
+    rule = one(render(VARIANTS["metrics-all-on"]), "PrometheusRule")
+    alerts = {r["alert"]: r for group in rule["spec"]["groups"] for r in group["rules"]}
+    assert set(alerts) == set(ALERT_METRICS)
+    for name, selector in ALERT_METRICS.items():
+        assert selector in alerts[name]["expr"], name
+        assert alerts[name]["labels"]["severity"] in {"warning", "critical"}
+        assert "{{ $labels." in alerts[name]["annotations"]["summary"]
+    assert alerts["ModelyardFeatureDrift"]["expr"].endswith("> 0.2")
+
+
+def test_alert_thresholds_are_values() -> None:
+    rule = one(
+        render(
+            {"metrics.prometheusRule.enabled": "true", "metrics.prometheusRule.driftPSI": "0.3"}
+        ),
+        "PrometheusRule",
+    )
+    drift = [r for g in rule["spec"]["groups"] for r in g["rules"] if r["alert"].endswith("Drift")]
+    assert drift[0]["expr"].endswith("> 0.3")
+
+
+def test_grafana_dashboard_is_picked_up_by_the_sidecar_and_shows_the_alerted_metrics() -> None:
+    config_map = one(render(VARIANTS["metrics-all-on"]), "ConfigMap")
+    assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
+    dashboard = json.loads(config_map["data"]["modelyard.json"])
+    exprs = " ".join(t["expr"] for panel in dashboard["panels"] for t in panel["targets"])
+    for metric in (
+        "modelyard_trainingjob_runs_total",
+        "modelyard_server_requests_total",
+        "modelyard_server_request_duration_seconds_bucket",
+        "modelyard_server_feature_drift_psi",
+    ):
+        assert metric in exprs
+
+
+def test_chart_readme_lists_every_metric_the_alerts_and_dashboard_use() -> None:
+    readme = (CHART / "README.md").read_text()
+    dashboard = (CHART / "files/dashboards/modelyard.json").read_text()
+    rules = (CHART / "templates/prometheusrule.yaml").read_text()
+
+    used = set(re.findall(r"modelyard_[a-z_]+", dashboard + rules))
+    documented = {m.removesuffix("_bucket") for m in used}
+    for metric in documented:
+        assert f"`{metric}`" in readme, f"{metric} is used but not documented in the chart README"
