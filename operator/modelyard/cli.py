@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -47,11 +46,10 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_operator(args: argparse.Namespace) -> int:
+    from modelyard.config import OperatorConfig
     from modelyard.controllers.runner import run
 
-    namespaces = args.namespace or [
-        ns for ns in os.environ.get("MODELYARD_NAMESPACES", "").split(",") if ns
-    ]
+    namespaces = args.namespace or list(OperatorConfig.from_env().namespaces)
     run(namespaces=namespaces, liveness_port=args.liveness_port, standalone=args.standalone)
     return 0
 

@@ -224,6 +224,9 @@ class DatasetStatus(StatusBase):
     history: list[DatasetVersionRecord] | None = Field(
         default=None, max_length=20, description="Recent versions, newest first."
     )
+    ingest_job: str | None = Field(
+        default=None, description="Name of the Job of the latest ingestion."
+    )
 
 
 class Dataset(ResourceBase):

@@ -74,6 +74,11 @@ class Metric(StrEnum):
 LOWER_IS_BETTER = frozenset({Metric.LOG_LOSS, Metric.RMSE, Metric.MAE})
 
 
+def meets(metric: str, value: float, threshold: float) -> bool:
+    """Whether `value` clears a bar: at least `threshold`, or at most it for error metrics."""
+    return value <= threshold if Metric(metric) in LOWER_IS_BETTER else value >= threshold
+
+
 class DatasetRef(ApiModel):
     rules = (
         Rule(
@@ -169,6 +174,9 @@ class Run(ApiModel):
     id: str = Field(max_length=63, description="Run identifier, e.g. run-3.")
     dataset_version: Digest | None = Field(default=None, description="Dataset version trained on.")
     job: str | None = Field(default=None, description="Name of the Kubernetes Job of this run.")
+    generation: int | None = Field(
+        default=None, ge=0, description="The TrainingJob's metadata.generation this run trained."
+    )
     phase: RunPhase = Field(description="Pending, Running, Succeeded or Failed.")
     reason: str | None = Field(default=None, description="Why it ended so, e.g. ObjectiveNotMet.")
     message: str | None = Field(default=None, description="Details for humans.")

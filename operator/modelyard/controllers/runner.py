@@ -1,4 +1,5 @@
-"""Starts kopf with Modelyard's settings: watch timeouts, GitOps-safe bookkeeping, peering."""
+"""Starts kopf with Modelyard's handlers and settings: watch timeouts, GitOps-safe bookkeeping,
+peering, metrics. `kopf run -m modelyard.controllers.runner` loads exactly the same."""
 
 from __future__ import annotations
 
@@ -6,8 +7,16 @@ from collections.abc import Sequence
 from typing import Any
 
 import kopf
+from prometheus_client import start_http_server
 
+# Importing the handler modules registers their handlers with kopf.
 from modelyard.api import GROUP
+from modelyard.config import OperatorConfig
+from modelyard.controllers import children, dataset, modeldeployment, protection, trainingjob
+from modelyard.controllers.context import Context
+from modelyard.controllers.kube import Kube
+
+HANDLER_MODULES = (children, dataset, modeldeployment, protection, trainingjob)
 
 # A watch with no server-side timeout can go quiet forever on a dropped connection.
 WATCH_SERVER_TIMEOUT_SECONDS = 300
@@ -24,13 +33,20 @@ def configure(settings: kopf.OperatorSettings) -> None:
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=GROUP, key="last-handled-configuration"
     )
+    settings.persistence.finalizer = f"{GROUP}/protection"
     settings.peering.name = "modelyard"
     settings.peering.mandatory = False
+    # Children are applied in worker threads; several objects reconcile at once.
+    settings.execution.max_workers = 8
 
 
 @kopf.on.startup()
-def _on_startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+def _on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     configure(settings)
+    config = OperatorConfig.from_env()
+    memo["context"] = Context(Kube.from_environment(), config)
+    if config.metrics_port:
+        start_http_server(config.metrics_port)
 
 
 def run(namespaces: Sequence[str], liveness_port: int, standalone: bool) -> None:

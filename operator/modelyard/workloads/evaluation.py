@@ -10,7 +10,7 @@ import numpy as np
 from sklearn import metrics as skm
 from sklearn.pipeline import Pipeline
 
-from modelyard.api.trainingjob import LOWER_IS_BETTER, Metric
+from modelyard.api.trainingjob import Metric
 from modelyard.workloads.termination import EXIT_USAGE, WorkloadError
 
 Array = np.ndarray[Any, Any]
@@ -77,11 +77,6 @@ def evaluate(
         if value is not None and math.isfinite(value):
             results[name] = round(float(value), 6)
     return results
-
-
-def meets(metric: str, value: float, threshold: float) -> bool:
-    """Whether `value` clears the bar: at least `threshold`, or at most it for error metrics."""
-    return value <= threshold if Metric(metric) in LOWER_IS_BETTER else value >= threshold
 
 
 def _probabilities(pipeline: Pipeline, x: Array) -> Array | None:

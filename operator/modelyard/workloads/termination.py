@@ -16,14 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+# Re-exported: the workloads' whole vocabulary of endings is in this module.
+from modelyard.exitcodes import EXIT_FAILED as EXIT_FAILED
+from modelyard.exitcodes import EXIT_INVALID_DATA as EXIT_INVALID_DATA
+from modelyard.exitcodes import EXIT_OBJECTIVE_NOT_MET as EXIT_OBJECTIVE_NOT_MET
+from modelyard.exitcodes import EXIT_USAGE as EXIT_USAGE
+
 LIMIT_BYTES = 4096
 DEFAULT_PATH = "/dev/termination-log"
-
-# Exit codes the operator tells apart (besides 0): each maps to a condition reason.
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_OBJECTIVE_NOT_MET = 3
-EXIT_INVALID_DATA = 4
 
 
 def encode(summary: dict[str, Any], detail: list[dict[str, Any]] | None = None) -> str:

@@ -25,14 +25,14 @@ from sklearn.model_selection import GridSearchCV, RandomizedSearchCV
 from sklearn.pipeline import Pipeline
 from sklearn.utils._param_validation import InvalidParameterError
 
-from modelyard.api.trainingjob import Metric, TrainingJobSpec
+from modelyard.api.trainingjob import Metric, TrainingJobSpec, meets
 from modelyard.storage import layout
 from modelyard.storage.client import Storage
 from modelyard.storage.digest import file_digest
 from modelyard.storage.uri import InvalidUri, S3Uri
 from modelyard.workloads import termination
 from modelyard.workloads.baseline import feature_baselines
-from modelyard.workloads.evaluation import SCORERS, check_metrics, evaluate, meets, metric_names
+from modelyard.workloads.evaluation import SCORERS, check_metrics, evaluate, metric_names
 from modelyard.workloads.features import table_to_matrix
 from modelyard.workloads.modelcard import DatasetLineage, Feature, ModelCard
 from modelyard.workloads.pipeline import ESTIMATOR_STEP, build_estimator, build_pipeline, task_of

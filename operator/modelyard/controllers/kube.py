@@ -1,0 +1,120 @@
+"""Kubernetes access for the controllers: server-side apply, create-if-absent, status patches.
+
+One dynamic client for everything, so builders' plain dicts go to the API server as they are.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.dynamic import DynamicClient
+from kubernetes.dynamic.exceptions import ConflictError, NotFoundError
+
+from modelyard.api import API_VERSION
+
+FIELD_MANAGER = "modelyard"
+Manifest = dict[str, Any]
+
+
+class Kube:
+    def __init__(self, api_client: client.ApiClient) -> None:
+        self.api_client = api_client
+        self.dynamic = DynamicClient(api_client)  # type: ignore[no-untyped-call]
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_environment(cls) -> Kube:
+        try:
+            config.load_incluster_config()  # type: ignore[no-untyped-call]
+        except config.ConfigException:
+            config.load_kube_config()  # type: ignore[no-untyped-call]
+        return cls(client.ApiClient())
+
+    def _resource(self, api_version: str, kind: str) -> Any:
+        with self._lock:  # discovery's cache is not thread-safe on first use
+            return self.dynamic.resources.get(api_version=api_version, kind=kind)
+
+    def get(self, api_version: str, kind: str, namespace: str, name: str) -> Manifest | None:
+        try:
+            found = self._resource(api_version, kind).get(name=name, namespace=namespace)
+        except NotFoundError:
+            return None
+        return _plain(found)
+
+    def list_objects(
+        self, api_version: str, kind: str, namespace: str, selector: str | None = None
+    ) -> list[Manifest]:
+        found = self._resource(api_version, kind).get(namespace=namespace, label_selector=selector)
+        return [_plain(item) for item in found.items]
+
+    def apply(self, manifest: Manifest) -> Manifest:
+        """Server-side apply: we own the fields we set, others (HPA replicas…) keep theirs."""
+        resource = self._resource(manifest["apiVersion"], manifest["kind"])
+        applied = resource.server_side_apply(
+            body=manifest,
+            namespace=manifest["metadata"]["namespace"],
+            field_manager=FIELD_MANAGER,
+            force_conflicts=True,
+        )
+        return _plain(applied)
+
+    def create(self, manifest: Manifest) -> tuple[Manifest, bool]:
+        """Create, or return the one that exists: retries never make a second child."""
+        resource = self._resource(manifest["apiVersion"], manifest["kind"])
+        namespace = manifest["metadata"]["namespace"]
+        try:
+            return _plain(resource.create(body=manifest, namespace=namespace)), True
+        except ConflictError:
+            existing = resource.get(name=manifest["metadata"]["name"], namespace=namespace)
+            return _plain(existing), False
+
+    def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
+        with contextlib.suppress(NotFoundError):
+            self._resource(api_version, kind).delete(
+                name=name, namespace=namespace, body={"propagationPolicy": "Background"}
+            )
+
+    def patch_status(self, kind: str, namespace: str, name: str, status: Manifest) -> None:
+        """Merge-patch our custom resource's status (None deletes a key)."""
+        resource = self._resource(API_VERSION, kind)
+        with contextlib.suppress(NotFoundError):  # deleted meanwhile: nothing to report on
+            resource.status.patch(
+                body={"status": status},
+                name=name,
+                namespace=namespace,
+                content_type="application/merge-patch+json",
+            )
+
+    def custom(self, kind: str, namespace: str, name: str) -> Manifest | None:
+        return self.get(API_VERSION, kind, namespace, name)
+
+    def customs(self, kind: str, namespace: str) -> list[Manifest]:
+        return self.list_objects(API_VERSION, kind, namespace)
+
+
+def termination_message(kube: Kube, namespace: str, job_name: str) -> dict[str, Any] | None:
+    """The JSON a Job's workload left in its termination message (newest pod that ended)."""
+    pods = kube.list_objects("v1", "Pod", namespace, f"batch.kubernetes.io/job-name={job_name}")
+    ended = []
+    for pod in pods:
+        for status in (pod.get("status") or {}).get("containerStatuses") or []:
+            terminated = (status.get("state") or {}).get("terminated")
+            if terminated and terminated.get("message"):
+                ended.append((terminated.get("finishedAt") or "", terminated["message"]))
+    for _, message in sorted(ended, reverse=True):
+        try:
+            parsed = json.loads(message)
+        except json.JSONDecodeError:
+            continue  # FallbackToLogsOnError put log lines here: not our summary
+        if isinstance(parsed, dict):
+            return parsed
+    return None
+
+
+def _plain(obj: Any) -> Manifest:
+    plain: Manifest = obj.to_dict()
+    return plain

@@ -1,0 +1,81 @@
+"""Deletion protection: a Dataset or TrainingJob stays while a live ModelDeployment needs it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from modelyard.api import GROUP, VERSION
+from modelyard.controllers.conditions import set_condition
+from modelyard.controllers.context import Context, from_memo, post_event
+from modelyard.controllers.metrics import set_phase
+from modelyard.controllers.modeldeployment import references
+
+RETRY_SECONDS = 5
+
+
+def deployments_using_training_job(context: Context, namespace: str, name: str) -> list[str]:
+    return sorted(
+        body["metadata"]["name"]
+        for body in context.kube.customs("ModelDeployment", namespace)
+        if not body["metadata"].get("deletionTimestamp") and name in references(body)
+    )
+
+
+def deployments_using_dataset(context: Context, namespace: str, name: str) -> list[str]:
+    users: set[str] = set()
+    for training_job in context.kube.customs("TrainingJob", namespace):
+        if training_job["spec"]["datasetRef"]["name"] == name:
+            users.update(
+                deployments_using_training_job(context, namespace, training_job["metadata"]["name"])
+            )
+    return sorted(users)
+
+
+@kopf.on.delete(GROUP, VERSION, "trainingjobs")
+def trainingjob_deleting(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    context = from_memo(memo)
+    meta = body["metadata"]
+    _guard(
+        context,
+        dict(body),
+        "TrainingJob",
+        deployments_using_training_job(context, meta["namespace"], meta["name"]),
+    )
+
+
+@kopf.on.delete(GROUP, VERSION, "datasets")
+def dataset_deleting(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    context = from_memo(memo)
+    meta = body["metadata"]
+    _guard(
+        context,
+        dict(body),
+        "Dataset",
+        deployments_using_dataset(context, meta["namespace"], meta["name"]),
+    )
+
+
+@kopf.on.delete(GROUP, VERSION, "modeldeployments", optional=True)
+def modeldeployment_deleted(body: kopf.Body, **_: Any) -> None:
+    set_phase("ModelDeployment", body["metadata"]["namespace"], body["metadata"]["name"], None)
+
+
+def _guard(context: Context, body: dict[str, Any], kind: str, users: list[str]) -> None:
+    """Block the deletion (kopf keeps its finalizer and retries) while `users` is not empty."""
+    meta = body["metadata"]
+    if not users:
+        set_phase(kind, meta["namespace"], meta["name"], None)
+        return
+    message = (
+        f"in use by ModelDeployment {', '.join(users)}; deletion waits until they stop using it"
+    )
+    status = body.get("status") or {}
+    if not any(c.get("type") == "DeletionBlocked" for c in status.get("conditions") or []):
+        post_event(body, "DeletionBlocked", message, warning=True)
+    conditions = set_condition(
+        status.get("conditions"), "DeletionBlocked", True, "InUse", message, meta.get("generation")
+    )
+    context.kube.patch_status(kind, meta["namespace"], meta["name"], {"conditions": conditions})
+    raise kopf.TemporaryError(message, delay=RETRY_SECONDS)

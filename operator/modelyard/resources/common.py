@@ -1,0 +1,128 @@
+"""What every child object shares: names, labels, owner references, hardened pod settings."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from modelyard.api import API_VERSION
+from modelyard.api.common import ResourceRequirements, StorageSpec
+from modelyard.config import OperatorConfig
+
+Manifest = dict[str, Any]
+
+LABEL_PREFIX = "modelyard.dev"
+PART_OF = {"app.kubernetes.io/part-of": "modelyard", "app.kubernetes.io/managed-by": "modelyard"}
+# Pods run as this uid; images create it too, but the pod spec must not depend on that.
+RUN_AS_USER = 65532
+MAX_NAME = 63
+
+
+def child_name(*parts: str, unique: str = "") -> str:
+    """A deterministic DNS-1123 label from `parts`, with a short hash of `unique` when given.
+
+    Retries and restarts compute the same name, so a child is never created twice.
+    """
+    suffix = f"-{hashlib.sha256(unique.encode()).hexdigest()[:8]}" if unique else ""
+    base = "-".join(part for part in parts if part)
+    room = MAX_NAME - len(suffix)
+    if len(base) > room:
+        base = base[: room - 9].rstrip("-") + "-" + hashlib.sha256(base.encode()).hexdigest()[:8]
+    return (base + suffix).strip("-")
+
+
+def labels(kind: str, owner: str, component: str) -> dict[str, str]:
+    return {
+        **PART_OF,
+        "app.kubernetes.io/name": "modelyard",
+        "app.kubernetes.io/component": component,
+        f"{LABEL_PREFIX}/{kind.lower()}": owner,
+    }
+
+
+def owner_reference(kind: str, name: str, uid: str) -> dict[str, Any]:
+    return {
+        "apiVersion": API_VERSION,
+        "kind": kind,
+        "name": name,
+        "uid": uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def metadata(
+    name: str, namespace: str, kind: str, owner: str, owner_uid: str, component: str
+) -> Manifest:
+    return {
+        "name": name,
+        "namespace": namespace,
+        "labels": labels(kind, owner, component),
+        "ownerReferences": [owner_reference(kind, owner, owner_uid)],
+    }
+
+
+def pod_security_context() -> Manifest:
+    """Passes the `restricted` Pod Security Standard."""
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": RUN_AS_USER,
+        "runAsGroup": RUN_AS_USER,
+        "fsGroup": RUN_AS_USER,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def container_security_context() -> Manifest:
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+
+
+TMP_VOLUME = {"name": "tmp", "emptyDir": {}}
+TMP_MOUNT = {"name": "tmp", "mountPath": "/tmp"}
+
+
+def resources(spec: ResourceRequirements | None, config: OperatorConfig) -> Manifest:
+    """The spec's requests/limits, or the operator defaults for what it leaves out."""
+    requests: dict[str, Any] = {
+        "cpu": config.workload_cpu_request,
+        "memory": config.workload_memory_request,
+    }
+    limits: dict[str, Any] = {"memory": config.workload_memory_limit}
+    if spec is not None:
+        requests.update(spec.requests or {})
+        limits.update(spec.limits or {})
+    return {"requests": requests, "limits": limits}
+
+
+def storage_env(config: OperatorConfig, override: StorageSpec | None = None) -> list[Manifest]:
+    """Where the workload finds S3, with credentials only as a Secret reference."""
+    endpoint = (override.endpoint if override else None) or config.s3_endpoint
+    values = {
+        "MODELYARD_S3_ENDPOINT": endpoint,
+        "MODELYARD_S3_BUCKET": (override.bucket if override else None) or config.s3_bucket,
+        "MODELYARD_S3_PREFIX": (override.prefix if override else None) or config.s3_prefix,
+        "AWS_REGION": (override.region if override else None) or config.s3_region,
+    }
+    env: list[Manifest] = [
+        {"name": name, "value": value} for name, value in values.items() if value
+    ]
+    secret = (
+        override.credentials_secret_ref.name
+        if override and override.credentials_secret_ref
+        else config.s3_credentials_secret
+    )
+    if secret:
+        env += [
+            {"name": key, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+            for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+        ]
+    return env
+
+
+def image_pull_secrets(config: OperatorConfig) -> list[Manifest]:
+    return [{"name": name} for name in config.image_pull_secrets]

@@ -1,0 +1,166 @@
+"""Jobs that run the trainer image: one per Dataset ingestion, one per TrainingJob run."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from modelyard.api.common import StorageSpec
+from modelyard.api.dataset import DatasetSpec
+from modelyard.api.trainingjob import TrainingJobSpec
+from modelyard.config import OperatorConfig
+from modelyard.exitcodes import EXIT_INVALID_DATA, EXIT_OBJECTIVE_NOT_MET, EXIT_USAGE
+from modelyard.resources.common import (
+    TMP_MOUNT,
+    TMP_VOLUME,
+    Manifest,
+    child_name,
+    container_security_context,
+    image_pull_secrets,
+    metadata,
+    pod_security_context,
+    resources,
+    storage_env,
+)
+
+INGEST_COMPONENT = "ingest"
+TRAIN_COMPONENT = "train"
+INGEST_BACKOFF_LIMIT = 2
+DETERMINISTIC_EXIT_CODES = (EXIT_USAGE, EXIT_OBJECTIVE_NOT_MET, EXIT_INVALID_DATA)
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The custom resource a child belongs to."""
+
+    kind: str
+    name: str
+    namespace: str
+    uid: str
+
+
+def ingest_job_name(dataset: str, generation: int, refresh: str) -> str:
+    """Changes with the spec (generation) and with the refresh annotation, nothing else."""
+    return child_name(dataset, "ingest", unique=f"{generation}/{refresh}")
+
+
+def training_job_name(training_job: str, run: str) -> str:
+    return child_name(training_job, run)
+
+
+def build_ingest_job(
+    owner: Owner, spec: DatasetSpec, job_name: str, config: OperatorConfig
+) -> Manifest:
+    env = [
+        {"name": "MODELYARD_SPEC", "value": _spec_json(spec)},
+        {"name": "MODELYARD_NAMESPACE", "value": owner.namespace},
+        {"name": "MODELYARD_NAME", "value": owner.name},
+        *storage_env(config, spec.storage),
+    ]
+    return _job(
+        owner,
+        job_name,
+        INGEST_COMPONENT,
+        ["modelyard-worker", "ingest"],
+        env,
+        config.trainer_image,
+        resources(None, config),
+        INGEST_BACKOFF_LIMIT,
+        None,
+        config,
+    )
+
+
+def build_training_job(
+    owner: Owner,
+    spec: TrainingJobSpec,
+    run: str,
+    dataset_uri: str,
+    dataset_version: str,
+    dataset_storage: StorageSpec | None,
+    config: OperatorConfig,
+) -> Manifest:
+    """A run reads its Dataset's storage and writes the model beside it."""
+    env = [
+        {"name": "MODELYARD_SPEC", "value": _spec_json(spec)},
+        {"name": "MODELYARD_NAMESPACE", "value": owner.namespace},
+        {"name": "MODELYARD_NAME", "value": owner.name},
+        {"name": "MODELYARD_RUN", "value": run},
+        {"name": "MODELYARD_DATASET_URI", "value": dataset_uri},
+        {"name": "MODELYARD_DATASET_VERSION", "value": dataset_version},
+        *storage_env(config, dataset_storage),
+    ]
+    job = _job(
+        owner,
+        training_job_name(owner.name, run),
+        TRAIN_COMPONENT,
+        ["modelyard-worker", "train"],
+        env,
+        spec.image or config.trainer_image,
+        resources(spec.resources, config),
+        spec.backoff_limit,
+        spec.active_deadline_seconds,
+        config,
+    )
+    job["metadata"]["labels"]["modelyard.dev/run"] = run
+    job["spec"]["template"]["metadata"]["labels"]["modelyard.dev/run"] = run
+    return job
+
+
+def _spec_json(spec: Any) -> str:
+    return json.dumps(spec.to_dict(), sort_keys=True, separators=(",", ":"))
+
+
+def _job(
+    owner: Owner,
+    name: str,
+    component: str,
+    command: list[str],
+    env: list[Manifest],
+    image: str,
+    container_resources: Manifest,
+    backoff_limit: int,
+    deadline: int | None,
+    config: OperatorConfig,
+) -> Manifest:
+    meta = metadata(name, owner.namespace, owner.kind, owner.name, owner.uid, component)
+    pod_spec: Manifest = {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "securityContext": pod_security_context(),
+        "containers": [
+            {
+                "name": component,
+                "image": image,
+                "imagePullPolicy": config.image_pull_policy,
+                "command": command,
+                "env": [*env, {"name": "HOME", "value": "/tmp"}],
+                "resources": container_resources,
+                "securityContext": container_security_context(),
+                "volumeMounts": [TMP_MOUNT],
+                "terminationMessagePath": "/dev/termination-log",
+                "terminationMessagePolicy": "FallbackToLogsOnError",
+            }
+        ],
+        "volumes": [TMP_VOLUME],
+    }
+    if config.image_pull_secrets:
+        pod_spec["imagePullSecrets"] = image_pull_secrets(config)
+    job_spec: Manifest = {
+        "backoffLimit": backoff_limit,
+        # Bad input, bad data and a missed objective fail the same way every time: no retries.
+        "podFailurePolicy": {
+            "rules": [
+                {
+                    "action": "FailJob",
+                    "onExitCodes": {"operator": "In", "values": list(DETERMINISTIC_EXIT_CODES)},
+                }
+            ]
+        },
+        "ttlSecondsAfterFinished": config.job_ttl_seconds,
+        "template": {"metadata": {"labels": dict(meta["labels"])}, "spec": pod_spec},
+    }
+    if deadline is not None:
+        job_spec["activeDeadlineSeconds"] = deadline
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": meta, "spec": job_spec}

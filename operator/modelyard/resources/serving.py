@@ -1,0 +1,222 @@
+"""What serves a ModelDeployment: a Deployment per track (main, canary), one Service over both,
+an HPA when autoscaling, a PodDisruptionBudget when more than one replica serves."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from modelyard.api.modeldeployment import Autoscaling, ModelDeploymentSpec
+from modelyard.config import OperatorConfig
+from modelyard.resources.common import (
+    TMP_MOUNT,
+    TMP_VOLUME,
+    Manifest,
+    child_name,
+    container_security_context,
+    image_pull_secrets,
+    labels,
+    metadata,
+    pod_security_context,
+    resources,
+    storage_env,
+)
+from modelyard.resources.jobs import Owner
+
+KIND = "ModelDeployment"
+COMPONENT = "server"
+PORT = 8080
+SERVICE_PORT = 80
+TRACK_LABEL = "modelyard.dev/track"
+MAIN, CANARY = "main", "canary"
+DRAIN_SECONDS = 10  # the server drains in-flight requests this long on SIGTERM
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    uri: str
+    digest: str
+
+
+def deployment_name(owner: str, track: str) -> str:
+    return child_name(owner) if track == MAIN else child_name(owner, CANARY)
+
+
+def service_name(owner: str) -> str:
+    return child_name(owner)
+
+
+def service_url(owner: str, namespace: str) -> str:
+    return f"http://{service_name(owner)}.{namespace}.svc.cluster.local"
+
+
+def split_replicas(total: int, canary_percent: int | None) -> tuple[int, int]:
+    """Main and canary replicas in proportion to `canary_percent`.
+
+    The split is as precise as one replica in `total`: 50 % of 2 is 1 + 1, 10 % of 4 rounds to
+    0 — but a canary with a non-zero share always gets at least one replica, and the main track
+    keeps at least one while its share is non-zero.
+    """
+    if not canary_percent:
+        return total, 0
+    if canary_percent >= 100:
+        return 0, max(total, 1)
+    canary = max(1, round(total * canary_percent / 100))
+    main = max(1, total - canary)
+    return main, canary
+
+
+def build_deployment(
+    owner: Owner,
+    spec: ModelDeploymentSpec,
+    track: str,
+    model: ModelRef,
+    replicas: int | None,
+    config: OperatorConfig,
+) -> Manifest:
+    """`replicas` None leaves the count to the HPA."""
+    name = deployment_name(owner.name, track)
+    meta = metadata(name, owner.namespace, KIND, owner.name, owner.uid, COMPONENT)
+    meta["labels"][TRACK_LABEL] = track
+    selector = {**_selector(owner.name), TRACK_LABEL: track}
+    pod_labels = {**meta["labels"]}
+    env = [
+        {"name": "MODELYARD_MODEL_URI", "value": model.uri},
+        {"name": "MODELYARD_MODEL_DIGEST", "value": model.digest},
+        {"name": "MODELYARD_MODEL_NAME", "value": owner.name},
+        {"name": "MODELYARD_PORT", "value": str(PORT)},
+        {"name": "HOME", "value": "/tmp"},
+        *storage_env(config),
+    ]
+    pod_spec: Manifest = {
+        "automountServiceAccountToken": False,
+        "securityContext": pod_security_context(),
+        "terminationGracePeriodSeconds": DRAIN_SECONDS + 20,
+        "containers": [
+            {
+                "name": COMPONENT,
+                "image": spec.image or config.server_image,
+                "imagePullPolicy": config.image_pull_policy,
+                "command": ["modelyard-worker", "serve"],
+                "env": env,
+                "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
+                "readinessProbe": {
+                    "httpGet": {"path": "/v2/health/ready", "port": "http"},
+                    "periodSeconds": 2,
+                    "failureThreshold": 2,
+                },
+                "livenessProbe": {
+                    "httpGet": {"path": "/v2/health/live", "port": "http"},
+                    "periodSeconds": 10,
+                    "failureThreshold": 3,
+                },
+                "startupProbe": {
+                    "httpGet": {"path": "/v2/health/live", "port": "http"},
+                    "periodSeconds": 2,
+                    "failureThreshold": 60,
+                },
+                # Endpoints drop a terminating pod a moment after SIGTERM would reach it;
+                # waiting first means no request is sent to a server that stopped accepting.
+                "lifecycle": {"preStop": {"sleep": {"seconds": 3}}},
+                "resources": resources(spec.resources, config),
+                "securityContext": container_security_context(),
+                "volumeMounts": [TMP_MOUNT],
+                "terminationMessagePolicy": "FallbackToLogsOnError",
+            }
+        ],
+        "volumes": [TMP_VOLUME],
+    }
+    if config.image_pull_secrets:
+        pod_spec["imagePullSecrets"] = image_pull_secrets(config)
+    deployment_spec: Manifest = {
+        "selector": {"matchLabels": selector},
+        # Zero downtime: a new pod must be ready before an old one goes.
+        "strategy": {
+            "type": "RollingUpdate",
+            "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+        },
+        "minReadySeconds": 1,
+        "revisionHistoryLimit": 3,
+        "template": {
+            "metadata": {
+                "labels": pod_labels,
+                "annotations": {"modelyard.dev/model-digest": model.digest},
+            },
+            "spec": pod_spec,
+        },
+    }
+    if replicas is not None:
+        deployment_spec["replicas"] = replicas
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": meta,
+        "spec": deployment_spec,
+    }
+
+
+def build_service(owner: Owner) -> Manifest:
+    """One Service over both tracks: traffic splits by ready replicas."""
+    meta = metadata(
+        service_name(owner.name), owner.namespace, KIND, owner.name, owner.uid, COMPONENT
+    )
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": meta,
+        "spec": {
+            "type": "ClusterIP",
+            "selector": _selector(owner.name),
+            "ports": [
+                {"name": "http", "port": SERVICE_PORT, "targetPort": "http", "protocol": "TCP"}
+            ],
+        },
+    }
+
+
+def build_hpa(owner: Owner, autoscaling: Autoscaling) -> Manifest:
+    meta = metadata(child_name(owner.name), owner.namespace, KIND, owner.name, owner.uid, COMPONENT)
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": meta,
+        "spec": {
+            "scaleTargetRef": {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "name": deployment_name(owner.name, MAIN),
+            },
+            "minReplicas": autoscaling.min_replicas,
+            "maxReplicas": autoscaling.max_replicas,
+            "metrics": [
+                {
+                    "type": "Resource",
+                    "resource": {
+                        "name": "cpu",
+                        "target": {
+                            "type": "Utilization",
+                            "averageUtilization": autoscaling.target_cpu_utilization_percentage,
+                        },
+                    },
+                }
+            ],
+        },
+    }
+
+
+def build_pdb(owner: Owner) -> Manifest:
+    """At most one server pod down at a time for voluntary disruptions (drains)."""
+    meta = metadata(child_name(owner.name), owner.namespace, KIND, owner.name, owner.uid, COMPONENT)
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": meta,
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": _selector(owner.name)}},
+    }
+
+
+def _selector(owner: str) -> dict[str, str]:
+    all_labels = labels(KIND, owner, COMPONENT)
+    return {
+        key: all_labels[key]
+        for key in ("app.kubernetes.io/component", "modelyard.dev/modeldeployment")
+    }
