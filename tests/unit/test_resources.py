@@ -1,0 +1,236 @@
+"""The pure child builders: manifests in the shape Kubernetes and the restricted PSS expect."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import kubernetes_validate
+import pytest
+
+from modelyard.api.common import StorageSpec
+from modelyard.api.dataset import DatasetSpec
+from modelyard.api.modeldeployment import ModelDeploymentSpec
+from modelyard.api.trainingjob import TrainingJobSpec
+from modelyard.config import OperatorConfig
+from modelyard.resources.common import child_name
+from modelyard.resources.jobs import Owner, build_ingest_job, build_training_job, ingest_job_name
+from modelyard.resources.serving import (
+    ModelRef,
+    build_deployment,
+    build_hpa,
+    build_pdb,
+    build_service,
+    split_replicas,
+)
+
+CONFIG = OperatorConfig(s3_endpoint="http://10.0.0.1:8333", s3_credentials_secret="s3-creds")
+DIGEST = "sha256:" + "ab" * 32
+DATASET = Owner("Dataset", "iris", "ml", "uid-1")
+TRAINING_JOB = Owner("TrainingJob", "iris-classifier", "ml", "uid-2")
+DEPLOYMENT = Owner("ModelDeployment", "iris", "ml", "uid-3")
+
+
+def _pod_spec(manifest: dict[str, Any]) -> dict[str, Any]:
+    spec: dict[str, Any] = manifest["spec"]["template"]["spec"]
+    return spec
+
+
+def _assert_restricted(pod_spec: dict[str, Any]) -> None:
+    """The `restricted` Pod Security Standard, field by field."""
+    pod = pod_spec["securityContext"]
+    assert pod["runAsNonRoot"] is True and pod["runAsUser"] != 0
+    assert pod["seccompProfile"] == {"type": "RuntimeDefault"}
+    for container in pod_spec["containers"]:
+        context = container["securityContext"]
+        assert context["allowPrivilegeEscalation"] is False
+        assert context["capabilities"] == {"drop": ["ALL"]}
+        assert context["readOnlyRootFilesystem"] is True
+    assert pod_spec["automountServiceAccountToken"] is False
+
+
+def _validate(manifest: dict[str, Any]) -> None:
+    kubernetes_validate.validate(manifest, "1.34.0", strict=True)
+
+
+def _ingest(spec: dict[str, Any] | None = None) -> dict[str, Any]:
+    dataset_spec = DatasetSpec.model_validate(spec or {"source": {"builtin": {"name": "iris"}}})
+    return build_ingest_job(DATASET, dataset_spec, ingest_job_name("iris", 1, ""), CONFIG)
+
+
+@pytest.mark.parametrize(
+    ("parts", "unique"),
+    [
+        (("iris", "ingest"), "1/"),
+        (("a" * 80, "run-12"), ""),
+        (("a" * 80, "ingest"), "7/token"),
+    ],
+)
+def test_child_names_are_deterministic_dns_labels(parts: tuple[str, ...], unique: str) -> None:
+    name = child_name(*parts, unique=unique)
+    assert name == child_name(*parts, unique=unique)
+    assert len(name) <= 63 and name[0].isalnum() and name[-1].isalnum()
+
+
+def test_ingest_job_name_changes_with_generation_and_refresh_only() -> None:
+    assert ingest_job_name("iris", 1, "") == ingest_job_name("iris", 1, "")
+    assert ingest_job_name("iris", 2, "") != ingest_job_name("iris", 1, "")
+    assert ingest_job_name("iris", 1, "now") != ingest_job_name("iris", 1, "")
+
+
+def test_ingest_job_is_owned_hardened_and_valid() -> None:
+    job = _ingest()
+    _validate(job)
+    owner = job["metadata"]["ownerReferences"][0]
+    assert owner == {
+        "apiVersion": "modelyard.dev/v1alpha1",
+        "kind": "Dataset",
+        "name": "iris",
+        "uid": "uid-1",
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+    assert job["metadata"]["labels"]["modelyard.dev/dataset"] == "iris"
+    pod = _pod_spec(job)
+    _assert_restricted(pod)
+    container = pod["containers"][0]
+    assert container["command"] == ["modelyard-worker", "ingest"]
+    assert container["image"] == CONFIG.trainer_image
+    env = {e["name"]: e for e in container["env"]}
+    assert json.loads(env["MODELYARD_SPEC"]["value"])["source"] == {"builtin": {"name": "iris"}}
+    assert env["MODELYARD_S3_ENDPOINT"]["value"] == "http://10.0.0.1:8333"
+    assert env["AWS_SECRET_ACCESS_KEY"] == {
+        "name": "AWS_SECRET_ACCESS_KEY",
+        "valueFrom": {"secretKeyRef": {"name": "s3-creds", "key": "AWS_SECRET_ACCESS_KEY"}},
+    }
+    assert pod["restartPolicy"] == "Never"
+    assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
+    rule = job["spec"]["podFailurePolicy"]["rules"][0]
+    assert rule["action"] == "FailJob" and rule["onExitCodes"]["values"] == [2, 3, 4]
+
+
+def test_dataset_storage_override_reaches_the_workload() -> None:
+    job = _ingest(
+        {
+            "source": {"builtin": {"name": "iris"}},
+            "storage": {"bucket": "team-data", "credentialsSecretRef": {"name": "team-s3"}},
+        }
+    )
+    env = {e["name"]: e for e in _pod_spec(job)["containers"][0]["env"]}
+    assert env["MODELYARD_S3_BUCKET"]["value"] == "team-data"
+    assert env["MODELYARD_S3_ENDPOINT"]["value"] == CONFIG.s3_endpoint
+    assert env["AWS_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"]["name"] == "team-s3"
+
+
+def test_training_job_honours_limits_resources_and_image() -> None:
+    spec = TrainingJobSpec.model_validate(
+        {
+            "datasetRef": {"name": "iris"},
+            "estimator": {"class": "sklearn.svm.SVC"},
+            "backoffLimit": 0,
+            "activeDeadlineSeconds": 600,
+            "image": "registry.example/trainer:1",
+            "resources": {"requests": {"cpu": 2}, "limits": {"memory": "4Gi"}},
+        }
+    )
+    job = build_training_job(
+        TRAINING_JOB,
+        spec,
+        "run-3",
+        "s3://modelyard/datasets/ml/iris/abc",
+        DIGEST,
+        StorageSpec(bucket="team-data"),
+        CONFIG,
+    )
+    _validate(job)
+    assert job["metadata"]["name"] == "iris-classifier-run-3"
+    assert job["metadata"]["labels"]["modelyard.dev/run"] == "run-3"
+    assert (job["spec"]["backoffLimit"], job["spec"]["activeDeadlineSeconds"]) == (0, 600)
+    container = _pod_spec(job)["containers"][0]
+    assert container["image"] == "registry.example/trainer:1"
+    assert container["resources"] == {
+        "requests": {"cpu": 2, "memory": CONFIG.workload_memory_request},
+        "limits": {"memory": "4Gi"},
+    }
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["MODELYARD_DATASET_VERSION"] == DIGEST
+    assert env["MODELYARD_RUN"] == "run-3"
+    assert env["MODELYARD_S3_BUCKET"] == "team-data"
+
+
+@pytest.mark.parametrize(
+    ("total", "percent", "expected"),
+    [
+        (2, None, (2, 0)),
+        (2, 50, (1, 1)),
+        (4, 25, (3, 1)),
+        (4, 10, (3, 1)),
+        (1, 50, (1, 1)),
+        (10, 30, (7, 3)),
+        (3, 100, (0, 3)),
+        (2, 0, (2, 0)),
+    ],
+)
+def test_canary_split_is_proportional_to_one_replica(
+    total: int, percent: int | None, expected: tuple[int, int]
+) -> None:
+    assert split_replicas(total, percent) == expected
+
+
+def _serving_spec(**fields: Any) -> ModelDeploymentSpec:
+    return ModelDeploymentSpec.model_validate(
+        {"model": {"trainingJobRef": {"name": "iris-classifier"}}, **fields}
+    )
+
+
+def test_server_deployment_rolls_without_downtime_and_verifies_digest() -> None:
+    deployment = build_deployment(
+        DEPLOYMENT, _serving_spec(), "main", ModelRef("s3://m/model.joblib", DIGEST), 2, CONFIG
+    )
+    _validate(deployment)
+    spec = deployment["spec"]
+    assert spec["replicas"] == 2
+    assert spec["strategy"]["rollingUpdate"] == {"maxUnavailable": 0, "maxSurge": 1}
+    pod = _pod_spec(deployment)
+    _assert_restricted(pod)
+    container = pod["containers"][0]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["MODELYARD_MODEL_DIGEST"] == DIGEST
+    assert env["MODELYARD_MODEL_NAME"] == "iris"
+    assert spec["selector"]["matchLabels"]["modelyard.dev/track"] == "main"
+    assert (
+        pod["terminationGracePeriodSeconds"] > container["lifecycle"]["preStop"]["sleep"]["seconds"]
+    )
+
+
+def test_autoscaled_deployment_leaves_replicas_to_the_hpa() -> None:
+    spec = _serving_spec(autoscaling={"minReplicas": 2, "maxReplicas": 5})
+    deployment = build_deployment(
+        DEPLOYMENT, spec, "main", ModelRef("s3://m/x", DIGEST), None, CONFIG
+    )
+    assert "replicas" not in deployment["spec"]
+    assert spec.autoscaling is not None
+    hpa = build_hpa(DEPLOYMENT, spec.autoscaling)
+    _validate(hpa)
+    assert hpa["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 5)
+
+
+def test_service_selects_both_tracks_and_pdb_limits_disruption() -> None:
+    service = build_service(DEPLOYMENT)
+    _validate(service)
+    main = build_deployment(
+        DEPLOYMENT, _serving_spec(), "main", ModelRef("s3://m/a", DIGEST), 1, CONFIG
+    )
+    canary = build_deployment(
+        DEPLOYMENT, _serving_spec(), "canary", ModelRef("s3://m/b", DIGEST), 1, CONFIG
+    )
+    for deployment in (main, canary):
+        pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+        assert service["spec"]["selector"].items() <= pod_labels.items()
+    assert main["metadata"]["name"] != canary["metadata"]["name"]
+    pdb = build_pdb(DEPLOYMENT)
+    _validate(pdb)
+    assert pdb["spec"]["maxUnavailable"] == 1
+    assert pdb["spec"]["selector"]["matchLabels"] == service["spec"]["selector"]
