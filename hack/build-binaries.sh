@@ -47,7 +47,8 @@ go_build() { # <label> <module dir> <dest dir> <ldflags> <package>...
 }
 
 # A version other than the one pinned in a wrapper's go.mod is built from a copy of
-# the wrapper with its requirements rewritten (go.sum is then filled by tidy).
+# the wrapper whose requirements are all dropped and re-resolved from the wanted
+# version (leftover indirect requirements would pull newer sibling modules in).
 wrapper_for() { # <wrapper dir> <module> <pinned> <wanted> [staging version]
   local dir="$1" mod="$2" pinned="$3" wanted="$4" staging="${5:-}"
   if [[ "${pinned}" == "${wanted}" ]]; then
@@ -59,6 +60,9 @@ wrapper_for() { # <wrapper dir> <module> <pinned> <wanted> [staging version]
   rm -rf "${copy}" && mkdir -p "${copy}" && cp -r "${dir}/." "${copy}/"
   (
     cd "${copy}"
+    awk '/^require \(/ { skip = 1; next } skip && /^\)/ { skip = 0; next } skip || /^require / { next } { print }' \
+      go.mod >go.mod.new
+    mv go.mod.new go.mod && rm -f go.sum
     go mod edit -require="${mod}@${wanted}"
     if [[ -n "${staging}" ]]; then
       local m
