@@ -37,6 +37,8 @@ pytestmark = pytest.mark.integration
 
 IRIS_ROWS = [[5.1, 3.5, 1.4, 0.2], [6.2, 2.9, 4.3, 1.3], [6.7, 3.0, 5.2, 2.3]]
 MAX_BODY = 64 * 1024
+ROW = IRIS_ROWS[0]
+NAMED = dict(zip(IRIS_FEATURES, ROW, strict=True))
 
 
 # --- running servers -----------------------------------------------------------------------
@@ -392,18 +394,50 @@ def test_pipelined_requests_are_answered_in_order(iris_server: Served) -> None:
         )
         + b"GET /v2/health/live HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
     )
-    with socket.create_connection(("127.0.0.1", iris_server.port), timeout=10) as sock:
-        sock.sendall(wire)
-        received = b""
-        while chunk := sock.recv(65536):
-            received += chunk
-    responses = received.split(b"HTTP/1.1 ")[1:]
+    responses = exchange(iris_server.port, wire).split(b"HTTP/1.1 ")[1:]
     assert [response.split(b"\r\n\r\n", 1)[1] for response in responses] == [
         b'{"model_name":"iris","predictions":[0]}',
         b'{"model_name":"iris","predictions":[1]}',
         b'{"model_name":"iris","predictions":[2]}',
         b'{"live":true}',
     ]
+
+
+def exchange(port: int, wire: bytes) -> bytes:
+    """Send raw bytes, read until the server closes the connection."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(wire)
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    return received
+
+
+def test_malformed_http_gets_400_and_a_closed_connection(iris_server: Served) -> None:
+    received = exchange(
+        iris_server.port, b"POST /v1/models/iris:predict HTTP/1.1\r\nbad header\r\n\r\n"
+    )
+    head, _, payload = received.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 Bad Request")
+    assert b"connection: close" in head
+    assert json.loads(payload)["error"].startswith("malformed HTTP request")
+
+
+def test_expect_continue_is_honoured(iris_server: Served) -> None:
+    """curl sends `Expect: 100-continue` for bodies over 1 KiB and waits for the go-ahead."""
+    body = json.dumps({"instances": [ROW] * 64}).encode()
+    with socket.create_connection(("127.0.0.1", iris_server.port), timeout=10) as sock:
+        sock.sendall(
+            b"POST /v1/models/iris:predict HTTP/1.1\r\nhost: x\r\nexpect: 100-continue\r\n"
+            b"connection: close\r\ncontent-length: %d\r\n\r\n" % len(body)
+        )
+        assert sock.recv(1024) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(body)
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    assert received.startswith(b"HTTP/1.1 200 OK")
+    assert json.loads(received.partition(b"\r\n\r\n")[2])["predictions"] == [0] * 64
 
 
 def test_large_batches_are_answered_too(iris_server: Served, iris_model: Trained) -> None:
@@ -420,8 +454,6 @@ def test_large_batches_are_answered_too(iris_server: Served, iris_model: Trained
 
 INFER = "/v2/models/iris/infer"
 PREDICT = "/v1/models/iris:predict"
-ROW = IRIS_ROWS[0]
-NAMED = dict(zip(IRIS_FEATURES, ROW, strict=True))
 TENSOR = {"name": "x", "shape": [1, 4], "datatype": "FP64", "data": [ROW]}
 
 

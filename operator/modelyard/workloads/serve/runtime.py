@@ -105,6 +105,7 @@ async def _serve(config: ServeConfig, sock: socket.socket) -> int:
         await stopping
 
     log.info("SIGTERM: draining %d connection(s)", len(server.connections))
+    app.draining = True
     listener.close()
     await server.drain(config.drain_seconds)
     return 0
