@@ -183,6 +183,12 @@ def test_operator_settings_reach_the_operator_as_it_reads_them() -> None:
     )
 
 
+def test_workload_node_selector_reaches_the_operator_as_key_value_pairs() -> None:
+    env = _env({"workloads.nodeSelector.pool": "ml", "workloads.nodeSelector.zone": "a"})
+    assert env["MODELYARD_WORKLOAD_NODE_SELECTOR"] == "pool=ml,zone=a"
+    assert "MODELYARD_WORKLOAD_NODE_SELECTOR" not in _env()
+
+
 def test_default_values_give_the_operator_its_own_defaults() -> None:
     assert OperatorConfig.from_env(_env()) == OperatorConfig()
 
