@@ -588,6 +588,7 @@ CATALOGUE: list[tuple[str, str, str, bytes | dict[str, Any] | list[Any], int, st
     ("GET on infer", "GET", INFER, b"", 405, "GET is not allowed on /v2/models/{name}/infer"),
     ("POST on health", "POST", "/v2/health/live", b"", 405, "use GET"),
     ("oversized body", "POST", PREDICT, b"[" * (MAX_BODY + 1), 413, f"exceeds {MAX_BODY} bytes"),
+    ("URL too long", "GET", "/v2/" + "a" * 9000, b"", 414, "the URL exceeds 8192 bytes"),
 ]
 
 
@@ -657,6 +658,14 @@ def test_regression_predictions(petal_server: Served) -> None:
     )
     (value,) = answer.json()["predictions"]
     assert 1.5 < value < 3.0
+
+
+def test_oversized_headers_are_refused(iris_server: Served) -> None:
+    answer = requests.get(
+        f"{iris_server.url}/v2/health/live", headers={"x-padding": "a" * 70_000}, timeout=10
+    )
+    assert answer.status_code == 431
+    assert answer.json() == {"error": "the headers exceed 65536 bytes"}
 
 
 def test_oversized_body_without_length_is_refused(iris_server: Served) -> None:

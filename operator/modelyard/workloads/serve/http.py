@@ -26,7 +26,9 @@ _REASONS = {
     404: "Not Found",
     405: "Method Not Allowed",
     413: "Content Too Large",
+    414: "URI Too Long",
     422: "Unprocessable Content",
+    431: "Request Header Fields Too Large",
     500: "Internal Server Error",
     503: "Service Unavailable",
 }
@@ -36,6 +38,15 @@ _STATUS_LINES = {
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 # Pipelined requests queued behind a slow one before the connection stops reading.
 _MAX_QUEUED = 64
+# Bounds on what a client can make the server hold; model inputs travel in bodies, not here.
+MAX_URL_BYTES = 8 * 1024
+MAX_HEADER_BYTES = 64 * 1024
+# Idle keep-alive connections close after this; above the 60 s idle timeout of common load
+# balancers, so that they, not we, close first and never reuse a connection we just closed.
+KEEPALIVE_SECONDS = 75.0
+# A request must arrive whole within this, so slow trickles cannot hold connections forever.
+REQUEST_SECONDS = 60.0
+SWEEP_SECONDS = 5.0
 
 
 class Request(NamedTuple):
@@ -70,6 +81,14 @@ class Server:
     def connection(self) -> Connection:
         return Connection(self)
 
+    async def sweep(self) -> None:
+        """Close connections idle past KEEPALIVE_SECONDS or stuck mid-request; runs forever."""
+        while True:
+            await asyncio.sleep(SWEEP_SECONDS)
+            now = time.monotonic()
+            for connection in list(self.connections):
+                connection.expire(now)
+
     async def drain(self, seconds: float) -> None:
         """Close idle connections now and busy ones after their response; wait for all."""
         self.draining = True
@@ -94,7 +113,10 @@ class Connection(asyncio.Protocol):
         self._body: list[bytes] = []
         self._size = 0
         self._expect_continue = False
+        self._header_bytes = 0
         self._in_message = False
+        self._last_active = time.monotonic()
+        self._message_started = 0.0
         self._closed = False  # no more input is read (refused, closing, or lost)
         # While one request waits on a worker thread, later pipelined ones queue here so the
         # responses go out in order. None: nothing pending, requests are answered inline.
@@ -115,6 +137,7 @@ class Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._closed:
             return
+        self._last_active = time.monotonic()
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -134,15 +157,23 @@ class Connection(asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         self._in_message = True
+        self._message_started = self._last_active
         self._url = b""
         self._body = []
         self._size = 0
+        self._header_bytes = 0
         self._expect_continue = False
 
     def on_url(self, url: bytes) -> None:
         self._url += url
+        if len(self._url) > MAX_URL_BYTES:
+            self._refuse(414, f"the URL exceeds {MAX_URL_BYTES} bytes")
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_bytes += len(name) + len(value)
+        if self._header_bytes > MAX_HEADER_BYTES:
+            self._refuse(431, f"the headers exceed {MAX_HEADER_BYTES} bytes")
+            return
         name = name.lower()
         if name == b"content-length":
             if value.isdigit() and int(value) > self._limit:
@@ -276,6 +307,16 @@ class Connection(asyncio.Protocol):
         if self._reading_paused and self._transport is not None and not self._closed:
             self._reading_paused = False
             self._transport.resume_reading()
+
+    def expire(self, now: float) -> None:
+        if self._queue is not None or self._transport is None:
+            return  # a response is being computed: the connection is not idle
+        if self._in_message:
+            if now - self._message_started > REQUEST_SECONDS:
+                self._transport.abort()
+        elif now - self._last_active > KEEPALIVE_SECONDS:
+            self._closed = True
+            self._transport.close()
 
     def close_if_idle(self) -> None:
         if not self._in_message and self._queue is None and self._transport is not None:

@@ -63,6 +63,7 @@ async def _serve(config: ServeConfig, sock: socket.socket) -> int:
     app = App(config.name, metrics, config.drift_window)
     server = Server(app, config.max_body_bytes)
     listener = await loop.create_server(server.connection, sock=sock)
+    sweeper = loop.create_task(server.sweep())
     host, port = sock.getsockname()[:2]
     log.info("listening on %s:%d (pid %d); loading %s", host, port, os.getpid(), config.model_uri)
 
@@ -91,6 +92,7 @@ async def _serve(config: ServeConfig, sock: socket.socket) -> int:
         if failure is not None:
             listener.close()
             stopping.cancel()
+            sweeper.cancel()
             return termination.fail(_load_error(failure))
         result = loaded.result()
         app.set_model(result.model, result.seconds)
@@ -108,6 +110,7 @@ async def _serve(config: ServeConfig, sock: socket.socket) -> int:
     app.draining = True
     listener.close()
     await server.drain(config.drain_seconds)
+    sweeper.cancel()
     return 0
 
 
