@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-pytest_plugins = ["tests.plugins.kube", "tests.plugins.s3"]
+pytest_plugins = ["tests.plugins.kube", "tests.plugins.operator", "tests.plugins.s3"]
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"

@@ -29,6 +29,8 @@ class OperatorConfig:
     workload_memory_request: str = "256Mi"
     workload_memory_limit: str = "2Gi"
     job_ttl_seconds: int = 86400
+    # Where workload pods (ingest, train, serve) may run, e.g. {"pool": "ml"}.
+    workload_node_selector: tuple[tuple[str, str], ...] = ()
     metrics_port: int = 8000
 
     @classmethod
@@ -61,5 +63,11 @@ class OperatorConfig:
             ),
             workload_memory_limit=get("WORKLOAD_MEMORY_LIMIT", defaults.workload_memory_limit),
             job_ttl_seconds=int(get("JOB_TTL_SECONDS", str(defaults.job_ttl_seconds))),
+            workload_node_selector=tuple(
+                (key.strip(), value.strip())
+                for key, _, value in (
+                    item.partition("=") for item in split("WORKLOAD_NODE_SELECTOR")
+                )
+            ),
             metrics_port=int(get("METRICS_PORT", str(defaults.metrics_port))),
         )

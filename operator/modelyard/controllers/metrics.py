@@ -16,7 +16,11 @@ RECONCILE_SECONDS = Histogram(
     "modelyard_reconcile_duration_seconds", "Time to reconcile one object.", ["kind"]
 )
 OBJECTS = Gauge("modelyard_objects", "Objects by kind and phase.", ["kind", "phase"])
-RUNS = Counter("modelyard_trainingjob_runs_total", "Training runs by result.", ["result"])
+RUNS = Counter(
+    "modelyard_trainingjob_runs_total",
+    "Finished training runs by TrainingJob and result.",
+    ["namespace", "trainingjob", "result"],
+)
 
 _phases: dict[tuple[str, str, str], str] = {}
 _lock = threading.Lock()

@@ -16,6 +16,7 @@ from modelyard.controllers import children, dataset, modeldeployment, protection
 from modelyard.controllers.context import Context
 from modelyard.controllers.kube import Kube
 
+BOOKKEEPING = f"operator.{GROUP}"
 HANDLER_MODULES = (children, dataset, modeldeployment, protection, trainingjob)
 
 # A watch with no server-side timeout can go quiet forever on a dropped connection.
@@ -28,10 +29,12 @@ def configure(settings: kopf.OperatorSettings) -> None:
     settings.watching.server_timeout = WATCH_SERVER_TIMEOUT_SECONDS
     settings.watching.client_timeout = WATCH_CLIENT_TIMEOUT_SECONDS
     # kopf's bookkeeping lives in our own annotations, never in spec: Argo CD compares only the
-    # fields it applied, so these create no drift, and status stays ours alone.
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    # fields it applied, so these create no drift, and status stays ours alone. The prefix must
+    # not be GROUP: kopf ignores every annotation under its storage prefix, and users' own
+    # `modelyard.dev/refresh` must count as a change.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=BOOKKEEPING)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=GROUP, key="last-handled-configuration"
+        prefix=BOOKKEEPING, key="last-handled-configuration"
     )
     settings.persistence.finalizer = f"{GROUP}/protection"
     settings.peering.name = "modelyard"

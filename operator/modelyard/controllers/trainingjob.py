@@ -226,7 +226,7 @@ def on_job_finished(context: Context, job: dict[str, Any], succeeded: bool) -> N
             f"{k}={v:g}" for k, v in (run.get("metrics") or {}).items()
         )
         conditions = set_condition(conditions, "Ready", True, "Succeeded", message, generation)
-        metrics.RUNS.labels("succeeded").inc()
+        metrics.RUNS.labels(namespace, name, "succeeded").inc()
         post_event(body, "RunSucceeded", message)
     else:
         run["phase"] = "Failed"
@@ -235,7 +235,7 @@ def on_job_finished(context: Context, job: dict[str, Any], succeeded: bool) -> N
         conditions = set_condition(
             conditions, "Ready", False, run["reason"], f"{run_id}: {run['message']}", generation
         )
-        metrics.RUNS.labels("failed").inc()
+        metrics.RUNS.labels(namespace, name, "failed").inc()
         post_event(body, run["reason"], f"{run_id}: {run['message']}", warning=True)
     runs[index] = run
     patch.update(runs=runs, conditions=conditions, phase=_phase(runs))

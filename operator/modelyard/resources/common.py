@@ -124,5 +124,11 @@ def storage_env(config: OperatorConfig, override: StorageSpec | None = None) -> 
     return env
 
 
-def image_pull_secrets(config: OperatorConfig) -> list[Manifest]:
-    return [{"name": name} for name in config.image_pull_secrets]
+def placement(config: OperatorConfig) -> Manifest:
+    """Pod spec fields for image pulls and node placement that every workload shares."""
+    fields: Manifest = {}
+    if config.image_pull_secrets:
+        fields["imagePullSecrets"] = [{"name": name} for name in config.image_pull_secrets]
+    if config.workload_node_selector:
+        fields["nodeSelector"] = dict(config.workload_node_selector)
+    return fields

@@ -17,8 +17,8 @@ from modelyard.resources.common import (
     Manifest,
     child_name,
     container_security_context,
-    image_pull_secrets,
     metadata,
+    placement,
     pod_security_context,
     resources,
     storage_env,
@@ -145,8 +145,7 @@ def _job(
         ],
         "volumes": [TMP_VOLUME],
     }
-    if config.image_pull_secrets:
-        pod_spec["imagePullSecrets"] = image_pull_secrets(config)
+    pod_spec.update(placement(config))
     job_spec: Manifest = {
         "backoffLimit": backoff_limit,
         # Bad input, bad data and a missed objective fail the same way every time: no retries.

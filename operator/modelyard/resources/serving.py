@@ -13,9 +13,9 @@ from modelyard.resources.common import (
     Manifest,
     child_name,
     container_security_context,
-    image_pull_secrets,
     labels,
     metadata,
+    placement,
     pod_security_context,
     resources,
     storage_env,
@@ -125,8 +125,7 @@ def build_deployment(
         ],
         "volumes": [TMP_VOLUME],
     }
-    if config.image_pull_secrets:
-        pod_spec["imagePullSecrets"] = image_pull_secrets(config)
+    pod_spec.update(placement(config))
     deployment_spec: Manifest = {
         "selector": {"matchLabels": selector},
         # Zero downtime: a new pod must be ready before an old one goes.

@@ -1,0 +1,522 @@
+"""The operator against a real API server with the real Job, ReplicaSet and Deployment
+controllers; the tests play only the kubelet's part (pods finishing or becoming ready)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from tests.conftest import EXAMPLES
+from tests.kubelet import finish_job, make_ready, wait_for
+from tests.plugins.kube import Cluster
+from tests.plugins.operator import Operator
+
+pytestmark = pytest.mark.integration
+
+GROUP, VERSION = "modelyard.dev", "v1alpha1"
+PLURALS = {
+    "Dataset": "datasets",
+    "TrainingJob": "trainingjobs",
+    "ModelDeployment": "modeldeployments",
+}
+V1 = "sha256:" + "1" * 64
+V2 = "sha256:" + "2" * 64
+MODEL_1 = "sha256:" + "a" * 64
+MODEL_2 = "sha256:" + "b" * 64
+
+
+def _quickstart(kind: str) -> dict[str, Any]:
+    file = {
+        "Dataset": "dataset",
+        "TrainingJob": "trainingjob",
+        "ModelDeployment": "modeldeployment",
+    }
+    document: dict[str, Any] = yaml.safe_load(
+        (EXAMPLES / "quickstart" / f"{file[kind]}.yaml").read_text()
+    )
+    return document
+
+
+class Api:
+    """The few calls these tests make, against the test's namespace."""
+
+    def __init__(self, cluster: Cluster, namespace: str) -> None:
+        self.client = cluster.api_client()
+        self.namespace = namespace
+        self.custom = client.CustomObjectsApi(self.client)
+        self.core = client.CoreV1Api(self.client)
+        self.batch = client.BatchV1Api(self.client)
+        self.apps = client.AppsV1Api(self.client)
+
+    def create(self, document: dict[str, Any]) -> None:
+        self.custom.create_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, PLURALS[document["kind"]], document
+        )
+
+    def get(self, kind: str, name: str) -> dict[str, Any] | None:
+        try:
+            found: dict[str, Any] = self.custom.get_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, PLURALS[kind], name
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        return found
+
+    def patch(self, kind: str, name: str, body: dict[str, Any]) -> None:
+        self.custom.patch_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, PLURALS[kind], name, body
+        )
+
+    def delete(self, kind: str, name: str) -> None:
+        self.custom.delete_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, PLURALS[kind], name
+        )
+
+    def status(self, kind: str, name: str) -> dict[str, Any]:
+        return (self.get(kind, name) or {}).get("status") or {}
+
+    def condition(self, kind: str, name: str, type_: str) -> dict[str, Any] | None:
+        return next(
+            (c for c in self.status(kind, name).get("conditions") or [] if c["type"] == type_), None
+        )
+
+    def wait_condition(
+        self, kind: str, name: str, type_: str, value: str, reason: str | None = None
+    ) -> dict[str, Any]:
+        def probe() -> dict[str, Any] | None:
+            found = self.condition(kind, name, type_)
+            if found and found["status"] == value and (reason is None or found["reason"] == reason):
+                return found
+            return None
+
+        return wait_for(f"{kind}/{name} {type_}={value} {reason or ''}", probe)
+
+    def jobs(self, selector: str) -> list[client.V1Job]:
+        return list(self.batch.list_namespaced_job(self.namespace, label_selector=selector).items)
+
+    def wait_job(self, selector: str, count: int = 1) -> client.V1Job:
+        found = wait_for(
+            f"{count} Jobs {selector}",
+            lambda: (lambda jobs: jobs if len(jobs) >= count else None)(self.jobs(selector)),
+        )
+        return sorted(found, key=lambda j: j.metadata.creation_timestamp)[-1]
+
+    def events(self, name: str) -> list[str]:
+        items = self.core.list_namespaced_event(self.namespace).items
+        return [e.reason for e in items if e.involved_object.name == name]
+
+
+@pytest.fixture
+def api(crds: Cluster, namespace: str) -> Iterator[Api]:
+    handle = Api(crds, namespace)
+    yield handle
+    handle.client.close()
+
+
+def _ingest_summary(version: str, rows: int = 150) -> dict[str, Any]:
+    return {
+        "status": "Succeeded",
+        "version": version,
+        "uri": f"s3://modelyard/datasets/ns/iris/{version[7:]}",
+        "format": "parquet",
+        "rows": rows,
+        "columns": 5,
+        "sizeBytes": 2806,
+        "trainRows": rows - 30,
+        "testRows": 30,
+        "createdAt": "2026-11-27T10:00:00Z",
+        "reused": False,
+        "statistics": [
+            {
+                "name": "sepal length (cm)",
+                "type": "float",
+                "count": rows,
+                "nulls": 0,
+                "min": 4.3,
+                "max": 7.9,
+                "mean": 5.84,
+                "std": 0.83,
+            },
+            {"name": "target", "type": "integer", "count": rows, "nulls": 0, "min": 0, "max": 2},
+        ],
+    }
+
+
+def _train_summary(run: str, version: str, digest: str, accuracy: float) -> dict[str, Any]:
+    return {
+        "status": "Succeeded",
+        "run": run,
+        "datasetVersion": version,
+        "model": {
+            "uri": f"s3://modelyard/models/ns/iris-classifier/{run}/model.joblib",
+            "digest": digest,
+        },
+        "metrics": {"accuracy": accuracy, "f1_macro": accuracy},
+        "params": {"n_estimators": 100},
+        "task": "classification",
+        "trainRows": 120,
+        "testRows": 30,
+    }
+
+
+def _ready_dataset(api: Api, version: str = V1) -> None:
+    api.create(_quickstart("Dataset"))
+    job = api.wait_job("modelyard.dev/dataset=iris")
+    finish_job(api.core, api.namespace, job.metadata.name, _ingest_summary(version))
+    api.wait_condition("Dataset", "iris", "Ready", "True")
+
+
+def _trained(api: Api, run: str, version: str, digest: str, accuracy: float) -> None:
+    job = api.wait_job(f"modelyard.dev/run={run}")
+    finish_job(
+        api.core, api.namespace, job.metadata.name, _train_summary(run, version, digest, accuracy)
+    )
+    wait_for(
+        f"{run} recorded",
+        lambda: next(
+            (
+                r
+                for r in api.status("TrainingJob", "iris-classifier").get("runs", [])
+                if r["id"] == run and r["phase"] == "Succeeded"
+            ),
+            None,
+        ),
+    )
+
+
+def test_dataset_ingests_into_a_version(api: Api, operator: Operator) -> None:
+    api.create(_quickstart("Dataset"))
+    job = api.wait_job("modelyard.dev/dataset=iris")
+    assert job.metadata.owner_references[0].kind == "Dataset"
+    pod_security = job.spec.template.spec.security_context
+    assert pod_security.run_as_non_root and pod_security.seccomp_profile.type == "RuntimeDefault"
+    api.wait_condition("Dataset", "iris", "Ready", "False", "Ingesting")
+    assert api.status("Dataset", "iris")["phase"] == "Ingesting"
+
+    finish_job(api.core, api.namespace, job.metadata.name, _ingest_summary(V1))
+    api.wait_condition("Dataset", "iris", "Ready", "True", "Ingested")
+    status = api.status("Dataset", "iris")
+    assert (status["phase"], status["version"], status["rows"], status["columns"]) == (
+        "Ready",
+        V1,
+        150,
+        5,
+    )
+    assert status["statistics"][0]["name"] == "sepal length (cm)"
+    assert [h["version"] for h in status["history"]] == [V1]
+    assert status["observedGeneration"] == 1
+    assert "NewVersion" in wait_for(
+        "a NewVersion event",
+        lambda: api.events("iris") if "NewVersion" in api.events("iris") else None,
+    )
+
+
+def test_failed_ingestion_reports_the_workloads_reason(api: Api, operator: Operator) -> None:
+    api.create(_quickstart("Dataset"))
+    job = api.wait_job("modelyard.dev/dataset=iris")
+    failure = {
+        "status": "Failed",
+        "reason": "ValidationFailed",
+        "message": "spec.schema: column 'age': must be ≥ 0 (1 row: 3)",
+    }
+    finish_job(api.core, api.namespace, job.metadata.name, failure, exit_code=4)
+    ready = api.wait_condition("Dataset", "iris", "Ready", "False", "ValidationFailed")
+    assert "column 'age'" in ready["message"]
+    assert api.status("Dataset", "iris")["phase"] == "Failed"
+    job = api.batch.read_namespaced_job(job.metadata.name, api.namespace)
+    assert job.status.failed == 1, "a deterministic failure is not retried"
+
+
+def test_refresh_reingests_and_keeps_an_unchanged_version(api: Api, operator: Operator) -> None:
+    _ready_dataset(api)
+    api.patch("Dataset", "iris", {"metadata": {"annotations": {"modelyard.dev/refresh": "1"}}})
+    job = api.wait_job("modelyard.dev/dataset=iris", count=2)
+    finish_job(api.core, api.namespace, job.metadata.name, {**_ingest_summary(V1), "reused": True})
+    wait_for(
+        "the refresh recorded",
+        lambda: (
+            api.status("Dataset", "iris").get("phase") == "Ready"
+            and api.status("Dataset", "iris").get("ingestJob") == job.metadata.name
+        ),
+    )
+    status = api.status("Dataset", "iris")
+    assert status["version"] == V1 and len(status["history"]) == 1
+
+
+def test_trainingjob_waits_for_its_dataset_then_trains(api: Api, operator: Operator) -> None:
+    api.create(_quickstart("TrainingJob"))
+    waiting = api.wait_condition(
+        "TrainingJob", "iris-classifier", "DatasetReady", "False", "DatasetNotFound"
+    )
+    assert "iris" in waiting["message"]
+    assert not api.jobs("modelyard.dev/trainingjob=iris-classifier")
+    _ready_dataset(api)
+    job = api.wait_job("modelyard.dev/run=run-1")
+    env = {e.name: e.value for e in job.spec.template.spec.containers[0].env}
+    assert env["MODELYARD_DATASET_VERSION"] == V1
+    assert job.spec.backoff_limit == 2
+    finish_job(
+        api.core, api.namespace, job.metadata.name, _train_summary("run-1", V1, MODEL_1, 0.95)
+    )
+    api.wait_condition("TrainingJob", "iris-classifier", "Ready", "True", "Succeeded")
+    status = api.status("TrainingJob", "iris-classifier")
+    assert status["phase"] == "Succeeded"
+    assert status["model"] == {
+        "uri": "s3://modelyard/models/ns/iris-classifier/run-1/model.joblib",
+        "digest": MODEL_1,
+    }
+    assert status["datasetVersion"] == V1 and status["latestRun"] == "run-1"
+    assert status["primaryMetric"] == {"name": "accuracy", "value": 0.95}
+    assert status["runs"][0]["metrics"]["accuracy"] == 0.95
+
+
+def test_new_dataset_version_starts_a_new_run(api: Api, operator: Operator) -> None:
+    _ready_dataset(api)
+    api.create(_quickstart("TrainingJob"))
+    _trained(api, "run-1", V1, MODEL_1, 0.95)
+    api.patch(
+        "Dataset", "iris", {"metadata": {"annotations": {"modelyard.dev/refresh": "new-data"}}}
+    )
+    job = api.wait_job("modelyard.dev/dataset=iris", count=2)
+    finish_job(api.core, api.namespace, job.metadata.name, _ingest_summary(V2, rows=160))
+    run = api.wait_job("modelyard.dev/run=run-2")
+    env = {e.name: e.value for e in run.spec.template.spec.containers[0].env}
+    assert env["MODELYARD_DATASET_VERSION"] == V2
+    assert [h["version"] for h in api.status("Dataset", "iris")["history"]] == [V2, V1]
+
+
+def test_missed_objective_marks_the_run_and_keeps_the_last_model(
+    api: Api, operator: Operator
+) -> None:
+    _ready_dataset(api)
+    api.create(_quickstart("TrainingJob"))
+    _trained(api, "run-1", V1, MODEL_1, 0.95)
+    api.patch(
+        "TrainingJob", "iris-classifier", {"spec": {"estimator": {"params": {"max_depth": 1}}}}
+    )
+    job = api.wait_job("modelyard.dev/run=run-2")
+    summary = {
+        **_train_summary("run-2", V1, MODEL_2, 0.6),
+        "status": "Failed",
+        "reason": "ObjectiveNotMet",
+        "message": "accuracy = 0.6 misses the objective 0.85",
+    }
+    finish_job(api.core, api.namespace, job.metadata.name, summary, exit_code=3)
+    api.wait_condition("TrainingJob", "iris-classifier", "Ready", "False", "ObjectiveNotMet")
+    status = api.status("TrainingJob", "iris-classifier")
+    assert (
+        status["runs"][1]["phase"] == "Failed" and status["runs"][1]["reason"] == "ObjectiveNotMet"
+    )
+    assert status["model"]["digest"] == MODEL_1, "the failed run's model is not promoted"
+    assert status["phase"] == "Failed"
+
+
+def _serving(api: Api, replicas: int) -> None:
+    wait_for(
+        "the server Deployment", lambda: api.apps.list_namespaced_deployment(api.namespace).items
+    )
+    make_ready(api.core, api.namespace, "modelyard.dev/modeldeployment=iris", replicas)
+
+
+def test_modeldeployment_serves_the_trained_model_with_lineage(
+    api: Api, operator: Operator
+) -> None:
+    _ready_dataset(api)
+    api.create(_quickstart("TrainingJob"))
+    api.create(_quickstart("ModelDeployment"))
+    api.wait_condition("ModelDeployment", "iris", "Ready", "False", "ModelNotReady")
+    _trained(api, "run-1", V1, MODEL_1, 0.95)
+    deployment = wait_for(
+        "Deployment iris",
+        lambda: next(
+            iter(
+                api.apps.list_namespaced_deployment(
+                    api.namespace, label_selector="modelyard.dev/track=main"
+                ).items
+            ),
+            None,
+        ),
+    )
+    assert deployment.spec.replicas == 2
+    env = {e.name: e.value for e in deployment.spec.template.spec.containers[0].env}
+    assert env["MODELYARD_MODEL_DIGEST"] == MODEL_1
+    service = api.core.read_namespaced_service("iris", api.namespace)
+    assert service.spec.ports[0].port == 80
+    assert api.batch  # PDB for more than one replica:
+    pdb = client.PolicyV1Api(api.client).read_namespaced_pod_disruption_budget(
+        "iris", api.namespace
+    )
+    assert pdb.spec.max_unavailable == 1
+    _serving(api, 2)
+    api.wait_condition("ModelDeployment", "iris", "Ready", "True", "Serving")
+    status = api.status("ModelDeployment", "iris")
+    assert status["url"] == f"http://iris.{api.namespace}.svc.cluster.local"
+    assert status["model"] == {
+        "uri": "s3://modelyard/models/ns/iris-classifier/run-1/model.joblib",
+        "digest": MODEL_1,
+        "trainingJob": "iris-classifier",
+        "run": "run-1",
+        "dataset": "iris",
+        "datasetVersion": V1,
+    }
+    assert (status["replicas"], status["readyReplicas"], status["phase"]) == (2, 2, "Ready")
+
+
+def test_promotion_gate_keeps_a_weaker_model_out(api: Api, operator: Operator) -> None:
+    _ready_dataset(api)
+    training_job = _quickstart("TrainingJob")
+    del training_job["spec"]["objective"]
+    api.create(training_job)
+    api.create(_quickstart("ModelDeployment"))
+    _trained(api, "run-1", V1, MODEL_1, 0.95)
+    _serving(api, 2)
+    api.patch(
+        "TrainingJob", "iris-classifier", {"spec": {"estimator": {"params": {"max_depth": 1}}}}
+    )
+    _trained(api, "run-2", V1, MODEL_2, 0.70)
+    blocked = api.wait_condition("ModelDeployment", "iris", "Promoted", "False", "PromotionBlocked")
+    assert "run-2" in blocked["message"] and "still serving run-1" in blocked["message"]
+    assert api.status("ModelDeployment", "iris")["model"]["digest"] == MODEL_1
+    deployment = api.apps.read_namespaced_deployment("iris", api.namespace)
+    env = {e.name: e.value for e in deployment.spec.template.spec.containers[0].env}
+    assert env["MODELYARD_MODEL_DIGEST"] == MODEL_1
+
+
+def test_better_run_rolls_out_and_earlier_model_goes_to_history(
+    api: Api, operator: Operator
+) -> None:
+    _ready_dataset(api)
+    api.create(_quickstart("TrainingJob"))
+    api.create(_quickstart("ModelDeployment"))
+    _trained(api, "run-1", V1, MODEL_1, 0.90)
+    _serving(api, 2)
+    api.patch(
+        "TrainingJob", "iris-classifier", {"spec": {"estimator": {"params": {"max_depth": 8}}}}
+    )
+    _trained(api, "run-2", V1, MODEL_2, 0.97)
+    wait_for(
+        "the new model",
+        lambda: api.status("ModelDeployment", "iris").get("model", {}).get("digest") == MODEL_2,
+    )
+    status = api.status("ModelDeployment", "iris")
+    assert status["history"][0]["model"]["run"] == "run-1"
+    deployment = api.apps.read_namespaced_deployment("iris", api.namespace)
+    assert deployment.spec.template.metadata.annotations["modelyard.dev/model-digest"] == MODEL_2
+    # Rollback: pin the earlier run.
+    api.patch(
+        "ModelDeployment",
+        "iris",
+        {"spec": {"model": {"trainingJobRef": {"name": "iris-classifier", "run": "run-1"}}}},
+    )
+    wait_for(
+        "the rollback",
+        lambda: api.status("ModelDeployment", "iris").get("model", {}).get("run") == "run-1",
+    )
+
+
+def test_canary_splits_replicas_under_one_service(api: Api, operator: Operator) -> None:
+    _ready_dataset(api)
+    api.create(_quickstart("TrainingJob"))
+    deployment = _quickstart("ModelDeployment")
+    deployment["spec"]["canary"] = {
+        "model": {"uri": "s3://modelyard/models/candidate/model.joblib", "digest": MODEL_2},
+        "trafficPercent": 50,
+    }
+    api.create(deployment)
+    _trained(api, "run-1", V1, MODEL_1, 0.95)
+    canary = wait_for(
+        "the canary Deployment",
+        lambda: next(
+            iter(
+                api.apps.list_namespaced_deployment(
+                    api.namespace, label_selector="modelyard.dev/track=canary"
+                ).items
+            ),
+            None,
+        ),
+    )
+    main = api.apps.read_namespaced_deployment("iris", api.namespace)
+    assert (main.spec.replicas, canary.spec.replicas) == (1, 1)
+    _serving(api, 2)
+    wait_for(
+        "canary status",
+        lambda: api.status("ModelDeployment", "iris").get("canary", {}).get("trafficPercent") == 50,
+    )
+    assert api.status("ModelDeployment", "iris")["canary"]["model"]["digest"] == MODEL_2
+    api.patch("ModelDeployment", "iris", {"spec": {"canary": None}})
+    wait_for(
+        "the canary removed",
+        lambda: (
+            not api.apps.list_namespaced_deployment(
+                api.namespace, label_selector="modelyard.dev/track=canary"
+            ).items
+        ),
+    )
+
+
+def test_referenced_trainingjob_and_dataset_are_protected(api: Api, operator: Operator) -> None:
+    _ready_dataset(api)
+    api.create(_quickstart("TrainingJob"))
+    api.create(_quickstart("ModelDeployment"))
+    _trained(api, "run-1", V1, MODEL_1, 0.95)
+    api.delete("TrainingJob", "iris-classifier")
+    api.delete("Dataset", "iris")
+    blocked = api.wait_condition(
+        "TrainingJob", "iris-classifier", "DeletionBlocked", "True", "InUse"
+    )
+    assert "ModelDeployment iris" in blocked["message"]
+    api.wait_condition("Dataset", "iris", "DeletionBlocked", "True", "InUse")
+    api.delete("ModelDeployment", "iris")
+    wait_for(
+        "the TrainingJob gone",
+        lambda: api.get("TrainingJob", "iris-classifier") is None,
+        timeout=60,
+    )
+    wait_for("the Dataset gone", lambda: api.get("Dataset", "iris") is None, timeout=60)
+
+
+def test_restart_mid_way_creates_no_duplicate_children(api: Api, operator: Operator) -> None:
+    api.create(_quickstart("Dataset"))
+    api.wait_job("modelyard.dev/dataset=iris")
+    operator.stop()
+    operator.start()
+    api.create(_quickstart("TrainingJob"))
+    wait_for(
+        "the TrainingJob seen",
+        lambda: api.condition("TrainingJob", "iris-classifier", "DatasetReady"),
+    )
+    assert len(api.jobs("modelyard.dev/dataset=iris")) == 1
+    job = api.jobs("modelyard.dev/dataset=iris")[0]
+    finish_job(api.core, api.namespace, job.metadata.name, _ingest_summary(V1))
+    api.wait_job("modelyard.dev/run=run-1")
+    operator.stop()
+    operator.start()
+    api.wait_condition("Dataset", "iris", "Ready", "True")
+    assert len(api.jobs("modelyard.dev/dataset=iris")) == 1
+    assert len(api.jobs("modelyard.dev/trainingjob=iris-classifier")) == 1
+
+
+def test_children_are_garbage_collected_with_their_owner(api: Api, operator: Operator) -> None:
+    _ready_dataset(api)
+    api.create(_quickstart("TrainingJob"))
+    api.create(_quickstart("ModelDeployment"))
+    _trained(api, "run-1", V1, MODEL_1, 0.95)
+    wait_for(
+        "the server Deployment", lambda: api.apps.list_namespaced_deployment(api.namespace).items
+    )
+    api.delete("ModelDeployment", "iris")
+    wait_for(
+        "Deployment and Service collected",
+        lambda: (
+            not api.apps.list_namespaced_deployment(api.namespace).items
+            and not api.core.list_namespaced_service(api.namespace).items
+        ),
+        timeout=90,
+    )

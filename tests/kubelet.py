@@ -1,0 +1,103 @@
+"""The tests' stand-in for a kubelet on the control-plane tier: it moves pods that the real Job
+and ReplicaSet controllers created through the states a kubelet would report."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from kubernetes import client
+
+T = TypeVar("T")
+
+
+def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 60) -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(0.2)
+
+
+def _stamp() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def pods(core: client.CoreV1Api, namespace: str, selector: str) -> list[client.V1Pod]:
+    return list(core.list_namespaced_pod(namespace, label_selector=selector).items)
+
+
+def finish_job(
+    core: client.CoreV1Api,
+    namespace: str,
+    job_name: str,
+    message: dict[str, Any],
+    exit_code: int = 0,
+) -> None:
+    """The Job's pod ends with `exit_code`, leaving `message` as its termination message."""
+    pod = wait_for(
+        f"a pod of Job {job_name}",
+        lambda: next(iter(pods(core, namespace, f"batch.kubernetes.io/job-name={job_name}")), None),
+    )
+    container = pod.spec.containers[0]
+    terminated = {
+        "exitCode": exit_code,
+        "reason": "Completed" if exit_code == 0 else "Error",
+        "message": json.dumps(message),
+        "startedAt": _stamp(),
+        "finishedAt": _stamp(),
+    }
+    status = {
+        "phase": "Succeeded" if exit_code == 0 else "Failed",
+        "conditions": [{"type": "Ready", "status": "False", "lastTransitionTime": _stamp()}],
+        "containerStatuses": [
+            {
+                "name": container.name,
+                "image": container.image,
+                "imageID": "",
+                "ready": False,
+                "restartCount": 0,
+                "started": False,
+                "state": {"terminated": terminated},
+            }
+        ],
+    }
+    core.patch_namespaced_pod_status(pod.metadata.name, namespace, {"status": status})
+
+
+def make_ready(core: client.CoreV1Api, namespace: str, selector: str, count: int) -> None:
+    """`count` pods matching `selector` run and pass their readiness probe."""
+    ready_pods = wait_for(
+        f"{count} pods matching {selector}",
+        lambda: (lambda found: found if len(found) >= count else None)(
+            [p for p in pods(core, namespace, selector) if not p.metadata.deletion_timestamp]
+        ),
+    )
+    for pod in ready_pods:
+        container = pod.spec.containers[0]
+        status = {
+            "phase": "Running",
+            "podIP": "10.244.0.99",
+            "conditions": [
+                {"type": kind, "status": "True", "lastTransitionTime": _stamp()}
+                for kind in ("PodScheduled", "Initialized", "ContainersReady", "Ready")
+            ],
+            "containerStatuses": [
+                {
+                    "name": container.name,
+                    "image": container.image,
+                    "imageID": "",
+                    "ready": True,
+                    "restartCount": 0,
+                    "started": True,
+                    "state": {"running": {"startedAt": _stamp()}},
+                }
+            ],
+        }
+        core.patch_namespaced_pod_status(pod.metadata.name, namespace, {"status": status})
