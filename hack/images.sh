@@ -91,17 +91,24 @@ base_image() {
 }
 
 # Imports a buildah image into the cluster's containerd (k8s.io namespace, where the
-# kubelet looks), if a node is running.
+# kubelet looks), if a node is running. A label records buildah's image ID, so an
+# unchanged image is not exported and imported again (that takes seconds).
 import_image() { # <name>
-  local tmp
+  local tmp id
   if ! pid_of containerd >/dev/null; then
     log "containerd not running; ${1} stays in buildah storage (make cluster-up, then make images)"
     return
   fi
-  tmp="$(mktemp "${IMAGE_CACHE}/import.XXXXXX.tar")"
-  rm -f "${tmp}"
+  ctr_() { ctr --address "${CONTAINERD_SOCK}" -n k8s.io "$@"; }
+  id="$(bah images --no-trunc --quiet "$1" | head -1)"
+  if ctr_ images ls "name==$1" | grep -qF "modelyard.dev/image-id=${id}"; then
+    log "${1} already in containerd"
+    return
+  fi
+  tmp="$(mktemp -u "${IMAGE_CACHE}/import.XXXXXX.tar")"
   bah push --quiet "$1" "docker-archive:${tmp}:$1"
-  ctr --address "${CONTAINERD_SOCK}" -n k8s.io images import "${tmp}" >/dev/null
+  ctr_ images import "${tmp}" >/dev/null
+  ctr_ images label "$1" "modelyard.dev/image-id=${id}" >/dev/null
   rm -f "${tmp}"
   log "imported ${1} into containerd"
 }
