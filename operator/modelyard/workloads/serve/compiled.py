@@ -37,6 +37,7 @@ from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, StandardScaler
 from sklearn.svm import LinearSVC
 
 Transform = Callable[[np.ndarray], np.ndarray]
+InPlace = Callable[[np.ndarray], None]
 
 _LINEAR_CLASSIFIERS = (LogisticRegression, RidgeClassifier, SGDClassifier, LinearSVC)
 _LINEAR_REGRESSORS = (LinearRegression, Ridge, Lasso, ElasticNet, SGDRegressor)
@@ -78,7 +79,29 @@ def compile_pipeline(estimator: Any) -> Compiled | None:
     return Compiled(predict_all, proba_all)
 
 
+@dataclass(frozen=True)
+class _Elementwise:
+    """Numeric steps run in place on one private float64 copy: one copy per request, not one
+    per step (scikit-learn copies at each step too, so the arithmetic is the same)."""
+
+    steps: tuple[InPlace, ...]
+
+    def __call__(self, matrix: np.ndarray) -> np.ndarray:
+        result = np.array(matrix, dtype=np.float64)
+        for step in self.steps:
+            step(result)
+        return result
+
+
 def _chain(transforms: list[Transform]) -> Transform:
+    merged: list[Transform] = []
+    for transform in transforms:
+        previous = merged[-1] if merged else None
+        if isinstance(previous, _Elementwise) and isinstance(transform, _Elementwise):
+            merged[-1] = _Elementwise(previous.steps + transform.steps)
+        else:
+            merged.append(transform)
+    transforms = merged
     if not transforms:
         return _identity
     if len(transforms) == 1:
@@ -130,6 +153,8 @@ def _column_transformer(step: ColumnTransformer) -> Transform:
         blocks.append((np.asarray(columns, dtype=np.intp), inner))
     if not blocks:
         raise Unsupported("ColumnTransformer that drops everything")
+    if len(blocks) == 1 and blocks[0][0].tolist() == list(range(step.n_features_in_)):
+        return blocks[0][1]  # every column, in order: selecting them would only copy
 
     def run(matrix: np.ndarray) -> np.ndarray:
         parts = [inner(matrix[:, columns]) for columns, inner in blocks]
@@ -148,14 +173,10 @@ def _imputer(step: SimpleImputer) -> Transform:
         if np.isnan(fill).any():
             raise Unsupported("SimpleImputer that drops all-missing columns")
 
-        def numeric(matrix: np.ndarray) -> np.ndarray:
-            result = np.array(matrix, dtype=np.float64)  # a copy, like scikit-learn's
-            mask = np.isnan(result)
-            if mask.any():
-                result[mask] = fill[np.nonzero(mask)[1]]
-            return result
+        def impute(result: np.ndarray) -> None:
+            np.copyto(result, fill, where=np.isnan(result))
 
-        return numeric
+        return _Elementwise((impute,))
     values = np.asarray(statistics, dtype=object)
     if any(isinstance(v, float) and np.isnan(v) for v in values):
         raise Unsupported("SimpleImputer that drops all-missing columns")
@@ -174,15 +195,13 @@ def _standard_scaler(step: StandardScaler) -> Transform:
     mean = step.mean_ if step.with_mean else None
     scale = step.scale_ if step.with_std else None
 
-    def run(matrix: np.ndarray) -> np.ndarray:
-        result = np.array(matrix, dtype=np.float64)
+    def standardize(result: np.ndarray) -> None:
         if mean is not None:
             result -= mean
         if scale is not None:
             result /= scale
-        return result
 
-    return run
+    return _Elementwise((standardize,))
 
 
 def _min_max_scaler(step: MinMaxScaler) -> Transform:
@@ -190,15 +209,13 @@ def _min_max_scaler(step: MinMaxScaler) -> Transform:
     low, high = step.feature_range
     clip = step.clip
 
-    def run(matrix: np.ndarray) -> np.ndarray:
-        result = np.array(matrix, dtype=np.float64)
+    def rescale(result: np.ndarray) -> None:
         result *= scale
         result += offset
         if clip:
             np.clip(result, low, high, out=result)
-        return result
 
-    return run
+    return _Elementwise((rescale,))
 
 
 def _one_hot(step: OneHotEncoder) -> Transform:
