@@ -43,6 +43,7 @@ class Invalid:
     field: str  # dotted path, as both pydantic and the API server name it
     message: str  # a fragment of the explanation both give (case-insensitive)
     cel: bool = False  # caught by a CEL rule (API server only), not by the OpenAPI schema
+    server_message: str | None = None  # where the API server words it differently
 
 
 def _with(base: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
@@ -216,5 +217,6 @@ CATALOGUE: tuple[Invalid, ...] = (
         _with(MODEL_DEPLOYMENT, "resources", {"limits": {"memory": "lots"}}),
         "spec.resources.limits.memory",
         "quantity",
+        server_message="should match",
     ),
 )

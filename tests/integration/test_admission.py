@@ -1,0 +1,138 @@
+"""The generated CRDs on a real API server: bad objects are refused at admission, naming the
+field; defaults, pruning, printer columns and `kubectl explain` work as users expect."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from modelyard.api import Dataset
+from tests.invalid_manifests import CATALOGUE, DATASET, MODEL_DEPLOYMENT, TRAINING_JOB, Invalid
+from tests.plugins.kube import Cluster
+
+pytestmark = pytest.mark.integration
+
+GROUP, VERSION = "modelyard.dev", "v1alpha1"
+PLURALS = {
+    "Dataset": "datasets",
+    "TrainingJob": "trainingjobs",
+    "ModelDeployment": "modeldeployments",
+}
+
+
+@pytest.fixture
+def custom(crds: Cluster) -> Iterator[client.CustomObjectsApi]:
+    with crds.api_client() as api:
+        yield client.CustomObjectsApi(api)
+
+
+def _create(
+    custom: client.CustomObjectsApi, namespace: str, document: dict[str, Any]
+) -> dict[str, Any]:
+    created: dict[str, Any] = custom.create_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURALS[document["kind"]], document, field_validation="Strict"
+    )
+    return created
+
+
+@pytest.mark.parametrize("case", CATALOGUE, ids=lambda case: case.id)
+def test_invalid_object_is_refused_at_admission_naming_the_field(
+    custom: client.CustomObjectsApi, namespace: str, case: Invalid
+) -> None:
+    with pytest.raises(ApiException) as refused:
+        _create(custom, namespace, case.document)
+    assert refused.value.status == 422, refused.value.body
+    body = str(refused.value.body)
+    assert f"{case.field}:" in body, body
+    assert (case.server_message or case.message).lower() in body.lower(), body
+
+
+def test_unknown_field_is_refused_by_name(custom: client.CustomObjectsApi, namespace: str) -> None:
+    document = {**DATASET, "spec": {**DATASET["spec"], "traget": "species"}}
+    with pytest.raises(ApiException) as refused:
+        _create(custom, namespace, document)
+    assert refused.value.status == 400
+    message = json.loads(refused.value.body)["message"]
+    assert 'unknown field "spec.traget"' in message
+
+
+def test_datasetref_name_is_immutable(custom: client.CustomObjectsApi, namespace: str) -> None:
+    _create(custom, namespace, TRAINING_JOB)
+    with pytest.raises(ApiException) as refused:
+        custom.patch_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            namespace,
+            "trainingjobs",
+            "bad",
+            {"spec": {"datasetRef": {"name": "other"}}},
+        )
+    assert "datasetRef.name is immutable" in str(refused.value.body)
+
+
+def test_server_defaults_match_the_models(custom: client.CustomObjectsApi, namespace: str) -> None:
+    created = _create(custom, namespace, DATASET)
+    assert created["spec"]["split"] == {"testFraction": 0.2, "seed": 42, "stratify": True}
+    assert created["spec"] == Dataset.model_validate(DATASET).to_dict()["spec"]
+
+
+def test_explicit_nulls_are_pruned_so_rules_see_them_absent(
+    custom: client.CustomObjectsApi, namespace: str
+) -> None:
+    document = {
+        **MODEL_DEPLOYMENT,
+        "spec": {
+            "model": {"trainingJobRef": {"name": "t", "run": None}, "uri": None, "digest": None}
+        },
+    }
+    created = _create(custom, namespace, document)
+    assert created["spec"]["model"] == {"trainingJobRef": {"name": "t"}}
+
+
+@pytest.fixture
+def kubectl(crds: Cluster) -> Iterator[list[str]]:
+    binary = shutil.which("kubectl")
+    if binary is None:
+        pytest.skip("kubectl is not on PATH")
+    yield [binary, f"--kubeconfig={crds.kubeconfig}"]
+
+
+def test_kubectl_explain_prints_the_field_docs(kubectl: list[str]) -> None:
+    # Discovery of new CRDs reaches kubectl's cache a moment after they are Established.
+    output = ""
+    for _ in range(20):
+        result = subprocess.run(
+            [*kubectl, "explain", "dataset.spec"], capture_output=True, text=True, check=False
+        )
+        output = result.stdout
+        if result.returncode == 0:
+            break
+    assert "The label column to predict" in output
+    assert "exactly one of s3, http or builtin" in output
+
+
+def test_kubectl_get_category_lists_all_kinds_with_columns(
+    kubectl: list[str], custom: client.CustomObjectsApi, namespace: str
+) -> None:
+    for document in (DATASET, TRAINING_JOB, MODEL_DEPLOYMENT):
+        _create(custom, namespace, document)
+    result = subprocess.run(
+        [*kubectl, "get", "modelyard", "-n", namespace],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ},
+    )
+    assert "dataset.modelyard.dev/bad" in result.stdout
+    assert "trainingjob.modelyard.dev/bad" in result.stdout
+    assert "modeldeployment.modelyard.dev/bad" in result.stdout
+    header = result.stdout.splitlines()[0].split()
+    assert header[:3] == ["NAME", "READY", "PHASE"] and header[-1] == "AGE"
