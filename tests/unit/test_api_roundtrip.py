@@ -4,15 +4,12 @@ import pytest
 import yaml
 
 from modelyard.api import Dataset, ModelDeployment, TrainingJob
-from modelyard.manifests import load, load_documents, parse
-from tests.conftest import EXAMPLES
+from modelyard.manifests import load, parse
+from tests.conftest import EXAMPLES, example_manifests
 
-EXAMPLE_FILES = sorted(EXAMPLES.rglob("*.yaml"))
 MODELYARD_DOCUMENTS = [
     pytest.param(document, id=f"{path.relative_to(EXAMPLES)}:{document['kind']}")
-    for path in EXAMPLE_FILES
-    for document in load_documents(path)
-    if str(document.get("apiVersion", "")).startswith("modelyard.dev/")
+    for path, document in example_manifests()
 ]
 
 
@@ -122,7 +119,8 @@ def test_status_round_trips_with_conditions_and_lineage() -> None:
     assert ModelDeployment.model_validate(document).to_dict()["status"] == status
 
 
-def test_every_example_file_parses() -> None:
-    assert EXAMPLE_FILES, "examples/ must not be empty"
-    for path in EXAMPLE_FILES:
-        load(path)
+def test_every_example_object_parses() -> None:
+    examples = example_manifests()
+    assert len(examples) >= 3, "examples/ must hold the quickstart at least"
+    for _, document in examples:
+        parse(document)

@@ -11,8 +11,7 @@ import yaml
 
 from modelyard import apidocs, crds
 from modelyard.api import KINDS
-from modelyard.manifests import load_documents
-from tests.conftest import EXAMPLES, REPO
+from tests.conftest import REPO, example_manifests
 from tests.invalid_manifests import CATALOGUE, Invalid
 
 CRD_DIR = REPO / "crds"
@@ -96,12 +95,7 @@ def _openapi_validator(kind: str) -> jsonschema.Draft4Validator:
 
 @pytest.mark.parametrize(
     "document",
-    [
-        pytest.param(doc, id=f"{path.name}:{doc['kind']}")
-        for path in sorted(EXAMPLES.rglob("*.yaml"))
-        for doc in load_documents(path)
-        if str(doc.get("apiVersion", "")).startswith("modelyard.dev/")
-    ],
+    [pytest.param(doc, id=f"{path.name}:{doc['kind']}") for path, doc in example_manifests()],
 )
 def test_examples_satisfy_the_crd_schema(document: dict[str, Any]) -> None:
     errors = list(_openapi_validator(document["kind"]).iter_errors(document))
