@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from kubernetes import client
+
 from tests.plugins.kube import HACK, REPO_ROOT, Cluster
 
 pytestmark = pytest.mark.e2e

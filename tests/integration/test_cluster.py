@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
+
 from tests.plugins.kube import Cluster
 
 pytestmark = pytest.mark.integration
