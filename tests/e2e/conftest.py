@@ -1,0 +1,176 @@
+"""The whole stack on the full local cluster: images built here, an S3 server the pods reach,
+the Helm chart installed with its own RBAC, and namespaces enforcing `restricted`."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import requests
+from kubernetes import client, config
+
+from tests.conftest import REPO
+from tests.plugins.kube import HACK, Cluster
+from tests.plugins.s3 import ACCESS_KEY, SECRET_KEY
+
+RELEASE = "modelyard"
+OPERATOR_NAMESPACE = "modelyard-system"
+CREDENTIALS_SECRET = "modelyard-s3"
+RESTRICTED = {"pod-security.kubernetes.io/enforce": "restricted"}
+
+
+def helm_binary() -> str:
+    from tests.unit.chart_render import helm
+
+    return helm()
+
+
+@dataclass(frozen=True)
+class NodeS3:
+    endpoint: str
+
+    def env(self, bucket: str = "modelyard") -> dict[str, str]:
+        return {
+            "MODELYARD_S3_ENDPOINT": self.endpoint,
+            "MODELYARD_S3_BUCKET": bucket,
+            "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+            "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+            "AWS_REGION": "us-east-1",
+        }
+
+
+@pytest.fixture(scope="session")
+def images(kube_node: Cluster) -> None:
+    """images/*/Dockerfile built on the local base and imported into the node's containerd."""
+    if not kube_node.local:
+        pytest.skip("images are built for the local cluster; with kind, `kind load docker-image`")
+    subprocess.run([str(HACK / "images.sh"), "build"], check=True)
+
+
+@pytest.fixture(scope="session")
+def node_s3(kube_node: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeS3]:
+    """An S3-compatible server on the node's bridge address, where pods can reach it."""
+    host = kube_node.host_ip
+    if host is None:
+        pytest.skip("no local node: pods could not reach a server on this host")
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        port = sock.getsockname()[1]
+    log = tmp_path_factory.mktemp("node-s3") / "moto.log"
+    with log.open("w") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", host, "-p", str(port)],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    endpoint = f"http://{host}:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            requests.get(f"{endpoint}/moto-api/", timeout=1)
+            break
+        except requests.ConnectionError:
+            assert process.poll() is None and time.monotonic() < deadline, f"see {log}"
+            time.sleep(0.2)
+    try:
+        yield NodeS3(endpoint)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def core(kube_node: Cluster) -> Iterator[client.CoreV1Api]:
+    with kube_node.api_client() as api:
+        yield client.CoreV1Api(api)
+
+
+def _ensure_namespace(core: client.CoreV1Api, name: str) -> None:
+    body = client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels=RESTRICTED))
+    try:
+        core.create_namespace(body)
+    except client.ApiException as error:
+        if error.status != 409:
+            raise
+
+
+@pytest.fixture(scope="session")
+def release(
+    kube_node: Cluster, images: None, node_s3: NodeS3, core: client.CoreV1Api
+) -> Iterator[list[str]]:
+    """The chart installed as a user would, the operator running under the chart's RBAC."""
+    _ensure_namespace(core, OPERATOR_NAMESPACE)
+    helm = [helm_binary(), "--kubeconfig", str(kube_node.kubeconfig)]
+    subprocess.run(
+        [
+            *helm,
+            "upgrade",
+            "--install",
+            RELEASE,
+            str(REPO / "charts" / "modelyard"),
+            "--namespace",
+            OPERATOR_NAMESPACE,
+            "--set",
+            f"storage.endpoint={node_s3.endpoint}",
+            "--set",
+            f"storage.credentialsSecret={CREDENTIALS_SECRET}",
+            "--set",
+            "workloads.jobTTLSeconds=600",
+            "--wait",
+            "--timeout",
+            "5m",
+        ],
+        check=True,
+    )
+    yield helm
+
+
+@pytest.fixture
+def ml_namespace(core: client.CoreV1Api, release: list[str]) -> Iterator[str]:
+    """A namespace enforcing `restricted`, with the storage credentials Secret."""
+    name = f"e2e-{uuid.uuid4().hex[:8]}"
+    _ensure_namespace(core, name)
+    core.create_namespaced_secret(
+        name,
+        client.V1Secret(
+            metadata=client.V1ObjectMeta(name=CREDENTIALS_SECRET),
+            string_data={"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY},
+        ),
+    )
+    yield name
+    core.delete_namespace(name)
+
+
+class ServiceProxy:
+    """HTTP to a Service through the API server's service proxy, with the admin's client cert."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        configuration = client.Configuration()
+        config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=str(cluster.kubeconfig), client_configuration=configuration
+        )
+        self.base = configuration.host
+        self.session = requests.Session()
+        self.session.verify = configuration.ssl_ca_cert
+        self.session.cert = (configuration.cert_file, configuration.key_file)
+
+    def url(self, namespace: str, service: str, path: str) -> str:
+        return f"{self.base}/api/v1/namespaces/{namespace}/services/{service}:http/proxy/{path}"
+
+    def post(self, namespace: str, service: str, path: str, body: Any) -> requests.Response:
+        return self.session.post(self.url(namespace, service, path), json=body, timeout=10)
+
+    def get(self, namespace: str, service: str, path: str) -> requests.Response:
+        return self.session.get(self.url(namespace, service, path), timeout=10)
+
+
+@pytest.fixture(scope="session")
+def proxy(kube_node: Cluster) -> ServiceProxy:
+    return ServiceProxy(kube_node)

@@ -1,0 +1,380 @@
+"""The whole chain on a real node, installed with Helm: quickstart to prediction, new data to a
+zero-downtime rollout, canary, promotion gate and garbage collection."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pytest
+from kubernetes import client
+
+from modelyard.api.dataset import BuiltinName
+from modelyard.storage.client import Storage
+from modelyard.storage.config import StorageConfig
+from modelyard.storage.uri import S3Uri
+from modelyard.workloads.sources import builtin_table
+from tests.conftest import EXAMPLES
+from tests.e2e.conftest import NodeS3, ServiceProxy
+from tests.plugins.kube import Cluster
+
+pytestmark = pytest.mark.e2e
+
+GROUP, VERSION = "modelyard.dev", "v1alpha1"
+IRIS_ROW = [5.1, 3.5, 1.4, 0.2]
+TIMEOUT = 600
+
+
+def _kubectl(cluster: Cluster, *args: str) -> str:
+    result = subprocess.run(
+        ["kubectl", f"--kubeconfig={cluster.kubeconfig}", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, f"kubectl {' '.join(args)}: {result.stderr}"
+    return result.stdout
+
+
+def _status(
+    custom: client.CustomObjectsApi, namespace: str, plural: str, name: str
+) -> dict[str, Any]:
+    body = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name)
+    return body.get("status") or {}
+
+
+def _wait(what: str, probe: Callable[[], Any], timeout: float = TIMEOUT) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out after {timeout:.0f}s waiting for {what}"
+        time.sleep(1)
+
+
+@pytest.fixture
+def custom(kube_node: Cluster) -> Any:
+    with kube_node.api_client() as api:
+        yield client.CustomObjectsApi(api)
+
+
+def _predict_v1(proxy: ServiceProxy, namespace: str, service: str, name: str) -> Any:
+    response = proxy.post(
+        namespace, service, f"v1/models/{name}:predict", {"instances": [IRIS_ROW]}
+    )
+    assert response.status_code == 200, response.text
+    return response.json()["predictions"]
+
+
+def test_quickstart_from_kubectl_apply_to_predictions(
+    kube_node: Cluster, ml_namespace: str, proxy: ServiceProxy, custom: Any
+) -> None:
+    started = time.monotonic()
+    _kubectl(kube_node, "apply", "-n", ml_namespace, "-f", str(EXAMPLES / "quickstart"))
+    _kubectl(
+        kube_node,
+        "wait",
+        "-n",
+        ml_namespace,
+        "--for=condition=Ready",
+        "dataset/iris",
+        f"--timeout={TIMEOUT}s",
+    )
+    _kubectl(
+        kube_node,
+        "wait",
+        "-n",
+        ml_namespace,
+        "--for=condition=Ready",
+        "trainingjob/iris-classifier",
+        f"--timeout={TIMEOUT}s",
+    )
+    _kubectl(
+        kube_node,
+        "wait",
+        "-n",
+        ml_namespace,
+        "--for=condition=Ready",
+        "modeldeployment/iris",
+        f"--timeout={TIMEOUT}s",
+    )
+    assert _predict_v1(proxy, ml_namespace, "iris", "iris") == [0]
+    print(f"\nkubectl apply → first prediction: {time.monotonic() - started:.1f}s")
+
+    v2 = proxy.post(
+        ml_namespace,
+        "iris",
+        "v2/models/iris/infer",
+        {"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP64", "data": IRIS_ROW}]},
+    )
+    assert v2.status_code == 200, v2.text
+    assert v2.json()["outputs"][0]["data"] == [0]
+
+    dataset = _status(custom, ml_namespace, "datasets", "iris")
+    training = _status(custom, ml_namespace, "trainingjobs", "iris-classifier")
+    served = _status(custom, ml_namespace, "modeldeployments", "iris")
+    assert served["model"]["datasetVersion"] == dataset["version"]
+    assert served["model"]["run"] == training["latestRun"] == "run-1"
+    assert served["model"]["digest"] == training["model"]["digest"]
+    assert training["metrics"]["accuracy"] >= 0.85
+    assert served["readyReplicas"] == 2
+
+
+def _iris_csv(rows: slice) -> bytes:
+    table = builtin_table(BuiltinName.IRIS)
+    indices = pa.array(range(table.num_rows)[rows])
+    sink = io.BytesIO()
+    pa_csv.write_csv(table.take(indices), sink)
+    return sink.getvalue()
+
+
+def _create(custom: Any, namespace: str, document: dict[str, Any]) -> None:
+    plural = {
+        "Dataset": "datasets",
+        "TrainingJob": "trainingjobs",
+        "ModelDeployment": "modeldeployments",
+    }
+    custom.create_namespaced_custom_object(
+        GROUP, VERSION, namespace, plural[document["kind"]], document
+    )
+
+
+def _object(kind: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": kind,
+        "metadata": {"name": name},
+        "spec": spec,
+    }
+
+
+class Load:
+    """Predictions sent one after another until stopped; every answer that is not 200 counts."""
+
+    def __init__(self, proxy: ServiceProxy, namespace: str, service: str) -> None:
+        self.proxy, self.namespace, self.service = proxy, namespace, service
+        self.sent = 0
+        self.failed: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.sent += 1
+            try:
+                response = self.proxy.post(
+                    self.namespace,
+                    self.service,
+                    f"v1/models/{self.service}:predict",
+                    {"instances": [IRIS_ROW]},
+                )
+                if response.status_code != 200:
+                    self.failed.append(f"{response.status_code} {response.text[:200]}")
+            except Exception as error:  # a refused or reset connection is a failed request too
+                self.failed.append(repr(error))
+            time.sleep(0.05)
+
+    def __enter__(self) -> Load:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+
+def test_new_data_retrains_and_rolls_out_without_a_failed_request(
+    kube_node: Cluster, ml_namespace: str, proxy: ServiceProxy, custom: Any, node_s3: NodeS3
+) -> None:
+    storage = Storage(StorageConfig.from_env(node_s3.env()))
+    storage.ensure_bucket("modelyard")
+    source = S3Uri("modelyard", f"sources/{ml_namespace}/flowers.csv")
+    storage.put_bytes(source, _iris_csv(slice(0, 150, 2)))
+    _create(
+        custom,
+        ml_namespace,
+        _object(
+            "Dataset",
+            "flowers",
+            {
+                "source": {"s3": {"uri": str(source)}},
+                "target": "target",
+            },
+        ),
+    )
+    _create(
+        custom,
+        ml_namespace,
+        _object(
+            "TrainingJob",
+            "flowers",
+            {
+                "datasetRef": {"name": "flowers"},
+                "estimator": {
+                    "class": "sklearn.linear_model.LogisticRegression",
+                    "params": {"max_iter": 500},
+                },
+                "retrainOn": "DatasetChange",
+            },
+        ),
+    )
+    _create(
+        custom,
+        ml_namespace,
+        _object(
+            "ModelDeployment",
+            "flowers",
+            {
+                "model": {"trainingJobRef": {"name": "flowers"}},
+                "replicas": 2,
+            },
+        ),
+    )
+    _kubectl(
+        kube_node,
+        "wait",
+        "-n",
+        ml_namespace,
+        "--for=condition=Ready",
+        "modeldeployment/flowers",
+        f"--timeout={TIMEOUT}s",
+    )
+    first = _status(custom, ml_namespace, "datasets", "flowers")["version"]
+
+    with Load(proxy, ml_namespace, "flowers") as load:
+        storage.put_bytes(source, _iris_csv(slice(0, 150)))
+        custom.patch_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            ml_namespace,
+            "datasets",
+            "flowers",
+            {"metadata": {"annotations": {"modelyard.dev/refresh": "new-data"}}},
+        )
+        rollout_started = time.monotonic()
+        _wait(
+            "the run on the new data served",
+            lambda: (
+                _status(custom, ml_namespace, "modeldeployments", "flowers")
+                .get("model", {})
+                .get("run")
+                == "run-2"
+                and _status(custom, ml_namespace, "modeldeployments", "flowers").get("phase")
+                == "Ready"
+            ),
+        )
+        time.sleep(3)  # a few requests after the old pods are gone
+    seconds = time.monotonic() - rollout_started
+    print(f"\nrollout: {seconds:.1f}s, {load.sent} requests, {len(load.failed)} failed")
+    assert load.sent > 20
+    assert load.failed == []
+    dataset = _status(custom, ml_namespace, "datasets", "flowers")
+    assert dataset["version"] != first
+    assert [h["version"] for h in dataset["history"]] == [dataset["version"], first]
+    served = _status(custom, ml_namespace, "modeldeployments", "flowers")
+    assert served["model"]["datasetVersion"] == dataset["version"]
+    assert served["history"][0]["model"]["run"] == "run-1"
+
+    # A canary at 50 %: the earlier model beside the new one, under the same Service.
+    custom.patch_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        ml_namespace,
+        "modeldeployments",
+        "flowers",
+        {
+            "spec": {
+                "canary": {
+                    "model": {"trainingJobRef": {"name": "flowers", "run": "run-1"}},
+                    "trafficPercent": 50,
+                }
+            }
+        },
+    )
+    _wait(
+        "the canary serving half",
+        lambda: (
+            (_status(custom, ml_namespace, "modeldeployments", "flowers").get("canary") or {}).get(
+                "trafficPercent"
+            )
+            == 50
+            and _status(custom, ml_namespace, "modeldeployments", "flowers").get("phase") == "Ready"
+        ),
+    )
+    assert _predict_v1(proxy, ml_namespace, "flowers", "flowers") == [0]
+
+    # Deleting the ModelDeployment removes everything it created.
+    custom.delete_namespaced_custom_object(
+        GROUP, VERSION, ml_namespace, "modeldeployments", "flowers"
+    )
+    with kube_node.api_client() as api:
+        apps, core = client.AppsV1Api(api), client.CoreV1Api(api)
+        _wait(
+            "the serving children collected",
+            lambda: (
+                not apps.list_namespaced_deployment(ml_namespace).items
+                and not core.list_namespaced_service(ml_namespace).items
+            ),
+            timeout=120,
+        )
+
+
+def test_a_model_failing_the_promotion_gate_stays_out(
+    kube_node: Cluster, ml_namespace: str, custom: Any
+) -> None:
+    _kubectl(
+        kube_node, "apply", "-n", ml_namespace, "-f", str(EXAMPLES / "quickstart" / "dataset.yaml")
+    )
+    _kubectl(
+        kube_node,
+        "apply",
+        "-n",
+        ml_namespace,
+        "-f",
+        str(EXAMPLES / "quickstart" / "trainingjob.yaml"),
+    )
+    _create(
+        custom,
+        ml_namespace,
+        _object(
+            "ModelDeployment",
+            "strict",
+            {
+                "model": {"trainingJobRef": {"name": "iris-classifier"}},
+                "promotion": {"metric": "accuracy", "minimum": 1.01},
+            },
+        ),
+    )
+    _kubectl(
+        kube_node,
+        "wait",
+        "-n",
+        ml_namespace,
+        "--for=condition=Ready",
+        "trainingjob/iris-classifier",
+        f"--timeout={TIMEOUT}s",
+    )
+    ready = _wait(
+        "the gate to hold",
+        lambda: next(
+            (
+                c
+                for c in _status(custom, ml_namespace, "modeldeployments", "strict").get(
+                    "conditions"
+                )
+                or []
+                if c["type"] == "Ready" and c["reason"] == "PromotionBlocked"
+            ),
+            None,
+        ),
+    )
+    assert "accuracy" in ready["message"]
+    with kube_node.api_client() as api:
+        assert not client.AppsV1Api(api).list_namespaced_deployment(ml_namespace).items
