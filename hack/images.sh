@@ -63,7 +63,14 @@ pause_image() {
 # packages and this recipe) has no cached archive.
 base_image() {
   local key name archive rootfs t0=$SECONDS
-  key="$(echo "${BASE_PACKAGES}" | cat - <(declare -f base_image image_from_rootfs) | sha256sum | cut -c1-16)"
+  # The host's own CAs (e.g. a TLS-inspecting egress proxy's) go into the base, so
+  # `pip install` in RUN steps reaches PyPI exactly when the host's pip does.
+  local host_cas=()
+  shopt -s nullglob
+  host_cas=(/usr/local/share/ca-certificates/*.crt)
+  shopt -u nullglob
+  key="$(echo "${BASE_PACKAGES}" | cat - <(declare -f base_image image_from_rootfs) "${host_cas[@]}" |
+    sha256sum | cut -c1-16)"
   name="localhost/modelyard/python-base:bookworm-${key}"
   archive="${IMAGE_CACHE}/python-base-${key}.tar"
   if [[ -f "${archive}" ]]; then
@@ -80,8 +87,14 @@ base_image() {
   # Dockerfiles written for python:3.11-slim `pip install` into the system Python;
   # Debian marks it externally managed (PEP 668), the official image does not.
   rm -f "${rootfs}"/usr/lib/python3*/EXTERNALLY-MANAGED
+  if [[ ${#host_cas[@]} -gt 0 ]]; then
+    cp "${host_cas[@]}" "${rootfs}/usr/local/share/ca-certificates/"
+    chroot "${rootfs}" update-ca-certificates >/dev/null 2>&1 || die "update-ca-certificates failed in the base"
+  fi
   rm -rf "${rootfs}"/var/cache/apt/archives/*.deb "${rootfs}"/var/lib/apt/lists/*
+  # pip (in a venv too) verifies with its own certifi bundle unless told otherwise.
   image_from_rootfs "${rootfs}" "${name}" --env LANG=C.UTF-8 \
+    --env PIP_CERT=/etc/ssl/certs/ca-certificates.crt \
     --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin --cmd '["python3"]'
   rm -rf "${rootfs}"
   bah push --quiet "${name}" "oci-archive:${archive}.tmp:${name}"
