@@ -55,7 +55,7 @@ def train(
     """Fit like workloads/train.py does (its pipeline and baselines), without S3 or a dataset."""
     fitted = (pipeline or build_pipeline(features, estimator)).fit(x, y)
     buffer = io.BytesIO()
-    joblib.dump(fitted, buffer)
+    joblib.dump(fitted, buffer, compress=3)  # compressed, as training writes it
     data = buffer.getvalue()
     card = ModelCard(
         name=name,

@@ -2,8 +2,8 @@
 
 prometheus_client's labelled metrics take a lock and a label lookup per update; counting into
 dicts keyed by tuples is several times cheaper, and the library still does the exposition.
-With --workers N each process counts its own requests: a scrape sees one worker's share
-(label `worker` tells them apart, `pid`-based like Prometheus' multiprocess setups).
+With --workers N each process counts its own requests and a scrape reaches one of them; every
+series carries a `worker` label (the process id) so the workers' series never collide.
 """
 
 from __future__ import annotations
