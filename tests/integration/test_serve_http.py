@@ -465,6 +465,7 @@ def tensor(**changes: Any) -> dict[str, Any]:
 CATALOGUE: list[tuple[str, str, str, bytes | dict[str, Any] | list[Any], int, str]] = [
     ("malformed JSON", "POST", PREDICT, b'{"instances": [[1,2', 400, "malformed JSON"),
     ("empty body", "POST", PREDICT, b"", 400, "empty request body"),
+    ("JSON nested too deep", "POST", PREDICT, b"[" * 5000 + b"]" * 5000, 400, "malformed JSON"),
     ("body is a list", "POST", PREDICT, [[1, 2, 3, 4]], 400, "must be a JSON object"),
     ("no instances", "POST", PREDICT, {"rows": []}, 400, 'missing "instances"'),
     ("instances not a list", "POST", PREDICT, {"instances": 5}, 400, "must be a list of rows"),

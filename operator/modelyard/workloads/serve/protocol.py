@@ -54,7 +54,7 @@ def loads(body: bytes) -> Any:
         # leniently so the answer can name the feature holding one instead of "bad JSON".
         try:
             return json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested deeper than orjson allows
             raise RequestError(400, f"malformed JSON: {error}") from None
 
 
