@@ -41,10 +41,13 @@ test-unit: install ## pure tests: models, CRD rendering, builders (no network)
 test-integration: install ## against a real kube-apiserver and S3 server started by the tests
 	$(PY) -m pytest tests/integration -m integration $(PYTEST_ARGS)
 
-test: lint test-unit test-integration ## everything CI runs
+test-e2e: install ## the whole chain on the full local cluster (needs root; builds images)
+	$(PY) -m pytest tests/e2e -m e2e $(PYTEST_ARGS)
 
-demo: ## the quickstart end to end on a local cluster (coming with issue 6)
-	@echo "make demo arrives with issue 6 (Helm chart, end-to-end, demo)." >&2; exit 2
+test: lint test-unit test-integration test-e2e ## everything CI runs
+
+demo: install ## the quickstart end to end: cluster, S3, images, chart, a prediction
+	hack/demo.sh
 
 bench: ## benchmarks against peers (coming with issue 7)
 	@echo "make bench arrives with issue 7 (performance)." >&2; exit 2

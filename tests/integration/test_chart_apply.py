@@ -1,0 +1,69 @@
+"""`helm template` output is accepted by a real API server (server-side dry run)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+
+from tests.conftest import REPO
+from tests.plugins.kube import Cluster
+from tests.unit.chart_render import find_helm
+
+pytestmark = pytest.mark.integration
+
+VARIANTS = {
+    "defaults": [],
+    # Roles go into watched namespaces, which must exist: {namespace} is the test's own.
+    "namespaced-rbac": [
+        "--set",
+        "rbac.clusterWide=false",
+        "--set",
+        "watchNamespaces={{{namespace}}}",
+    ],
+    "dashboard": ["--set", "metrics.dashboard.enabled=true"],
+}
+
+
+@pytest.mark.parametrize("arguments", VARIANTS.values(), ids=VARIANTS.keys())
+def test_rendered_chart_applies_with_server_dry_run(
+    crds: Cluster, namespace: str, arguments: list[str]
+) -> None:
+    helm, kubectl = find_helm(), shutil.which("kubectl")
+    if helm is None or kubectl is None:
+        pytest.skip("needs helm (hack/build-binaries.sh helm) and kubectl")
+    rendered = subprocess.run(
+        [
+            helm,
+            "template",
+            "modelyard",
+            str(REPO / "charts" / "modelyard"),
+            "--namespace",
+            namespace,
+            "--kube-version",
+            "1.34.0",
+            *(argument.format(namespace=namespace) for argument in arguments),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    applied = subprocess.run(
+        [
+            kubectl,
+            f"--kubeconfig={crds.kubeconfig}",
+            "apply",
+            "--dry-run=server",
+            "--server-side",
+            "--field-manager=modelyard-test",
+            "-f",
+            "-",
+        ],
+        input=rendered,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert applied.returncode == 0, applied.stderr
+    assert "deployment.apps/modelyard serverside-applied (server dry run)" in applied.stdout
