@@ -184,7 +184,7 @@ def _tensor(position: int, item: Any) -> Tensor:
     ):
         raise RequestError(400, f'input {name!r}: "shape" must be a list of non-negative ints')
     datatype = item.get("datatype")
-    if datatype != BYTES and datatype not in NUMERIC_DATATYPES:
+    if not isinstance(datatype, str) or (datatype != BYTES and datatype not in NUMERIC_DATATYPES):
         raise RequestError(
             400,
             f"input {name!r}: unknown datatype {datatype!r}: expected one of "
