@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from modelyard.storage import layout
 from modelyard.storage.uri import S3Uri
@@ -33,6 +34,21 @@ class UsageError(ValueError):
     """Bad flags or environment; the message names the setting."""
 
 
+Number = TypeVar("Number", int, float)
+
+
+def _number(
+    env: Mapping[str, str], name: str, default: Number, kind: Callable[[str], Number]
+) -> Number:
+    text = env.get(name)
+    if not text:
+        return default
+    try:
+        return kind(text)
+    except ValueError:
+        raise UsageError(f"{name}={text!r}: expected a number") from None
+
+
 def parse(argv: Sequence[str], env: Mapping[str, str] | None = None) -> ServeConfig:
     env = os.environ if env is None else env
     parser = argparse.ArgumentParser(
@@ -58,29 +74,29 @@ def parse(argv: Sequence[str], env: Mapping[str, str] | None = None) -> ServeCon
         help="model name in the URLs (default: the card's name) [env MODELYARD_MODEL_NAME]",
     )
     parser.add_argument("--host", default=env.get("MODELYARD_HOST", "0.0.0.0"))
-    parser.add_argument("--port", type=int, default=int(env.get("MODELYARD_PORT", "8080")))
+    parser.add_argument("--port", type=int, default=_number(env, "MODELYARD_PORT", 8080, int))
     parser.add_argument(
         "--workers",
         type=int,
-        default=int(env.get("MODELYARD_WORKERS", "1")),
+        default=_number(env, "MODELYARD_WORKERS", 1, int),
         help="server processes sharing the port through SO_REUSEPORT [env MODELYARD_WORKERS]",
     )
     parser.add_argument(
         "--max-body-bytes",
         type=int,
-        default=int(env.get("MODELYARD_MAX_BODY_BYTES", str(DEFAULT_MAX_BODY_BYTES))),
+        default=_number(env, "MODELYARD_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES, int),
         help="larger request bodies get 413 [env MODELYARD_MAX_BODY_BYTES]",
     )
     parser.add_argument(
         "--drift-window",
         type=int,
-        default=int(env.get("MODELYARD_DRIFT_WINDOW", str(DEFAULT_DRIFT_WINDOW))),
+        default=_number(env, "MODELYARD_DRIFT_WINDOW", DEFAULT_DRIFT_WINDOW, int),
         help="recent input rows compared with the training baseline [env MODELYARD_DRIFT_WINDOW]",
     )
     parser.add_argument(
         "--drain-seconds",
         type=float,
-        default=float(env.get("MODELYARD_DRAIN_SECONDS", str(DEFAULT_DRAIN_SECONDS))),
+        default=_number(env, "MODELYARD_DRAIN_SECONDS", DEFAULT_DRAIN_SECONDS, float),
         help="on SIGTERM, how long in-flight requests may take to finish",
     )
     args = parser.parse_args(list(argv))

@@ -1,0 +1,64 @@
+"""Server settings: flags over environment, the card found beside the model, clear refusals."""
+
+from __future__ import annotations
+
+import pytest
+
+from modelyard.storage.uri import S3Uri
+from modelyard.workloads.serve.config import parse
+
+
+def test_the_card_is_read_beside_the_model_file() -> None:
+    config = parse(["--model-uri", "s3://models/default/iris/run-1/model.joblib"], env={})
+    assert config.model_uri == S3Uri("models", "default/iris/run-1/model.joblib")
+    assert config.card_uri == S3Uri("models", "default/iris/run-1/model.json")
+
+
+def test_a_directory_uri_means_its_model_file() -> None:
+    config = parse(["--model-uri", "s3://models/default/iris/run-1/"], env={})
+    assert config.model_uri == S3Uri("models", "default/iris/run-1/model.joblib")
+
+
+def test_the_environment_configures_a_pod_and_flags_override_it() -> None:
+    env = {
+        "MODELYARD_MODEL_URI": "s3://models/a/model.joblib",
+        "MODELYARD_MODEL_DIGEST": "sha256:" + "a" * 64,
+        "MODELYARD_PORT": "9000",
+        "MODELYARD_WORKERS": "2",
+    }
+    config = parse([], env=env)
+    assert (config.port, config.workers, config.expected_digest) == (
+        9000,
+        2,
+        env["MODELYARD_MODEL_DIGEST"],
+    )
+    assert config.name is None and config.host == "0.0.0.0"
+    assert parse(["--port", "8081", "--name", "flower"], env=env).port == 8081
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "message"),
+    [
+        ([], {}, "no model: pass --model-uri or set MODELYARD_MODEL_URI"),
+        (["--model-uri", "gs://x/model.joblib"], {}, "expected s3://bucket/key"),
+        (
+            ["--model-uri", "s3://models/model.joblib", "--model-digest", "md5:1"],
+            {},
+            "sha256:<hex>",
+        ),
+        (["--model-uri", "s3://models/model.joblib", "--workers", "0"], {}, "at least 1"),
+        (
+            ["--model-uri", "s3://models/model.joblib", "--workers", "2", "--port", "0"],
+            {},
+            "needs a fixed --port",
+        ),
+        (["--model-uri", "s3://models/model.joblib"], {"MODELYARD_PORT": "http"}, "MODELYARD_PORT"),
+    ],
+)
+def test_bad_settings_are_refused_by_name(
+    argv: list[str], env: dict[str, str], message: str
+) -> None:
+    # UsageError, or InvalidUri for URIs: both ValueErrors the command reports as usage errors.
+    with pytest.raises(ValueError) as refused:
+        parse(argv, env=env)
+    assert message in str(refused.value)
