@@ -28,7 +28,13 @@ progress() { # <label> <total package count>
 # into place only on success, so an interrupted build never looks cached.
 go_build() { # <label> <module dir> <dest dir> <ldflags> <package>...
   local label="$1" moddir="$2" dest="$3" ldflags="$4"; shift 4
-  if [[ -f "${dest}/.complete" ]]; then
+  # The cache is complete when every binary is there: adding one to the list (a new
+  # version of this script) rebuilds, cheaply, from Go's build cache.
+  local pkg complete=1
+  for pkg in "$@"; do
+    [[ -x "${dest}/$(basename "${pkg}")" ]] || complete=0
+  done
+  if [[ -f "${dest}/.complete" && "${complete}" == 1 ]]; then
     log "${label}: cached in ${dest}"
     return
   fi
@@ -79,7 +85,7 @@ build_etcd() {
   local pinned moddir
   pinned="$(gomod_version "${HACK_DIR}/etcd-build/go.mod" go.etcd.io/etcd/server/v3)"
   moddir="$(wrapper_for "${HACK_DIR}/etcd-build" go.etcd.io/etcd/server/v3 "${pinned}" "${ETCD_VERSION}")"
-  go_build "etcd ${ETCD_VERSION}" "${moddir}" "${ETCD_BIN_DIR}" "" .
+  go_build "etcd ${ETCD_VERSION}" "${moddir}" "${ETCD_BIN_DIR}" "" modelyard.dev/hack/etcd
 }
 
 build_kubernetes() {
@@ -101,7 +107,7 @@ build_kubernetes() {
   go_build "kubernetes ${K8S_VERSION}" "${moddir}" "${K8S_BIN_DIR}" "${ldflags}" \
     k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
     k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubelet \
-    k8s.io/kubernetes/cmd/kube-proxy
+    k8s.io/kubernetes/cmd/kube-proxy k8s.io/kubernetes/cmd/kubectl
 }
 
 build_helm() {

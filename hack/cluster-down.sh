@@ -56,6 +56,13 @@ if pid_of kube-proxy >/dev/null; then
 fi
 stop_daemon kube-scheduler kube-controller-manager kube-apiserver
 stop_daemon etcd
+# Whatever else was started with start_daemon under this state dir (make demo's S3
+# server, for one).
+for f in "${RUN_DIR}"/*.pid; do
+  [[ -e "${f}" ]] || continue
+  name="$(basename "${f}" .pid)"
+  stop_daemon "${name}"
+done
 
 # Chains the kubelet itself creates (kube-proxy --cleanup leaves them), removed only
 # when this cluster had a node.

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared settings for the local-cluster scripts; sourced, never executed.
 # Every value can be overridden from the environment (the Makefile passes its own).
 # shellcheck disable=SC2034 # the variables are used by the scripts that source this
@@ -69,12 +70,14 @@ start_daemon() {
 }
 
 # stop_daemon <name>...: TERM to all of them at once, then KILL whatever is left
-# after a grace period; returns when all are gone.
+# after a grace period; returns when all are gone. start_daemon made each daemon the
+# leader of its own process group, so the signal goes to the group: children that a
+# daemon started (a wrapper script's server) go with it.
 stop_daemon() {
   local name pid pids=() i
   for name in "$@"; do
     if pid="$(pid_of "${name}")"; then
-      kill -TERM "${pid}" 2>/dev/null || true
+      kill -TERM -- "-${pid}" 2>/dev/null || kill -TERM "${pid}" 2>/dev/null || true
       pids+=("${pid}")
       log "stopping ${name} (pid ${pid})"
     fi
@@ -87,7 +90,7 @@ stop_daemon() {
     done
     if kill -0 "${pid}" 2>/dev/null; then
       log "pid ${pid} ignored SIGTERM; killing it"
-      kill -KILL "${pid}" 2>/dev/null || true
+      kill -KILL -- "-${pid}" 2>/dev/null || kill -KILL "${pid}" 2>/dev/null || true
     fi
   done
 }
