@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 from sklearn.base import BaseEstimator
 from sklearn.datasets import load_breast_cancer, load_iris
-from sklearn.ensemble import RandomForestClassifier
+from sklearn.ensemble import (
+    ExtraTreesClassifier,
+    GradientBoostingClassifier,
+    RandomForestClassifier,
+    RandomForestRegressor,
+)
 from sklearn.linear_model import (
     ElasticNet,
     LinearRegression,
@@ -17,6 +22,7 @@ from sklearn.linear_model import (
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import MinMaxScaler, OneHotEncoder
 from sklearn.svm import LinearSVC
+from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
 from modelyard.workloads.modelcard import Feature
 from modelyard.workloads.serve import model as model_module
@@ -106,8 +112,45 @@ def test_scaler_variants_compile() -> None:
     np.testing.assert_allclose(model.predict_proba(outside), pipeline.predict_proba(outside))
 
 
+@pytest.mark.parametrize(
+    "estimator",
+    [
+        RandomForestClassifier(n_estimators=20, random_state=0),
+        ExtraTreesClassifier(n_estimators=20, random_state=0),
+        DecisionTreeClassifier(random_state=0),
+        RandomForestRegressor(n_estimators=10, random_state=0),
+        DecisionTreeRegressor(random_state=0),
+    ],
+    ids=lambda estimator: type(estimator).__name__,
+)
+def test_trees_and_forests_compile_and_agree_exactly(estimator: BaseEstimator) -> None:
+    x, trained = cancer(estimator)
+    model = trained.model()
+    assert model.engine == "numpy"
+    rows = x[::3] * np.random.default_rng(5).normal(1.0, 0.1, x[::3].shape)
+    rows[::4, 7] = np.nan
+    np.testing.assert_array_equal(model.predict(rows), trained.pipeline.predict(rows))
+    if model.has_proba:
+        np.testing.assert_array_equal(
+            model.predict_proba(rows), trained.pipeline.predict_proba(rows)
+        )
+
+
+def test_trees_send_missing_values_where_training_learned_to() -> None:
+    """Without an imputer, forests split NaN to the side training chose for each node."""
+    x, y = load_breast_cancer(return_X_y=True)
+    x = x.copy()
+    x[np.random.default_rng(2).random(x.shape) < 0.2] = np.nan
+    features = [Feature(name=f"f{i}", type="float") for i in range(x.shape[1])]
+    estimator = RandomForestClassifier(n_estimators=10, random_state=0)
+    trained = train("raw", features, x, y, estimator, make_pipeline(estimator))
+    model = trained.model()
+    assert model.accepts_missing and model.engine == "numpy"
+    np.testing.assert_array_equal(model.predict_proba(x), trained.pipeline.predict_proba(x))
+
+
 def test_other_estimators_are_served_by_scikit_learn() -> None:
-    _, trained = cancer(RandomForestClassifier(n_estimators=5, random_state=0))
+    _, trained = cancer(GradientBoostingClassifier(n_estimators=5, random_state=0))
     assert trained.model().engine == "scikit-learn"
 
 

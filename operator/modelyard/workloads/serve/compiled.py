@@ -10,7 +10,8 @@ checks), is served by scikit-learn itself.
 
 Supported: Pipeline, ColumnTransformer (integer column lists), SimpleImputer (NaN missing
 values, no indicator), StandardScaler, MinMaxScaler, OneHotEncoder (no drop, no infrequent
-categories), linear classifiers and single-output linear regressors.
+categories), linear classifiers and single-output linear regressors, decision trees, random
+forests and extra-trees (single output).
 """
 
 from __future__ import annotations
@@ -21,6 +22,12 @@ from typing import Any
 
 import numpy as np
 from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import (
+    ExtraTreesClassifier,
+    ExtraTreesRegressor,
+    RandomForestClassifier,
+    RandomForestRegressor,
+)
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import (
     ElasticNet,
@@ -35,12 +42,20 @@ from sklearn.linear_model import (
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, StandardScaler
 from sklearn.svm import LinearSVC
+from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
 Transform = Callable[[np.ndarray], np.ndarray]
 InPlace = Callable[[np.ndarray], None]
 
 _LINEAR_CLASSIFIERS = (LogisticRegression, RidgeClassifier, SGDClassifier, LinearSVC)
 _LINEAR_REGRESSORS = (LinearRegression, Ridge, Lasso, ElasticNet, SGDRegressor)
+_FORESTS = (
+    RandomForestClassifier,
+    RandomForestRegressor,
+    ExtraTreesClassifier,
+    ExtraTreesRegressor,
+)
+_TREES = (DecisionTreeClassifier, DecisionTreeRegressor)
 
 
 class Unsupported(Exception):
@@ -257,6 +272,11 @@ def _final(step: Any) -> tuple[Transform, Transform | None]:
     kind = type(step)
     if kind in _LINEAR_CLASSIFIERS:
         return _linear_classifier(step)
+    if kind in _TREES:
+        return _trees(step, [step], classifier=kind is DecisionTreeClassifier, average=False)
+    if kind in _FORESTS:
+        classifier = kind in (RandomForestClassifier, ExtraTreesClassifier)
+        return _trees(step, list(step.estimators_), classifier=classifier, average=True)
     if kind in _LINEAR_REGRESSORS:
         coef = np.asarray(step.coef_, dtype=np.float64)
         if coef.ndim != 1:
@@ -306,3 +326,81 @@ def _linear_classifier(step: Any) -> tuple[Transform, Transform | None]:
         return scores
 
     return predict, proba
+
+
+def _trees(
+    step: Any, trees: list[Any], classifier: bool, average: bool
+) -> tuple[Transform, Transform | None]:
+    """Every tree walked at once: all (tree, row) pairs step down one level per iteration.
+
+    Nodes of all trees live in flat arrays (offsets per tree); a leaf points to itself, so
+    pairs that reached their leaf stay put until the deepest tree is done. Like scikit-learn,
+    inputs are compared as float32, NaN follows each split's missing-value direction, a
+    forest adds its trees' outputs in order and divides by their number.
+    """
+    if step.n_outputs_ != 1:
+        raise Unsupported("multi-output trees")
+    lefts, rights, features, thresholds, missing_left, values, offsets = [], [], [], [], [], [], []
+    offset = 0
+    depth = 0
+    for tree in trees:
+        structure = tree.tree_
+        nodes = structure.node_count
+        here = np.arange(nodes)
+        leaf = structure.children_left == -1
+        lefts.append(np.where(leaf, here, structure.children_left) + offset)
+        rights.append(np.where(leaf, here, structure.children_right) + offset)
+        features.append(np.where(leaf, 0, structure.feature))
+        thresholds.append(structure.threshold)
+        missing_left.append(structure.missing_go_to_left.astype(bool))
+        if classifier:
+            values.append(structure.value[:, 0, : len(step.classes_)])
+        else:
+            values.append(structure.value[:, 0, 0])
+        offsets.append(offset)
+        offset += nodes
+        depth = max(depth, structure.max_depth)
+    left = np.concatenate(lefts)
+    right = np.concatenate(rights)
+    feature = np.concatenate(features).astype(np.intp)
+    threshold = np.concatenate(thresholds)
+    go_left_if_missing = np.concatenate(missing_left)
+    value = np.concatenate(values)
+    roots = np.asarray(offsets, dtype=np.intp)
+    count = len(trees)
+
+    def leaves(matrix: np.ndarray) -> np.ndarray:
+        """Leaf per (tree, row), shape [trees, rows]."""
+        rows = len(matrix)
+        data = np.asarray(matrix, dtype=np.float32).astype(np.float64)
+        width = data.shape[1]
+        flat = data.ravel()
+        base = np.tile(np.arange(rows, dtype=np.intp) * width, count)
+        node = np.repeat(roots, rows)
+        missing = bool(np.isnan(flat).any())
+        for _ in range(depth):
+            x = flat[base + feature[node]]
+            go_left = x <= threshold[node]
+            if missing:
+                go_left = np.where(np.isnan(x), go_left_if_missing[node], go_left)
+            node = np.where(go_left, left[node], right[node])
+        return node.reshape(count, rows)
+
+    def outputs(matrix: np.ndarray) -> np.ndarray:
+        per_tree: np.ndarray = value[leaves(matrix)]  # [trees, rows(, classes)]
+        if not average:
+            single: np.ndarray = per_tree[0]
+            return single
+        total: np.ndarray = np.add.reduce(per_tree, axis=0)  # tree by tree, in order
+        total /= count
+        return total
+
+    if not classifier:
+        return outputs, None
+    classes = step.classes_
+
+    def predict(matrix: np.ndarray) -> np.ndarray:
+        result: np.ndarray = classes.take(np.argmax(outputs(matrix), axis=1), axis=0)
+        return result
+
+    return predict, outputs
