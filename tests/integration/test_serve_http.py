@@ -741,6 +741,17 @@ def test_refuses_a_model_without_its_card(bucket: Bucket, workdir: Path) -> None
     assert message["reason"] == "ModelCardNotFound"
 
 
+def test_workers_refuse_a_bad_model_before_starting(
+    bucket: Bucket, workdir: Path, iris_model: Trained
+) -> None:
+    card = iris_model.card.model_dump(mode="json")
+    card["digest"] = "sha256:" + "e" * 64
+    served = start(bucket.env, bucket.publish(iris_model, card), workdir, "--workers", "2")
+    code, message = refused(served)
+    assert code != 0
+    assert message["reason"] == "DigestMismatch"
+
+
 def test_not_ready_while_loading_and_stops_cleanly(bucket: Bucket, workdir: Path) -> None:
     """An S3 endpoint that accepts connections but never answers keeps the model loading."""
     with socket.socket() as silent:
@@ -792,6 +803,7 @@ def test_sigterm_drains_the_request_in_flight(
 
 
 def test_workers_share_the_port(bucket: Bucket, workdir: Path, iris_model: Trained) -> None:
+    """The model is loaded before the workers start: whichever answers is ready."""
     served = start(bucket.env, bucket.publish(iris_model), workdir, "--workers", "2")
     try:
         workers = set()

@@ -98,6 +98,7 @@ def requests_for(trained: Trained) -> list[tuple[bytes, Any]]:
     ]
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")  # 1e308 inputs
 @pytest.mark.parametrize("make", [iris, mixed], ids=["numeric", "mixed"])
 def test_mutated_requests_never_get_a_500(make: Any) -> None:
     trained = make()

@@ -1,9 +1,14 @@
 """Process lifecycle: bind, serve at once, load the model in the background, drain on SIGTERM.
 
-The server answers from the first moment (liveness 200, readiness 503) while the model is
-fetched and verified; a model that fails to load ends the process with the reason in the
-termination log. `--workers N` forks N such processes, each binding the port with
-SO_REUSEPORT so the kernel spreads connections over them; the parent only supervises.
+One worker: the server answers from the first moment (liveness 200, readiness 503) while the
+model is fetched and verified; a model that fails to load ends the process with the reason in
+the termination log.
+
+`--workers N`: the parent fetches, verifies and loads the model first, then forks N workers
+that share it (copy-on-write) and each bind the port with SO_REUSEPORT, so the kernel spreads
+connections over them. Loading before forking means no worker is ever reachable before it
+is ready: readiness is per process, and a probe answered by one worker must not route
+traffic to another still loading. The parent then only supervises.
 """
 
 from __future__ import annotations
@@ -53,11 +58,13 @@ def bind(config: ServeConfig, reuse_port: bool) -> socket.socket:
     return sock
 
 
-def serve_process(config: ServeConfig, sock: socket.socket) -> int:
-    return uvloop.run(_serve(config, sock))
+def serve_process(
+    config: ServeConfig, sock: socket.socket, preloaded: loader.Loaded | None = None
+) -> int:
+    return uvloop.run(_serve(config, sock, preloaded))
 
 
-async def _serve(config: ServeConfig, sock: socket.socket) -> int:
+async def _serve(config: ServeConfig, sock: socket.socket, preloaded: loader.Loaded | None) -> int:
     loop = asyncio.get_running_loop()
     metrics = Metrics()
     app = App(config.name, metrics, config.drift_window)
@@ -65,7 +72,7 @@ async def _serve(config: ServeConfig, sock: socket.socket) -> int:
     listener = await loop.create_server(server.connection, sock=sock)
     sweeper = loop.create_task(server.sweep())
     host, port = sock.getsockname()[:2]
-    log.info("listening on %s:%d (pid %d); loading %s", host, port, os.getpid(), config.model_uri)
+    log.info("listening on %s:%d (pid %d)", host, port, os.getpid())
 
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -80,9 +87,12 @@ async def _serve(config: ServeConfig, sock: socket.socket) -> int:
         else:
             loop.call_soon_threadsafe(_settle, loaded, result)
 
-    # A daemon thread, not the default executor: a SIGTERM during a slow download must not
-    # wait for it to finish before the process can exit.
-    threading.Thread(target=load, name="load-model", daemon=True).start()
+    if preloaded is not None:
+        loaded.set_result(preloaded)
+    else:
+        # A daemon thread, not the default executor: a SIGTERM during a slow download must
+        # not wait for it to finish before the process can exit.
+        threading.Thread(target=load, name="load-model", daemon=True).start()
     stopping: asyncio.Future[bool] = loop.create_task(stop.wait())
     waiting: set[asyncio.Future[object]] = {loaded, stopping}  # type: ignore[arg-type]
     await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
@@ -136,7 +146,12 @@ def _bind_error(config: ServeConfig, error: OSError) -> WorkloadError:
 
 
 def supervise(config: ServeConfig) -> int:
-    """Fork the workers, pass SIGTERM/SIGINT on, and exit with the first failure (or 0)."""
+    """Load, fork the workers, pass SIGTERM/SIGINT on, exit with the first failure (or 0)."""
+    log.info("loading %s before starting %d workers", config.model_uri, config.workers)
+    try:
+        preloaded = loader.load(config)
+    except Exception as error:
+        return termination.fail(_load_error(error))
     children: set[int] = set()
 
     def forward(signum: int, frame: FrameType | None) -> None:
@@ -159,7 +174,7 @@ def supervise(config: ServeConfig) -> int:
                 except OSError as error:
                     code = termination.fail(_bind_error(config, error))
                 else:
-                    code = serve_process(config, sock)
+                    code = serve_process(config, sock, preloaded)
             finally:
                 os._exit(code)  # never return into the parent's code path
         children.add(pid)
