@@ -352,17 +352,20 @@ def test_metrics_count_requests_classes_and_drift(iris_server: Served) -> None:
         )
 
     endpoint = "/v1/models/{name}:predict"
-    assert value("modelyard_requests_total", endpoint=endpoint, code="200") >= 3
-    assert value("modelyard_requests_total", endpoint=endpoint, code="422") >= 1
-    assert value("modelyard_request_duration_seconds_count", endpoint=endpoint, code="200") >= 3
+    assert value("modelyard_server_requests_total", endpoint=endpoint, status="200") >= 3
+    assert value("modelyard_server_requests_total", endpoint=endpoint, status="422") >= 1
+    assert (
+        value("modelyard_server_request_duration_seconds_count", endpoint=endpoint, status="200")
+        >= 3
+    )
     for label in ("0", "1", "2"):
-        assert value("modelyard_predictions_total", model="iris", **{"class": label}) >= 3
-    assert value("modelyard_model_load_seconds", model="iris") > 0
-    assert value("modelyard_model_ready", model="iris") == 1
+        assert value("modelyard_server_predictions_total", model="iris", **{"class": label}) >= 3
+    assert value("modelyard_server_model_load_seconds", model="iris") > 0
+    assert value("modelyard_server_model_ready", model="iris") == 1
     drift = {
         labels["feature"]: sample_value
         for name, labels, sample_value in samples
-        if name == "modelyard_feature_drift_psi"
+        if name == "modelyard_server_feature_drift_psi"
     }
     assert set(drift) == set(IRIS_FEATURES)
     assert all(score >= 0 for score in drift.values())
@@ -817,7 +820,7 @@ def test_workers_share_the_port(bucket: Bucket, workdir: Path, iris_model: Train
                 workers |= {
                     labels["worker"]
                     for name, labels, _ in parse_metrics(metrics)
-                    if name == "modelyard_model_ready"
+                    if name == "modelyard_server_model_ready"
                 }
         assert workers  # each scrape names the worker that answered it
     finally:

@@ -67,32 +67,31 @@ class Metrics:
         return generate_latest(self._registry)
 
     def collect(self) -> Iterator[Metric]:
-        worker = self.worker
+        worker, model = self.worker, self.model
         requests = CounterMetricFamily(
-            "modelyard_requests",
+            "modelyard_server_requests",
             "HTTP requests by endpoint and status code.",
-            labels=["endpoint", "code", "worker"],
+            labels=["model", "endpoint", "status", "worker"],
         )
         for (endpoint, code), count in sorted(self._requests.items()):
-            requests.add_metric([endpoint, str(code), worker], count)
+            requests.add_metric([model, endpoint, str(code), worker], count)
         yield requests
 
         latency = HistogramMetricFamily(
-            "modelyard_request_duration_seconds",
+            "modelyard_server_request_duration_seconds",
             "Time from a request's last byte to its response being written.",
-            labels=["endpoint", "code", "worker"],
+            labels=["model", "endpoint", "status", "worker"],
         )
         for (endpoint, code), (counts, total) in sorted(self._latency.items()):
             cumulative, buckets = 0, []
             for bound, count in zip((*BUCKETS, float("inf")), counts, strict=True):
                 cumulative += count
                 buckets.append((_bound(bound), cumulative))
-            latency.add_metric([endpoint, str(code), worker], buckets, total[0])
+            latency.add_metric([model, endpoint, str(code), worker], buckets, total[0])
         yield latency
 
-        model = self.model
         predicted = CounterMetricFamily(
-            "modelyard_predictions",
+            "modelyard_server_predictions",
             "Predicted rows by class (classifiers).",
             labels=["model", "class", "worker"],
         )
@@ -100,19 +99,21 @@ class Metrics:
             predicted.add_metric([model, str(label), worker], count)
         yield predicted
         rows = CounterMetricFamily(
-            "modelyard_predicted_rows", "Rows predicted.", labels=["model", "worker"]
+            "modelyard_server_predicted_rows", "Rows predicted.", labels=["model", "worker"]
         )
         rows.add_metric([model, worker], self._rows)
         yield rows
 
         ready = GaugeMetricFamily(
-            "modelyard_model_ready", "1 once the model is loaded.", labels=["model", "worker"]
+            "modelyard_server_model_ready",
+            "1 once the model is loaded.",
+            labels=["model", "worker"],
         )
         ready.add_metric([model, worker], 1.0 if self.ready else 0.0)
         yield ready
         if self.load_seconds is not None:
             load = GaugeMetricFamily(
-                "modelyard_model_load_seconds",
+                "modelyard_server_model_load_seconds",
                 "Time to fetch, verify and load the model.",
                 labels=["model", "worker"],
             )
@@ -121,14 +122,14 @@ class Metrics:
 
         if self.drift is not None:
             window = GaugeMetricFamily(
-                "modelyard_drift_window_rows",
+                "modelyard_server_drift_window_rows",
                 "Recent input rows the drift scores are computed over.",
                 labels=["model", "worker"],
             )
             window.add_metric([model, worker], self.drift.rows)
             yield window
             drift = GaugeMetricFamily(
-                "modelyard_feature_drift_psi",
+                "modelyard_server_feature_drift_psi",
                 "Population stability index of recent inputs against the training baseline "
                 "(< 0.1 stable, 0.1-0.25 moderate shift, > 0.25 significant shift).",
                 labels=["model", "feature", "worker"],
