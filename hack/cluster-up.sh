@@ -24,12 +24,13 @@ if [[ "${CLUSTER_NODES}" == 1 ]]; then
   if ! ip link show "${BRIDGE}" >/dev/null 2>&1; then
     ip link add "${BRIDGE}" type bridge
   fi
-  ip addr show dev "${BRIDGE}" | grep -qF " ${NODE_IP}/" ||
+  # (grep without -q reads all of ip's output: no SIGPIPE failing the pipeline)
+  ip -o addr show dev "${BRIDGE}" | grep -F " ${NODE_IP}/" >/dev/null ||
     ip addr add "${NODE_IP}/${POD_CIDR#*/}" dev "${BRIDGE}"
   ip link set "${BRIDGE}" up
   APISERVER_IP="${NODE_IP}"
 else
-  APISERVER_IP="${APISERVER_IP:-127.0.0.1}"
+  APISERVER_IP=127.0.0.1
   # A node may already be running (cluster-up then cluster-up CLUSTER_NODES=0):
   # keep the control plane where the node expects it.
   if pid_of kubelet >/dev/null; then

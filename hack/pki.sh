@@ -7,7 +7,6 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 PKI="$1" NODE_NAME="$2" NODE_IP="$3"
-SERVICE_IP="${MODELYARD_SERVICE_IP:-10.96.0.1}" # first address of the service range
 DAYS=3650
 mkdir -p "${PKI}"
 umask 077
