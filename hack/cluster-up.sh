@@ -44,9 +44,8 @@ SERVER="https://${APISERVER_IP}:${APISERVER_PORT}"
 # write_kubeconfig <file> <client cert name in pki/> <server>
 write_kubeconfig() {
   local file="$1" user="$2" server="$3"
-  (
-    umask 077
-    cat >"${file}" <<KUBECONFIG
+  # (write_file's temporary file is mode 0600: the kubeconfigs hold private keys)
+  write_file "${file}" <<KUBECONFIG
 apiVersion: v1
 kind: Config
 clusters:
@@ -66,7 +65,6 @@ contexts:
     user: ${user}
 current-context: modelyard
 KUBECONFIG
-  )
 }
 
 # A control plane bound elsewhere (CLUSTER_NODES=0 earlier, now a node) restarts on
@@ -75,7 +73,7 @@ if [[ -f "${RUN_DIR}/apiserver.url" && "$(<"${RUN_DIR}/apiserver.url")" != "${SE
   log "moving the control plane from $(<"${RUN_DIR}/apiserver.url") to ${SERVER}"
   stop_daemon kube-proxy kubelet kube-scheduler kube-controller-manager kube-apiserver
 fi
-echo "${SERVER}" >"${RUN_DIR}/apiserver.url"
+echo "${SERVER}" | write_file "${RUN_DIR}/apiserver.url"
 write_kubeconfig "${KUBECONFIG_PATH}" admin "${SERVER}"
 for c in controller-manager scheduler kubelet-client kube-proxy; do
   write_kubeconfig "${MODELYARD_STATE_DIR}/${c}.kubeconfig" "${c}" "${SERVER}"
@@ -138,6 +136,14 @@ fi
 # Pods can only be created once the controller manager has made the namespace's
 # default service account; wait for it so callers can create pods straight away.
 wait_for "the default service account" 60 api /api/v1/namespaces/default/serviceaccounts/default
+
+# A daemon that exited after starting (a bad flag, a port in use) fails the start
+# here, not in the first test that needs it.
+daemons=(etcd kube-apiserver kube-controller-manager kube-scheduler)
+[[ "${CLUSTER_NODES}" == 1 ]] && daemons+=(containerd kubelet kube-proxy)
+for d in "${daemons[@]}"; do
+  pid_of "${d}" >/dev/null || die "${d} is not running; see ${LOG_DIR}/${d}.log"
+done
 
 log "cluster ready in $((SECONDS - start))s ($([[ "${CLUSTER_NODES}" == 1 ]] && echo "node ${NODE_NAME} at ${NODE_IP}" || echo "control plane only"))"
 echo "export KUBECONFIG=${KUBECONFIG_PATH}"

@@ -96,6 +96,20 @@ stop_daemon() {
   done
 }
 
+# write_file <path>: stdin into <path>, leaving the file untouched when the content is
+# the same. Running daemons watch their files (kube-proxy exits when its
+# configuration is written to), so a second cluster-up must not rewrite them.
+write_file() {
+  local tmp
+  tmp="$(mktemp "$1.XXXXXX")"
+  cat >"${tmp}"
+  if cmp -s "${tmp}" "$1"; then
+    rm -f "${tmp}"
+  else
+    mv "${tmp}" "$1"
+  fi
+}
+
 # wait_for <description> <timeout seconds> <command>...
 wait_for() {
   local what="$1" timeout="$2" start=$SECONDS; shift 2

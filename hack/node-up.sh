@@ -13,7 +13,7 @@ mkdir -p "${CONTAINERD_DIR}" "${CNI_CONF_DIR}" "${MODELYARD_STATE_DIR}/kubelet"
 # --- containerd ---------------------------------------------------------------------
 # restrict_oom_score_adj: this VM's root lacks CAP_SYS_RESOURCE, and without it every
 # sandbox fails ("runc create failed ... can't get final child's PID from pipe: EOF").
-cat >"${CONTAINERD_DIR}/config.toml" <<TOML
+write_file "${CONTAINERD_DIR}/config.toml" <<TOML
 version = 2
 root = "${CONTAINERD_DIR}/root"
 state = "${CONTAINERD_DIR}/state"
@@ -43,7 +43,7 @@ TOML
 # Pods get a route to the service range only (no default route): they reach the host
 # at the gateway ${NODE_IP}, each other and Services, and nothing off this machine.
 # The IPAM data lives in the state dir so cluster-down forgets every lease.
-cat >"${CNI_CONF_DIR}/10-modelyard.conflist" <<JSON
+write_file "${CNI_CONF_DIR}/10-modelyard.conflist" <<JSON
 {
   "cniVersion": "1.0.0",
   "name": "modelyard",
@@ -80,7 +80,7 @@ if ! ctr_ images ls -q | grep -qx "${PAUSE_IMAGE}"; then
 fi
 
 # --- kubelet ------------------------------------------------------------------------
-cat >"${MODELYARD_STATE_DIR}/kubelet/config.yaml" <<YAML
+write_file "${MODELYARD_STATE_DIR}/kubelet/config.yaml" <<YAML
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 address: ${NODE_IP}
@@ -116,7 +116,7 @@ start_daemon kubelet "${K8S_BIN_DIR}/kubelet" \
   --node-ip "${NODE_IP}" --hostname-override "${NODE_NAME}"
 
 # --- kube-proxy: Service cluster IPs (the operator in a pod reaches kubernetes.default)
-cat >"${MODELYARD_STATE_DIR}/kube-proxy.yaml" <<YAML
+write_file "${MODELYARD_STATE_DIR}/kube-proxy.yaml" <<YAML
 apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration
 clientConnection: {kubeconfig: ${MODELYARD_STATE_DIR}/kube-proxy.kubeconfig}
