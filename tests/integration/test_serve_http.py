@@ -4,11 +4,8 @@ S3-compatible server, both inference protocols over HTTP, and every kind of bad 
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -31,6 +28,7 @@ from modelyard.storage.layout import MODEL_CARD, MODEL_FILE
 from modelyard.storage.uri import S3Uri
 from modelyard.workloads.modelcard import Feature
 from tests.plugins.s3 import S3Server
+from tests.serving import Served, start
 from tests.unit.test_serve_protocol import IRIS_FEATURES, Trained, iris, mixed, train
 
 pytestmark = pytest.mark.integration
@@ -57,74 +55,6 @@ class Bucket:
         document = card if card is not None else trained.card.model_dump(mode="json")
         self.storage.put_json(prefix.join(MODEL_CARD), document)
         return prefix.join(MODEL_FILE)
-
-
-@dataclass
-class Served:
-    process: subprocess.Popen[bytes]
-    url: str
-    port: int
-    output: Path
-    termination_log: Path
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout=30)
-
-    def log(self) -> str:
-        return self.output.read_text()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def start(
-    env: dict[str, str],
-    model_uri: S3Uri | str,
-    directory: Path,
-    *args: str,
-    ready: bool = True,
-    extra_env: dict[str, str] | None = None,
-) -> Served:
-    """Start `modelyard-worker serve`; wait until it is ready (or, with ready=False, live)."""
-    port = free_port()
-    output = directory / f"server-{port}.log"
-    termination_log = directory / f"termination-{port}.log"
-    with output.open("wb") as sink:
-        process = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "modelyard.workloads", "serve"),
-                *("--model-uri", str(model_uri), "--host", "127.0.0.1", "--port", str(port)),
-                *args,
-            ],
-            env={
-                **os.environ,
-                **env,
-                **(extra_env or {}),
-                "MODELYARD_TERMINATION_LOG": str(termination_log),
-            },
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
-    served = Served(process, f"http://127.0.0.1:{port}", port, output, termination_log)
-    probe = "/v2/health/ready" if ready else "/v2/health/live"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            return served  # exited: the caller looks at why
-        try:
-            if requests.get(served.url + probe, timeout=2).status_code == 200:
-                return served
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.1)
-    served.stop()
-    raise AssertionError(f"server did not come up:\n{served.log()}")
 
 
 @pytest.fixture(scope="module")
