@@ -30,7 +30,13 @@ from kubernetes.client.exceptions import ApiException
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HACK = REPO_ROOT / "hack"
-_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "modelyard"
+# The same defaults as hack/lib.sh.
+_CACHE = Path(
+    os.environ.get(
+        "MODELYARD_CACHE_DIR",
+        Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "modelyard",
+    )
+)
 STATE_DIR = Path(os.environ.get("MODELYARD_STATE_DIR", _CACHE / "cluster"))
 LOCAL_KUBECONFIG = STATE_DIR / "kubeconfig"
 # Where pods reach the host: the gateway of the node's pod bridge (hack/lib.sh).
