@@ -132,7 +132,8 @@ build_dockerfile() {
   local dockerfile="$1" name="$2" base t0=$SECONDS
   base="$(base_image)"
   log "building ${name} from ${dockerfile#"${REPO_ROOT}"/}"
-  (cd "${REPO_ROOT}" && bah bud --quiet --layers --build-arg "BASE_IMAGE=${base}" \
+  # --force-rm: a failed build leaves no working container (and its mount) behind.
+  (cd "${REPO_ROOT}" && bah bud --quiet --layers --force-rm --build-arg "BASE_IMAGE=${base}" \
     -t "${name}" -f "${dockerfile}" . >/dev/null)
   log "built ${name} in $((SECONDS - t0))s"
   import_image "${name}"
