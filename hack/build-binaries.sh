@@ -39,6 +39,7 @@ go_build() { # <label> <module dir> <dest dir> <ldflags> <package>...
     return
   fi
   local total tmp
+  log "${label}: resolving packages (the first run downloads the modules)"
   total="$(cd "${moddir}" && go list -tags "${BUILD_TAGS}" -deps "$@" | wc -l)"
   tmp="${dest}.tmp.$$"
   rm -rf "${tmp}" && mkdir -p "${tmp}"
