@@ -5,9 +5,13 @@ from typing import Any
 
 import yaml
 
+from modelyard.api import KINDS
+
 pytest_plugins = ["tests.plugins.kube", "tests.plugins.operator", "tests.plugins.s3"]
 
 REPO = Path(__file__).resolve().parent.parent
+# Resource plurals by kind, for the API calls the tests make.
+PLURALS = {kind.info.kind: kind.info.plural for kind in KINDS}
 EXAMPLES = REPO / "examples"
 
 

@@ -3,13 +3,9 @@ the Helm chart installed with its own RBAC, and namespaces enforcing `restricted
 
 from __future__ import annotations
 
-import socket
 import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -18,7 +14,7 @@ from kubernetes import client, config
 
 from tests.conftest import REPO
 from tests.plugins.kube import HACK, Cluster
-from tests.plugins.s3 import ACCESS_KEY, SECRET_KEY
+from tests.plugins.s3 import ACCESS_KEY, SECRET_KEY, S3Server, running_s3_server
 
 RELEASE = "modelyard"
 OPERATOR_NAMESPACE = "modelyard-system"
@@ -32,20 +28,6 @@ def helm_binary() -> str:
     return helm()
 
 
-@dataclass(frozen=True)
-class NodeS3:
-    endpoint: str
-
-    def env(self, bucket: str = "modelyard") -> dict[str, str]:
-        return {
-            "MODELYARD_S3_ENDPOINT": self.endpoint,
-            "MODELYARD_S3_BUCKET": bucket,
-            "AWS_ACCESS_KEY_ID": ACCESS_KEY,
-            "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
-            "AWS_REGION": "us-east-1",
-        }
-
-
 @pytest.fixture(scope="session")
 def images(kube_node: Cluster) -> None:
     """images/*/Dockerfile built on the local base and imported into the node's containerd."""
@@ -55,35 +37,13 @@ def images(kube_node: Cluster) -> None:
 
 
 @pytest.fixture(scope="session")
-def node_s3(kube_node: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeS3]:
+def node_s3(kube_node: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     """An S3-compatible server on the node's bridge address, where pods can reach it."""
-    host = kube_node.host_ip
-    if host is None:
+    if kube_node.host_ip is None:
         pytest.skip("no local node: pods could not reach a server on this host")
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        port = sock.getsockname()[1]
     log = tmp_path_factory.mktemp("node-s3") / "moto.log"
-    with log.open("w") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", host, "-p", str(port)],
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    endpoint = f"http://{host}:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            requests.get(f"{endpoint}/moto-api/", timeout=1)
-            break
-        except requests.ConnectionError:
-            assert process.poll() is None and time.monotonic() < deadline, f"see {log}"
-            time.sleep(0.2)
-    try:
-        yield NodeS3(endpoint)
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    with running_s3_server(kube_node.host_ip, log) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")
@@ -103,7 +63,7 @@ def _ensure_namespace(core: client.CoreV1Api, name: str) -> None:
 
 @pytest.fixture(scope="session")
 def release(
-    kube_node: Cluster, images: None, node_s3: NodeS3, core: client.CoreV1Api
+    kube_node: Cluster, images: None, node_s3: S3Server, core: client.CoreV1Api
 ) -> Iterator[list[str]]:
     """The chart installed as a user would, the operator running under the chart's RBAC."""
     _ensure_namespace(core, OPERATOR_NAMESPACE)

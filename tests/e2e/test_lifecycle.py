@@ -21,8 +21,9 @@ from modelyard.storage.config import StorageConfig
 from modelyard.storage.uri import S3Uri
 from modelyard.workloads.sources import builtin_table
 from tests.conftest import EXAMPLES
-from tests.e2e.conftest import NodeS3, ServiceProxy
+from tests.e2e.conftest import ServiceProxy
 from tests.plugins.kube import Cluster
+from tests.plugins.s3 import S3Server
 
 pytestmark = pytest.mark.e2e
 
@@ -191,7 +192,7 @@ class Load:
 
 
 def test_new_data_retrains_and_rolls_out_without_a_failed_request(
-    kube_node: Cluster, ml_namespace: str, proxy: ServiceProxy, custom: Any, node_s3: NodeS3
+    kube_node: Cluster, ml_namespace: str, proxy: ServiceProxy, custom: Any, node_s3: S3Server
 ) -> None:
     storage = Storage(StorageConfig.from_env(node_s3.env()))
     storage.ensure_bucket("modelyard")

@@ -14,18 +14,12 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from modelyard.api import Dataset
+from modelyard.api import GROUP, VERSION, Dataset
+from tests.conftest import PLURALS
 from tests.invalid_manifests import CATALOGUE, DATASET, MODEL_DEPLOYMENT, TRAINING_JOB, Invalid
 from tests.plugins.kube import Cluster
 
 pytestmark = pytest.mark.integration
-
-GROUP, VERSION = "modelyard.dev", "v1alpha1"
-PLURALS = {
-    "Dataset": "datasets",
-    "TrainingJob": "trainingjobs",
-    "ModelDeployment": "modeldeployments",
-}
 
 
 @pytest.fixture

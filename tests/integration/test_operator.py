@@ -11,19 +11,14 @@ import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from tests.conftest import EXAMPLES
+from modelyard.api import GROUP, VERSION
+from tests.conftest import EXAMPLES, PLURALS
 from tests.kubelet import finish_job, make_ready, wait_for
 from tests.plugins.kube import Cluster
 from tests.plugins.operator import Operator
 
 pytestmark = pytest.mark.integration
 
-GROUP, VERSION = "modelyard.dev", "v1alpha1"
-PLURALS = {
-    "Dataset": "datasets",
-    "TrainingJob": "trainingjobs",
-    "ModelDeployment": "modeldeployments",
-}
 V1 = "sha256:" + "1" * 64
 V2 = "sha256:" + "2" * 64
 MODEL_1 = "sha256:" + "a" * 64
