@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Builds etcd, the Kubernetes server binaries and Helm from the Go module proxy and
+# Builds etcd, the Kubernetes binaries, CoreDNS and Helm from the Go module proxy and
 # caches them by version under ${MODELYARD_CACHE_DIR}/bin/<component>-<version>/.
-# A warm run only checks the cache. Usage: build-binaries.sh [etcd] [kubernetes] [helm]
+# A warm run only checks the cache.
+# Usage: build-binaries.sh [etcd] [kubernetes] [coredns] [helm]
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -120,15 +121,23 @@ build_helm() {
     helm.sh/helm/v3/cmd/helm
 }
 
+build_coredns() {
+  local pinned moddir
+  pinned="$(gomod_version "${HACK_DIR}/coredns-build/go.mod" github.com/coredns/coredns)"
+  moddir="$(wrapper_for "${HACK_DIR}/coredns-build" github.com/coredns/coredns "${pinned}" "${COREDNS_VERSION}")"
+  go_build "coredns ${COREDNS_VERSION}" "${moddir}" "${COREDNS_BIN_DIR}" "" modelyard.dev/hack/coredns
+}
+
 components=("$@")
-[[ ${#components[@]} -gt 0 ]] || components=(etcd kubernetes helm)
+[[ ${#components[@]} -gt 0 ]] || components=(etcd kubernetes coredns helm)
 start=$SECONDS
 for c in "${components[@]}"; do
   case "${c}" in
     etcd) build_etcd ;;
     kubernetes) build_kubernetes ;;
+    coredns) build_coredns ;;
     helm) build_helm ;;
-    *) die "unknown component ${c} (etcd, kubernetes, helm)" ;;
+    *) die "unknown component ${c} (etcd, kubernetes, coredns, helm)" ;;
   esac
 done
 log "binaries ready in $((SECONDS - start))s"

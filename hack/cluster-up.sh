@@ -15,8 +15,10 @@ start=$SECONDS
 
 if [[ "${CLUSTER_NODES}" == 1 ]]; then
   "${HACK_DIR}/install-deps.sh"
+  "${HACK_DIR}/build-binaries.sh" etcd kubernetes coredns
+else
+  "${HACK_DIR}/build-binaries.sh" etcd kubernetes
 fi
-"${HACK_DIR}/build-binaries.sh" etcd kubernetes
 mkdir -p "${RUN_DIR}" "${LOG_DIR}"
 
 if [[ "${CLUSTER_NODES}" == 1 ]]; then

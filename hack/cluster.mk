@@ -17,7 +17,7 @@ export CLUSTER_NODES MODELYARD_CACHE_DIR MODELYARD_STATE_DIR IMAGE_TAG
 cluster-deps: ## apt-install containerd, runc, CNI plugins, buildah, debootstrap... (root)
 	hack/install-deps.sh
 
-binaries: ## build etcd, Kubernetes and Helm from Go modules (cached by version)
+binaries: ## build etcd, Kubernetes, CoreDNS and Helm from Go modules (cached by version)
 	hack/build-binaries.sh
 
 cluster-up: ## start the local cluster; CLUSTER_NODES=0 for the control plane only

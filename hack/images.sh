@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Container images without a registry.
 #   images.sh pause          build the static pause image (cached), print its archive
+#   images.sh coredns        the same for the cluster DNS (CoreDNS built by build-binaries.sh)
 #   images.sh base           debootstrap a bookworm python3 base image (cached), print its name
 #   images.sh build [DIR]... buildah-build images/<dir>/Dockerfile (default: every one in
 #                            images/) on the local base, import into the cluster's containerd
@@ -43,17 +44,38 @@ image_from_rootfs() { # <dir> <name> <buildah config args>...
   rm -f "${layer}"
 }
 
+# Commits <dir>, which holds the static binary <binary>, as a one-layer image running
+# it, saved as the oci-archive <archive>.
+static_image() { # <archive> <image name> <dir> <binary>
+  log "building $2"
+  image_from_rootfs "$3" "$2" --entrypoint "[\"/$4\"]" --user 65535:65535
+  bah push --quiet "$2" "oci-archive:$1.tmp:$2"
+  mv "$1.tmp" "$1"
+}
+
 pause_image() {
   local key archive tmp
-  key="$(cat "${HACK_DIR}/pause/pause.c" <(declare -f pause_image image_from_rootfs) | sha256sum | cut -c1-16)"
+  key="$(cat "${HACK_DIR}/pause/pause.c" <(declare -f pause_image static_image image_from_rootfs) |
+    sha256sum | cut -c1-16)"
   archive="${IMAGE_CACHE}/pause-${key}.tar"
   if [[ ! -f "${archive}" ]]; then
-    log "building the pause image"
     tmp="$(mktemp -d)"
     gcc -static -Os -s -o "${tmp}/pause" "${HACK_DIR}/pause/pause.c"
-    image_from_rootfs "${tmp}" "${PAUSE_IMAGE}" --entrypoint '["/pause"]' --user 65535:65535
-    bah push --quiet "${PAUSE_IMAGE}" "oci-archive:${archive}.tmp:${PAUSE_IMAGE}"
-    mv "${archive}.tmp" "${archive}"
+    static_image "${archive}" "${PAUSE_IMAGE}" "${tmp}" pause
+    rm -rf "${tmp}"
+  fi
+  echo "${archive}"
+}
+
+coredns_image() {
+  local bin="${COREDNS_BIN_DIR}/coredns" key archive tmp
+  "${HACK_DIR}/build-binaries.sh" coredns >&2
+  key="$(cat "${bin}" <(declare -f coredns_image static_image image_from_rootfs) | sha256sum | cut -c1-16)"
+  archive="${IMAGE_CACHE}/coredns-${key}.tar"
+  if [[ ! -f "${archive}" ]]; then
+    tmp="$(mktemp -d)"
+    cp "${bin}" "${tmp}/coredns"
+    static_image "${archive}" "${COREDNS_IMAGE}" "${tmp}" coredns
     rm -rf "${tmp}"
   fi
   echo "${archive}"
@@ -148,6 +170,7 @@ cmd="${1:-build}"
 [[ $# -gt 0 ]] && shift
 case "${cmd}" in
   pause) pause_image ;;
+  coredns) coredns_image ;;
   base) base_image ;;
   build | test)
     parent="${REPO_ROOT}/images"
@@ -161,5 +184,5 @@ case "${cmd}" in
     [[ ${#dirs[@]} -gt 0 ]] || { log "no Dockerfiles under ${parent}"; exit 0; }
     for d in "${dirs[@]}"; do build_dir "${parent}" "${d}"; done
     ;;
-  *) die "usage: images.sh pause|base|build [dir...]|test [dir...]" ;;
+  *) die "usage: images.sh pause|coredns|base|build [dir...]|test [dir...]" ;;
 esac

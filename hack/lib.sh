@@ -14,12 +14,14 @@ gomod_version() { # <go.mod> <module path>
 K8S_VERSION="${K8S_VERSION:-$(gomod_version "${HACK_DIR}/k8s-build/go.mod" k8s.io/kubernetes)}"
 ETCD_VERSION="${ETCD_VERSION:-$(gomod_version "${HACK_DIR}/etcd-build/go.mod" go.etcd.io/etcd/server/v3)}"
 HELM_VERSION="${HELM_VERSION:-$(gomod_version "${HACK_DIR}/helm-build/go.mod" helm.sh/helm/v3)}"
+COREDNS_VERSION="${COREDNS_VERSION:-$(gomod_version "${HACK_DIR}/coredns-build/go.mod" github.com/coredns/coredns)}"
 
 MODELYARD_CACHE_DIR="${MODELYARD_CACHE_DIR:-${XDG_CACHE_HOME:-${HOME}/.cache}/modelyard}"
 MODELYARD_STATE_DIR="${MODELYARD_STATE_DIR:-${MODELYARD_CACHE_DIR}/cluster}"
 K8S_BIN_DIR="${MODELYARD_CACHE_DIR}/bin/kubernetes-${K8S_VERSION}"
 ETCD_BIN_DIR="${MODELYARD_CACHE_DIR}/bin/etcd-${ETCD_VERSION}"
 HELM_BIN_DIR="${MODELYARD_CACHE_DIR}/bin/helm-${HELM_VERSION}"
+COREDNS_BIN_DIR="${MODELYARD_CACHE_DIR}/bin/coredns-${COREDNS_VERSION}"
 
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -33,10 +35,12 @@ NODE_IP="${MODELYARD_NODE_IP:-10.244.0.1}"
 POD_CIDR="${MODELYARD_POD_CIDR:-10.244.0.0/24}"
 SERVICE_CIDR="${MODELYARD_SERVICE_CIDR:-10.96.0.0/16}"
 SERVICE_IP="${SERVICE_CIDR%.*/*}.1" # the `kubernetes` Service: first address of the range
+DNS_IP="${SERVICE_CIDR%.*/*}.10"    # the cluster DNS Service, where kubeadm puts it
 BRIDGE="${MODELYARD_BRIDGE:-modelyard0}"
 APISERVER_PORT="${MODELYARD_APISERVER_PORT:-6443}"
 ETCD_PORT="${MODELYARD_ETCD_PORT:-12379}"
 PAUSE_IMAGE="localhost/modelyard/pause:3.10"
+COREDNS_IMAGE="localhost/modelyard/coredns:${COREDNS_VERSION}"
 
 PKI_DIR="${MODELYARD_STATE_DIR}/pki"
 RUN_DIR="${MODELYARD_STATE_DIR}/run"

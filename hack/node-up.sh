@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Adds the node to a running control plane: containerd (Debian's, with its own
 # config, root and state under the state dir), the pod bridge network, the local
-# pause image, the kubelet and kube-proxy. Called by cluster-up.sh; needs root.
+# pause image, the kubelet, kube-proxy and the cluster DNS. Called by cluster-up.sh;
+# needs root.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -74,10 +75,13 @@ start_daemon containerd containerd --config "${CONTAINERD_DIR}/config.toml"
 ctr_() { ctr --address "${CONTAINERD_SOCK}" -n k8s.io "$@"; }
 wait_for "containerd (log: ${LOG_DIR}/containerd.log)" 30 ctr_ version
 
-if ! ctr_ images ls -q | grep -qx "${PAUSE_IMAGE}"; then
-  ctr_ images import "$("${HACK_DIR}/images.sh" pause)" >/dev/null
-  log "imported ${PAUSE_IMAGE}"
-fi
+# The images the node itself runs: the pod sandbox and the cluster DNS.
+for image in pause:"${PAUSE_IMAGE}" coredns:"${COREDNS_IMAGE}"; do
+  if ! ctr_ images ls -q | grep -x "${image#*:}" >/dev/null; then
+    ctr_ images import "$("${HACK_DIR}/images.sh" "${image%%:*}")" >/dev/null
+    log "imported ${image#*:}"
+  fi
+done
 
 # --- kubelet ------------------------------------------------------------------------
 write_file "${MODELYARD_STATE_DIR}/kubelet/config.yaml" <<YAML
@@ -104,9 +108,10 @@ imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 evictionHard: {memory.available: 100Mi, nodefs.available: 1%, imagefs.available: 1%, nodefs.inodesFree: 1%}
 podLogsDir: ${MODELYARD_STATE_DIR}/pod-logs
-# No cluster DNS: pods get an empty resolv.conf rather than the host's resolvers.
+# Pods resolve through the cluster DNS only, never the host's resolvers.
 resolvConf: ""
 clusterDomain: cluster.local
+clusterDNS: [${DNS_IP}]
 serializeImagePulls: false
 YAML
 start_daemon kubelet "${K8S_BIN_DIR}/kubelet" \
@@ -140,4 +145,93 @@ conds = json.load(sys.stdin)["status"].get("conditions", [])
 sys.exit(0 if any(c["type"] == "Ready" and c["status"] == "True" for c in conds) else 1)'
 }
 wait_for "node ${NODE_NAME} Ready (log: ${LOG_DIR}/kubelet.log)" 120 node_ready
+
+# --- cluster DNS: CoreDNS serving cluster.local only (see coredns-build/main.go) --------
+kubectl_() { "${K8S_BIN_DIR}/kubectl" --kubeconfig "${KUBECONFIG_PATH}" "$@"; }
+kubectl_ apply --server-side --force-conflicts -f - >/dev/null <<YAML
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: coredns, namespace: kube-system}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: "system:coredns"}
+rules:
+- apiGroups: [""]
+  resources: [endpoints, services, pods, namespaces]
+  verbs: [list, watch]
+- apiGroups: [discovery.k8s.io]
+  resources: [endpointslices]
+  verbs: [list, watch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: "system:coredns"}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "system:coredns"}
+subjects: [{kind: ServiceAccount, name: coredns, namespace: kube-system}]
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: coredns, namespace: kube-system}
+data:
+  Corefile: |
+    .:1053 {
+        errors
+        health :8080
+        ready :8181
+        kubernetes cluster.local in-addr.arpa ip6.arpa {
+            pods insecure
+            fallthrough in-addr.arpa ip6.arpa
+        }
+        cache 30
+        loadbalance
+    }
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: coredns, namespace: kube-system, labels: {k8s-app: kube-dns}}
+spec:
+  replicas: 1
+  selector: {matchLabels: {k8s-app: kube-dns}}
+  template:
+    metadata: {labels: {k8s-app: kube-dns}}
+    spec:
+      serviceAccountName: coredns
+      priorityClassName: system-cluster-critical
+      # Itself resolves nothing through DNS.
+      dnsPolicy: Default
+      securityContext:
+        runAsNonRoot: true
+        runAsUser: 65534
+        seccompProfile: {type: RuntimeDefault}
+      containers:
+      - name: coredns
+        image: ${COREDNS_IMAGE}
+        imagePullPolicy: Never
+        args: [-conf, /etc/coredns/Corefile]
+        # An unprivileged port: the Service maps 53 onto it, no capability needed.
+        ports:
+        - {name: dns, containerPort: 1053, protocol: UDP}
+        - {name: dns-tcp, containerPort: 1053, protocol: TCP}
+        readinessProbe: {httpGet: {path: /ready, port: 8181}, periodSeconds: 2}
+        livenessProbe: {httpGet: {path: /health, port: 8080}, periodSeconds: 10}
+        securityContext:
+          allowPrivilegeEscalation: false
+          readOnlyRootFilesystem: true
+          capabilities: {drop: [ALL]}
+        volumeMounts: [{name: config, mountPath: /etc/coredns, readOnly: true}]
+      volumes: [{name: config, configMap: {name: coredns}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: kube-dns, namespace: kube-system, labels: {k8s-app: kube-dns}}
+spec:
+  selector: {k8s-app: kube-dns}
+  clusterIP: ${DNS_IP}
+  ports:
+  - {name: dns, port: 53, targetPort: 1053, protocol: UDP}
+  - {name: dns-tcp, port: 53, targetPort: 1053, protocol: TCP}
+YAML
+wait_for "cluster DNS (kubectl -n kube-system get pods)" 90 \
+  kubectl_ -n kube-system wait --for=jsonpath='{.status.readyReplicas}'=1 deployment/coredns --timeout=1s
 log "node ${NODE_NAME} Ready at ${NODE_IP} (server ${SERVER})"

@@ -1,6 +1,6 @@
 """The full local node: it is Ready, pods from images built here run, Services
-answer through the API server's proxy and through cluster IPs, and pods reach a
-server on the host at the node's bridge address."""
+answer through the API server's proxy, through cluster IPs and by DNS name, and pods
+reach a server on the host at the node's bridge address."""
 
 from __future__ import annotations
 
@@ -178,6 +178,27 @@ def test_pods_reach_services_by_cluster_ip(
     phase, logs = _run_pod(kube_node, namespace, http_image, _fetch(url))
     assert phase == "Succeeded", logs
     assert "modelyard test server" in logs
+
+
+def test_pods_resolve_services_by_name_and_nothing_else(
+    kube_node: Cluster, namespace: str, web: client.V1Service, http_image: str
+) -> None:
+    if not kube_node.local:
+        pytest.skip("the local cluster's DNS answers for cluster.local only; yours may not")
+    # The pod's resolv.conf has the cluster domain search path, as on any cluster.
+    url = f"http://web.{namespace}.svc.cluster.local:8080/index.html"
+    script = f"""
+import socket
+{_fetch(url)}
+try:
+    socket.getaddrinfo("pypi.org", 443)
+except socket.gaierror:
+    print("no outside names")
+"""
+    phase, logs = _run_pod(kube_node, namespace, http_image, script)
+    assert phase == "Succeeded", logs
+    assert "modelyard test server" in logs
+    assert "no outside names" in logs
 
 
 def test_pods_reach_the_in_cluster_api_server(
