@@ -87,8 +87,20 @@ def _run_pod(cluster: Cluster, namespace: str, image: str, script: str) -> tuple
 
 
 def _fetch(url: str) -> str:
-    """A python3 -c script that prints the body at url."""
-    return f"import urllib.request as u; print(u.urlopen({url!r}, timeout=10).read().decode())"
+    """A python3 script that prints the body at url. It retries for a while: kube-proxy
+    programs a Service's rules a moment after its endpoints become ready, and until
+    then the cluster IP refuses connections."""
+    return f"""
+import time, urllib.request
+for attempt in range(30):
+    try:
+        print(urllib.request.urlopen({url!r}, timeout=10).read().decode())
+        break
+    except OSError:
+        if attempt == 29:
+            raise
+        time.sleep(0.5)
+"""
 
 
 def test_node_is_ready(kube_node: Cluster) -> None:
@@ -185,7 +197,7 @@ def test_pods_resolve_services_by_name_and_nothing_else(
 ) -> None:
     if not kube_node.local:
         pytest.skip("the local cluster's DNS answers for cluster.local only; yours may not")
-    # The pod's resolv.conf has the cluster domain search path, as on any cluster.
+    # The cluster DNS answers for Services; it forwards nothing, so outside names fail.
     url = f"http://web.{namespace}.svc.cluster.local:8080/index.html"
     script = f"""
 import socket
