@@ -19,6 +19,7 @@ import re
 import subprocess
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,7 +104,12 @@ def _foreign_kubeconfig() -> Path | None:
     files = [Path(p) for p in value.split(os.pathsep) if p and Path(p).is_file()]
     if not files or files[0].resolve() == LOCAL_KUBECONFIG.resolve():
         return None
-    return files[0] if _reachable(files[0]) else None
+    if _reachable(files[0]):
+        return files[0]
+    warnings.warn(
+        f"KUBECONFIG={value} does not answer; using the local cluster from hack/", stacklevel=2
+    )
+    return None
 
 
 @pytest.fixture(scope="session")
