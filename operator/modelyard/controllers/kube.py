@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import threading
 from typing import Any
 
@@ -31,7 +32,8 @@ class Kube:
         try:
             config.load_incluster_config()  # type: ignore[no-untyped-call]
         except config.ConfigException:
-            config.load_kube_config()  # type: ignore[no-untyped-call]
+            # Read $KUBECONFIG now: the client's default is fixed when it is first imported.
+            config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))  # type: ignore[no-untyped-call]
         return cls(client.ApiClient())
 
     def _resource(self, api_version: str, kind: str) -> Any:
