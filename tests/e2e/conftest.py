@@ -118,6 +118,8 @@ class ServiceProxy:
         )
         self.base = configuration.host
         self.session = requests.Session()
+        # Not the environment's CA bundle or proxies: the cluster's own CA, straight to it.
+        self.session.trust_env = False
         self.session.verify = configuration.ssl_ca_cert
         self.session.cert = (configuration.cert_file, configuration.key_file)
 
