@@ -192,9 +192,16 @@ class Load:
 
 
 def test_new_data_retrains_and_rolls_out_without_a_failed_request(
-    kube_node: Cluster, ml_namespace: str, proxy: ServiceProxy, custom: Any, node_s3: S3Server
+    kube_node: Cluster,
+    ml_namespace: str,
+    proxy: ServiceProxy,
+    custom: Any,
+    node_s3: S3Server,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    storage = Storage(StorageConfig.from_env(node_s3.env()))
+    for key, value in node_s3.env().items():
+        monkeypatch.setenv(key, value)  # boto3 takes credentials from the environment
+    storage = Storage(StorageConfig.from_env())
     storage.ensure_bucket("modelyard")
     source = S3Uri("modelyard", f"sources/{ml_namespace}/flowers.csv")
     storage.put_bytes(source, _iris_csv(slice(0, 150, 2)))
