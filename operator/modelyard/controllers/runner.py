@@ -52,6 +52,16 @@ def _on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         start_http_server(config.metrics_port)
 
 
+@kopf.on.login()
+def _login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    """In a pod, the service account; elsewhere $KUBECONFIG as it is when the operator starts
+    (the kubernetes client's own default is fixed when it is first imported)."""
+    info: kopf.ConnectionInfo | None = kopf.login_with_service_account(
+        **kwargs
+    ) or kopf.login_with_kubeconfig(**kwargs)
+    return info
+
+
 def run(namespaces: Sequence[str], liveness_port: int, standalone: bool) -> None:
     """Run until stopped: all namespaces when none are given."""
     kopf.configure(verbose=False)
