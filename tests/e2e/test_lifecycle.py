@@ -43,6 +43,13 @@ def _kubectl(cluster: Cluster, *args: str) -> str:
     return result.stdout
 
 
+def _wait_ready(cluster: Cluster, namespace: str, resource: str) -> None:
+    """`kubectl wait --for=condition=Ready`, as a user waits on the chain."""
+    _kubectl(
+        cluster, "wait", "-n", namespace, "--for=condition=Ready", resource, f"--timeout={TIMEOUT}s"
+    )
+
+
 def _status(
     custom: client.CustomObjectsApi, namespace: str, plural: str, name: str
 ) -> dict[str, Any]:
@@ -79,33 +86,9 @@ def test_quickstart_from_kubectl_apply_to_predictions(
 ) -> None:
     started = time.monotonic()
     _kubectl(kube_node, "apply", "-n", ml_namespace, "-f", str(EXAMPLES / "quickstart"))
-    _kubectl(
-        kube_node,
-        "wait",
-        "-n",
-        ml_namespace,
-        "--for=condition=Ready",
-        "dataset/iris",
-        f"--timeout={TIMEOUT}s",
-    )
-    _kubectl(
-        kube_node,
-        "wait",
-        "-n",
-        ml_namespace,
-        "--for=condition=Ready",
-        "trainingjob/iris-classifier",
-        f"--timeout={TIMEOUT}s",
-    )
-    _kubectl(
-        kube_node,
-        "wait",
-        "-n",
-        ml_namespace,
-        "--for=condition=Ready",
-        "modeldeployment/iris",
-        f"--timeout={TIMEOUT}s",
-    )
+    _wait_ready(kube_node, ml_namespace, "dataset/iris")
+    _wait_ready(kube_node, ml_namespace, "trainingjob/iris-classifier")
+    _wait_ready(kube_node, ml_namespace, "modeldeployment/iris")
     assert _predict_v1(proxy, ml_namespace, "iris", "iris") == [0]
     print(f"\nkubectl apply → first prediction: {time.monotonic() - started:.1f}s")
 
@@ -245,15 +228,7 @@ def test_new_data_retrains_and_rolls_out_without_a_failed_request(
             },
         ),
     )
-    _kubectl(
-        kube_node,
-        "wait",
-        "-n",
-        ml_namespace,
-        "--for=condition=Ready",
-        "modeldeployment/flowers",
-        f"--timeout={TIMEOUT}s",
-    )
+    _wait_ready(kube_node, ml_namespace, "modeldeployment/flowers")
     first = _status(custom, ml_namespace, "datasets", "flowers")["version"]
 
     with Load(proxy, ml_namespace, "flowers") as load:
@@ -360,15 +335,7 @@ def test_a_model_failing_the_promotion_gate_stays_out(
             },
         ),
     )
-    _kubectl(
-        kube_node,
-        "wait",
-        "-n",
-        ml_namespace,
-        "--for=condition=Ready",
-        "trainingjob/iris-classifier",
-        f"--timeout={TIMEOUT}s",
-    )
+    _wait_ready(kube_node, ml_namespace, "trainingjob/iris-classifier")
     ready = _wait(
         "the gate to hold",
         lambda: next(
