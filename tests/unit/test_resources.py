@@ -234,3 +234,15 @@ def test_service_selects_both_tracks_and_pdb_limits_disruption() -> None:
     _validate(pdb)
     assert pdb["spec"]["maxUnavailable"] == 1
     assert pdb["spec"]["selector"]["matchLabels"] == service["spec"]["selector"]
+
+
+def test_server_reads_the_model_from_its_datasets_storage() -> None:
+    model = ModelRef(
+        "s3://team-data/models/m.joblib",
+        DIGEST,
+        StorageSpec(endpoint="http://team-s3:9000", credentialsSecretRef={"name": "team"}),
+    )
+    deployment = build_deployment(DEPLOYMENT, _serving_spec(), "main", model, 1, CONFIG)
+    env = {e["name"]: e for e in _pod_spec(deployment)["containers"][0]["env"]}
+    assert env["MODELYARD_S3_ENDPOINT"]["value"] == "http://team-s3:9000"
+    assert env["AWS_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"]["name"] == "team"

@@ -9,6 +9,7 @@ from typing import Any
 import kopf
 
 from modelyard.api import GROUP, VERSION
+from modelyard.api.dataset import DatasetSpec
 from modelyard.api.modeldeployment import ModelDeploymentSpec, ModelSource, Promotion
 from modelyard.api.trainingjob import meets
 from modelyard.controllers import metrics
@@ -234,12 +235,10 @@ def _apply_children(
         total = 1 if spec.replicas is None else spec.replicas
         main_replicas, canary_replicas = split_replicas(total, percent)
     kube.apply(
-        build_deployment(
-            owner, spec, MAIN, ModelRef(main["uri"], main["digest"]), main_replicas, config
-        )
+        build_deployment(owner, spec, MAIN, _model_ref(context, owner, main), main_replicas, config)
     )
     if canary and percent:
-        model = ModelRef(canary["uri"], canary["digest"])
+        model = _model_ref(context, owner, canary)
         kube.apply(build_deployment(owner, spec, CANARY, model, canary_replicas, config))
     else:
         kube.delete("apps/v1", "Deployment", owner.namespace, deployment_name(owner.name, CANARY))
@@ -259,6 +258,16 @@ def _apply_children(
         kube.apply(pdb)
     else:
         kube.delete("policy/v1", "PodDisruptionBudget", owner.namespace, pdb["metadata"]["name"])
+
+
+def _model_ref(context: Context, owner: Owner, model: dict[str, Any]) -> ModelRef:
+    """The model, with its Dataset's storage settings when it came from a training run."""
+    storage = None
+    if model.get("dataset"):
+        dataset = context.kube.custom("Dataset", owner.namespace, model["dataset"])
+        if dataset is not None:
+            storage = DatasetSpec.model_validate(dataset["spec"]).storage
+    return ModelRef(model["uri"], model["digest"], storage)
 
 
 def report_rollout(

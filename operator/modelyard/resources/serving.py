@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from modelyard.api.common import StorageSpec
 from modelyard.api.modeldeployment import Autoscaling, ModelDeploymentSpec
 from modelyard.config import OperatorConfig
 from modelyard.resources.common import (
@@ -35,6 +36,8 @@ DRAIN_SECONDS = 10  # the server drains in-flight requests this long on SIGTERM
 class ModelRef:
     uri: str
     digest: str
+    # The storage of the Dataset the model was trained on: its model lives beside it.
+    storage: StorageSpec | None = None
 
 
 def deployment_name(owner: str, track: str) -> str:
@@ -85,7 +88,7 @@ def build_deployment(
         {"name": "MODELYARD_MODEL_NAME", "value": owner.name},
         {"name": "MODELYARD_PORT", "value": str(PORT)},
         {"name": "HOME", "value": "/tmp"},
-        *storage_env(config),
+        *storage_env(config, model.storage),
     ]
     pod_spec: Manifest = {
         "automountServiceAccountToken": False,
