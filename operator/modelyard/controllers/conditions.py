@@ -44,8 +44,3 @@ def set_condition(
 
 def get_condition(conditions: list[Condition] | None, type_: str) -> Condition | None:
     return next((c for c in conditions or [] if c.get("type") == type_), None)
-
-
-def is_true(conditions: list[Condition] | None, type_: str) -> bool:
-    condition = get_condition(conditions, type_)
-    return condition is not None and condition.get("status") == "True"

@@ -13,7 +13,7 @@ from modelyard.api.dataset import DatasetSpec
 from modelyard.api.modeldeployment import ModelDeploymentSpec, ModelSource, Promotion
 from modelyard.api.trainingjob import meets
 from modelyard.controllers import metrics
-from modelyard.controllers.conditions import now, set_condition
+from modelyard.controllers.conditions import get_condition, now, set_condition
 from modelyard.controllers.context import Context, from_memo, post_event
 from modelyard.resources.jobs import Owner
 from modelyard.resources.serving import (
@@ -334,7 +334,7 @@ def _rolled_out(deployment: dict[str, Any]) -> bool:
 
 
 def _condition_changed(status: dict[str, Any], type_: str, value: str) -> bool:
-    current = next((c for c in status.get("conditions") or [] if c.get("type") == type_), None)
+    current = get_condition(status.get("conditions"), type_)
     return current is None or current.get("status") != value
 
 

@@ -7,7 +7,7 @@ from typing import Any
 import kopf
 
 from modelyard.api import GROUP, VERSION
-from modelyard.controllers.conditions import set_condition
+from modelyard.controllers.conditions import get_condition, set_condition
 from modelyard.controllers.context import Context, from_memo, post_event
 from modelyard.controllers.metrics import set_phase
 from modelyard.controllers.modeldeployment import references
@@ -72,7 +72,7 @@ def _guard(context: Context, body: dict[str, Any], kind: str, users: list[str]) 
         f"in use by ModelDeployment {', '.join(users)}; deletion waits until they stop using it"
     )
     status = body.get("status") or {}
-    if not any(c.get("type") == "DeletionBlocked" for c in status.get("conditions") or []):
+    if get_condition(status.get("conditions"), "DeletionBlocked") is None:
         post_event(body, "DeletionBlocked", message, warning=True)
     conditions = set_condition(
         status.get("conditions"), "DeletionBlocked", True, "InUse", message, meta.get("generation")
