@@ -11,6 +11,7 @@ import argparse
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import chain
 from pathlib import Path
@@ -78,10 +79,8 @@ def ingest(
     target = spec.target or BUILTIN_TARGET
     with tempfile.TemporaryDirectory(prefix="modelyard-ingest-") as work:
         data_path = Path(work) / layout.DATA_FILE
-        rows, schema, hasher, stats, target_values = _normalize_to_parquet(
-            spec, batches, target, data_path
-        )
-        version = hasher.digest(
+        snapshot = _normalize_to_parquet(spec, batches, target, data_path)
+        version = snapshot.hasher.digest(
             extra={
                 "target": target,
                 "split": spec.split.model_dump(by_alias=True, mode="json"),
@@ -91,20 +90,7 @@ def ingest(
         manifest = layout.read_manifest(storage, prefix)
         if manifest is None:
             manifest = _publish(
-                spec,
-                storage,
-                prefix,
-                work,
-                data_path,
-                version,
-                rows,
-                schema,
-                stats,
-                target,
-                target_values,
-                source_format.value,
-                namespace,
-                name,
+                spec, storage, prefix, snapshot, version, source_format.value, namespace, name
             )
             reused = False
         else:
@@ -126,9 +112,21 @@ def ingest(
     return summary, statistics
 
 
+@dataclass(frozen=True)
+class Snapshot:
+    """The normalized data written locally, with what was computed while writing it."""
+
+    data_path: Path
+    rows: int
+    hasher: ContentHasher
+    stats: StatisticsAccumulator
+    target: str
+    target_column: pa.ChunkedArray
+
+
 def _normalize_to_parquet(
     spec: DatasetSpec, batches: Iterator[pa.RecordBatch], target: str, data_path: Path
-) -> tuple[int, pa.Schema, ContentHasher, StatisticsAccumulator, list[pa.Array]]:
+) -> Snapshot:
     first = next(batches, None)
     if first is None:
         raise WorkloadError("EmptyData", "spec.source: the source holds no rows", EXIT_INVALID_DATA)
@@ -158,13 +156,14 @@ def _normalize_to_parquet(
     problems = validator.summary()
     if problems:
         raise WorkloadError("ValidationFailed", problems, EXIT_INVALID_DATA)
-    if target_values and pa.chunked_array(target_values).null_count:
+    target_column = pa.chunked_array(target_values, type=schema.field(target).type)
+    if target_column.null_count:
         raise WorkloadError(
             "ValidationFailed",
             f"spec.target: column {target!r} has empty values; every row needs a label",
             EXIT_INVALID_DATA,
         )
-    return rows, schema, hasher, stats, target_values
+    return Snapshot(data_path, rows, hasher, stats, target, target_column)
 
 
 def _apply_declared_types(
@@ -209,26 +208,20 @@ def _publish(
     spec: DatasetSpec,
     storage: Storage,
     prefix: S3Uri,
-    work: str,
-    data_path: Path,
+    snapshot: Snapshot,
     version: str,
-    rows: int,
-    schema: pa.Schema,
-    stats: StatisticsAccumulator,
-    target: str,
-    target_values: list[pa.Array],
     source_format: str,
     namespace: str,
     name: str,
 ) -> dict[str, Any]:
-    target_column = pa.chunked_array(target_values, type=schema.field(target).type)
+    rows, stats = snapshot.rows, snapshot.stats
     test = choose_test_rows(
-        target_column, spec.split.test_fraction, spec.split.seed, spec.split.stratify
+        snapshot.target_column, spec.split.test_fraction, spec.split.seed, spec.split.stratify
     )
-    split_path = Path(work) / layout.SPLIT_FILE
+    split_path = snapshot.data_path.parent / layout.SPLIT_FILE
     pq.write_table(pa.table({"test_row": pa.array(test, type=pa.int64())}), split_path)
     storage.ensure_bucket(prefix.bucket)
-    storage.upload_file(data_path, prefix.join(layout.DATA_FILE))
+    storage.upload_file(snapshot.data_path, prefix.join(layout.DATA_FILE))
     storage.upload_file(split_path, prefix.join(layout.SPLIT_FILE))
     manifest = {
         "version": version,
@@ -237,8 +230,8 @@ def _publish(
         "format": source_format,
         "rows": rows,
         "columns": [{"name": column.name, "type": column.kind} for column in stats.columns],
-        "target": target,
-        "targetIsCategorical": is_categorical(target_column),
+        "target": snapshot.target,
+        "targetIsCategorical": is_categorical(snapshot.target_column),
         "statistics": stats.result(),
         "split": {
             **spec.split.model_dump(by_alias=True, mode="json"),
@@ -247,7 +240,7 @@ def _publish(
             "file": layout.SPLIT_FILE,
         },
         "files": {"data": layout.DATA_FILE, "split": layout.SPLIT_FILE},
-        "sizeBytes": data_path.stat().st_size,
+        "sizeBytes": snapshot.data_path.stat().st_size,
         "createdAt": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
     layout.publish_manifest(storage, prefix, manifest)
