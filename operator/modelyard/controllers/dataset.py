@@ -13,6 +13,7 @@ from modelyard.controllers.conditions import now, set_condition
 from modelyard.controllers.context import Context, from_memo, post_event
 from modelyard.controllers.jobs import failure_reason
 from modelyard.controllers.kube import termination_message
+from modelyard.reasons import Reason
 from modelyard.resources.jobs import Owner, build_ingest_job, ingest_job_name
 
 KIND = "Dataset"
@@ -46,20 +47,25 @@ def reconcile(context: Context, body: dict[str, Any]) -> None:
     conditions = status.get("conditions")
     if not has_version:
         conditions = set_condition(
-            conditions, "Ready", False, "Ingesting", f"ingest Job {job_name} is running", generation
+            conditions,
+            "Ready",
+            False,
+            Reason.Ingesting,
+            f"ingest Job {job_name} is running",
+            generation,
         )
     patch = {
         "phase": "Ingesting",
         "ingestJob": job_name,
         "observedGeneration": generation,
         "conditions": set_condition(
-            conditions, "Ingested", "Unknown", "Ingesting", f"Job {job_name}", generation
+            conditions, "Ingested", "Unknown", Reason.Ingesting, f"Job {job_name}", generation
         ),
     }
     context.kube.patch_status(KIND, meta["namespace"], meta["name"], patch)
     metrics.set_phase(KIND, meta["namespace"], meta["name"], "Ingesting")
     if created:
-        post_event(body, "IngestStarted", f"started ingest Job {job_name}")
+        post_event(body, Reason.IngestStarted, f"started ingest Job {job_name}")
 
 
 def on_job_finished(context: Context, job: dict[str, Any], succeeded: bool) -> None:
@@ -109,9 +115,9 @@ def _record_version(
     new_version = status.get("version") != version
     message = f"version {version[:19]}… with {summary['rows']} rows"
     conditions = set_condition(
-        status.get("conditions"), "Ready", True, "Ingested", message, generation
+        status.get("conditions"), "Ready", True, Reason.Ingested, message, generation
     )
-    conditions = set_condition(conditions, "Ingested", True, "Ingested", message, generation)
+    conditions = set_condition(conditions, "Ingested", True, Reason.Ingested, message, generation)
     patch = {
         "phase": "Ready",
         "version": version,
@@ -129,9 +135,9 @@ def _record_version(
     context.kube.patch_status(KIND, meta["namespace"], meta["name"], patch)
     metrics.set_phase(KIND, meta["namespace"], meta["name"], "Ready")
     if new_version:
-        post_event(dataset, "NewVersion", f"ingested {message}")
+        post_event(dataset, Reason.NewVersion, f"ingested {message}")
     else:
-        post_event(dataset, "Unchanged", f"content unchanged: still {message}")
+        post_event(dataset, Reason.Unchanged, f"content unchanged: still {message}")
 
 
 def _statistics(column: dict[str, Any]) -> dict[str, Any]:

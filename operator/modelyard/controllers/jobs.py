@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from modelyard.reasons import Reason
+
 
 def outcome(job: dict[str, Any]) -> bool | None:
     """True when the Job completed, False when it failed, None while it runs."""
@@ -21,5 +23,5 @@ def failure_reason(job: dict[str, Any]) -> str:
     """BackoffLimitExceeded, DeadlineExceeded…: the Job's own reason, else JobFailed."""
     for condition in (job.get("status") or {}).get("conditions") or []:
         if condition.get("type") == "Failed" and condition.get("status") == "True":
-            return str(condition.get("reason") or "JobFailed")
-    return "JobFailed"
+            return str(condition.get("reason") or Reason.JobFailed)
+    return Reason.JobFailed

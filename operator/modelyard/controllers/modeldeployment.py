@@ -15,6 +15,7 @@ from modelyard.api.trainingjob import meets
 from modelyard.controllers import metrics
 from modelyard.controllers.conditions import get_condition, now, set_condition
 from modelyard.controllers.context import Context, from_memo, post_event
+from modelyard.reasons import Reason
 from modelyard.resources.jobs import Owner
 from modelyard.resources.serving import (
     CANARY,
@@ -110,13 +111,13 @@ def reconcile(context: Context, body: dict[str, Any]) -> None:
     )
     if main.blocked:
         conditions = set_condition(
-            conditions, "Promoted", False, "PromotionBlocked", main.blocked, generation
+            conditions, "Promoted", False, Reason.PromotionBlocked, main.blocked, generation
         )
         if _condition_changed(status, "Promoted", "False"):
-            post_event(body, "PromotionBlocked", main.blocked, warning=True)
+            post_event(body, Reason.PromotionBlocked, main.blocked, warning=True)
     else:
         conditions = set_condition(
-            conditions, "Promoted", True, "Promoted", main.message, generation
+            conditions, "Promoted", True, Reason.Promoted, main.message, generation
         )
 
     _apply_children(context, body, spec, main.model, canary.model if canary else None)
@@ -136,7 +137,9 @@ def reconcile(context: Context, body: dict[str, Any]) -> None:
                 entry["servedFrom"] = status["servedSince"]
             patch["history"] = [entry, *(status.get("history") or [])][:HISTORY_LIMIT]
             post_event(
-                body, "ModelChanged", f"serving {_describe(main.model)} (was {_describe(current)})"
+                body,
+                Reason.ModelChanged,
+                f"serving {_describe(main.model)} (was {_describe(current)})",
             )
     if not (canary and canary.model):
         patch["canary"] = None
@@ -155,30 +158,38 @@ def resolve(
 ) -> Resolution:
     if source.uri is not None and source.digest is not None:
         return Resolution(
-            {"uri": source.uri, "digest": source.digest}, "Resolved", f"serving {source.uri}"
+            {"uri": source.uri, "digest": source.digest}, Reason.Resolved, f"serving {source.uri}"
         )
     ref = source.training_job_ref
     assert ref is not None  # the API allows exactly one of uri and trainingJobRef
     training_job = context.kube.custom("TrainingJob", namespace, ref.name)
     if training_job is None:
-        return Resolution(None, "TrainingJobNotFound", f"TrainingJob {ref.name} does not exist")
+        return Resolution(
+            None, Reason.TrainingJobNotFound, f"TrainingJob {ref.name} does not exist"
+        )
     runs = (training_job.get("status") or {}).get("runs") or []
     if ref.run:
         run = next((r for r in runs if r["id"] == ref.run), None)
         if run is None:
-            return Resolution(None, "RunNotFound", f"TrainingJob {ref.name} has no run {ref.run}")
+            return Resolution(
+                None, Reason.RunNotFound, f"TrainingJob {ref.name} has no run {ref.run}"
+            )
         if run["phase"] != "Succeeded" or not run.get("model"):
-            return Resolution(None, "RunNotSucceeded", f"{ref.name}/{ref.run} is {run['phase']}")
-        return Resolution(_lineage(training_job, run), "Pinned", f"pinned to {ref.name}/{ref.run}")
+            return Resolution(
+                None, Reason.RunNotSucceeded, f"{ref.name}/{ref.run} is {run['phase']}"
+            )
+        return Resolution(
+            _lineage(training_job, run), Reason.Pinned, f"pinned to {ref.name}/{ref.run}"
+        )
     succeeded = [r for r in runs if r["phase"] == "Succeeded" and r.get("model")]
     if not succeeded:
         return Resolution(
-            None, "ModelNotReady", f"TrainingJob {ref.name} has no successful run yet"
+            None, Reason.ModelNotReady, f"TrainingJob {ref.name} has no successful run yet"
         )
     if promotion is None:
         latest = succeeded[-1]
         return Resolution(
-            _lineage(training_job, latest), "Latest", f"latest run {ref.name}/{latest['id']}"
+            _lineage(training_job, latest), Reason.Latest, f"latest run {ref.name}/{latest['id']}"
         )
     passing = [r for r in succeeded if _passes(r, promotion)]
     blocked = None
@@ -191,8 +202,8 @@ def resolve(
         )
     if not passing:
         if current is not None and current.get("trainingJob") == ref.name:
-            return Resolution(current, "Promoted", "keeping the served model", blocked)
-        return Resolution(None, "PromotionBlocked", blocked or "no run passes the gate")
+            return Resolution(current, Reason.Promoted, "keeping the served model", blocked)
+        return Resolution(None, Reason.PromotionBlocked, blocked or "no run passes the gate")
     chosen = passing[-1]
     message = f"run {ref.name}/{chosen['id']} passes {promotion.metric} ≥ {promotion.minimum:g}"
     if blocked:
@@ -293,10 +304,10 @@ def report_rollout(
     generation = meta.get("generation")
     conditions = status.get("conditions")
     if done and main_ready + canary_ready > 0:
-        phase, ready_status, reason = "Ready", True, "Serving"
+        phase, ready_status, reason = "Ready", True, Reason.Serving
         message = f"{main_ready + canary_ready} replicas serve {_describe(status['model'])}"
     else:
-        phase, ready_status, reason = "Progressing", False, "RollingOut"
+        phase, ready_status, reason = "Progressing", False, Reason.RollingOut
         message = f"{main_ready + canary_ready} replicas ready; rollout in progress"
     conditions = set_condition(conditions, "Ready", ready_status, reason, message, generation)
     patch: dict[str, Any] = {
@@ -318,7 +329,7 @@ def report_rollout(
     context.kube.patch_status(KIND, namespace, name, patch)
     metrics.set_phase(KIND, namespace, name, phase)
     if phase == "Ready" and not was_ready:
-        post_event(body, "Serving", message)
+        post_event(body, Reason.Serving, message)
 
 
 def _rolled_out(deployment: dict[str, Any]) -> bool:

@@ -11,6 +11,7 @@ from modelyard.controllers.conditions import get_condition, set_condition
 from modelyard.controllers.context import Context, from_memo, post_event
 from modelyard.controllers.metrics import set_phase
 from modelyard.controllers.modeldeployment import references
+from modelyard.reasons import Reason
 
 RETRY_SECONDS = 5
 
@@ -73,9 +74,14 @@ def _guard(context: Context, body: dict[str, Any], kind: str, users: list[str]) 
     )
     status = body.get("status") or {}
     if get_condition(status.get("conditions"), "DeletionBlocked") is None:
-        post_event(body, "DeletionBlocked", message, warning=True)
+        post_event(body, Reason.DeletionBlocked, message, warning=True)
     conditions = set_condition(
-        status.get("conditions"), "DeletionBlocked", True, "InUse", message, meta.get("generation")
+        status.get("conditions"),
+        "DeletionBlocked",
+        True,
+        Reason.InUse,
+        message,
+        meta.get("generation"),
     )
     context.kube.patch_status(kind, meta["namespace"], meta["name"], {"conditions": conditions})
     raise kopf.TemporaryError(message, delay=RETRY_SECONDS)

@@ -15,6 +15,7 @@ from modelyard.controllers.conditions import now, set_condition
 from modelyard.controllers.context import Context, from_memo, post_event
 from modelyard.controllers.jobs import failure_reason
 from modelyard.controllers.kube import termination_message
+from modelyard.reasons import Reason
 from modelyard.resources.jobs import Owner, build_training_job, training_job_name
 
 KIND = "TrainingJob"
@@ -69,7 +70,7 @@ def reconcile(context: Context, body: dict[str, Any]) -> None:
         conditions,
         "DatasetReady",
         True,
-        "DatasetReady",
+        Reason.DatasetReady,
         f"{spec.dataset_ref.name} {version[:19]}…",
         generation,
     )
@@ -100,10 +101,12 @@ def reconcile(context: Context, body: dict[str, Any]) -> None:
             }
         )
         conditions = set_condition(
-            conditions, "Ready", False, "Training", f"{run_id} on {version[:19]}…", generation
+            conditions, "Ready", False, Reason.Training, f"{run_id} on {version[:19]}…", generation
         )
         if created:
-            post_event(body, "RunStarted", f"{run_id} trains on dataset version {version[:19]}…")
+            post_event(
+                body, Reason.RunStarted, f"{run_id} trains on dataset version {version[:19]}…"
+            )
     phase = _phase(runs)
     context.kube.patch_status(
         KIND,
@@ -138,16 +141,18 @@ def _dataset_version(
     """(version, uri) to train on, or why there is none yet."""
     ref = spec.dataset_ref
     if dataset is None:
-        return Waiting("DatasetNotFound", f"Dataset {ref.name} does not exist")
+        return Waiting(Reason.DatasetNotFound, f"Dataset {ref.name} does not exist")
     status = dataset.get("status") or {}
     if ref.version:
         uri = uri_of(dataset, ref.version)
         if uri is None:
-            return Waiting("DatasetNotReady", f"Dataset {ref.name} has no version {ref.version}")
+            return Waiting(
+                Reason.DatasetNotReady, f"Dataset {ref.name} has no version {ref.version}"
+            )
         return ref.version, uri
     if status.get("phase") != "Ready" or not status.get("version"):
         phase = status.get("phase") or "Pending"
-        return Waiting("DatasetNotReady", f"Dataset {ref.name} is {phase}")
+        return Waiting(Reason.DatasetNotReady, f"Dataset {ref.name} is {phase}")
     return str(status["version"]), str(status["uri"])
 
 
@@ -213,7 +218,7 @@ def on_job_finished(context: Context, job: dict[str, Any], succeeded: bool) -> N
     patch: dict[str, Any] = {}
     if succeeded and summary.get("status") == "Succeeded":
         run["phase"] = "Succeeded"
-        run["reason"] = "Succeeded"
+        run["reason"] = Reason.Succeeded
         spec = TrainingJobSpec.model_validate(body["spec"])
         patch.update(
             model=run.get("model"),
@@ -225,9 +230,9 @@ def on_job_finished(context: Context, job: dict[str, Any], succeeded: bool) -> N
         message = f"{run_id}: " + ", ".join(
             f"{k}={v:g}" for k, v in (run.get("metrics") or {}).items()
         )
-        conditions = set_condition(conditions, "Ready", True, "Succeeded", message, generation)
+        conditions = set_condition(conditions, "Ready", True, Reason.Succeeded, message, generation)
         metrics.RUNS.labels(namespace, name, "succeeded").inc()
-        post_event(body, "RunSucceeded", message)
+        post_event(body, Reason.RunSucceeded, message)
     else:
         run["phase"] = "Failed"
         run["reason"] = summary.get("reason") or failure_reason(job)

@@ -11,6 +11,7 @@ from sklearn import metrics as skm
 from sklearn.pipeline import Pipeline
 
 from modelyard.api.trainingjob import Metric
+from modelyard.reasons import Reason
 from modelyard.workloads.termination import EXIT_USAGE, WorkloadError
 
 Array = np.ndarray[Any, Any]
@@ -54,7 +55,7 @@ def check_metrics(task: str, requested: list[str], where: str) -> None:
         if is_classification != (task == "classification"):
             kind = "classification" if is_classification else "regression"
             raise WorkloadError(
-                "MetricNotApplicable",
+                Reason.MetricNotApplicable,
                 f"{where}: {name} is a {kind} metric, but the estimator does {task}",
                 EXIT_USAGE,
             )

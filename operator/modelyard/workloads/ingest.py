@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from modelyard.api.dataset import DatasetSpec
+from modelyard.reasons import Reason
 from modelyard.storage import layout
 from modelyard.storage.client import Storage
 from modelyard.storage.uri import S3Uri
@@ -56,7 +57,7 @@ def main(argv: Sequence[str]) -> int:
         spec = load_spec(DatasetSpec, args.spec)
         if not args.name:
             raise WorkloadError(
-                "InvalidArguments", "--name (or $MODELYARD_NAME) is required", EXIT_USAGE
+                Reason.InvalidArguments, "--name (or $MODELYARD_NAME) is required", EXIT_USAGE
             )
         config = storage_config(spec.storage)
         summary, statistics = ingest(spec, args.namespace, args.name, Storage(config), config.root)
@@ -129,13 +130,15 @@ def _normalize_to_parquet(
 ) -> Snapshot:
     first = next(batches, None)
     if first is None:
-        raise WorkloadError("EmptyData", "spec.source: the source holds no rows", EXIT_INVALID_DATA)
+        raise WorkloadError(
+            Reason.EmptyData, "spec.source: the source holds no rows", EXIT_INVALID_DATA
+        )
     try:
         keep = select_columns(first.schema, spec, target)
         schema = normalize(first.select(keep)).schema
         validator = Validator(spec)
     except SchemaMismatch as error:
-        raise WorkloadError("SchemaMismatch", str(error), EXIT_INVALID_DATA) from None
+        raise WorkloadError(Reason.SchemaMismatch, str(error), EXIT_INVALID_DATA) from None
     hasher = ContentHasher(schema)
     stats = StatisticsAccumulator(schema)
     target_values: list[pa.Array] = []
@@ -152,14 +155,16 @@ def _normalize_to_parquet(
             target_values.append(batch.column(target))
             rows += batch.num_rows
     if rows == 0:
-        raise WorkloadError("EmptyData", "spec.source: the source holds no rows", EXIT_INVALID_DATA)
+        raise WorkloadError(
+            Reason.EmptyData, "spec.source: the source holds no rows", EXIT_INVALID_DATA
+        )
     problems = validator.summary()
     if problems:
-        raise WorkloadError("ValidationFailed", problems, EXIT_INVALID_DATA)
+        raise WorkloadError(Reason.ValidationFailed, problems, EXIT_INVALID_DATA)
     target_column = pa.chunked_array(target_values, type=schema.field(target).type)
     if target_column.null_count:
         raise WorkloadError(
-            "ValidationFailed",
+            Reason.ValidationFailed,
             f"spec.target: column {target!r} has empty values; every row needs a label",
             EXIT_INVALID_DATA,
         )
@@ -183,7 +188,7 @@ def _apply_declared_types(
             columns[index] = pc.cast(columns[index], arrow_type)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
             raise WorkloadError(
-                "SchemaMismatch",
+                Reason.SchemaMismatch,
                 f"spec.schema.columns: column {name!r} is declared "
                 f"{logical_type(arrow_type)} but holds a value that is not: "
                 f"{str(error).splitlines()[0]}",
@@ -197,7 +202,7 @@ def _conform(batch: pa.RecordBatch, schema: pa.Schema, offset: int) -> pa.Record
         return batch.cast(schema)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError):
         raise WorkloadError(
-            "SchemaMismatch",
+            Reason.SchemaMismatch,
             f"spec.source: from row {offset + 1} the columns are {batch.schema}, "
             f"earlier rows had {schema}; declare types in spec.schema.columns",
             EXIT_INVALID_DATA,

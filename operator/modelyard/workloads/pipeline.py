@@ -18,6 +18,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from modelyard.api.trainingjob import EstimatorClass
+from modelyard.reasons import Reason
 from modelyard.workloads.modelcard import Feature
 from modelyard.workloads.termination import EXIT_USAGE, WorkloadError
 
@@ -30,7 +31,7 @@ def estimator_class(path: str) -> type[BaseEstimator]:
     allowed = {member.value for member in EstimatorClass}
     if path not in allowed:
         raise WorkloadError(
-            "EstimatorNotAllowed",
+            Reason.EstimatorNotAllowed,
             f"spec.estimator.class: {path!r} is not an allowed estimator; allowed: "
             + ", ".join(sorted(allowed)),
             EXIT_USAGE,
@@ -46,7 +47,7 @@ def build_estimator(path: str, params: dict[str, Any] | None) -> BaseEstimator:
         estimator = cls(**(params or {}))
     except TypeError as error:
         raise WorkloadError(
-            "InvalidParams", f"spec.estimator.params: {error}", EXIT_USAGE
+            Reason.InvalidParams, f"spec.estimator.params: {error}", EXIT_USAGE
         ) from None
     return estimator
 

@@ -23,6 +23,7 @@ import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
 from modelyard.api.dataset import BuiltinName, DataFormat, DatasetSource
+from modelyard.reasons import Reason
 from modelyard.storage.client import ObjectNotFound, Storage
 from modelyard.storage.uri import S3Uri
 from modelyard.workloads.termination import EXIT_INVALID_DATA, WorkloadError
@@ -46,7 +47,7 @@ def infer_format(name: str, declared: DataFormat | None) -> DataFormat:
         if lowered.endswith(extension):
             return data_format
     raise WorkloadError(
-        "UnknownFormat",
+        Reason.UnknownFormat,
         f"spec.format: cannot infer the format of {name!r} from its extension; "
         "set spec.format to csv, parquet or jsonl",
     )
@@ -99,14 +100,14 @@ def builtin_table(name: BuiltinName) -> pa.Table:
 def _s3_objects(storage: Storage, uri: S3Uri) -> list[S3Uri]:
     if not uri.is_prefix:
         if not storage.exists(uri):
-            raise WorkloadError("SourceNotFound", f"spec.source.s3.uri: {uri} does not exist")
+            raise WorkloadError(Reason.SourceNotFound, f"spec.source.s3.uri: {uri} does not exist")
         return [uri]
     try:
         objects = [item for item in storage.list(uri) if not item.key.endswith("/")]
     except ObjectNotFound:
         objects = []
     if not objects:
-        raise WorkloadError("SourceNotFound", f"spec.source.s3.uri: no objects under {uri}")
+        raise WorkloadError(Reason.SourceNotFound, f"spec.source.s3.uri: no objects under {uri}")
     return objects
 
 
@@ -121,7 +122,7 @@ def _read_s3(
     for uri in objects:
         if infer_format(uri.key, spec_format) != data_format:
             raise WorkloadError(
-                "MixedFormats",
+                Reason.MixedFormats,
                 f"spec.source.s3.uri: {uri} is not {data_format.value} like the rest",
             )
         with storage.open(uri) as stream:
@@ -130,7 +131,7 @@ def _read_s3(
                     schema = batch.schema
                 elif batch.schema.names != schema.names:
                     raise WorkloadError(
-                        "SchemaMismatch",
+                        Reason.SchemaMismatch,
                         f"spec.source.s3.uri: {uri} has columns {batch.schema.names}, "
                         f"the first object has {schema.names}",
                     )
@@ -143,7 +144,9 @@ def _read_http(
     try:
         response = urllib.request.urlopen(url, timeout=60)
     except (urllib.error.URLError, OSError) as error:
-        raise WorkloadError("SourceUnreachable", f"spec.source.http.url: {url}: {error}") from None
+        raise WorkloadError(
+            Reason.SourceUnreachable, f"spec.source.http.url: {url}: {error}"
+        ) from None
     with response:
         yield from _read_stream(response, data_format, types)
 
@@ -176,7 +179,7 @@ def _read_stream(
                 yield from pq.ParquetFile(spool).iter_batches(batch_size=65536)
     except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
         raise WorkloadError(
-            "UnreadableData",
+            Reason.UnreadableData,
             f"spec.format: the data is not valid {data_format.value}: {_first_line(error)}",
         ) from None
 
@@ -186,11 +189,11 @@ def _type_change(error: pa.ArrowInvalid, names: list[str]) -> WorkloadError:
     match = re.search(r"CSV column #(\d+): CSV conversion error to (\w+): (.*)", str(error))
     if match is None:
         return WorkloadError(
-            "UnreadableData", f"spec.format: the data is not valid csv: {_first_line(error)}"
+            Reason.UnreadableData, f"spec.format: the data is not valid csv: {_first_line(error)}"
         )
     name = names[int(match.group(1))]
     return WorkloadError(
-        "SchemaMismatch",
+        Reason.SchemaMismatch,
         f"column {name!r} changes type part-way: {match.group(2)} expected from its first rows, "
         f"then {match.group(3)}; declare its type in spec.schema.columns",
         EXIT_INVALID_DATA,

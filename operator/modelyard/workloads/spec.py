@@ -12,6 +12,7 @@ from pydantic import BaseModel, ValidationError
 
 from modelyard.api.common import StorageSpec
 from modelyard.manifests import describe
+from modelyard.reasons import Reason
 from modelyard.storage.config import StorageConfig
 from modelyard.workloads.termination import EXIT_USAGE, WorkloadError
 
@@ -28,12 +29,12 @@ def load_spec(model: type[ModelT], source: str | None) -> ModelT:
         text = os.environ.get("MODELYARD_SPEC", "")
     if not text:
         raise WorkloadError(
-            "InvalidArguments", "no spec: pass --spec or set $MODELYARD_SPEC", EXIT_USAGE
+            Reason.InvalidArguments, "no spec: pass --spec or set $MODELYARD_SPEC", EXIT_USAGE
         )
     try:
         return model.model_validate(yaml.safe_load(text))
     except ValidationError as error:
-        raise WorkloadError("InvalidSpec", describe(error, "spec"), EXIT_USAGE) from None
+        raise WorkloadError(Reason.InvalidSpec, describe(error, "spec"), EXIT_USAGE) from None
 
 
 def storage_config(storage: StorageSpec | None) -> StorageConfig:

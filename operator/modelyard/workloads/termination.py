@@ -16,11 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-# Re-exported: the workloads' whole vocabulary of endings is in this module.
 from modelyard.exitcodes import EXIT_FAILED as EXIT_FAILED
 from modelyard.exitcodes import EXIT_INVALID_DATA as EXIT_INVALID_DATA
 from modelyard.exitcodes import EXIT_OBJECTIVE_NOT_MET as EXIT_OBJECTIVE_NOT_MET
 from modelyard.exitcodes import EXIT_USAGE as EXIT_USAGE
+
+# Re-exported: the workloads' whole vocabulary of endings is in this module.
+from modelyard.reasons import Reason
 
 LIMIT_BYTES = 4096
 DEFAULT_PATH = "/dev/termination-log"
@@ -87,9 +89,9 @@ def run(body: Callable[[], Completed]) -> int:
     except WorkloadError as error:
         return fail(error)
     except (BotoCoreError, ClientError) as error:
-        return fail(WorkloadError("StorageUnavailable", f"S3 storage: {error}"))
+        return fail(WorkloadError(Reason.StorageUnavailable, f"S3 storage: {error}"))
     except Exception as error:  # a bug, not a user error: keep the traceback for the logs
         traceback.print_exc()
-        return fail(WorkloadError("InternalError", f"{type(error).__name__}: {error}"))
+        return fail(WorkloadError(Reason.InternalError, f"{type(error).__name__}: {error}"))
     write(completed.summary, completed.detail)
     return completed.exit_code

@@ -26,6 +26,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.utils._param_validation import InvalidParameterError
 
 from modelyard.api.trainingjob import Metric, TrainingJobSpec, meets
+from modelyard.reasons import Reason
 from modelyard.storage import layout
 from modelyard.storage.client import Storage
 from modelyard.storage.digest import file_digest
@@ -76,13 +77,17 @@ def main(argv: Sequence[str]) -> int:
             if not value
         ]
         if missing:
-            raise WorkloadError("InvalidArguments", f"missing {', '.join(missing)}", EXIT_USAGE)
+            raise WorkloadError(
+                Reason.InvalidArguments, f"missing {', '.join(missing)}", EXIT_USAGE
+            )
         config = storage_config(None)
         storage = Storage(config)
         try:
             dataset_uri = S3Uri.parse(args.dataset_uri)
         except InvalidUri as error:
-            raise WorkloadError("InvalidArguments", f"--dataset-uri: {error}", EXIT_USAGE) from None
+            raise WorkloadError(
+                Reason.InvalidArguments, f"--dataset-uri: {error}", EXIT_USAGE
+            ) from None
         output = layout.model_prefix(config.root, args.namespace, args.name, args.run)
         return train(
             spec,
@@ -112,11 +117,11 @@ def train(
     manifest = layout.read_manifest(storage, dataset_uri)
     if manifest is None:
         raise WorkloadError(
-            "DatasetNotFound", f"spec.datasetRef: no published version at {dataset_uri}"
+            Reason.DatasetNotFound, f"spec.datasetRef: no published version at {dataset_uri}"
         )
     if expected_version and manifest["version"] != expected_version:
         raise WorkloadError(
-            "DatasetVersionMismatch",
+            Reason.DatasetVersionMismatch,
             f"spec.datasetRef.version: {dataset_uri} holds {manifest['version']}, "
             f"expected {expected_version}",
         )
@@ -143,7 +148,7 @@ def train(
     y = table.column(target).to_numpy(zero_copy_only=False)
     if task == "regression" and y.dtype.kind not in "iuf":
         raise WorkloadError(
-            "TargetNotNumeric",
+            Reason.TargetNotNumeric,
             f"spec.estimator.class: a regressor needs a numeric target, {target!r} is text",
             EXIT_INVALID_DATA,
         )
@@ -218,7 +223,7 @@ def train(
             shown = "undefined" if value is None else f"{value:g}"
             summary.update(
                 status="Failed",
-                reason="ObjectiveNotMet",
+                reason=Reason.ObjectiveNotMet,
                 message=f"{spec.objective.metric} = {shown} misses the objective "
                 f"{spec.objective.minimum:g}",
             )
@@ -237,10 +242,10 @@ def _fit(
         search.fit(x, y)
     except InvalidParameterError as error:
         raise WorkloadError(
-            "InvalidParams", f"spec.estimator.params: {error}", EXIT_USAGE
+            Reason.InvalidParams, f"spec.estimator.params: {error}", EXIT_USAGE
         ) from None
     except ValueError as error:
-        raise WorkloadError("TrainingFailed", str(error), EXIT_INVALID_DATA) from None
+        raise WorkloadError(Reason.TrainingFailed, str(error), EXIT_INVALID_DATA) from None
     prefix = f"{ESTIMATOR_STEP}__"
     best = {key.removeprefix(prefix): value for key, value in search.best_params_.items()}
     best_estimator: Pipeline = search.best_estimator_
@@ -253,7 +258,7 @@ def _search(spec: TrainingJobSpec, pipeline: Pipeline, task: str) -> Any:
     for key, values in spec.search.params.items():
         if not isinstance(values, list) or not values:
             raise WorkloadError(
-                "InvalidSearch",
+                Reason.InvalidSearch,
                 f"spec.search.params.{key}: expected a non-empty list of candidate values",
                 EXIT_USAGE,
             )

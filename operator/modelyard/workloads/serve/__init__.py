@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import sys
 
+from modelyard.reasons import Reason
 from modelyard.storage.uri import InvalidUri
 from modelyard.workloads import termination
 from modelyard.workloads.serve.config import UsageError, parse
@@ -26,7 +27,7 @@ def main(argv: list[str]) -> int:
     try:
         config = parse(argv)
     except (UsageError, InvalidUri) as error:
-        return termination.fail(WorkloadError("InvalidArguments", str(error), EXIT_USAGE))
+        return termination.fail(WorkloadError(Reason.InvalidArguments, str(error), EXIT_USAGE))
     # Imported here so `--help` and usage errors answer without loading uvloop and numpy.
     from modelyard.workloads.serve.runtime import run
 

@@ -16,6 +16,7 @@ import joblib
 import sklearn
 from pydantic import ValidationError
 
+from modelyard.reasons import Reason
 from modelyard.storage.client import ObjectNotFound, Storage
 from modelyard.storage.config import StorageConfig
 from modelyard.storage.digest import bytes_digest
@@ -39,7 +40,7 @@ def load(config: ServeConfig, storage: Storage | None = None) -> Loaded:
     try:
         data = storage.get_bytes(config.model_uri)
     except ObjectNotFound:
-        raise WorkloadError("ModelNotFound", f"{config.model_uri} does not exist") from None
+        raise WorkloadError(Reason.ModelNotFound, f"{config.model_uri} does not exist") from None
     verify(card, data, config)
     estimator = unpickle(data, config)
     model = Model(card, estimator, config.name or card.name)
@@ -51,42 +52,44 @@ def read_card(storage: Storage, config: ServeConfig) -> ModelCard:
         document = storage.get_json(config.card_uri)
     except ObjectNotFound:
         raise WorkloadError(
-            "ModelCardNotFound",
+            Reason.ModelCardNotFound,
             f"{config.card_uri} does not exist: a model is served only with the card "
             "training writes beside it",
         ) from None
     except ValueError as error:
-        raise WorkloadError("InvalidModelCard", f"{config.card_uri}: not JSON: {error}") from None
+        raise WorkloadError(
+            Reason.InvalidModelCard, f"{config.card_uri}: not JSON: {error}"
+        ) from None
     try:
         return ModelCard.model_validate(document)
     except ValidationError as error:
-        raise WorkloadError("InvalidModelCard", f"{config.card_uri}: {error}") from None
+        raise WorkloadError(Reason.InvalidModelCard, f"{config.card_uri}: {error}") from None
 
 
 def verify(card: ModelCard, data: bytes, config: ServeConfig) -> None:
     actual = bytes_digest(data)
     if actual != card.digest:
         raise WorkloadError(
-            "DigestMismatch",
+            Reason.DigestMismatch,
             f"{config.model_uri} has digest {actual} but its card {config.card_uri} says "
             f"{card.digest}: refusing to load a model file that is not the one trained",
         )
     if config.expected_digest is not None and actual != config.expected_digest:
         raise WorkloadError(
-            "DigestMismatch",
+            Reason.DigestMismatch,
             f"{config.model_uri} has digest {actual} but {config.expected_digest} was "
             "expected (MODELYARD_MODEL_DIGEST): refusing to load it",
         )
     trained = card.libraries.get("scikit-learn")
     if trained is None:
         raise WorkloadError(
-            "VersionSkew",
+            Reason.VersionSkew,
             f"{config.card_uri} does not record the scikit-learn version the model was "
             "trained with; refusing to unpickle it blind",
         )
     if _major_minor(trained) != _major_minor(sklearn.__version__):
         raise WorkloadError(
-            "VersionSkew",
+            Reason.VersionSkew,
             f"model trained with scikit-learn {trained} but this server runs "
             f"{sklearn.__version__}: pickles are not portable across scikit-learn minor "
             "versions; serve it with a server image of the same scikit-learn major.minor",
@@ -98,7 +101,8 @@ def unpickle(data: bytes, config: ServeConfig) -> Any:
         return joblib.load(io.BytesIO(data))
     except Exception as error:  # a verified file that still fails to load is a broken model
         raise WorkloadError(
-            "ModelLoadFailed", f"{config.model_uri}: cannot load: {type(error).__name__}: {error}"
+            Reason.ModelLoadFailed,
+            f"{config.model_uri}: cannot load: {type(error).__name__}: {error}",
         ) from None
 
 

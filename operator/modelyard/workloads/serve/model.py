@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from modelyard.reasons import Reason
 from modelyard.storage.digest import short
 from modelyard.workloads.modelcard import CategoricalBaseline, ModelCard, NumericBaseline
 from modelyard.workloads.serve.compiled import Compiled, compile_pipeline
@@ -41,7 +42,7 @@ class Model:
         self.is_classifier = card.task == "classification"
 
         if not callable(getattr(estimator, "predict", None)):
-            raise WorkloadError("InvalidModel", f"{type(estimator).__name__} has no predict()")
+            raise WorkloadError(Reason.InvalidModel, f"{type(estimator).__name__} has no predict()")
         self._predict = estimator.predict
         self._predict_proba = getattr(estimator, "predict_proba", None)
         self.classes: list[Any] = []
@@ -51,7 +52,7 @@ class Model:
                 str(c) for c in self.classes
             ]:
                 raise WorkloadError(
-                    "InvalidModel",
+                    Reason.InvalidModel,
                     f"the card lists classes {card.classes} but the model predicts "
                     f"{self.classes}: card and model file do not belong together",
                 )
@@ -62,7 +63,7 @@ class Model:
             self._predict(sample)
         except Exception as error:
             raise WorkloadError(
-                "InvalidModel",
+                Reason.InvalidModel,
                 f"the model fails on a sample row built from its card's features: "
                 f"{type(error).__name__}: {error}",
             ) from None

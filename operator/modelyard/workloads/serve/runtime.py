@@ -23,6 +23,7 @@ from types import FrameType
 
 import uvloop
 
+from modelyard.reasons import Reason
 from modelyard.workloads import termination
 from modelyard.workloads.serve import loader
 from modelyard.workloads.serve.app import App
@@ -138,11 +139,13 @@ def _load_error(failure: BaseException) -> WorkloadError:
     if isinstance(failure, WorkloadError):
         return failure
     # S3 unreachable, access denied, …: the operator still gets a reason and the cause.
-    return WorkloadError("ModelLoadFailed", f"{type(failure).__name__}: {failure}")
+    return WorkloadError(Reason.ModelLoadFailed, f"{type(failure).__name__}: {failure}")
 
 
 def _bind_error(config: ServeConfig, error: OSError) -> WorkloadError:
-    return WorkloadError("BindFailed", f"cannot listen on {config.host}:{config.port}: {error}")
+    return WorkloadError(
+        Reason.BindFailed, f"cannot listen on {config.host}:{config.port}: {error}"
+    )
 
 
 def supervise(config: ServeConfig) -> int:

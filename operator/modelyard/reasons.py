@@ -1,0 +1,344 @@
+"""Every reason Modelyard writes into a condition, a run, an event or a termination message.
+
+One member per reason, and one `Explanation` per member: what it means and what to do. The
+operations guide's troubleshooting table is generated from `EXPLANATIONS`, and a test fails when a
+member has none, so a new reason cannot ship undocumented.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Reason(StrEnum):
+    """Member names equal their values so code reads like the status it writes."""
+
+    # Progress and success.
+    Ingesting = "Ingesting"
+    Ingested = "Ingested"
+    IngestStarted = "IngestStarted"
+    NewVersion = "NewVersion"
+    Unchanged = "Unchanged"
+    DatasetReady = "DatasetReady"
+    Training = "Training"
+    RunStarted = "RunStarted"
+    Succeeded = "Succeeded"
+    RunSucceeded = "RunSucceeded"
+    Resolved = "Resolved"
+    Pinned = "Pinned"
+    Latest = "Latest"
+    Promoted = "Promoted"
+    ModelChanged = "ModelChanged"
+    RollingOut = "RollingOut"
+    Serving = "Serving"
+    # Waiting on another resource.
+    DatasetNotFound = "DatasetNotFound"
+    DatasetNotReady = "DatasetNotReady"
+    TrainingJobNotFound = "TrainingJobNotFound"
+    RunNotFound = "RunNotFound"
+    RunNotSucceeded = "RunNotSucceeded"
+    ModelNotReady = "ModelNotReady"
+    PromotionBlocked = "PromotionBlocked"
+    InUse = "InUse"
+    DeletionBlocked = "DeletionBlocked"
+    # A workload ended with a problem in the spec.
+    InvalidArguments = "InvalidArguments"
+    InvalidSpec = "InvalidSpec"
+    EstimatorNotAllowed = "EstimatorNotAllowed"
+    InvalidParams = "InvalidParams"
+    InvalidSearch = "InvalidSearch"
+    MetricNotApplicable = "MetricNotApplicable"
+    # A workload ended with a problem in the data.
+    SourceNotFound = "SourceNotFound"
+    SourceUnreachable = "SourceUnreachable"
+    UnknownFormat = "UnknownFormat"
+    MixedFormats = "MixedFormats"
+    UnreadableData = "UnreadableData"
+    EmptyData = "EmptyData"
+    SchemaMismatch = "SchemaMismatch"
+    ValidationFailed = "ValidationFailed"
+    TargetNotNumeric = "TargetNotNumeric"
+    DatasetVersionMismatch = "DatasetVersionMismatch"
+    TrainingFailed = "TrainingFailed"
+    ObjectiveNotMet = "ObjectiveNotMet"
+    # A model server could not start.
+    ModelNotFound = "ModelNotFound"
+    ModelCardNotFound = "ModelCardNotFound"
+    InvalidModelCard = "InvalidModelCard"
+    DigestMismatch = "DigestMismatch"
+    VersionSkew = "VersionSkew"
+    ModelLoadFailed = "ModelLoadFailed"
+    InvalidModel = "InvalidModel"
+    BindFailed = "BindFailed"
+    # Infrastructure.
+    StorageUnavailable = "StorageUnavailable"
+    InternalError = "InternalError"
+    JobFailed = "JobFailed"
+    BackoffLimitExceeded = "BackoffLimitExceeded"
+    DeadlineExceeded = "DeadlineExceeded"
+    PodFailurePolicy = "PodFailurePolicy"
+
+
+@dataclass(frozen=True)
+class Explanation:
+    #: Where it shows: the kinds (or "model server") whose status, events or logs carry it.
+    where: str
+    #: True when it reports a problem (a False condition or a Warning event).
+    problem: bool
+    meaning: str
+    action: str
+
+
+_DS, _TJ, _MD = "Dataset", "TrainingJob", "ModelDeployment"
+_WORKLOADS = "Dataset, TrainingJob"
+_SERVER = "model server (pod logs, ModelDeployment events)"
+_FIX_SPEC = "Fix the field named in the message and apply again; the operator retries at once."
+
+EXPLANATIONS: dict[Reason, Explanation] = {
+    Reason.Ingesting: Explanation(_DS, False, "An ingest Job is running.", "Wait."),
+    Reason.Ingested: Explanation(
+        _DS, False, "The newest ingest succeeded; status.version is current.", "None."
+    ),
+    Reason.IngestStarted: Explanation(
+        _DS, False, "Event: an ingest Job was created.", "None; `kubectl logs job/<name>`."
+    ),
+    Reason.NewVersion: Explanation(
+        _DS, False, "Event: ingest produced a new content version.", "None."
+    ),
+    Reason.Unchanged: Explanation(
+        _DS, False, "Event: ingest found the same content; the version stays.", "None."
+    ),
+    Reason.DatasetReady: Explanation(
+        _TJ, False, "The referenced Dataset has the version a run needs.", "None."
+    ),
+    Reason.Training: Explanation(_TJ, False, "A training run is in progress.", "Wait."),
+    Reason.RunStarted: Explanation(_TJ, False, "Event: a training run's Job was created.", "None."),
+    Reason.Succeeded: Explanation(
+        _TJ, False, "The latest run trained, evaluated and published a model.", "None."
+    ),
+    Reason.RunSucceeded: Explanation(_TJ, False, "Event: a run succeeded.", "None."),
+    Reason.Resolved: Explanation(_MD, False, "spec.model.uri names the model to serve.", "None."),
+    Reason.Pinned: Explanation(
+        _MD, False, "Serving the run named in spec.model.trainingJobRef.run.", "None."
+    ),
+    Reason.Latest: Explanation(
+        _MD, False, "Serving the latest successful run of the TrainingJob.", "None."
+    ),
+    Reason.Promoted: Explanation(
+        _MD, False, "The model passed the promotion gate and is (or stays) served.", "None."
+    ),
+    Reason.ModelChanged: Explanation(
+        _MD, False, "Event: the served model changed; a rollout follows.", "None."
+    ),
+    Reason.RollingOut: Explanation(
+        _MD,
+        False,
+        "Model server pods are starting or being replaced.",
+        "Wait; if it lasts, look at the pods' events and logs for a model-server reason below.",
+    ),
+    Reason.Serving: Explanation(
+        _MD, False, "Every track's replicas are ready and serving.", "None."
+    ),
+    Reason.DatasetNotFound: Explanation(
+        _TJ,
+        True,
+        "spec.datasetRef names a Dataset that does not exist (or whose storage holds no "
+        "published version).",
+        "Create the Dataset or fix spec.datasetRef.name; training starts when it is Ready.",
+    ),
+    Reason.DatasetNotReady: Explanation(
+        _TJ,
+        True,
+        "The Dataset has no version yet, or not the pinned spec.datasetRef.version.",
+        "Wait for the Dataset to be Ready; check its own reason when it fails.",
+    ),
+    Reason.TrainingJobNotFound: Explanation(
+        _MD,
+        True,
+        "spec.model.trainingJobRef names a TrainingJob that does not exist.",
+        "Create it or fix spec.model.trainingJobRef.name.",
+    ),
+    Reason.RunNotFound: Explanation(
+        _MD,
+        True,
+        "The pinned spec.model.trainingJobRef.run is not in the TrainingJob's status.runs.",
+        "Pick a run listed in the TrainingJob's status (runs beyond its history are pruned).",
+    ),
+    Reason.RunNotSucceeded: Explanation(
+        _MD, True, "The pinned run did not succeed.", "Pin a successful run, or unpin."
+    ),
+    Reason.ModelNotReady: Explanation(
+        _MD,
+        True,
+        "The TrainingJob has no successful run yet.",
+        "Wait; look at the TrainingJob's reason when it fails.",
+    ),
+    Reason.PromotionBlocked: Explanation(
+        _MD,
+        True,
+        "A newer model misses spec.promotion's gate; the previous model keeps serving.",
+        "Improve the model, relax the gate, or pin the run explicitly.",
+    ),
+    Reason.InUse: Explanation(
+        f"{_DS}, {_TJ}",
+        True,
+        "Deletion waits: a TrainingJob or ModelDeployment still references this object.",
+        "Delete the dependents first; deletion then completes on its own.",
+    ),
+    Reason.DeletionBlocked: Explanation(
+        f"{_DS}, {_TJ}", True, "Event: deletion is waiting on dependents (see InUse).", "As InUse."
+    ),
+    Reason.InvalidArguments: Explanation(
+        f"{_WORKLOADS}, {_SERVER}",
+        True,
+        "A workload was started with wrong arguments: an image/operator version mismatch.",
+        "Use the operator and workload images of the same release.",
+    ),
+    Reason.InvalidSpec: Explanation(
+        _WORKLOADS,
+        True,
+        "The spec handed to the workload does not parse (an image/operator version mismatch).",
+        "Use the operator and workload images of the same release.",
+    ),
+    Reason.EstimatorNotAllowed: Explanation(
+        _TJ,
+        True,
+        "spec.estimator.class is not on the trainer's allowlist.",
+        "Pick an allowed class (listed in the message and in docs/api.md).",
+    ),
+    Reason.InvalidParams: Explanation(_TJ, True, "spec.estimator.params are rejected.", _FIX_SPEC),
+    Reason.InvalidSearch: Explanation(_TJ, True, "spec.search is not usable.", _FIX_SPEC),
+    Reason.MetricNotApplicable: Explanation(
+        _TJ,
+        True,
+        "A metric in spec.metrics or spec.objective does not fit the estimator's task "
+        "(e.g. rmse for a classifier).",
+        _FIX_SPEC,
+    ),
+    Reason.SourceNotFound: Explanation(
+        _DS, True, "The source object, prefix or URL does not exist.", _FIX_SPEC
+    ),
+    Reason.SourceUnreachable: Explanation(
+        _DS,
+        True,
+        "The HTTP source could not be fetched.",
+        "Check the URL and network policy; the Job retries within backoffLimit.",
+    ),
+    Reason.UnknownFormat: Explanation(
+        _DS, True, "The format cannot be inferred from the file name.", "Set spec.format."
+    ),
+    Reason.MixedFormats: Explanation(
+        _DS, True, "A prefix holds files of different formats.", "Keep one format per prefix."
+    ),
+    Reason.UnreadableData: Explanation(
+        _DS,
+        True,
+        "The bytes are not valid for the format (ragged rows, bad encoding, truncation).",
+        "Fix the file; the message names the line or column.",
+    ),
+    Reason.EmptyData: Explanation(_DS, True, "The source holds no rows.", "Point at data."),
+    Reason.SchemaMismatch: Explanation(
+        _WORKLOADS,
+        True,
+        "A column named in spec.schema, spec.features or spec.target is missing or has the "
+        "wrong type.",
+        "Fix the spec or the data; the message names the column.",
+    ),
+    Reason.ValidationFailed: Explanation(
+        _DS,
+        True,
+        "Rows break spec.schema's expectations (nulls, ranges, allowed values).",
+        "Fix the data or the expectation; the message names the column, rule and rows.",
+    ),
+    Reason.TargetNotNumeric: Explanation(
+        _TJ, True, "A regressor was given a text target.", "Use a classifier or a numeric target."
+    ),
+    Reason.DatasetVersionMismatch: Explanation(
+        _TJ,
+        True,
+        "Storage holds another version than the run was scheduled for (the Dataset changed "
+        "meanwhile).",
+        "None: the operator schedules a run for the new version.",
+    ),
+    Reason.TrainingFailed: Explanation(
+        _TJ,
+        True,
+        "scikit-learn rejected the data during fit (e.g. one class only).",
+        "Read the message; fix the data or the estimator.",
+    ),
+    Reason.ObjectiveNotMet: Explanation(
+        _TJ,
+        True,
+        "The run's metric misses spec.objective; the model is recorded but never promoted.",
+        "Improve the model or the data, or lower the objective.",
+    ),
+    Reason.ModelNotFound: Explanation(
+        _SERVER, True, "No model file at the URI.", "Check spec.model and the storage settings."
+    ),
+    Reason.ModelCardNotFound: Explanation(
+        _SERVER, True, "The model has no model card beside it.", "Serve models trained here."
+    ),
+    Reason.InvalidModelCard: Explanation(
+        _SERVER, True, "The model card does not parse.", "Retrain; do not edit published cards."
+    ),
+    Reason.DigestMismatch: Explanation(
+        _SERVER,
+        True,
+        "The model file's sha256 differs from the digest recorded at training: it was "
+        "changed or corrupted, so it is not loaded.",
+        "Treat as tampering; retrain or restore the artifact.",
+    ),
+    Reason.VersionSkew: Explanation(
+        _SERVER,
+        True,
+        "The model was trained with another scikit-learn major.minor than the server runs.",
+        "Serve it with the server image of the trainer's release, or retrain.",
+    ),
+    Reason.ModelLoadFailed: Explanation(
+        _SERVER, True, "The model file could not be loaded.", "Read the message; retrain."
+    ),
+    Reason.InvalidModel: Explanation(
+        _SERVER, True, "The loaded object cannot predict.", "Serve models trained here."
+    ),
+    Reason.BindFailed: Explanation(
+        _SERVER, True, "The server cannot listen on its port.", "Check spec ports and policies."
+    ),
+    Reason.StorageUnavailable: Explanation(
+        f"{_WORKLOADS}, {_SERVER}",
+        True,
+        "S3 storage could not be reached or refused the request; nothing partial was published.",
+        "Check the endpoint, bucket and credentials Secret; the Job retries within "
+        "backoffLimit, and a refresh or new generation runs again.",
+    ),
+    Reason.InternalError: Explanation(
+        f"{_WORKLOADS}, {_SERVER}",
+        True,
+        "An unexpected error; the message carries its type and text.",
+        "Report it with the pod's logs.",
+    ),
+    Reason.JobFailed: Explanation(
+        _WORKLOADS,
+        True,
+        "The Job failed without a termination message (e.g. the pod could not start).",
+        "`kubectl describe job` and the pod's events (image, quota, OOM).",
+    ),
+    Reason.BackoffLimitExceeded: Explanation(
+        _WORKLOADS,
+        True,
+        "Kubernetes: the Job's pods failed more often than backoffLimit.",
+        "Read the pods' logs; raise backoffLimit only for transient causes.",
+    ),
+    Reason.DeadlineExceeded: Explanation(
+        _WORKLOADS,
+        True,
+        "Kubernetes: the Job ran longer than its activeDeadlineSeconds.",
+        "Give it more time or resources.",
+    ),
+    Reason.PodFailurePolicy: Explanation(
+        _WORKLOADS,
+        True,
+        "Kubernetes: a pod exited with a code that is never retried (bad spec or data).",
+        "Read the run's message; it names the field or data at fault.",
+    ),
+}
