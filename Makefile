@@ -8,7 +8,7 @@ VENV ?= .venv
 PY ?= $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: help install lint format crds test test-unit test-integration test-e2e demo bench
+.PHONY: help install lint format crds test test-unit test-integration test-chaos test-e2e demo bench bench-quick
 
 help: ## list the verbs
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -44,12 +44,22 @@ test-integration: install ## against a real kube-apiserver and S3 server started
 test-e2e: install ## the whole chain on the full local cluster (needs root; builds images)
 	$(PY) -m pytest tests/e2e -m e2e $(PYTEST_ARGS)
 
-test: lint test-unit test-integration test-e2e ## everything CI runs
+test-chaos: install ## faults: operator kills, API server restarts, peering (MODELYARD_CHAOS_FULL=1: full size)
+	$(PY) -m pytest tests/chaos -m chaos $(PYTEST_ARGS)
+
+test: lint test-unit test-integration test-chaos test-e2e ## everything CI runs
 
 demo: install ## the quickstart end to end: cluster, S3, images, chart, a prediction
 	hack/demo.sh
 
-bench: ## benchmarks against peers (coming with issue 7)
-	@echo "make bench arrives with issue 7 (performance)." >&2; exit 2
+BENCH_SUITES ?= serving operator workloads
+
+bench: install ## benchmarks against peers; writes docs/benchmarks/ (long: see docs/benchmarks/README.md)
+	for suite in $(BENCH_SUITES); do $(PY) -m tests.bench.$$suite || exit 1; done
+	$(PY) -m tests.bench.report
+
+bench-quick: install ## the same benchmarks at reduced sizes, a smoke run of a few minutes each
+	for suite in $(BENCH_SUITES); do $(PY) -m tests.bench.$$suite --quick || exit 1; done
+	$(PY) -m tests.bench.report
 
 -include hack/cluster.mk
