@@ -219,4 +219,387 @@ CATALOGUE: tuple[Invalid, ...] = (
         "quantity",
         server_message="should match",
     ),
+    # Wrong types.
+    Invalid(
+        "dataset-s3-source-as-string",
+        _with(DATASET, "source", {"s3": "s3://data/iris.csv"}),
+        "spec.source.s3",
+        "valid dictionary",
+        server_message="must be of type object",
+    ),
+    Invalid(
+        "dataset-features-as-string",
+        _with(DATASET, "features", "petal_length,petal_width"),
+        "spec.features",
+        "valid list",
+        server_message="must be of type array",
+    ),
+    Invalid(
+        "trainingjob-params-as-list",
+        _with(TRAINING_JOB, "estimator.params", [200, 8]),
+        "spec.estimator.params",
+        "valid dictionary",
+        server_message="must be of type object",
+    ),
+    Invalid(
+        "modeldeployment-replicas-as-list",
+        _with(MODEL_DEPLOYMENT, "replicas", [2]),
+        "spec.replicas",
+        "valid integer",
+        server_message="must be of type integer",
+    ),
+    # Missing required fields.
+    Invalid(
+        "trainingjob-no-estimator-class",
+        _with(TRAINING_JOB, "estimator", {"params": {"C": 1.0}}),
+        "spec.estimator.class",
+        "required",
+    ),
+    Invalid(
+        "modeldeployment-no-model",
+        _with(MODEL_DEPLOYMENT, "model", None),
+        "spec.model",
+        "required",
+    ),
+    Invalid(
+        "modeldeployment-autoscaling-without-max",
+        _with(MODEL_DEPLOYMENT, "autoscaling", {"minReplicas": 2}),
+        "spec.autoscaling.maxReplicas",
+        "required",
+    ),
+    Invalid(
+        "dataset-column-without-name",
+        _with(DATASET, "schema", {"columns": [{"type": "integer"}]}),
+        "spec.schema.columns[0].name",
+        "required",
+    ),
+    # Exactly one of.
+    Invalid(
+        "modeldeployment-empty-model",
+        _with(MODEL_DEPLOYMENT, "model", {}),
+        "spec.model",
+        "exactly one of trainingJobRef or uri",
+        cel=True,
+    ),
+    Invalid(
+        "modeldeployment-canary-with-two-models",
+        _with(
+            MODEL_DEPLOYMENT,
+            "canary",
+            {
+                "model": {
+                    "trainingJobRef": {"name": "other"},
+                    "uri": "s3://models/m.joblib",
+                    "digest": DIGEST,
+                },
+                "trafficPercent": 10,
+            },
+        ),
+        "spec.canary.model",
+        "exactly one of trainingJobRef or uri",
+        cel=True,
+    ),
+    # Out of range.
+    Invalid(
+        "dataset-negative-seed",
+        _with(DATASET, "split", {"seed": -1}),
+        "spec.split.seed",
+        "greater than or equal to 0",
+    ),
+    Invalid(
+        "trainingjob-zero-max-trials",
+        _with(TRAINING_JOB, "search", {"strategy": "random", "params": {"C": [1]}, "maxTrials": 0}),
+        "spec.search.maxTrials",
+        "greater than or equal to 1",
+    ),
+    Invalid(
+        "trainingjob-backoff-over-10",
+        _with(TRAINING_JOB, "backoffLimit", 11),
+        "spec.backoffLimit",
+        "less than or equal to 10",
+    ),
+    Invalid(
+        "trainingjob-zero-deadline",
+        _with(TRAINING_JOB, "activeDeadlineSeconds", 0),
+        "spec.activeDeadlineSeconds",
+        "greater than or equal to 1",
+    ),
+    Invalid(
+        "modeldeployment-negative-replicas",
+        _with(MODEL_DEPLOYMENT, "replicas", -1),
+        "spec.replicas",
+        "greater than or equal to 0",
+    ),
+    Invalid(
+        "modeldeployment-cpu-target-zero",
+        _with(
+            MODEL_DEPLOYMENT,
+            "autoscaling",
+            {"maxReplicas": 3, "targetCPUUtilizationPercentage": 0},
+        ),
+        "spec.autoscaling.targetCPUUtilizationPercentage",
+        "greater than or equal to 1",
+    ),
+    # Bad URIs, names and digests.
+    Invalid(
+        "dataset-http-url-with-ftp-scheme",
+        _with(DATASET, "source", {"http": {"url": "ftp://example.org/iris.csv"}}),
+        "spec.source.http.url",
+        "https?://",
+    ),
+    Invalid(
+        "dataset-s3-bucket-in-capitals",
+        _with(DATASET, "source.s3.uri", "s3://Data/iris.csv"),
+        "spec.source.s3.uri",
+        "s3://",
+    ),
+    Invalid(
+        "dataset-storage-endpoint-without-scheme",
+        _with(DATASET, "storage", {"endpoint": "minio.storage:9000"}),
+        "spec.storage.endpoint",
+        "https?://",
+    ),
+    Invalid(
+        "dataset-credentials-secret-bad-name",
+        _with(DATASET, "storage", {"credentialsSecretRef": {"name": "S3_Creds"}}),
+        "spec.storage.credentialsSecretRef.name",
+        "[a-z0-9]",
+    ),
+    Invalid(
+        "modeldeployment-model-uri-over-http",
+        {
+            **MODEL_DEPLOYMENT,
+            "spec": {"model": {"uri": "https://models.example/m.joblib", "digest": DIGEST}},
+        },
+        "spec.model.uri",
+        "s3://",
+    ),
+    Invalid(
+        "modeldeployment-md5-digest",
+        {
+            **MODEL_DEPLOYMENT,
+            "spec": {"model": {"uri": "s3://models/m.joblib", "digest": "md5:" + "0" * 32}},
+        },
+        "spec.model.digest",
+        "sha256",
+    ),
+    Invalid(
+        "trainingjob-dataset-name-not-dns",
+        _with(TRAINING_JOB, "datasetRef.name", "Iris_Data"),
+        "spec.datasetRef.name",
+        "[a-z0-9]",
+    ),
+    # Estimators outside the allowlist and other unknown names.
+    Invalid(
+        "trainingjob-estimator-subprocess",
+        _with(TRAINING_JOB, "estimator.class", "subprocess.Popen"),
+        "spec.estimator.class",
+        "sklearn.ensemble.RandomForestClassifier",
+    ),
+    Invalid(
+        "trainingjob-estimator-sklearn-outside-allowlist",
+        _with(TRAINING_JOB, "estimator.class", "sklearn.pipeline.Pipeline"),
+        "spec.estimator.class",
+        "sklearn.svm.SVC",
+    ),
+    Invalid(
+        "trainingjob-unknown-search-strategy",
+        _with(TRAINING_JOB, "search", {"strategy": "bayes", "params": {"C": [1]}}),
+        "spec.search.strategy",
+        "grid",
+    ),
+    Invalid(
+        "trainingjob-unknown-extra-metric",
+        _with(TRAINING_JOB, "metrics", ["accuracy", "auc"]),
+        "spec.metrics[1]",
+        "roc_auc",
+    ),
+    Invalid(
+        "modeldeployment-promotion-unknown-metric",
+        _with(MODEL_DEPLOYMENT, "promotion", {"metric": "precision", "minimum": 0.9}),
+        "spec.promotion.metric",
+        "precision_macro",
+    ),
+    Invalid(
+        "modeldeployment-empty-image",
+        _with(MODEL_DEPLOYMENT, "image", ""),
+        "spec.image",
+        "at least 1",
+    ),
+)
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch, as the API server applies `kubectl patch --type=merge`."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    result = copy.deepcopy(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
+
+
+@dataclass(frozen=True)
+class Change:
+    """An update to an object created from `document`: a merge patch of the whole object."""
+
+    id: str
+    document: dict[str, Any]
+    patch: dict[str, Any]
+    field: str = ""  # for a refused change: the field the API server blames
+    message: str = ""  # and a fragment of its explanation
+
+    def changed(self) -> dict[str, Any]:
+        result: dict[str, Any] = merge_patch(self.document, self.patch)
+        return result
+
+
+BUILTIN_DATASET = {**DATASET, "spec": {"source": {"builtin": {"name": "iris"}}}}
+STORED_DATASET = _with(DATASET, "storage", {"endpoint": "http://minio:9000", "bucket": "models"})
+
+# Changes the API server refuses: what a version, a run or a model was made from stays put.
+IMMUTABLE_CHANGES: tuple[Change, ...] = (
+    Change(
+        "dataset-target-changed",
+        DATASET,
+        {"spec": {"target": "variety"}},
+        "spec.target",
+        "target is immutable",
+    ),
+    Change(
+        "dataset-target-removed",
+        _with(BUILTIN_DATASET, "target", "target"),
+        {"spec": {"target": None}},
+        "spec.target",
+        "target is immutable",
+    ),
+    Change(
+        "dataset-target-added",
+        BUILTIN_DATASET,
+        {"spec": {"target": "species"}},
+        "spec.target",
+        "target is immutable",
+    ),
+    Change(
+        "dataset-source-s3-to-http",
+        DATASET,
+        {"spec": {"source": {"s3": None, "http": {"url": "https://example.org/iris.csv"}}}},
+        "spec.source",
+        "kind of source (s3, http or builtin) is immutable",
+    ),
+    Change(
+        "dataset-source-builtin-to-s3",
+        _with(BUILTIN_DATASET, "target", "target"),
+        {"spec": {"source": {"builtin": None, "s3": {"uri": "s3://data/iris.csv"}}}},
+        "spec.source",
+        "kind of source (s3, http or builtin) is immutable",
+    ),
+    Change(
+        "dataset-storage-bucket-changed",
+        STORED_DATASET,
+        {"spec": {"storage": {"bucket": "other"}}},
+        "spec.storage",
+        "storage endpoint, bucket and prefix are immutable",
+    ),
+    Change(
+        "dataset-storage-endpoint-removed",
+        STORED_DATASET,
+        {"spec": {"storage": {"endpoint": None}}},
+        "spec.storage",
+        "storage endpoint, bucket and prefix are immutable",
+    ),
+    Change(
+        "dataset-storage-prefix-added",
+        DATASET,
+        {"spec": {"storage": {"prefix": "team-a"}}},
+        "spec.storage",
+        "storage endpoint, bucket and prefix are immutable",
+    ),
+    Change(
+        "trainingjob-dataset-changed",
+        TRAINING_JOB,
+        {"spec": {"datasetRef": {"name": "wine"}}},
+        "spec.datasetRef.name",
+        "datasetRef.name is immutable",
+    ),
+)
+
+# Changes that must go through: the operator acts on them (new ingestion, new run, rollout).
+ALLOWED_CHANGES: tuple[Change, ...] = (
+    Change("dataset-s3-uri", DATASET, {"spec": {"source": {"s3": {"uri": "s3://data/2.csv"}}}}),
+    Change(
+        "dataset-refresh-annotation",
+        DATASET,
+        {"metadata": {"annotations": {"modelyard.dev/refresh": "2026-11-28T00:00:00Z"}}},
+    ),
+    Change("dataset-split", DATASET, {"spec": {"split": {"testFraction": 0.3, "seed": 7}}}),
+    Change(
+        "dataset-schema-and-features",
+        DATASET,
+        {"spec": {"features": ["sepal_length"], "schema": {"columns": [{"name": "species"}]}}},
+    ),
+    Change(
+        "dataset-credentials-secret",
+        STORED_DATASET,
+        {"spec": {"storage": {"credentialsSecretRef": {"name": "s3-rotated"}, "region": "eu"}}},
+    ),
+    Change(
+        "dataset-builtin-name",
+        BUILTIN_DATASET,
+        {"spec": {"source": {"builtin": {"name": "wine"}}}},
+    ),
+    Change(
+        "trainingjob-pin-dataset-version",
+        TRAINING_JOB,
+        {"spec": {"datasetRef": {"version": DIGEST}}},
+    ),
+    Change(
+        "trainingjob-estimator-and-params",
+        TRAINING_JOB,
+        {
+            "spec": {
+                "estimator": {
+                    "class": "sklearn.ensemble.RandomForestClassifier",
+                    "params": {"n_estimators": 50},
+                }
+            }
+        },
+    ),
+    Change(
+        "trainingjob-objective-threshold",
+        _with(TRAINING_JOB, "objective", {"metric": "accuracy", "minimum": 0.9}),
+        {"spec": {"objective": {"minimum": 0.8}, "retrainOn": "DatasetChange"}},
+    ),
+    Change("modeldeployment-replicas", MODEL_DEPLOYMENT, {"spec": {"replicas": 3}}),
+    Change(
+        "modeldeployment-replicas-to-autoscaling",
+        _with(MODEL_DEPLOYMENT, "replicas", 2),
+        {"spec": {"replicas": None, "autoscaling": {"maxReplicas": 4}}},
+    ),
+    Change(
+        "modeldeployment-model-to-uri",
+        MODEL_DEPLOYMENT,
+        {
+            "spec": {
+                "model": {
+                    "trainingJobRef": None,
+                    "uri": "s3://models/m.joblib",
+                    "digest": DIGEST,
+                }
+            }
+        },
+    ),
+    Change(
+        "modeldeployment-canary-and-promotion",
+        MODEL_DEPLOYMENT,
+        {
+            "spec": {
+                "canary": {"model": {"trainingJobRef": {"name": "b"}}, "trafficPercent": 20},
+                "promotion": {"metric": "accuracy", "minimum": 0.7},
+            }
+        },
+    ),
 )

@@ -22,7 +22,15 @@ def _type_of(node: Schema) -> str:
     return kind
 
 
-def _rows(node: Schema, path: str, required: bool) -> Iterator[tuple[str, str, str, str]]:
+def _is_transition(rule: Schema) -> bool:
+    """A rule on updates: it compares with the stored object."""
+    return "oldSelf" in rule["rule"]
+
+
+def _rows(
+    node: Schema, path: str, required: bool, immutable: tuple[str, ...] = ()
+) -> Iterator[tuple[str, str, str, str]]:
+    rules = node.get("x-kubernetes-validations", [])
     if path:
         notes = [node.get("description", "")]
         if "default" in node:
@@ -31,14 +39,23 @@ def _rows(node: Schema, path: str, required: bool) -> Iterator[tuple[str, str, s
             low = node.get("minimum", "")
             high = node.get("maximum", "")
             notes.append(f"Range: {low}…{high}.")
-        for rule in node.get("x-kubernetes-validations", []):
-            notes.append(f"Rule: {rule['message']}.")
+        for rule in rules:
+            if not _is_transition(rule):
+                notes.append(f"Rule: {rule['message']}.")
+            elif "fieldPath" not in rule:
+                notes.append(f"**Immutable**: {rule['message']}.")
+        notes += [f"**Immutable**: {message}." for message in immutable]
         yield path, _type_of(node), "yes" if required else "", " ".join(n for n in notes if n)
     child = node.get("items", node) if node.get("type") == "array" else node
     needed = set(child.get("required", []))
     for name, sub in child.get("properties", {}).items():
         suffix = "[]" if node.get("type") == "array" else ""
-        yield from _rows(sub, f"{path}{suffix}.{name}" if path else name, name in needed)
+        frozen = tuple(
+            rule["message"]
+            for rule in rules
+            if _is_transition(rule) and rule.get("fieldPath") == f".{name}"
+        )
+        yield from _rows(sub, f"{path}{suffix}.{name}" if path else name, name in needed, frozen)
 
 
 def _kind_section(model: type[ResourceBase]) -> str:
@@ -62,6 +79,9 @@ def render_reference() -> str:
     header = (
         "# API reference: modelyard.dev/v1alpha1\n\n"
         "Generated from `operator/modelyard/api/` by `make crds`; do not edit by hand. "
-        "`kubectl explain <kind>.spec` prints the same descriptions.\n"
+        "`kubectl explain <kind>.spec` prints the same descriptions.\n\n"
+        "Fields marked **Immutable** keep the value they were created with: the API server "
+        "refuses an update that changes them, naming the field. Everything else may change, "
+        "and the operator acts on the change.\n"
     )
     return "\n".join([header, *(_kind_section(model) for model in KINDS)])

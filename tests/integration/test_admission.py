@@ -15,8 +15,18 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from modelyard.api import GROUP, VERSION, Dataset
+from modelyard.manifests import parse
 from tests.conftest import PLURALS
-from tests.invalid_manifests import CATALOGUE, DATASET, MODEL_DEPLOYMENT, TRAINING_JOB, Invalid
+from tests.invalid_manifests import (
+    ALLOWED_CHANGES,
+    CATALOGUE,
+    DATASET,
+    IMMUTABLE_CHANGES,
+    MODEL_DEPLOYMENT,
+    TRAINING_JOB,
+    Change,
+    Invalid,
+)
 from tests.plugins.kube import Cluster
 
 pytestmark = pytest.mark.integration
@@ -58,18 +68,44 @@ def test_unknown_field_is_refused_by_name(custom: client.CustomObjectsApi, names
     assert 'unknown field "spec.traget"' in message
 
 
-def test_datasetref_name_is_immutable(custom: client.CustomObjectsApi, namespace: str) -> None:
-    _create(custom, namespace, TRAINING_JOB)
+def _patch(
+    custom: client.CustomObjectsApi, namespace: str, document: dict[str, Any], patch: Any
+) -> dict[str, Any]:
+    """A JSON merge patch, as `kubectl patch --type=merge` sends it."""
+    patched: dict[str, Any] = custom.patch_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        namespace,
+        PLURALS[document["kind"]],
+        document["metadata"]["name"],
+        patch,
+    )
+    return patched
+
+
+@pytest.mark.parametrize("case", IMMUTABLE_CHANGES, ids=lambda case: case.id)
+def test_change_to_an_immutable_field_is_refused_naming_the_field(
+    custom: client.CustomObjectsApi, namespace: str, case: Change
+) -> None:
+    _create(custom, namespace, case.document)
     with pytest.raises(ApiException) as refused:
-        custom.patch_namespaced_custom_object(
-            GROUP,
-            VERSION,
-            namespace,
-            "trainingjobs",
-            "bad",
-            {"spec": {"datasetRef": {"name": "other"}}},
-        )
-    assert "datasetRef.name is immutable" in str(refused.value.body)
+        _patch(custom, namespace, case.document, case.patch)
+    assert refused.value.status == 422, refused.value.body
+    body = str(refused.value.body)
+    assert f"{case.field}: Invalid value" in body, body
+    assert case.message in body, body
+
+
+@pytest.mark.parametrize("case", ALLOWED_CHANGES, ids=lambda case: case.id)
+def test_change_to_a_mutable_field_is_accepted(
+    custom: client.CustomObjectsApi, namespace: str, case: Change
+) -> None:
+    _create(custom, namespace, case.document)
+    patched = _patch(custom, namespace, case.document, case.patch)
+    expected = parse(case.changed()).to_dict()
+    assert patched["spec"] == expected["spec"]
+    annotations = expected["metadata"].get("annotations", {})
+    assert annotations.items() <= patched["metadata"].get("annotations", {}).items()
 
 
 def test_server_defaults_match_the_models(custom: client.CustomObjectsApi, namespace: str) -> None:

@@ -12,7 +12,7 @@ import yaml
 from modelyard import apidocs, crds
 from modelyard.api import KINDS
 from tests.conftest import REPO, example_manifests
-from tests.invalid_manifests import CATALOGUE, Invalid
+from tests.invalid_manifests import CATALOGUE, IMMUTABLE_CHANGES, Change, Invalid
 
 CRD_DIR = REPO / "crds"
 RENDERED = crds.render_all()
@@ -113,3 +113,29 @@ def test_checked_in_api_reference_matches_the_models() -> None:
     assert (REPO / "docs" / "api.md").read_text() == apidocs.render_reference(), (
         "docs/api.md is stale: run `make crds` and commit the result"
     )
+
+
+def _immutable_fields(kind: str) -> set[str]:
+    """Paths the API server blames for a transition rule (one that compares with oldSelf)."""
+    blamed = set()
+    for path, node in _nodes(_schema(kind)):
+        for rule in node.get("x-kubernetes-validations", []):
+            if "oldSelf" in rule["rule"]:
+                blamed.add(f"{path}{rule.get('fieldPath', '')}".lstrip("."))
+    return blamed
+
+
+@pytest.mark.parametrize("case", IMMUTABLE_CHANGES, ids=lambda case: case.id)
+def test_immutable_fields_carry_a_transition_rule_and_are_documented(case: Change) -> None:
+    assert case.field in _immutable_fields(case.document["kind"])
+    rows = [
+        line
+        for line in (REPO / "docs" / "api.md").read_text().splitlines()
+        if line.startswith(f"| `{case.field}` |")
+    ]
+    assert len(rows) == 1 and "**Immutable**" in rows[0], rows
+
+
+def test_only_the_declared_fields_are_immutable() -> None:
+    declared = {case.field for case in IMMUTABLE_CHANGES}
+    assert set().union(*(_immutable_fields(model.info.kind) for model in KINDS)) == declared

@@ -3,6 +3,9 @@
 A validation rule is declared once, as a `Rule`, and serves twice: the CRD generator emits it as
 a CEL `x-kubernetes-validations` entry, and pydantic runs its Python twin so that the CLI, the
 operator and the tests reject the same objects the API server rejects, with the same message.
+
+A `Transition` is a rule on updates (immutable fields): it compares the new object with
+`oldSelf`, which only the API server has, so it exists in CEL alone and pydantic never runs it.
 """
 
 from __future__ import annotations
@@ -17,18 +20,57 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, PydanticCustomError
 
 
+def _validation(cel: str, message: str, field_path: str | None) -> dict[str, str]:
+    """One `x-kubernetes-validations` entry; the API server reports it at `fieldPath`."""
+    entry = {"rule": cel, "message": message}
+    if field_path:
+        entry["fieldPath"] = field_path
+    return entry
+
+
 @dataclass(frozen=True)
 class Rule:
-    """A cross-field rule: CEL for the API server, `check` for Python.
+    """A cross-field rule: CEL for the API server, `check` for Python."""
 
-    `check` is None for transition rules (they compare with `oldSelf`, which only the API server
-    has); those are enforced at admission only.
+    cel: str
+    message: str
+    check: Callable[[Any], bool]
+    field_path: str | None = None
+
+    def to_validation(self) -> dict[str, str]:
+        return _validation(self.cel, self.message, self.field_path)
+
+
+@dataclass(frozen=True)
+class Transition:
+    """A rule on updates, in CEL over `self` and `oldSelf`; the API server alone enforces it.
+
+    The API server evaluates it only when the object it sits on exists before and after the
+    update, so it belongs on an object that is always there (spec or a required part of it).
     """
 
     cel: str
     message: str
-    check: Callable[[Any], bool] | None
     field_path: str | None = None
+
+    def to_validation(self) -> dict[str, str]:
+        return _validation(self.cel, self.message, self.field_path)
+
+
+def _value_or_empty(obj: str, path: str) -> str:
+    """CEL for `obj.path` where every step may be absent: the value, or '' when any is missing."""
+    steps = path.split(".")
+    present = " && ".join(f"has({obj}.{'.'.join(steps[: i + 1])})" for i in range(len(steps)))
+    return f"({present} ? {obj}.{path} : '')"
+
+
+def immutable(*paths: str, message: str, field_path: str | None = None) -> Transition:
+    """Once created, the optional string fields at `paths` (dotted wire names below the model)
+    may not be set, changed or removed. `field_path` is where the API server reports it."""
+    same = " && ".join(
+        f"{_value_or_empty('self', p)} == {_value_or_empty('oldSelf', p)}" for p in paths
+    )
+    return Transition(cel=same, message=message, field_path=field_path or f".{paths[0]}")
 
 
 class ApiModel(BaseModel):
@@ -41,12 +83,12 @@ class ApiModel(BaseModel):
         use_enum_values=True,
     )
 
-    rules: ClassVar[tuple[Rule, ...]] = ()
+    rules: ClassVar[tuple[Rule | Transition, ...]] = ()
 
     @model_validator(mode="after")
     def _check_rules(self) -> Self:
         for rule in self.rules:
-            if rule.check is not None and not rule.check(self):
+            if isinstance(rule, Rule) and not rule.check(self):
                 # The API server reports a rule at its fieldPath; keep it so errors agree.
                 raise PydanticCustomError(
                     "rule", rule.message, {"field_path": (rule.field_path or "").lstrip(".")}
@@ -60,13 +102,7 @@ class ApiModel(BaseModel):
         json_schema = handler(core_schema)
         if cls.rules:
             target = handler.resolve_ref_schema(json_schema)
-            validations = []
-            for rule in cls.rules:
-                entry = {"rule": rule.cel, "message": rule.message}
-                if rule.field_path:
-                    entry["fieldPath"] = rule.field_path
-                validations.append(entry)
-            target["x-kubernetes-validations"] = validations
+            target["x-kubernetes-validations"] = [rule.to_validation() for rule in cls.rules]
         return json_schema
 
     def to_dict(self) -> dict[str, Any]:

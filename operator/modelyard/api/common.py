@@ -123,6 +123,7 @@ class StorageSpec(ApiModel):
     )
     bucket: str | None = Field(
         default=None,
+        max_length=63,
         pattern=r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$",
         description="Bucket that holds datasets and models.",
     )

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints
 
-from modelyard.api.base import ApiModel, Rule, count_set
+from modelyard.api.base import ApiModel, Rule, Transition, count_set, immutable
 from modelyard.api.common import (
     AGE_COLUMN,
     PHASE_COLUMN,
@@ -72,6 +72,12 @@ class DatasetSource(ApiModel):
             cel="[has(self.s3), has(self.http), has(self.builtin)].filter(x, x).size() == 1",
             message="exactly one of s3, http or builtin must be set",
             check=lambda s: count_set(s.s3, s.http, s.builtin) == 1,
+        ),
+        Transition(
+            cel="has(self.s3) == has(oldSelf.s3) && has(self.http) == has(oldSelf.http)"
+            " && has(self.builtin) == has(oldSelf.builtin)",
+            message="the kind of source (s3, http or builtin) is immutable: "
+            "create a new Dataset for data from elsewhere",
         ),
     )
 
@@ -140,10 +146,25 @@ class DatasetSpec(ApiModel):
             check=lambda s: not s.features or s.target not in s.features,
             field_path=".features",
         ),
+        # Versions, and the models trained on them, are only comparable with the same label.
+        immutable(
+            "target",
+            message="target is immutable: create a new Dataset to predict another column",
+        ),
+        # Earlier versions stay where they were written; models trained on them are read there.
+        immutable(
+            "storage.endpoint",
+            "storage.bucket",
+            "storage.prefix",
+            message="storage endpoint, bucket and prefix are immutable: versions already "
+            "written stay there; create a new Dataset to store elsewhere",
+            field_path=".storage",
+        ),
     )
 
     source: DatasetSource = Field(
-        description="Where the data comes from: exactly one of s3, http or builtin."
+        description="Where the data comes from: exactly one of s3, http or builtin. "
+        "The kind of source cannot change after creation; its location can."
     )
     format: DataFormat | None = Field(
         default=None,
@@ -151,7 +172,8 @@ class DatasetSpec(ApiModel):
     )
     target: ColumnName | None = Field(
         default=None,
-        description="The label column to predict. Builtin datasets default to their own target.",
+        description="The label column to predict. Builtin datasets default to their own target. "
+        "Cannot change after creation.",
     )
     features: list[ColumnName] | None = Field(
         default=None,
@@ -167,7 +189,9 @@ class DatasetSpec(ApiModel):
         json_schema_extra={"default": {}},
     )
     storage: StorageSpec | None = Field(
-        default=None, description="Where snapshots are written, overriding the operator default."
+        default=None,
+        description="Where snapshots are written, overriding the operator default. Endpoint, "
+        "bucket and prefix cannot change after creation; the credentials Secret can.",
     )
 
 

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from modelyard.api.base import ApiModel, Rule
+from modelyard.api.base import ApiModel, Transition
 from modelyard.api.common import (
     AGE_COLUMN,
     PHASE_COLUMN,
@@ -81,14 +81,16 @@ def meets(metric: str, value: float, threshold: float) -> bool:
 
 class DatasetRef(ApiModel):
     rules = (
-        Rule(
+        Transition(
             cel="self.name == oldSelf.name",
             message="datasetRef.name is immutable: create a new TrainingJob for another Dataset",
-            check=None,
+            field_path=".name",
         ),
     )
 
-    name: ObjectName = Field(description="Name of a Dataset in the same namespace.")
+    name: ObjectName = Field(
+        description="Name of a Dataset in the same namespace. Cannot change after creation."
+    )
     version: Digest | None = Field(
         default=None,
         description="A Dataset version (sha256:…) to pin; the Dataset's current one when left out.",
