@@ -39,11 +39,13 @@ def finish_job(
     job_name: str,
     message: dict[str, Any],
     exit_code: int = 0,
+    timeout: float = 60,
 ) -> None:
     """The Job's pod ends with `exit_code`, leaving `message` as its termination message."""
     pod = wait_for(
         f"a pod of Job {job_name}",
         lambda: next(iter(pods(core, namespace, f"batch.kubernetes.io/job-name={job_name}")), None),
+        timeout,
     )
     container = pod.spec.containers[0]
     terminated = {
@@ -101,3 +103,51 @@ def make_ready(core: client.CoreV1Api, namespace: str, selector: str, count: int
             ],
         }
         core.patch_namespaced_pod_status(pod.metadata.name, namespace, {"status": status})
+
+
+def ingest_summary(version: str, rows: int = 150) -> dict[str, Any]:
+    """What a successful ingest workload leaves as its termination message."""
+    return {
+        "status": "Succeeded",
+        "version": version,
+        "uri": f"s3://modelyard/datasets/ns/iris/{version[7:]}",
+        "format": "parquet",
+        "rows": rows,
+        "columns": 5,
+        "sizeBytes": 2806,
+        "trainRows": rows - 30,
+        "testRows": 30,
+        "createdAt": "2026-11-27T10:00:00Z",
+        "reused": False,
+        "statistics": [
+            {
+                "name": "sepal length (cm)",
+                "type": "float",
+                "count": rows,
+                "nulls": 0,
+                "min": 4.3,
+                "max": 7.9,
+                "mean": 5.84,
+                "std": 0.83,
+            },
+            {"name": "target", "type": "integer", "count": rows, "nulls": 0, "min": 0, "max": 2},
+        ],
+    }
+
+
+def train_summary(run: str, version: str, digest: str, accuracy: float) -> dict[str, Any]:
+    """What a successful training workload leaves as its termination message."""
+    return {
+        "status": "Succeeded",
+        "run": run,
+        "datasetVersion": version,
+        "model": {
+            "uri": f"s3://modelyard/models/ns/iris-classifier/{run}/model.joblib",
+            "digest": digest,
+        },
+        "metrics": {"accuracy": accuracy, "f1_macro": accuracy},
+        "params": {"n_estimators": 100},
+        "task": "classification",
+        "trainRows": 120,
+        "testRows": 30,
+    }

@@ -13,7 +13,7 @@ from kubernetes.client.exceptions import ApiException
 
 from modelyard.api import GROUP, VERSION
 from tests.conftest import EXAMPLES, PLURALS
-from tests.kubelet import finish_job, make_ready, wait_for
+from tests.kubelet import finish_job, ingest_summary, make_ready, train_summary, wait_for
 from tests.plugins.kube import Cluster
 from tests.plugins.operator import Operator
 
@@ -115,63 +115,17 @@ def api(crds: Cluster, namespace: str) -> Iterator[Api]:
     handle.client.close()
 
 
-def _ingest_summary(version: str, rows: int = 150) -> dict[str, Any]:
-    return {
-        "status": "Succeeded",
-        "version": version,
-        "uri": f"s3://modelyard/datasets/ns/iris/{version[7:]}",
-        "format": "parquet",
-        "rows": rows,
-        "columns": 5,
-        "sizeBytes": 2806,
-        "trainRows": rows - 30,
-        "testRows": 30,
-        "createdAt": "2026-11-27T10:00:00Z",
-        "reused": False,
-        "statistics": [
-            {
-                "name": "sepal length (cm)",
-                "type": "float",
-                "count": rows,
-                "nulls": 0,
-                "min": 4.3,
-                "max": 7.9,
-                "mean": 5.84,
-                "std": 0.83,
-            },
-            {"name": "target", "type": "integer", "count": rows, "nulls": 0, "min": 0, "max": 2},
-        ],
-    }
-
-
-def _train_summary(run: str, version: str, digest: str, accuracy: float) -> dict[str, Any]:
-    return {
-        "status": "Succeeded",
-        "run": run,
-        "datasetVersion": version,
-        "model": {
-            "uri": f"s3://modelyard/models/ns/iris-classifier/{run}/model.joblib",
-            "digest": digest,
-        },
-        "metrics": {"accuracy": accuracy, "f1_macro": accuracy},
-        "params": {"n_estimators": 100},
-        "task": "classification",
-        "trainRows": 120,
-        "testRows": 30,
-    }
-
-
 def _ready_dataset(api: Api, version: str = V1) -> None:
     api.create(_quickstart("Dataset"))
     job = api.wait_job("modelyard.dev/dataset=iris")
-    finish_job(api.core, api.namespace, job.metadata.name, _ingest_summary(version))
+    finish_job(api.core, api.namespace, job.metadata.name, ingest_summary(version))
     api.wait_condition("Dataset", "iris", "Ready", "True")
 
 
 def _trained(api: Api, run: str, version: str, digest: str, accuracy: float) -> None:
     job = api.wait_job(f"modelyard.dev/run={run}")
     finish_job(
-        api.core, api.namespace, job.metadata.name, _train_summary(run, version, digest, accuracy)
+        api.core, api.namespace, job.metadata.name, train_summary(run, version, digest, accuracy)
     )
     wait_for(
         f"{run} recorded",
@@ -195,7 +149,7 @@ def test_dataset_ingests_into_a_version(api: Api, operator: Operator) -> None:
     api.wait_condition("Dataset", "iris", "Ready", "False", "Ingesting")
     assert api.status("Dataset", "iris")["phase"] == "Ingesting"
 
-    finish_job(api.core, api.namespace, job.metadata.name, _ingest_summary(V1))
+    finish_job(api.core, api.namespace, job.metadata.name, ingest_summary(V1))
     api.wait_condition("Dataset", "iris", "Ready", "True", "Ingested")
     status = api.status("Dataset", "iris")
     assert (status["phase"], status["version"], status["rows"], status["columns"]) == (
@@ -233,7 +187,7 @@ def test_refresh_reingests_and_keeps_an_unchanged_version(api: Api, operator: Op
     _ready_dataset(api)
     api.patch("Dataset", "iris", {"metadata": {"annotations": {"modelyard.dev/refresh": "1"}}})
     job = api.wait_job("modelyard.dev/dataset=iris", count=2)
-    finish_job(api.core, api.namespace, job.metadata.name, {**_ingest_summary(V1), "reused": True})
+    finish_job(api.core, api.namespace, job.metadata.name, {**ingest_summary(V1), "reused": True})
     wait_for(
         "the refresh recorded",
         lambda: (
@@ -258,7 +212,7 @@ def test_trainingjob_waits_for_its_dataset_then_trains(api: Api, operator: Opera
     assert env["MODELYARD_DATASET_VERSION"] == V1
     assert job.spec.backoff_limit == 2
     finish_job(
-        api.core, api.namespace, job.metadata.name, _train_summary("run-1", V1, MODEL_1, 0.95)
+        api.core, api.namespace, job.metadata.name, train_summary("run-1", V1, MODEL_1, 0.95)
     )
     api.wait_condition("TrainingJob", "iris-classifier", "Ready", "True", "Succeeded")
     status = api.status("TrainingJob", "iris-classifier")
@@ -280,7 +234,7 @@ def test_new_dataset_version_starts_a_new_run(api: Api, operator: Operator) -> N
         "Dataset", "iris", {"metadata": {"annotations": {"modelyard.dev/refresh": "new-data"}}}
     )
     job = api.wait_job("modelyard.dev/dataset=iris", count=2)
-    finish_job(api.core, api.namespace, job.metadata.name, _ingest_summary(V2, rows=160))
+    finish_job(api.core, api.namespace, job.metadata.name, ingest_summary(V2, rows=160))
     run = api.wait_job("modelyard.dev/run=run-2")
     env = {e.name: e.value for e in run.spec.template.spec.containers[0].env}
     assert env["MODELYARD_DATASET_VERSION"] == V2
@@ -298,7 +252,7 @@ def test_missed_objective_marks_the_run_and_keeps_the_last_model(
     )
     job = api.wait_job("modelyard.dev/run=run-2")
     summary = {
-        **_train_summary("run-2", V1, MODEL_2, 0.6),
+        **train_summary("run-2", V1, MODEL_2, 0.6),
         "status": "Failed",
         "reason": "ObjectiveNotMet",
         "message": "accuracy = 0.6 misses the objective 0.85",
@@ -489,7 +443,7 @@ def test_restart_mid_way_creates_no_duplicate_children(api: Api, operator: Opera
     )
     assert len(api.jobs("modelyard.dev/dataset=iris")) == 1
     job = api.jobs("modelyard.dev/dataset=iris")[0]
-    finish_job(api.core, api.namespace, job.metadata.name, _ingest_summary(V1))
+    finish_job(api.core, api.namespace, job.metadata.name, ingest_summary(V1))
     api.wait_job("modelyard.dev/run=run-1")
     operator.stop()
     operator.start()

@@ -1,4 +1,6 @@
-"""The operator under test: CRDs applied to the real API server, kopf running in-process.
+"""The operator under test: CRDs applied to the real API server, kopf running in-process
+(`operator`) or as its own `modelyard operator` process (`OperatorProcess`: chaos tests and
+benchmarks kill it, and measure its memory and CPU).
 
 Workload pods get a node selector no node has, so even on a cluster with a node they stay
 Pending and the tests play the kubelet's part (tests/kubelet.py) with real controllers around.
@@ -6,9 +8,16 @@ Pending and the tests play the kubelet's part (tests/kubelet.py) with real contr
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
+import subprocess
+import sys
 import time
-from collections.abc import Iterator
+import urllib.request
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,13 +36,19 @@ UNSCHEDULABLE = "modelyard.dev/test-node=none"
 @pytest.fixture(scope="session")
 def crds(kube: Cluster) -> Cluster:
     """The generated CRDs, server-side applied and Established."""
-    with kube.api_client() as api:
+    apply_crds(kube.api_client(), sorted((REPO / "crds").glob("*.yaml")))
+    return kube
+
+
+def apply_crds(api_client: client.ApiClient, paths: list[Path]) -> None:
+    """Server-side apply these CRD files and wait until they are Established."""
+    with api_client as api:
         dynamic = DynamicClient(api)  # type: ignore[no-untyped-call]
         resource = dynamic.resources.get(
             api_version="apiextensions.k8s.io/v1", kind="CustomResourceDefinition"
         )
         names = []
-        for path in sorted((REPO / "crds").glob("*.yaml")):
+        for path in paths:
             crd = yaml.safe_load(path.read_text())
             resource.server_side_apply(body=crd, field_manager=FIELD_MANAGER, force_conflicts=True)
             names.append(crd["metadata"]["name"])
@@ -46,7 +61,6 @@ def crds(kube: Cluster) -> Cluster:
             ):
                 assert time.monotonic() < deadline, f"CRD {name} not Established"
                 time.sleep(0.2)
-    return kube
 
 
 @dataclass
@@ -95,6 +109,98 @@ def operator(crds: Cluster, namespace: str, monkeypatch: pytest.MonkeyPatch) -> 
         running.stop()
         _release(crds, namespace)
     assert not running.errors(), running.errors()
+
+
+# What the in-process fixture sets, for an operator process: no metrics port, pods that stay
+# Pending, an S3 endpoint nothing listens on (the operator itself never calls S3).
+TEST_ENV = {
+    "MODELYARD_METRICS_PORT": "0",
+    "MODELYARD_WORKLOAD_NODE_SELECTOR": UNSCHEDULABLE,
+    "MODELYARD_S3_ENDPOINT": "http://127.0.0.1:9",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+class OperatorProcess:
+    """`modelyard operator` in a process of its own, for one namespace, logging to a file."""
+
+    def __init__(
+        self,
+        kubeconfig: Path,
+        namespace: str,
+        log: Path,
+        standalone: bool = True,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.kubeconfig, self.namespace, self.log = kubeconfig, namespace, log
+        self.standalone = standalone
+        self.env = {**TEST_ENV, **(env or {})}
+        self.process: subprocess.Popen[bytes] | None = None
+        self.port = 0
+
+    def start(self) -> None:
+        self.port = free_port()
+        # kopf's own entry point with our module: what `modelyard operator` runs (runner.py).
+        command = [
+            sys.executable,
+            "-m",
+            "kopf",
+            "run",
+            "-m",
+            "modelyard.controllers.runner",
+            "--namespace",
+            self.namespace,
+            "--liveness",
+            f"http://127.0.0.1:{self.port}/healthz",
+        ]
+        if self.standalone:
+            command.append("--standalone")
+        env = {**os.environ, **self.env, "KUBECONFIG": str(self.kubeconfig)}
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(command, env=env, stdout=out, stderr=out)
+        deadline = time.monotonic() + 60
+        while not self._healthy():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the operator did not come up; see {self.log}")
+            time.sleep(0.2)
+
+    def _healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1):
+                return True
+        except OSError:
+            return False
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown handlers, no finalizer cleanup, as an OOM kill or a node loss."""
+        if self.process is not None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait()
+            self.process = None
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+            self.process = None
+
+    def logs(self) -> str:
+        return self.log.read_text(errors="replace")
 
 
 def _release(cluster: Cluster, namespace: str) -> None:

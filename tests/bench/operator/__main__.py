@@ -1,0 +1,205 @@
+"""Entry point: `python -m tests.bench.operator [--quick] [--profile]` (see the package doc)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from kubernetes import client, config
+
+from modelyard.api import GROUP, VERSION
+from modelyard.controllers.kube import Kube
+from tests.bench.operator import procstat, workload
+from tests.bench.operator.report import Results, Storm, markdown, plot
+from tests.conftest import REPO
+from tests.plugins.kube import LOCAL_KUBECONFIG
+from tests.plugins.operator import OperatorProcess, apply_crds
+
+CACHE = Path.home() / ".cache" / "modelyard" / "bench"
+DOCS = REPO / "docs" / "benchmarks"
+TIMEOUT = 900
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m tests.bench.operator")
+    parser.add_argument("--quick", action="store_true", help="small sizes: a few minutes")
+    parser.add_argument("--storm", type=int, help="objects of each kind applied at once")
+    parser.add_argument("--population", type=int, help="objects of each kind for the RSS figure")
+    parser.add_argument("--idle", type=float, help="seconds of idle CPU measured")
+    parser.add_argument("--profile", action="store_true", help="py-spy the operator's storm")
+    parser.add_argument("--output", type=Path, default=DOCS, help="where operator.md/png go")
+    args = parser.parse_args()
+    storm = args.storm or (100 if args.quick else 500)
+    population = args.population or (300 if args.quick else 2000)
+    idle = args.idle or (10 if args.quick else 30)
+
+    kubeconfig = Path(os.environ.get("KUBECONFIG") or LOCAL_KUBECONFIG)
+    api = config.new_client_from_config(config_file=str(kubeconfig))  # type: ignore[no-untyped-call]
+    api.configuration.connection_pool_maxsize = 2 * workload.THREADS
+    apply_crds(
+        config.new_client_from_config(config_file=str(kubeconfig)),  # type: ignore[no-untyped-call]
+        sorted((REPO / "crds").glob("*.yaml")),
+    )
+    core = client.CoreV1Api(api)
+    suffix = uuid.uuid4().hex[:6]
+    namespace, plain = f"bench-operator-{suffix}", f"bench-plain-{suffix}"
+    for name in (namespace, plain):
+        core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    CACHE.mkdir(parents=True, exist_ok=True)
+    log = CACHE / f"operator-{suffix}.log"
+    operator = OperatorProcess(kubeconfig, namespace, log)
+    command = "python -m tests.bench.operator" + (" --quick" if args.quick else "")
+    try:
+        operator.start()
+        print(f"operator pid {operator.pid}, log {log}", file=sys.stderr)
+        results = _run(api, namespace, plain, operator, storm, population, idle, args.profile)
+        results.command = f"KUBECONFIG={kubeconfig} {command}"
+    finally:
+        operator.stop()
+        for name in (namespace, plain):
+            core.delete_namespace(name)
+    args.output.mkdir(parents=True, exist_ok=True)
+    plot(results, args.output / "operator.png")
+    (args.output / "operator.md").write_text(markdown(results, "operator.png"))
+    print((args.output / "operator.md").read_text())
+
+
+def _profiler(pid: int, name: str) -> subprocess.Popen[bytes]:
+    out = CACHE / f"{name}.txt"
+    print(f"profiling into {out}", file=sys.stderr)
+    spy = Path(sys.executable).with_name("py-spy")
+    return subprocess.Popen(
+        [
+            str(spy),
+            "record",
+            "--pid",
+            str(pid),
+            "--format",
+            "raw",
+            "--output",
+            str(out),
+            "--rate",
+            "50",
+            "--nonblocking",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def _run(
+    api: client.ApiClient,
+    namespace: str,
+    plain: str,
+    operator: OperatorProcess,
+    storm: int,
+    population: int,
+    idle: float,
+    profile: bool,
+) -> Results:
+    sampler = procstat.Sampler(operator.pid)
+    watcher = workload.JobWatch(api, namespace)
+    time.sleep(2)  # the operator's watches and ours are open
+    spy = _profiler(operator.pid, f"profile-storm-{storm}") if profile else None
+
+    # 1. Datasets and TrainingJobs at once: the Datasets' ingest Jobs appear; TrainingJobs wait.
+    sampler.phase = "storm"
+    datasets = [f"ds-{i}" for i in range(storm)]
+    bodies = []
+    for i, name in enumerate(datasets):
+        bodies += [workload.dataset(name), workload.training_job(f"tj-{i}", name)]
+    started = time.monotonic()
+    created = workload.create_all(api, namespace, bodies)
+    seen = watcher.wait([f"modelyard.dev/dataset/{n}" for n in datasets], TIMEOUT)
+    first = Storm(
+        f"{storm} Datasets + {storm} TrainingJobs applied at once → ingest Jobs",
+        storm,
+        max(seen.values()) - started,
+        [seen[f"modelyard.dev/dataset/{n}"] - created[f"Dataset/{n}"] for n in datasets],
+    )
+    print(f"storm: {first.all_children_seconds:.1f} s", file=sys.stderr)
+
+    # 2. Every ingestion ends: each TrainingJob starts its run.
+    sampler.phase = "ingestions end"
+    started = time.monotonic()
+    finished = workload.finish_ingestions(api, namespace, datasets)
+    seen = watcher.wait([f"modelyard.dev/trainingjob/tj-{i}" for i in range(storm)], TIMEOUT)
+    second = Storm(
+        f"{storm} ingestions end at once → train Jobs",
+        storm,
+        max(seen.values()) - started,
+        [seen[f"modelyard.dev/trainingjob/tj-{i}"] - finished[n] for i, n in enumerate(datasets)],
+    )
+    print(f"ingestions end: {second.all_children_seconds:.1f} s", file=sys.stderr)
+    if spy:
+        spy.terminate()
+        spy.wait()
+
+    # 3. The baseline, while the operator idles (it does not watch that namespace).
+    sampler.phase = "baseline"
+    kube = Kube(api)
+    loop = workload.baseline(kube, plain, "loop", storm, threads=1)
+    threaded = workload.baseline(kube, plain, "threads", storm, threads=workload.THREADS)
+    print(f"baseline: {loop:.1f} s", file=sys.stderr)
+
+    # 4. The population for the memory figure: new TrainingJobs train on the ready Datasets.
+    sampler.phase = "population"
+    extra = range(storm, population)
+    bodies = []
+    for i in extra:
+        bodies += [workload.dataset(f"ds-{i}"), workload.training_job(f"tj-{i}", f"ds-{i % storm}")]
+    workload.create_all(api, namespace, bodies)
+    watcher.wait(
+        [f"modelyard.dev/dataset/ds-{i}" for i in extra]
+        + [f"modelyard.dev/trainingjob/tj-{i}" for i in extra],
+        TIMEOUT,
+    )
+    sampler.phase = "idle"
+    time.sleep(5)  # the last status patches land
+    cpu_before = procstat.cpu_seconds(operator.pid)
+    time.sleep(idle)
+    idle_cpu = procstat.cpu_seconds(operator.pid) - cpu_before
+    peak = procstat.memory_kib(operator.pid)["VmHWM"] / 1024
+
+    # 5. Everything deleted; the operator releases its finalizers.
+    sampler.phase = "deletion"
+    deletion = _delete_all(api, namespace)
+    sampler.stop()
+    return Results(
+        command="",
+        storms=[first, second],
+        baseline_loop_seconds=loop,
+        baseline_threads_seconds=threaded,
+        baseline_threads=workload.THREADS,
+        population=population,
+        population_jobs=2 * population,
+        peak_rss_mib=peak,
+        idle_seconds=idle,
+        idle_cpu_seconds=idle_cpu,
+        deletion_seconds=deletion,
+        rss=sampler.samples,
+    )
+
+
+def _delete_all(api: client.ApiClient, namespace: str) -> float:
+    custom = client.CustomObjectsApi(api)
+    started = time.monotonic()
+    for plural in ("trainingjobs", "datasets"):
+        custom.delete_collection_namespaced_custom_object(GROUP, VERSION, namespace, plural)
+    while any(
+        custom.list_namespaced_custom_object(GROUP, VERSION, namespace, plural, limit=1)["items"]
+        for plural in ("trainingjobs", "datasets")
+    ):
+        if time.monotonic() - started > TIMEOUT:
+            raise TimeoutError(f"objects in {namespace} still not deleted after {TIMEOUT} s")
+        time.sleep(1)
+    return time.monotonic() - started
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,156 @@
+"""What the benchmark does to the cluster: objects applied in bulk, their child Jobs watched,
+ingestions finished as a kubelet would, and the plain-script baseline."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from kubernetes import client, watch
+
+from modelyard.api import GROUP, VERSION
+from modelyard.api.dataset import DatasetSpec
+from modelyard.config import OperatorConfig
+from modelyard.controllers.kube import Kube
+from modelyard.resources.jobs import Owner, build_ingest_job, ingest_job_name
+from tests.kubelet import finish_job, ingest_summary
+
+# The bench's own client threads: as many as the operator's worker threads.
+THREADS = 8
+DATASET_SPEC = {"source": {"builtin": {"name": "iris"}}, "target": "target"}
+
+
+def dataset(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "Dataset",
+        "metadata": {"name": name},
+        "spec": DATASET_SPEC,
+    }
+
+
+def training_job(name: str, dataset_name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "TrainingJob",
+        "metadata": {"name": name},
+        "spec": {
+            "datasetRef": {"name": dataset_name},
+            "estimator": {"class": "sklearn.linear_model.LogisticRegression"},
+        },
+    }
+
+
+class JobWatch:
+    """When each child Job was first seen, keyed "<owner label>/<owner name>"."""
+
+    OWNER_LABELS = ("modelyard.dev/dataset", "modelyard.dev/trainingjob")
+
+    def __init__(self, api: client.ApiClient, namespace: str) -> None:
+        self.batch = client.BatchV1Api(api)
+        self.namespace = namespace
+        self.seen: dict[str, float] = {}
+        self._changed = threading.Condition()
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self) -> None:
+        resource_version = None
+        while True:
+            try:
+                for event in watch.Watch().stream(
+                    self.batch.list_namespaced_job,
+                    self.namespace,
+                    resource_version=resource_version,
+                    timeout_seconds=300,
+                ):
+                    self._saw(event["object"])
+                    resource_version = event["object"].metadata.resource_version
+            except Exception:  # a dropped or expired watch: list again
+                resource_version = None
+                time.sleep(0.5)
+
+    def _saw(self, job: client.V1Job) -> None:
+        labels = job.metadata.labels or {}
+        keys = [f"{label}/{labels[label]}" for label in self.OWNER_LABELS if label in labels]
+        with self._changed:
+            for key in keys:
+                self.seen.setdefault(key, time.monotonic())
+            self._changed.notify_all()
+
+    def wait(self, keys: Iterable[str], timeout: float) -> dict[str, float]:
+        wanted = set(keys)
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while not wanted <= self.seen.keys():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    missing = len(wanted - self.seen.keys())
+                    raise TimeoutError(f"{missing} of {len(wanted)} child Jobs missing")
+                self._changed.wait(min(remaining, 1))
+            return {key: self.seen[key] for key in wanted}
+
+
+def create_all(
+    api: client.ApiClient, namespace: str, bodies: list[dict[str, Any]]
+) -> dict[str, float]:
+    """Create the objects from THREADS threads; when each one's create returned, by kind/name."""
+    custom = client.CustomObjectsApi(api)
+    plurals = {"Dataset": "datasets", "TrainingJob": "trainingjobs"}
+    created: dict[str, float] = {}
+
+    def create(body: dict[str, Any]) -> None:
+        custom.create_namespaced_custom_object(
+            GROUP, VERSION, namespace, plurals[body["kind"]], body
+        )
+        created[f"{body['kind']}/{body['metadata']['name']}"] = time.monotonic()
+
+    run_threaded(create, bodies)
+    return created
+
+
+def run_threaded(function: Callable[[Any], None], items: Iterable[Any]) -> None:
+    with ThreadPoolExecutor(THREADS) as pool:
+        for future in [pool.submit(function, item) for item in items]:
+            future.result()
+
+
+def finish_ingestions(api: client.ApiClient, namespace: str, names: list[str]) -> dict[str, float]:
+    """Each Dataset's ingest pod ends with a summary, as the workload would; when, by name."""
+    core = client.CoreV1Api(api)
+    finished: dict[str, float] = {}
+
+    def finish(index_name: tuple[int, str]) -> None:
+        index, name = index_name
+        job = ingest_job_name(name, 1, "")
+        version = f"sha256:{index:064x}"
+        finish_job(core, namespace, job, ingest_summary(version), timeout=600)
+        finished[name] = time.monotonic()
+
+    run_threaded(finish, list(enumerate(names)))
+    return finished
+
+
+def baseline(kube: Kube, namespace: str, prefix: str, count: int, threads: int) -> float:
+    """Seconds a plain script takes to create `count` ingest Jobs with the operator's client."""
+    config = OperatorConfig(workload_node_selector=(("modelyard.dev/test-node", "none"),))
+    spec = DatasetSpec.model_validate(DATASET_SPEC)
+    jobs = []
+    for index in range(count):
+        name = f"{prefix}-{index}"
+        job = build_ingest_job(
+            Owner("Dataset", name, namespace, "0"), spec, ingest_job_name(name, 1, ""), config
+        )
+        # Nothing owns these: no owner reference for the garbage collector to act on.
+        del job["metadata"]["ownerReferences"]
+        jobs.append(job)
+    started = time.monotonic()
+    if threads == 1:
+        for job in jobs:
+            kube.create(job)
+    else:
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(kube.create, jobs))
+    return time.monotonic() - started
