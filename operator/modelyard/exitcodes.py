@@ -1,10 +1,16 @@
-"""Exit codes of the workloads, shared with the operator (which must not import workloads).
+"""Exit codes of the workloads and the `modelyard` command, in one place.
 
-Besides 0, the operator tells these apart: 1 may be transient and is retried; the others fail
-the same way every time, so the Job's pod failure policy fails the Job at once.
+Workloads share them with the operator (which must not import workloads). Besides 0, the
+operator tells these apart: 1 may be transient and is retried; the others fail the same way
+every time, so the Job's pod failure policy fails the Job at once.
+
+The `modelyard` command uses 1 for a failure it reports in one line (not found, no cluster,
+a resource in the chain that failed), 2 for a usage mistake, and EXIT_TIMEOUT when
+`modelyard wait` gives up.
 """
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_OBJECTIVE_NOT_MET = 3
 EXIT_INVALID_DATA = 4
+EXIT_TIMEOUT = 5

@@ -1,0 +1,21 @@
+"""The one error type of the command: a line for the user and the exit code that goes with it."""
+
+from __future__ import annotations
+
+from modelyard.exitcodes import EXIT_FAILED, EXIT_USAGE
+
+
+class CliError(Exception):
+    """A mistake or a state the user can act on: printed as one line, never as a traceback."""
+
+    def __init__(self, message: str, code: int = EXIT_FAILED) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+
+class UsageError(CliError):
+    """The command line itself is wrong (unknown resource type, bad flag value, bad file)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, EXIT_USAGE)
