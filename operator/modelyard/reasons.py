@@ -78,6 +78,7 @@ class Reason(StrEnum):
     BackoffLimitExceeded = "BackoffLimitExceeded"
     DeadlineExceeded = "DeadlineExceeded"
     PodFailurePolicy = "PodFailurePolicy"
+    PermissionDenied = "PermissionDenied"
 
 
 @dataclass(frozen=True)
@@ -340,5 +341,12 @@ EXPLANATIONS: dict[Reason, Explanation] = {
         True,
         "Kubernetes: a pod exited with a code that is never retried (bad spec or data).",
         "Read the run's message; it names the field or data at fault.",
+    ),
+    Reason.PermissionDenied: Explanation(
+        "Dataset, TrainingJob, ModelDeployment",
+        True,
+        "The API server refused the operator a call; the message names the verb and the resource "
+        "(e.g. create jobs.batch). The operator retries every minute and touches nothing else.",
+        "Grant the operator's service account that permission (the Helm chart's RBAC has it).",
     ),
 }
