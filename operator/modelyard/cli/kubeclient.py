@@ -12,6 +12,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -71,8 +72,12 @@ class Kube:
         self.in_cluster = in_cluster
         self.host: str = api.configuration.host
         self.custom = kubernetes.client.CustomObjectsApi(api)
-        self.core = kubernetes.client.CoreV1Api(api)
         self._api_exception: type[Exception] = kubernetes.client.ApiException
+
+    @cached_property
+    def core(self) -> Any:
+        """Pods and logs; imported on first use, as the module takes seconds to load."""
+        return _client_module().client.CoreV1Api(self.api)
 
     @classmethod
     def connect(cls, options: Options) -> Kube:
