@@ -31,9 +31,12 @@ def add_parser(
 
 
 def run(args: argparse.Namespace) -> int:
+    # The argument is checked before connecting: a typo is a usage error even without a cluster.
+    ref = parse_ref(args.resource) if args.resource and "/" in args.resource else None
+    infos = [kind_of(args.resource)] if args.resource and ref is None else [k.info for k in KINDS]
     kube = Kube.connect(Options.from_args(args))
     try:
-        objects = _objects(kube, args.resource)
+        objects = [kube.get(ref)] if ref else _objects(kube, infos)
     finally:
         kube.close()
     summaries = [summarize(obj) for obj in objects]
@@ -47,10 +50,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _objects(kube: Kube, resource: str | None) -> list[dict[str, Any]]:
-    if resource and "/" in resource:
-        return [kube.get(parse_ref(resource))]
-    infos: list[KindInfo] = [kind_of(resource)] if resource else [k.info for k in KINDS]
+def _objects(kube: Kube, infos: list[KindInfo]) -> list[dict[str, Any]]:
     objects = []
     for info in infos:  # chain order: datasets, then training, then serving
         objects.extend(sorted(kube.objects(info), key=lambda o: str(o["metadata"]["name"])))
