@@ -8,11 +8,20 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import boto3
+from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from modelyard.storage.config import StorageConfig
 from modelyard.storage.uri import S3Uri
+
+# 16 MiB parts, four in flight: at most ~100 MiB buffered, and large files go in parallel parts.
+_TRANSFER = TransferConfig(
+    multipart_threshold=16 << 20,
+    multipart_chunksize=16 << 20,
+    max_concurrency=4,
+    max_io_queue=8,
+)
 
 
 class ObjectNotFound(LookupError):
@@ -50,7 +59,8 @@ class Storage:
         self.put_bytes(uri, body, "application/json")
 
     def upload_file(self, path: Path, uri: S3Uri) -> None:
-        self.client.upload_file(str(path), uri.bucket, uri.key)
+        """Multipart for large files, with a bounded number of parts in memory at once."""
+        self.client.upload_file(str(path), uri.bucket, uri.key, Config=_TRANSFER)
 
     def get_bytes(self, uri: S3Uri) -> bytes:
         body: bytes = self.open(uri).read()

@@ -41,9 +41,21 @@ def table_to_matrix(table: pa.Table, features: list[Feature]) -> np.ndarray[Any,
             values = pc.cast(column, pa.float64()).to_numpy()
             columns.append(values)
         else:
-            columns.append(
-                np.array([categorical_value(v) for v in column.to_pylist()], dtype=object)
-            )
+            columns.append(_categories(column))
     if all_numeric(features):
         return np.column_stack(columns).astype(np.float64) if columns else np.empty((0, 0))
     return np.column_stack([np.asarray(c, dtype=object) for c in columns])
+
+
+def _categories(column: pa.ChunkedArray) -> np.ndarray[Any, Any]:
+    """A text or boolean column as `categorical_value` would map it, without a loop per row."""
+    if pa.types.is_boolean(column.type):
+        text = pc.if_else(column, "true", "false")
+    else:
+        text = pc.cast(column, pa.string())
+    encoded = pc.dictionary_encode(text.combine_chunks())
+    # Each distinct value becomes one Python str; missing values index the trailing NaN.
+    values = np.array([*encoded.dictionary.to_pylist(), math.nan], dtype=object)
+    codes = pc.fill_null(encoded.indices, len(encoded.dictionary)).to_numpy()
+    result: np.ndarray[Any, Any] = values[codes]
+    return result

@@ -27,6 +27,7 @@ from modelyard.storage import layout
 from modelyard.storage.client import Storage
 from modelyard.storage.uri import S3Uri
 from modelyard.workloads import termination
+from modelyard.workloads.parquet_sink import ParquetSink
 from modelyard.workloads.sources import BUILTIN_TARGET, read_source
 from modelyard.workloads.spec import load_spec, storage_config
 from modelyard.workloads.split import choose_test_rows, is_categorical
@@ -39,6 +40,7 @@ from modelyard.workloads.tabular import (
     normalize,
 )
 from modelyard.workloads.termination import EXIT_INVALID_DATA, EXIT_USAGE, WorkloadError
+from modelyard.workloads.timing import phase
 from modelyard.workloads.validation import SchemaMismatch, Validator, select_columns
 
 CATEGORIES_IN_SUMMARY = 5
@@ -80,7 +82,8 @@ def ingest(
     target = spec.target or BUILTIN_TARGET
     with tempfile.TemporaryDirectory(prefix="modelyard-ingest-") as work:
         data_path = Path(work) / layout.DATA_FILE
-        snapshot = _normalize_to_parquet(spec, batches, target, data_path)
+        with phase("ingest", "read, validate and normalize"):
+            snapshot = _normalize_to_parquet(spec, batches, target, data_path)
         version = snapshot.hasher.digest(
             extra={
                 "target": target,
@@ -143,15 +146,15 @@ def _normalize_to_parquet(
     stats = StatisticsAccumulator(schema)
     target_values: list[pa.Array] = []
     rows = 0
-    with pq.ParquetWriter(data_path, schema, compression="zstd") as writer:
+    with ParquetSink(data_path, schema) as sink:
         for raw in chain([first], batches):
             batch = normalize(raw.select(keep))
             if batch.schema != schema:
                 batch = _conform(batch, schema, rows)
+            sink.write(batch)
             validator.update(batch)
             hasher.update(batch)
             stats.update(batch)
-            writer.write_batch(batch)
             target_values.append(batch.column(target))
             rows += batch.num_rows
     if rows == 0:
@@ -220,14 +223,16 @@ def _publish(
     name: str,
 ) -> dict[str, Any]:
     rows, stats = snapshot.rows, snapshot.stats
-    test = choose_test_rows(
-        snapshot.target_column, spec.split.test_fraction, spec.split.seed, spec.split.stratify
-    )
-    split_path = snapshot.data_path.parent / layout.SPLIT_FILE
-    pq.write_table(pa.table({"test_row": pa.array(test, type=pa.int64())}), split_path)
-    storage.ensure_bucket(prefix.bucket)
-    storage.upload_file(snapshot.data_path, prefix.join(layout.DATA_FILE))
-    storage.upload_file(split_path, prefix.join(layout.SPLIT_FILE))
+    with phase("ingest", "split"):
+        test = choose_test_rows(
+            snapshot.target_column, spec.split.test_fraction, spec.split.seed, spec.split.stratify
+        )
+        split_path = snapshot.data_path.parent / layout.SPLIT_FILE
+        pq.write_table(pa.table({"test_row": pa.array(test, type=pa.int64())}), split_path)
+    with phase("ingest", "upload"):
+        storage.ensure_bucket(prefix.bucket)
+        storage.upload_file(snapshot.data_path, prefix.join(layout.DATA_FILE))
+        storage.upload_file(split_path, prefix.join(layout.SPLIT_FILE))
     manifest = {
         "version": version,
         "dataset": {"namespace": namespace, "name": name},

@@ -28,7 +28,7 @@ from modelyard.storage.client import ObjectNotFound, Storage
 from modelyard.storage.uri import S3Uri
 from modelyard.workloads.termination import EXIT_INVALID_DATA, WorkloadError
 
-BLOCK_BYTES = 16 << 20  # CSV/JSON block: bounds memory per batch, big enough to be fast
+BLOCK_BYTES = 1 << 20  # CSV/JSON block: bounds memory per batch; see docs/benchmarks/workloads.md
 _EXTENSIONS = {
     ".csv": DataFormat.CSV,
     ".parquet": DataFormat.PARQUET,

@@ -36,7 +36,8 @@ def choose_test_rows(
         count = min(max(round(fraction * rows), 1 if rows > 1 else 0), rows - 1 if rows else 0)
         return np.sort(rng.choice(rows, size=count, replace=False)).astype(np.int64)
     codes = target.combine_chunks().dictionary_encode().indices
-    labels = np.asarray(codes.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int64)
+    # int32 codes: half the memory of int64 for a label per row, and the same draws.
+    labels = np.asarray(codes.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int32)
     chosen = []
     for label in np.unique(labels):
         members = np.flatnonzero(labels == label)
