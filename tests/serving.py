@@ -1,4 +1,5 @@
-"""Runs `modelyard-worker serve` as a real process on a free loopback port, for the tests."""
+"""Runs `modelyard-worker serve` as a real process on a free loopback port, for the tests, with
+models published to a real S3 server the way training lays them out."""
 
 from __future__ import annotations
 
@@ -8,12 +9,22 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import pytest
 import requests
 
+from modelyard.storage.client import Storage
+from modelyard.storage.config import StorageConfig
+from modelyard.storage.layout import MODEL_CARD, MODEL_FILE
 from modelyard.storage.uri import S3Uri
+from tests.plugins.s3 import S3Server
+from tests.unit.test_serve_protocol import Trained
 
 
 @dataclass
@@ -31,6 +42,34 @@ class Served:
 
     def log(self) -> str:
         return self.output.read_text()
+
+
+@dataclass
+class Bucket:
+    storage: Storage
+    env: dict[str, str]
+    root: S3Uri
+
+    def publish(self, trained: Trained, card: dict[str, Any] | None = None) -> S3Uri:
+        """Upload a model and its card (optionally altered) the way training lays them out."""
+        prefix = self.root.join("models", "default", trained.card.name, uuid.uuid4().hex[:8])
+        self.storage.put_bytes(prefix.join(MODEL_FILE), trained.data)
+        document = card if card is not None else trained.card.model_dump(mode="json")
+        self.storage.put_json(prefix.join(MODEL_CARD), document)
+        return prefix.join(MODEL_FILE)
+
+
+@contextmanager
+def bucket_on(s3_server: S3Server) -> Iterator[Bucket]:
+    """A fresh bucket; credentials in the environment while it is used, as in a pod."""
+    name = f"serve-{uuid.uuid4().hex[:10]}"
+    env = s3_server.env(name)
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in env.items():
+            patch.setenv(key, value)
+        storage = Storage(StorageConfig.from_env(env))
+        storage.ensure_bucket(name)
+        yield Bucket(storage, env, S3Uri(name))
 
 
 def free_port() -> int:

@@ -7,9 +7,7 @@ import json
 import signal
 import socket
 import time
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +20,10 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import Ridge
 from sklearn.pipeline import make_pipeline
 
-from modelyard.storage.client import Storage
-from modelyard.storage.config import StorageConfig
-from modelyard.storage.layout import MODEL_CARD, MODEL_FILE
-from modelyard.storage.uri import S3Uri
+from modelyard.storage.layout import MODEL_FILE
 from modelyard.workloads.modelcard import Feature
 from tests.plugins.s3 import S3Server
-from tests.serving import Served, start
+from tests.serving import Bucket, Served, bucket_on, start
 from tests.unit.test_serve_protocol import IRIS_FEATURES, Trained, iris, mixed, train
 
 pytestmark = pytest.mark.integration
@@ -42,32 +37,10 @@ NAMED = dict(zip(IRIS_FEATURES, ROW, strict=True))
 # --- running servers -----------------------------------------------------------------------
 
 
-@dataclass
-class Bucket:
-    storage: Storage
-    env: dict[str, str]
-    root: S3Uri
-
-    def publish(self, trained: Trained, card: dict[str, Any] | None = None) -> S3Uri:
-        """Upload a model and its card (optionally altered) the way training lays them out."""
-        prefix = self.root.join("models", "default", trained.card.name, uuid.uuid4().hex[:8])
-        self.storage.put_bytes(prefix.join(MODEL_FILE), trained.data)
-        document = card if card is not None else trained.card.model_dump(mode="json")
-        self.storage.put_json(prefix.join(MODEL_CARD), document)
-        return prefix.join(MODEL_FILE)
-
-
 @pytest.fixture(scope="module")
 def bucket(s3_server: S3Server) -> Iterator[Bucket]:
-    """A bucket for this module's models; credentials in the environment, as in a pod."""
-    name = f"serve-{uuid.uuid4().hex[:10]}"
-    env = s3_server.env(name)
-    with pytest.MonkeyPatch.context() as patch:
-        for key, value in env.items():
-            patch.setenv(key, value)
-        storage = Storage(StorageConfig.from_env(env))
-        storage.ensure_bucket(name)
-        yield Bucket(storage, env, S3Uri(name))
+    with bucket_on(s3_server) as bucket:
+        yield bucket
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,8 @@ from sklearn.datasets import load_breast_cancer, load_iris
 from sklearn.ensemble import (
     ExtraTreesClassifier,
     GradientBoostingClassifier,
+    HistGradientBoostingClassifier,
+    HistGradientBoostingRegressor,
     RandomForestClassifier,
     RandomForestRegressor,
 )
@@ -147,6 +149,53 @@ def test_trees_send_missing_values_where_training_learned_to() -> None:
     model = trained.model()
     assert model.accepts_missing and model.engine == "numpy"
     np.testing.assert_array_equal(model.predict_proba(x), trained.pipeline.predict_proba(x))
+
+
+@pytest.mark.parametrize(
+    "estimator",
+    [
+        HistGradientBoostingClassifier(max_iter=30, random_state=0),  # binary: sigmoid
+        HistGradientBoostingRegressor(max_iter=30, random_state=0),
+    ],
+    ids=lambda estimator: type(estimator).__name__,
+)
+def test_histogram_gradient_boosting_compiles_and_agrees(estimator: BaseEstimator) -> None:
+    x, trained = cancer(estimator)
+    model = trained.model()
+    assert model.engine == "numpy"
+    rows = x[::3] * np.random.default_rng(5).normal(1.0, 0.1, x[::3].shape)
+    rows[::4, 7] = np.nan
+    expected = trained.pipeline.predict(rows)
+    if expected.dtype.kind == "f":
+        np.testing.assert_allclose(model.predict(rows), expected, rtol=1e-9)
+    else:
+        np.testing.assert_array_equal(model.predict(rows), expected)
+        np.testing.assert_allclose(
+            model.predict_proba(rows), trained.pipeline.predict_proba(rows), rtol=1e-9
+        )
+
+
+def test_multiclass_histogram_gradient_boosting_and_its_missing_values() -> None:
+    """No imputer: NaN goes where each split learned to send it; softmax over three classes."""
+    x, y = load_iris(return_X_y=True)
+    x = x.copy()
+    x[np.random.default_rng(3).random(x.shape) < 0.2] = np.nan
+    features = [Feature(name=name, type="float") for name in IRIS_FEATURES]
+    estimator = HistGradientBoostingClassifier(max_iter=20, random_state=0)
+    trained = train("raw", features, x, y, estimator, make_pipeline(estimator))
+    model = trained.model()
+    assert model.accepts_missing and model.engine == "numpy"
+    np.testing.assert_array_equal(model.predict(x), trained.pipeline.predict(x))
+    np.testing.assert_allclose(model.predict_proba(x), trained.pipeline.predict_proba(x), rtol=1e-9)
+
+
+def test_histogram_gradient_boosting_with_categories_is_served_by_scikit_learn() -> None:
+    x, y = load_iris(return_X_y=True)
+    x = np.column_stack([x, (x[:, 0] > 5.5).astype(float)])
+    features = [Feature(name=f"f{i}", type="float") for i in range(5)]
+    estimator = HistGradientBoostingClassifier(max_iter=5, categorical_features=[4], random_state=0)
+    trained = train("categorical", features, x, y, estimator, make_pipeline(estimator))
+    assert trained.model().engine == "scikit-learn"
 
 
 def test_other_estimators_are_served_by_scikit_learn() -> None:

@@ -6,7 +6,8 @@ import time
 from typing import Any
 
 from modelyard.workloads.serve.app import App
-from modelyard.workloads.serve.http import KEEPALIVE_SECONDS, REQUEST_SECONDS, Server
+from modelyard.workloads.serve.config import DEFAULT_REQUEST_SECONDS as REQUEST_SECONDS
+from modelyard.workloads.serve.http import KEEPALIVE_SECONDS, Server
 from modelyard.workloads.serve.metrics import Metrics
 
 
@@ -55,6 +56,14 @@ def test_an_idle_keep_alive_connection_is_closed() -> None:
 def test_a_request_that_never_completes_is_cut_off() -> None:
     connection, transport = connect()
     connection.data_received(b"POST /v1/models/m:predict HTTP/1.1\r\ncontent-length: 10\r\n\r\n")
+    connection.expire(time.monotonic() + REQUEST_SECONDS / 2)
+    assert transport.state == "open"
+    connection.expire(time.monotonic() + REQUEST_SECONDS + 1)
+    assert transport.state == "aborted"
+
+
+def test_a_connection_that_never_starts_a_request_is_cut_off() -> None:
+    connection, transport = connect()
     connection.expire(time.monotonic() + REQUEST_SECONDS / 2)
     assert transport.state == "open"
     connection.expire(time.monotonic() + REQUEST_SECONDS + 1)

@@ -15,7 +15,7 @@ import numpy as np
 import orjson
 
 from modelyard import __version__
-from modelyard.workloads.serve import protocol
+from modelyard.workloads.serve import openapi, protocol
 from modelyard.workloads.serve.drift import DriftMonitor
 from modelyard.workloads.serve.errors import RequestError
 from modelyard.workloads.serve.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -81,12 +81,14 @@ class App:
             {"name": "modelyard", "version": __version__, "extensions": []}
         )
         self._model_metadata = b""
+        self._openapi = orjson.dumps(openapi.describe(name, None)) if name is not None else b""
         self._routes: dict[bytes, Route] = {
             b"/v2/health/live": Route("/v2/health/live", GET, self._live),
             b"/v2/health/ready": Route("/v2/health/ready", GET, self._ready),
             b"/v2": Route("/v2", GET, self._server),
             b"/metrics": Route("/metrics", GET, self._metrics),
             b"/v1/models": Route("/v1/models", GET, self._v1_models),
+            openapi.PATH.encode(): Route(openapi.PATH, GET, self._openapi_description),
         }
         if name is not None:
             self._add_model_routes(name, None)
@@ -102,6 +104,7 @@ class App:
             model.features, model.card.baseline, self._drift_window, model.dtype
         )
         self._model_metadata = orjson.dumps(_v2_metadata(model))
+        self._openapi = orjson.dumps(openapi.describe(model.name, model.version))
         self._add_model_routes(model.name, model.version)
         self.metrics.model = model.name
         self.metrics.load_seconds = load_seconds
@@ -194,6 +197,11 @@ class App:
 
     def _metrics(self, body: bytes) -> Response:
         return Response(200, self.metrics.render(), "/metrics", METRICS_CONTENT_TYPE)
+
+    def _openapi_description(self, body: bytes) -> Response:
+        if not self._openapi:
+            raise RequestError(503, "the model is still loading: its name is not known yet")
+        return Response(200, self._openapi, openapi.PATH)
 
     def _v1_models(self, body: bytes) -> Response:
         return Response(

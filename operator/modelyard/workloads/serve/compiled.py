@@ -11,7 +11,10 @@ checks), is served by scikit-learn itself.
 Supported: Pipeline, ColumnTransformer (integer column lists), SimpleImputer (NaN missing
 values, no indicator), StandardScaler, MinMaxScaler, OneHotEncoder (no drop, no infrequent
 categories), linear classifiers and single-output linear regressors, decision trees, random
-forests and extra-trees (single output).
+forests and extra-trees (single output), histogram gradient boosting on numeric features
+(binary and multiclass log-loss, squared-error regression). The last matters most: its
+scikit-learn predict() starts an OpenMP team per call, which costs milliseconds per request on
+a busy node.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import (
     ExtraTreesClassifier,
     ExtraTreesRegressor,
+    HistGradientBoostingClassifier,
+    HistGradientBoostingRegressor,
     RandomForestClassifier,
     RandomForestRegressor,
 )
@@ -277,6 +282,8 @@ def _final(step: Any) -> tuple[Transform, Transform | None]:
     if kind in _FORESTS:
         classifier = kind in (RandomForestClassifier, ExtraTreesClassifier)
         return _trees(step, list(step.estimators_), classifier=classifier, average=True)
+    if kind in (HistGradientBoostingClassifier, HistGradientBoostingRegressor):
+        return _hist_gradient_boosting(step)
     if kind in _LINEAR_REGRESSORS:
         coef = np.asarray(step.coef_, dtype=np.float64)
         if coef.ndim != 1:
@@ -328,66 +335,101 @@ def _linear_classifier(step: Any) -> tuple[Transform, Transform | None]:
     return predict, proba
 
 
-def _trees(
-    step: Any, trees: list[Any], classifier: bool, average: bool
-) -> tuple[Transform, Transform | None]:
-    """Every tree walked at once: all (tree, row) pairs step down one level per iteration.
+@dataclass(frozen=True)
+class _Forest:
+    """Nodes of many trees in flat arrays; a leaf's children are itself."""
 
-    Nodes of all trees live in flat arrays (offsets per tree); a leaf points to itself, so
-    pairs that reached their leaf stay put until the deepest tree is done. Like scikit-learn,
-    inputs are compared as float32, NaN follows each split's missing-value direction, a
-    forest adds its trees' outputs in order and divides by their number.
-    """
-    if step.n_outputs_ != 1:
-        raise Unsupported("multi-output trees")
-    lefts, rights, features, thresholds, missing_left, values, offsets = [], [], [], [], [], [], []
-    offset = 0
-    depth = 0
-    for tree in trees:
-        structure = tree.tree_
-        nodes = structure.node_count
-        here = np.arange(nodes)
-        leaf = structure.children_left == -1
-        lefts.append(np.where(leaf, here, structure.children_left) + offset)
-        rights.append(np.where(leaf, here, structure.children_right) + offset)
-        features.append(np.where(leaf, 0, structure.feature))
-        thresholds.append(structure.threshold)
-        missing_left.append(structure.missing_go_to_left.astype(bool))
-        if classifier:
-            values.append(structure.value[:, 0, : len(step.classes_)])
-        else:
-            values.append(structure.value[:, 0, 0])
-        offsets.append(offset)
-        offset += nodes
-        depth = max(depth, structure.max_depth)
-    left = np.concatenate(lefts)
-    right = np.concatenate(rights)
-    feature = np.concatenate(features).astype(np.intp)
-    threshold = np.concatenate(thresholds)
-    go_left_if_missing = np.concatenate(missing_left)
-    value = np.concatenate(values)
-    roots = np.asarray(offsets, dtype=np.intp)
-    count = len(trees)
+    left: np.ndarray
+    right: np.ndarray
+    feature: np.ndarray
+    threshold: np.ndarray
+    go_left_if_missing: np.ndarray
+    roots: np.ndarray  # first node of each tree
+    depth: int
+    as_float32: bool  # scikit-learn's trees compare float32 inputs; boosting compares float64
 
-    def leaves(matrix: np.ndarray) -> np.ndarray:
-        """Leaf per (tree, row), shape [trees, rows]."""
+    def leaves(self, matrix: np.ndarray) -> np.ndarray:
+        """Leaf per (tree, row), shape [trees, rows]: every tree walked at once, all (tree, row)
+        pairs stepping down one level per iteration, pairs at a leaf staying put."""
         rows = len(matrix)
-        data = np.asarray(matrix, dtype=np.float32).astype(np.float64)
+        dtype = np.float32 if self.as_float32 else np.float64
+        data = np.asarray(matrix, dtype=dtype).astype(np.float64)
         width = data.shape[1]
         flat = data.ravel()
+        count = len(self.roots)
         base = np.tile(np.arange(rows, dtype=np.intp) * width, count)
-        node = np.repeat(roots, rows)
+        node = np.repeat(self.roots, rows)
         missing = bool(np.isnan(flat).any())
-        for _ in range(depth):
+        left, right, feature, threshold = self.left, self.right, self.feature, self.threshold
+        for _ in range(self.depth):
             x = flat[base + feature[node]]
             go_left = x <= threshold[node]
             if missing:
-                go_left = np.where(np.isnan(x), go_left_if_missing[node], go_left)
+                go_left = np.where(np.isnan(x), self.go_left_if_missing[node], go_left)
             node = np.where(go_left, left[node], right[node])
-        return node.reshape(count, rows)
+        result: np.ndarray = node.reshape(count, rows)
+        return result
+
+
+def _forest(
+    trees: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
+    depth: int,
+    as_float32: bool,
+) -> _Forest:
+    """From per-tree (left, right, feature, threshold, missing-goes-left, is-leaf) arrays."""
+    lefts, rights, features, offsets = [], [], [], []
+    offset = 0
+    for left, right, feature, _, _, leaf in trees:
+        here = np.arange(len(left))
+        lefts.append(np.where(leaf, here, left) + offset)
+        rights.append(np.where(leaf, here, right) + offset)
+        features.append(np.where(leaf, 0, feature))
+        offsets.append(offset)
+        offset += len(left)
+    return _Forest(
+        left=np.concatenate(lefts).astype(np.intp),
+        right=np.concatenate(rights).astype(np.intp),
+        feature=np.concatenate(features).astype(np.intp),
+        threshold=np.concatenate([tree[3] for tree in trees]).astype(np.float64),
+        go_left_if_missing=np.concatenate([tree[4] for tree in trees]).astype(bool),
+        roots=np.asarray(offsets, dtype=np.intp),
+        depth=depth,
+        as_float32=as_float32,
+    )
+
+
+def _trees(
+    step: Any, trees: list[Any], classifier: bool, average: bool
+) -> tuple[Transform, Transform | None]:
+    """Like scikit-learn, inputs are compared as float32, NaN follows each split's
+    missing-value direction, a forest adds its trees' outputs in order and divides by their
+    number."""
+    if step.n_outputs_ != 1:
+        raise Unsupported("multi-output trees")
+    structures = [tree.tree_ for tree in trees]
+    forest = _forest(
+        [
+            (
+                structure.children_left,
+                structure.children_right,
+                structure.feature,
+                structure.threshold,
+                structure.missing_go_to_left,
+                structure.children_left == -1,
+            )
+            for structure in structures
+        ],
+        depth=max(structure.max_depth for structure in structures),
+        as_float32=True,
+    )
+    if classifier:
+        value = np.concatenate([s.value[:, 0, : len(step.classes_)] for s in structures])
+    else:
+        value = np.concatenate([s.value[:, 0, 0] for s in structures])
+    count = len(trees)
 
     def outputs(matrix: np.ndarray) -> np.ndarray:
-        per_tree: np.ndarray = value[leaves(matrix)]  # [trees, rows(, classes)]
+        per_tree: np.ndarray = value[forest.leaves(matrix)]  # [trees, rows(, classes)]
         if not average:
             single: np.ndarray = per_tree[0]
             return single
@@ -404,3 +446,70 @@ def _trees(
         return result
 
     return predict, outputs
+
+
+def _hist_gradient_boosting(step: Any) -> tuple[Transform, Transform | None]:
+    """Raw score = baseline + every tree's leaf value, in iteration order, per class; then the
+    loss's inverse link (sigmoid, softmax, identity), as scikit-learn's _raw_predict does."""
+    loss = type(step._loss).__name__
+    if step.is_categorical_ is not None or getattr(step, "_preprocessor", None) is not None:
+        raise Unsupported("histogram gradient boosting with categorical features")
+    if loss not in ("HalfBinomialLoss", "HalfMultinomialLoss", "HalfSquaredError"):
+        raise Unsupported(f"histogram gradient boosting with {loss}")
+    per_class = step.n_trees_per_iteration_
+    # Iteration-major, so trees [i * per_class + k] belong to class k.
+    predictors = [predictor for iteration in step._predictors for predictor in iteration]
+    nodes = [predictor.nodes for predictor in predictors]
+    forest = _forest(
+        [
+            (
+                n["left"],
+                n["right"],
+                n["feature_idx"],
+                n["num_threshold"],
+                n["missing_go_to_left"],
+                n["is_leaf"].astype(bool),
+            )
+            for n in nodes
+        ],
+        depth=max(int(n["depth"].max()) for n in nodes),
+        as_float32=False,
+    )
+    value = np.concatenate([n["value"] for n in nodes]).astype(np.float64)
+    baseline = np.asarray(step._baseline_prediction, dtype=np.float64).reshape(1, per_class)
+    iterations = len(step._predictors)
+
+    def raw(matrix: np.ndarray) -> np.ndarray:
+        per_tree = value[forest.leaves(matrix)]  # [iterations * per_class, rows]
+        per_tree = per_tree.reshape(iterations, per_class, -1)
+        total = np.zeros((per_tree.shape[2], per_class))
+        total += baseline
+        for tree_values in per_tree:  # iteration by iteration, in order
+            total += tree_values.T
+        return total
+
+    if loss == "HalfSquaredError":
+
+        def regress(matrix: np.ndarray) -> np.ndarray:
+            result: np.ndarray = raw(matrix)[:, 0]
+            return result
+
+        return regress, None
+
+    def proba(matrix: np.ndarray) -> np.ndarray:
+        scores = raw(matrix)
+        if per_class == 1:
+            positive = 1.0 / (1.0 + np.exp(-scores[:, 0]))
+            return np.column_stack((1.0 - positive, positive))
+        scores -= scores.max(axis=1, keepdims=True)
+        np.exp(scores, out=scores)
+        scores /= scores.sum(axis=1, keepdims=True)
+        return scores
+
+    classes = step.classes_
+
+    def predict(matrix: np.ndarray) -> np.ndarray:
+        result: np.ndarray = classes.take(np.argmax(proba(matrix), axis=1), axis=0)
+        return result
+
+    return predict, proba

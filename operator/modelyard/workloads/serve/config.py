@@ -14,6 +14,9 @@ from modelyard.storage.uri import S3Uri
 DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
 DEFAULT_DRIFT_WINDOW = 1000
 DEFAULT_DRAIN_SECONDS = 25.0  # under Kubernetes' default 30 s terminationGracePeriodSeconds
+# A request must arrive whole within this, and a new connection must start one within it, so
+# slow trickles (slow-loris) cannot hold connections forever.
+DEFAULT_REQUEST_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,7 @@ class ServeConfig:
     max_body_bytes: int
     drift_window: int
     drain_seconds: float
+    request_seconds: float = DEFAULT_REQUEST_SECONDS
 
 
 class UsageError(ValueError):
@@ -99,6 +103,13 @@ def parse(argv: Sequence[str], env: Mapping[str, str] | None = None) -> ServeCon
         default=_number(env, "MODELYARD_DRAIN_SECONDS", DEFAULT_DRAIN_SECONDS, float),
         help="on SIGTERM, how long in-flight requests may take to finish",
     )
+    parser.add_argument(
+        "--request-seconds",
+        type=float,
+        default=_number(env, "MODELYARD_REQUEST_SECONDS", DEFAULT_REQUEST_SECONDS, float),
+        help="a request must arrive whole within this (slow-loris guard); a new connection "
+        "must start one within it too [env MODELYARD_REQUEST_SECONDS]",
+    )
     args = parser.parse_args(list(argv))
 
     if not args.model_uri:
@@ -117,6 +128,8 @@ def parse(argv: Sequence[str], env: Mapping[str, str] | None = None) -> ServeCon
         raise UsageError("--workers > 1 needs a fixed --port: each worker binds it")
     if args.max_body_bytes < 1:
         raise UsageError(f"--max-body-bytes {args.max_body_bytes}: must be positive")
+    if args.request_seconds <= 0:
+        raise UsageError(f"--request-seconds {args.request_seconds}: must be positive")
     if args.drift_window < 1:
         raise UsageError(f"--drift-window {args.drift_window}: must be positive")
     return ServeConfig(
@@ -130,4 +143,5 @@ def parse(argv: Sequence[str], env: Mapping[str, str] | None = None) -> ServeCon
         max_body_bytes=args.max_body_bytes,
         drift_window=args.drift_window,
         drain_seconds=args.drain_seconds,
+        request_seconds=args.request_seconds,
     )

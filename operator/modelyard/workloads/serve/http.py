@@ -19,6 +19,7 @@ import httptools
 import orjson
 
 from modelyard.workloads.serve.app import JSON, OTHER, App, Offload, Outcome, Response
+from modelyard.workloads.serve.config import DEFAULT_REQUEST_SECONDS
 
 _REASONS = {
     200: "OK",
@@ -44,8 +45,6 @@ MAX_HEADER_BYTES = 64 * 1024
 # Idle keep-alive connections close after this; above the 60 s idle timeout of common load
 # balancers, so that they, not we, close first and never reuse a connection we just closed.
 KEEPALIVE_SECONDS = 75.0
-# A request must arrive whole within this, so slow trickles cannot hold connections forever.
-REQUEST_SECONDS = 60.0
 SWEEP_SECONDS = 5.0
 
 
@@ -62,9 +61,12 @@ class Request(NamedTuple):
 class Server:
     """State shared by every connection of one process."""
 
-    def __init__(self, app: App, max_body_bytes: int) -> None:
+    def __init__(
+        self, app: App, max_body_bytes: int, request_seconds: float = DEFAULT_REQUEST_SECONDS
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.request_seconds = request_seconds
         self.connections: set[Connection] = set()
         self.draining = False
         self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="predict")
@@ -84,7 +86,7 @@ class Server:
     async def sweep(self) -> None:
         """Close connections idle past KEEPALIVE_SECONDS or stuck mid-request; runs forever."""
         while True:
-            await asyncio.sleep(SWEEP_SECONDS)
+            await asyncio.sleep(min(SWEEP_SECONDS, self.request_seconds / 2))
             now = time.monotonic()
             for connection in list(self.connections):
                 connection.expire(now)
@@ -117,6 +119,7 @@ class Connection(asyncio.Protocol):
         self._in_message = False
         self._last_active = time.monotonic()
         self._message_started = 0.0
+        self._answered = False  # until the first response, idling counts as a stalled request
         self._closed = False  # no more input is read (refused, closing, or lost)
         # While one request waits on a worker thread, later pipelined ones queue here so the
         # responses go out in order. None: nothing pending, requests are answered inline.
@@ -255,6 +258,7 @@ class Connection(asyncio.Protocol):
         self._app.metrics.request(
             response.endpoint, response.status, time.perf_counter() - request.started
         )
+        self._answered = True
         transport = self._transport
         if transport is None or transport.is_closing():
             return
@@ -311,8 +315,9 @@ class Connection(asyncio.Protocol):
     def expire(self, now: float) -> None:
         if self._queue is not None or self._transport is None:
             return  # a response is being computed: the connection is not idle
-        if self._in_message:
-            if now - self._message_started > REQUEST_SECONDS:
+        if self._in_message or not self._answered:
+            started = self._message_started if self._in_message else self._last_active
+            if now - started > self._server.request_seconds:
                 self._transport.abort()
         elif now - self._last_active > KEEPALIVE_SECONDS:
             self._closed = True

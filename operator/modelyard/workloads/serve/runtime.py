@@ -22,6 +22,7 @@ import threading
 from types import FrameType
 
 import uvloop
+from botocore.exceptions import BotoCoreError, ClientError
 
 from modelyard.reasons import Reason
 from modelyard.workloads import termination
@@ -69,7 +70,7 @@ async def _serve(config: ServeConfig, sock: socket.socket, preloaded: loader.Loa
     loop = asyncio.get_running_loop()
     metrics = Metrics()
     app = App(config.name, metrics, config.drift_window)
-    server = Server(app, config.max_body_bytes)
+    server = Server(app, config.max_body_bytes, config.request_seconds)
     listener = await loop.create_server(server.connection, sock=sock)
     sweeper = loop.create_task(server.sweep())
     host, port = sock.getsockname()[:2]
@@ -138,7 +139,10 @@ def _settle_error(future: asyncio.Future[loader.Loaded], error: BaseException) -
 def _load_error(failure: BaseException) -> WorkloadError:
     if isinstance(failure, WorkloadError):
         return failure
-    # S3 unreachable, access denied, …: the operator still gets a reason and the cause.
+    if isinstance(failure, BotoCoreError | ClientError):
+        # S3 down, unreachable or refusing us after the client's retries: the reason every
+        # workload gives (termination.run), so the operator can tell it from a bad model.
+        return WorkloadError(Reason.StorageUnavailable, f"S3 storage: {failure}")
     return WorkloadError(Reason.ModelLoadFailed, f"{type(failure).__name__}: {failure}")
 
 

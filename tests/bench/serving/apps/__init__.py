@@ -1,0 +1,1 @@
+"""Small servers the benchmark starts: the peers' apps (run in their own venvs) and our ceiling."""

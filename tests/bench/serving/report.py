@@ -1,0 +1,212 @@
+"""docs/benchmarks/serving.md (tables, goals), serving.png (plot) and serving.json (raw)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+OUT = Path(__file__).resolve().parents[3] / "docs" / "benchmarks"
+OURS = {"V2": "modelyard V2", "V1": "modelyard V1"}
+# Each goal compares our endpoint with the peer endpoint that speaks the same protocol.
+PEERS = (("MLServer V2", "V2"), ("KServe V2", "V2"), ("KServe V1", "V1"))
+THROUGHPUT_GOAL = 3.0
+CEILING_GOAL = 0.7
+
+Result = dict[str, Any]
+
+
+def _cells(results: list[Result], mode: str) -> dict[tuple[Any, ...], dict[str, Result]]:
+    """(model, workers, rows, level) -> server -> result."""
+    cells: dict[tuple[Any, ...], dict[str, Result]] = {}
+    for result in results:
+        if result["mode"] != mode:
+            continue
+        key = (result["model_label"], result["workers"], result["rows"], result["level"])
+        cells.setdefault(key, {})[result["server"]] = result
+    return cells
+
+
+def _ratio(numerator: float, denominator: float) -> float:
+    return numerator / denominator if denominator > 0 else float("inf")
+
+
+def _x(value: float) -> str:
+    return "∞" if value == float("inf") else f"{value:.1f}x"
+
+
+def _row(values: Iterable[object]) -> str:
+    return "| " + " | ".join(str(v) for v in values) + " |"
+
+
+def goals(results: list[Result]) -> tuple[list[str], dict[str, tuple[int, int]]]:
+    """The closed-loop comparison table and, per goal, (cells met, cells measured)."""
+    header = [
+        "model",
+        "workers",
+        "rows",
+        "c",
+        "ours V2 req/s",
+        "x MLServer",
+        "x KServe V2",
+        "ours V1 req/s",
+        "x KServe V1",
+        "x FastAPI",
+        "% ceiling (V2)",
+        "p99 ours V2 ms",
+        "p99 MLServer ÷ ours",
+        "p99 KServe V2 ÷ ours",
+        "p99 KServe V1 ÷ ours V1",
+    ]
+    lines = [_row(header), _row("---" for _ in header)]
+    tally = {"throughput": [0, 0], "p99": [0, 0], "ceiling": [0, 0]}
+    for (model, workers, rows, level), servers in sorted(_cells(results, "closed").items()):
+        ours = {protocol: servers[label] for protocol, label in OURS.items()}
+        cells: list[object] = [model, workers, rows, level]
+        throughput = {}
+        p99 = {}
+        for peer, protocol in PEERS:
+            mine, theirs = ours[protocol], servers[peer]
+            throughput[peer] = _ratio(mine["throughput"], theirs["throughput"])
+            p99[peer] = _ratio(theirs["p99_ms"], mine["p99_ms"])
+            tally["throughput"][0] += throughput[peer] >= THROUGHPUT_GOAL
+            tally["p99"][0] += p99[peer] >= THROUGHPUT_GOAL
+            tally["throughput"][1] += 1
+            tally["p99"][1] += 1
+        ceiling = _ratio(ours["V2"]["throughput"], servers["ceiling"]["throughput"])
+        tally["ceiling"][0] += ceiling >= CEILING_GOAL
+        tally["ceiling"][1] += 1
+        cells += [
+            f"{ours['V2']['throughput']:,.0f}",
+            _x(throughput["MLServer V2"]),
+            _x(throughput["KServe V2"]),
+            f"{ours['V1']['throughput']:,.0f}",
+            _x(throughput["KServe V1"]),
+            _x(_ratio(ours["V1"]["throughput"], servers["FastAPI V1"]["throughput"])),
+            f"{100 * ceiling:.0f} %",
+            f"{ours['V2']['p99_ms']:.2f}",
+            _x(p99["MLServer V2"]),
+            _x(p99["KServe V2"]),
+            _x(p99["KServe V1"]),
+        ]
+        lines.append(_row(cells))
+    return lines, {name: (met, total) for name, (met, total) in tally.items()}
+
+
+def absolute(results: list[Result], mode: str) -> list[str]:
+    header = ["model", "workers", "rows", "c" if mode == "closed" else "rate/s", "server"]
+    header += ["req/s", "p50 ms", "p99 ms", "errors"]
+    lines = [_row(header), _row("---" for _ in header)]
+    for (model, workers, rows, level), servers in sorted(_cells(results, mode).items()):
+        for server, result in servers.items():
+            lines.append(
+                _row(
+                    [
+                        *(model, workers, rows, level, server),
+                        f"{result['throughput']:,.0f}",
+                        f"{result['p50_ms']:.2f}",
+                        f"{result['p99_ms']:.2f}",
+                        result["errors"],
+                    ]
+                )
+            )
+    return lines
+
+
+def plot(results: list[Result], path: Path) -> None:
+    closed = [r for r in results if r["mode"] == "closed" and r["rows"] == 1]
+    models = sorted({r["model_label"] for r in closed})
+    workers = sorted({r["workers"] for r in closed})
+    servers = list(dict.fromkeys(r["server"] for r in closed))
+    levels = sorted({r["level"] for r in closed})
+    figure, axes = plt.subplots(
+        2 * len(workers),
+        len(models),
+        figsize=(5 * len(models), 3.4 * 2 * len(workers)),
+        squeeze=False,
+    )
+    width = 0.8 / len(servers)
+    for w, worker_count in enumerate(workers):
+        for m, model in enumerate(models):
+            for metric, row, label in (
+                ("throughput", 2 * w, "req/s"),
+                ("p99_ms", 2 * w + 1, "p99 ms (log)"),
+            ):
+                ax = axes[row][m]
+                for s, server in enumerate(servers):
+                    values = [
+                        next(
+                            (
+                                r[metric]
+                                for r in closed
+                                if (r["model_label"], r["workers"], r["server"], r["level"])
+                                == (model, worker_count, server, level)
+                            ),
+                            0.0,
+                        )
+                        for level in levels
+                    ]
+                    positions = [i + s * width for i in range(len(levels))]
+                    ax.bar(positions, values, width, label=server)
+                ax.set_xticks([i + 0.4 - width / 2 for i in range(len(levels))])
+                ax.set_xticklabels([f"c={level}" for level in levels])
+                ax.set_title(f"{model}, {worker_count} worker(s), 1 row", fontsize=9)
+                ax.set_ylabel(label)
+                if metric == "p99_ms":
+                    ax.set_yscale("log")
+    axes[0][0].legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+
+
+def write(results: list[Result], matrix: dict[str, Any], command: str, started: str) -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "serving.json").write_text(json.dumps({"matrix": matrix, "results": results}, indent=1))
+    plot(results, OUT / "serving.png")
+    table, tally = goals(results)
+    summary = {
+        "throughput": f"throughput ≥ {THROUGHPUT_GOAL:.0f}x MLServer's and KServe's",
+        "p99": f"p99 ≤ 1/{THROUGHPUT_GOAL:.0f} of MLServer's and KServe's",
+        "ceiling": f"≥ {100 * CEILING_GOAL:.0f} % of the constant endpoint's throughput",
+    }
+    lines = [
+        "# Model serving: our server against MLServer, KServe and FastAPI",
+        "",
+        f"Run {started} with `{command}` (`make bench` / `make bench-quick`).",
+        f"Matrix: {json.dumps(matrix)}.",
+        "",
+        "## Goals",
+        "",
+        "| goal | cells met | verdict |",
+        "| --- | --- | --- |",
+    ]
+    for name, text in summary.items():
+        met, total = tally[name]
+        lines.append(_row([text, f"{met} / {total}", "met" if met == total else "**missed**"]))
+    lines += [
+        "",
+        "## Closed loop (wrk, one connection per client, next request on the last answer)",
+        "",
+        "Ratios: ours ÷ peer for throughput, peer ÷ ours for p99 (both: higher is better for us).",
+        "",
+        *table,
+        "",
+        "![throughput and p99 per server](serving.png)",
+        "",
+        "## Open loop (vegeta, fixed rate, one worker, one-row payloads)",
+        "",
+        *absolute(results, "open"),
+        "",
+        "## Every closed-loop figure",
+        "",
+        *absolute(results, "closed"),
+        "",
+    ]
+    (OUT / "serving.md").write_text("\n".join(lines))

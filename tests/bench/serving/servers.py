@@ -1,0 +1,244 @@
+"""Starting each server on loopback the way its documentation says, and talking to it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import requests
+
+from tests.bench.serving import venvs
+from tests.bench.serving.models import BenchModel
+from tests.serving import free_port
+
+APPS = Path(__file__).with_name("apps")
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def v2_body(rows: np.ndarray) -> bytes:
+    """One FP64 matrix tensor: what MLServer's scikit-learn runtime decodes by default."""
+    tensor = {
+        "name": "input-0",
+        "shape": list(rows.shape),
+        "datatype": "FP64",
+        "data": rows.ravel().tolist(),
+    }
+    return json.dumps({"inputs": [tensor]}).encode()
+
+
+def v1_body(rows: np.ndarray) -> bytes:
+    return json.dumps({"instances": rows.tolist()}).encode()
+
+
+def v2_predictions(answer: dict[str, Any]) -> list[int]:
+    return [int(value) for value in answer["outputs"][0]["data"]]
+
+
+def v1_predictions(answer: dict[str, Any]) -> list[int]:
+    return [int(value) for value in answer["predictions"]]
+
+
+@dataclass(frozen=True)
+class Protocol:
+    name: str
+    body: Callable[[np.ndarray], bytes]
+    predictions: Callable[[dict[str, Any]], list[int]]
+
+
+V2 = Protocol("V2", v2_body, v2_predictions)
+V1 = Protocol("V1", v1_body, v1_predictions)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    label: str  # "modelyard V2", "MLServer V2", ...
+    url: str
+    protocol: Protocol
+
+
+@dataclass
+class Running:
+    """One started server (possibly several processes in one session) and its endpoints."""
+
+    name: str
+    process: subprocess.Popen[bytes]
+    endpoints: list[Endpoint] = field(default_factory=list)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=10)
+
+
+def _launch(
+    name: str, command: list[str], log: Path, cpus: str | None, env: dict[str, str], cwd: Path
+) -> subprocess.Popen[bytes]:
+    pinned = [] if cpus is None else ["taskset", "-c", cpus]
+    with log.open("wb") as sink:
+        return subprocess.Popen(
+            [*pinned, *command],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **env},
+            cwd=cwd,
+            start_new_session=True,  # one process group: the server's workers stop with it
+        )
+
+
+def wait_ready(running: Running, model: BenchModel, log: Path, seconds: float = 180) -> None:
+    """Until every endpoint answers a one-row prediction with 200."""
+    deadline = time.monotonic() + seconds
+    for endpoint in running.endpoints:
+        body = endpoint.protocol.body(model.rows(1))
+        while True:
+            if running.process.poll() is not None:
+                raise RuntimeError(f"{running.name} exited; see {log}:\n{log.read_text()[-3000:]}")
+            try:
+                answer = requests.post(endpoint.url, data=body, timeout=5)
+                if answer.status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{endpoint.label} not ready; see {log}")
+            time.sleep(0.25)
+
+
+@dataclass(frozen=True)
+class Launch:
+    """What every server gets: the model, worker count, CPUs to pin to, a work directory."""
+
+    model: BenchModel
+    model_uri: str  # s3://… for our server
+    s3_env: dict[str, str]
+    workers: int
+    cpus: str | None
+    workdir: Path
+
+
+def modelyard(launch: Launch) -> Running:
+    port = free_port()
+    log = launch.workdir / f"modelyard-{launch.model.name}-{launch.workers}.log"
+    command = [
+        *(sys.executable, "-m", "modelyard.workloads", "serve"),
+        *("--model-uri", launch.model_uri, "--host", "127.0.0.1", "--port", str(port)),
+        *("--workers", str(launch.workers)),
+    ]
+    process = _launch("modelyard", command, log, launch.cpus, launch.s3_env, ROOT)
+    base = f"http://127.0.0.1:{port}"
+    name = launch.model.name
+    running = Running(
+        "modelyard",
+        process,
+        [
+            Endpoint("modelyard V2", f"{base}/v2/models/{name}/infer", V2),
+            Endpoint("modelyard V1", f"{base}/v1/models/{name}:predict", V1),
+        ],
+    )
+    wait_ready(running, launch.model, log)
+    return running
+
+
+def ceiling(launch: Launch) -> Running:
+    port = free_port()
+    log = launch.workdir / f"ceiling-{launch.workers}.log"
+    command = [
+        *(sys.executable, "-m", "tests.bench.serving.apps.ceiling"),
+        *(str(port), str(launch.workers)),
+    ]
+    process = _launch("ceiling", command, log, launch.cpus, {}, ROOT)
+    running = Running(
+        "ceiling", process, [Endpoint("ceiling", f"http://127.0.0.1:{port}/ceiling", V2)]
+    )
+    wait_ready(running, launch.model, log)
+    return running
+
+
+def mlserver(launch: Launch) -> Running:
+    """`mlserver start <folder>` with settings.json and model-settings.json, as MLServer's docs.
+
+    Workers: MLServer's `parallel_workers` (inference processes behind one HTTP process).
+    """
+    port = free_port()
+    folder = launch.workdir / f"mlserver-{launch.model.name}-{launch.workers}"
+    folder.mkdir(parents=True, exist_ok=True)
+    settings = {
+        "host": "127.0.0.1",
+        "http_port": port,
+        "grpc_port": free_port(),
+        "metrics_port": free_port(),
+        "parallel_workers": launch.workers,
+        "debug": False,
+    }
+    (folder / "settings.json").write_text(json.dumps(settings))
+    model_settings = {
+        "name": launch.model.name,
+        "implementation": "mlserver_sklearn.SKLearnModel",
+        "parameters": {"uri": str(launch.model.path)},
+    }
+    (folder / "model-settings.json").write_text(json.dumps(model_settings))
+    python = venvs.python("mlserver")
+    log = folder / "server.log"
+    command = [str(python.parent / "mlserver"), "start", str(folder)]
+    process = _launch("mlserver", command, log, launch.cpus, {}, folder)
+    url = f"http://127.0.0.1:{port}/v2/models/{launch.model.name}/infer"
+    running = Running("mlserver", process, [Endpoint("MLServer V2", url, V2)])
+    wait_ready(running, launch.model, log)
+    return running
+
+
+def kserve(launch: Launch) -> Running:
+    port = free_port()
+    name = launch.model.name
+    log = launch.workdir / f"kserve-{name}-{launch.workers}.log"
+    command = [
+        *(str(venvs.python("kserve")), str(APPS / "kserve_model.py")),
+        *("--model_name", name, "--model_path", str(launch.model.path)),
+        *("--http_port", str(port), "--grpc_port", str(free_port())),
+        *("--workers", str(launch.workers)),
+    ]
+    process = _launch("kserve", command, log, launch.cpus, {}, launch.workdir)
+    base = f"http://127.0.0.1:{port}"
+    running = Running(
+        "kserve",
+        process,
+        [
+            Endpoint("KServe V2", f"{base}/v2/models/{name}/infer", V2),
+            Endpoint("KServe V1", f"{base}/v1/models/{name}:predict", V1),
+        ],
+    )
+    wait_ready(running, launch.model, log)
+    return running
+
+
+def fastapi(launch: Launch) -> Running:
+    port = free_port()
+    name = launch.model.name
+    log = launch.workdir / f"fastapi-{name}-{launch.workers}.log"
+    command = [
+        *(str(venvs.python("fastapi")), "-m", "uvicorn", "fastapi_app:app"),
+        *("--app-dir", str(APPS), "--host", "127.0.0.1", "--port", str(port)),
+        *("--workers", str(launch.workers), "--no-access-log"),
+    ]
+    env = {"BENCH_MODEL": str(launch.model.path)}
+    process = _launch("fastapi", command, log, launch.cpus, env, launch.workdir)
+    url = f"http://127.0.0.1:{port}/v1/models/{name}:predict"
+    running = Running("fastapi", process, [Endpoint("FastAPI V1", url, V1)])
+    wait_ready(running, launch.model, log)
+    return running
+
+
+SERVERS: list[Callable[[Launch], Running]] = [modelyard, mlserver, kserve, fastapi, ceiling]
