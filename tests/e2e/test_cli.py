@@ -110,5 +110,16 @@ def test_wait_predict_and_logs_on_the_quickstart(
     assert lineage.returncode == 0, lineage.stderr
     assert "└── modeldeployment/iris  Ready (Serving)" in lineage.stdout
 
+    status = modelyard(kube_node, ml_namespace, "status")
+    assert status.returncode == 0, status.stderr
+    assert [line.split()[:2] for line in status.stdout.splitlines()[1:]] == [
+        ["dataset/iris", "Ready"],
+        ["trainingjob/iris-classifier", "Succeeded"],
+        ["modeldeployment/iris", "Ready"],
+    ]
+    # What a user sees, in the log of a run with -s (docs/cli.md shows the same).
+    for shown in (waited, status, lineage, table, logs):
+        print(f"\n$ modelyard {' '.join(shown.args[3:-4])}\n{shown.stdout}")
+
     usage = modelyard(kube_node, ml_namespace, "logs", "mdep/iris")
     assert usage.returncode == EXIT_USAGE

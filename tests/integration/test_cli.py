@@ -133,7 +133,7 @@ def deployment_ready(bucket: str = "modelyard") -> dict[str, Any]:
 
 
 def deployment_blocked() -> dict[str, Any]:
-    message = "run-1: accuracy 0.5 is below the promotion minimum 0.85"
+    message = "iris-classifier/run-1 has accuracy=0.5 against the gate 0.85"
     return {
         "observedGeneration": 1,
         "phase": "Pending",
@@ -322,7 +322,8 @@ def test_lineage_of_a_deployment_without_a_model_says_why(
     shown = modelyard(kube, namespace, "lineage", "modeldeployment/iris")
     assert shown.returncode == EXIT_FAILED
     assert shown.stderr.startswith(
-        "error: modeldeployment/iris serves no model yet (Pending: PromotionBlocked: run-1:"
+        "error: modeldeployment/iris serves no model yet (Pending: PromotionBlocked: "
+        "iris-classifier/run-1 has accuracy=0.5"
     )
 
 
@@ -401,7 +402,10 @@ def test_wait_fails_on_a_blocked_promotion_once_training_is_done(
     chain.set_status("ModelDeployment", "iris", deployment_blocked())
     waited = modelyard(kube, namespace, "wait", "mdep/iris", "--timeout", "1m")
     assert waited.returncode == EXIT_FAILED
-    assert waited.stderr.startswith("error: modeldeployment/iris: PromotionBlocked: run-1:")
+    assert waited.stderr == (
+        "error: modeldeployment/iris: PromotionBlocked: "
+        "iris-classifier/run-1 has accuracy=0.5 against the gate 0.85\n"
+    )
 
 
 def test_wait_times_out_with_its_own_exit_code_naming_the_first_link_not_ready(

@@ -21,9 +21,10 @@ from modelyard.cli.output import Painter
 from modelyard.cli.refs import Ref, parse_ref
 from modelyard.cli.status import ready_condition, result
 from modelyard.exitcodes import EXIT_TIMEOUT
+from modelyard.reasons import Reason
 
 # ModelDeployment reasons that will not change by waiting once the TrainingJob is done.
-BLOCKING_REASONS = frozenset({"PromotionBlocked", "RunNotFound", "RunNotSucceeded"})
+BLOCKING_REASONS = frozenset({Reason.PromotionBlocked, Reason.RunNotFound, Reason.RunNotSucceeded})
 # A ModelDeployment may still show a gate's verdict on the previous run for a moment after its
 # TrainingJob reports a new one; a blocking reason counts once it has held this long.
 SETTLE_SECONDS = 5.0
