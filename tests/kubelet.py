@@ -3,6 +3,7 @@ and ReplicaSet controllers created through the states a kubelet would report."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Callable
@@ -47,6 +48,13 @@ def finish_job(
         lambda: next(iter(pods(core, namespace, f"batch.kubernetes.io/job-name={job_name}")), None),
         timeout,
     )
+    terminate(core, pod, message, exit_code)
+
+
+def terminate(
+    core: client.CoreV1Api, pod: client.V1Pod, message: dict[str, Any], exit_code: int = 0
+) -> None:
+    """The pod's container ends with `exit_code`, leaving `message` as its termination message."""
     container = pod.spec.containers[0]
     terminated = {
         "exitCode": exit_code,
@@ -70,7 +78,39 @@ def finish_job(
             }
         ],
     }
-    core.patch_namespaced_pod_status(pod.metadata.name, namespace, {"status": status})
+    core.patch_namespaced_pod_status(pod.metadata.name, pod.metadata.namespace, {"status": status})
+
+
+def version_of(dataset: str) -> str:
+    """The content version the stand-in ingest workload publishes for a Dataset."""
+    return "sha256:" + hashlib.sha256(dataset.encode()).hexdigest()
+
+
+def model_digest_of(training_job: str, run: str) -> str:
+    return "sha256:" + hashlib.sha256(f"{training_job}/{run}".encode()).hexdigest()
+
+
+def finish_workloads(core: client.CoreV1Api, namespace: str) -> int:
+    """One pass of a kubelet under which every ingest and training workload succeeds: each
+    running pod of a Modelyard Job ends with its workload's summary. How many pods it ended."""
+    ended = 0
+    for pod in pods(core, namespace, "app.kubernetes.io/managed-by=modelyard"):
+        labels = pod.metadata.labels or {}
+        if pod.status.phase in ("Succeeded", "Failed") or pod.metadata.deletion_timestamp:
+            continue
+        env = {var.name: var.value for var in pod.spec.containers[0].env or []}
+        if "modelyard.dev/run" in labels:
+            name, run = labels["modelyard.dev/trainingjob"], labels["modelyard.dev/run"]
+            summary = train_summary(
+                run, env["MODELYARD_DATASET_VERSION"], model_digest_of(name, run), 0.9
+            )
+        elif "modelyard.dev/dataset" in labels:
+            summary = ingest_summary(version_of(labels["modelyard.dev/dataset"]))
+        else:
+            continue
+        terminate(core, pod, summary)
+        ended += 1
+    return ended
 
 
 def make_ready(core: client.CoreV1Api, namespace: str, selector: str, count: int) -> None:

@@ -177,6 +177,9 @@ class OperatorProcess:
         except OSError:
             return False
 
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
     @property
     def pid(self) -> int:
         assert self.process is not None

@@ -15,7 +15,7 @@ HANDLERS = {INGEST_COMPONENT: dataset.on_job_finished, TRAIN_COMPONENT: training
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={"app.kubernetes.io/managed-by": "modelyard"})
-def workload_job_event(body: kopf.Body, memo: kopf.Memo, type: str | None, **_: Any) -> None:
+def workload_job_event(body: kopf.Body, memo: kopf.Memo, type: str | None, **kwargs: Any) -> None:
     if type == "DELETED":
         return
     job = dict(body)
@@ -23,4 +23,4 @@ def workload_job_event(body: kopf.Body, memo: kopf.Memo, type: str | None, **_: 
     handler = HANDLERS.get(job["metadata"]["labels"].get("app.kubernetes.io/component", ""))
     if succeeded is None or handler is None:
         return
-    handler(from_memo(memo), job, succeeded)
+    handler(from_memo(memo, kwargs), job, succeeded)

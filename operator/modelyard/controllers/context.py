@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from typing import Any
 
 import kopf
 
 from modelyard.config import OperatorConfig
+from modelyard.controllers.indexes import Relations
 from modelyard.controllers.kube import Kube
 
 
@@ -15,11 +17,20 @@ from modelyard.controllers.kube import Kube
 class Context:
     kube: Kube
     config: OperatorConfig
+    #: kopf's indexes of who refers to whom; handlers get them with their other arguments.
+    relations: Relations | None = None
+
+    def related(self) -> Relations:
+        assert self.relations is not None, "from_memo(memo, kwargs) gives a handler its indexes"
+        return self.relations
 
 
-def from_memo(memo: kopf.Memo) -> Context:
+def from_memo(memo: kopf.Memo, kwargs: Mapping[str, Any] | None = None) -> Context:
+    """The operator's context; with a handler's kwargs, also the indexes kopf passed it."""
     context: Context = memo["context"]
-    return context
+    if kwargs is None:
+        return context
+    return replace(context, relations=Relations.from_kwargs(kwargs))
 
 
 def post_event(body: dict[str, Any], reason: str, message: str, warning: bool = False) -> None:

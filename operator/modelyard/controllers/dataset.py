@@ -11,7 +11,8 @@ from modelyard.api.dataset import DatasetSpec
 from modelyard.controllers import metrics, trainingjob
 from modelyard.controllers.conditions import now, set_condition
 from modelyard.controllers.context import Context, from_memo, post_event
-from modelyard.controllers.jobs import failure_reason
+from modelyard.controllers.denials import reported
+from modelyard.controllers.jobs import failure_reason, outcome
 from modelyard.controllers.kube import termination_message
 from modelyard.reasons import Reason
 from modelyard.resources.jobs import Owner, build_ingest_job, ingest_job_name
@@ -24,9 +25,10 @@ HISTORY_LIMIT = 20
 @kopf.on.resume(GROUP, VERSION, "datasets")
 @kopf.on.create(GROUP, VERSION, "datasets")
 @kopf.on.update(GROUP, VERSION, "datasets")
-def dataset_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    with metrics.reconciling(KIND):
-        reconcile(from_memo(memo), dict(body))
+def dataset_changed(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
+    context, plain = from_memo(memo, kwargs), dict(body)
+    with metrics.reconciling(KIND), reported(context, KIND, plain):
+        reconcile(context, plain)
 
 
 def reconcile(context: Context, body: dict[str, Any]) -> None:
@@ -42,7 +44,7 @@ def reconcile(context: Context, body: dict[str, Any]) -> None:
         return  # this ingestion was started already; its Job's events carry it on
     spec = DatasetSpec.model_validate(body["spec"])
     owner = Owner(KIND, meta["name"], meta["namespace"], meta["uid"])
-    _, created = context.kube.create(build_ingest_job(owner, spec, job_name, context.config))
+    job, created = context.kube.create(build_ingest_job(owner, spec, job_name, context.config))
     has_version = bool(status.get("version"))
     conditions = status.get("conditions")
     if not has_version:
@@ -66,6 +68,12 @@ def reconcile(context: Context, body: dict[str, Any]) -> None:
     metrics.set_phase(KIND, meta["namespace"], meta["name"], "Ingesting")
     if created:
         post_event(body, Reason.IngestStarted, f"started ingest Job {job_name}")
+        return
+    # The Job was made by a reconcile that died before recording it; if it has ended meanwhile,
+    # its last event came while our status did not name it yet: record its result now.
+    finished = outcome(job)
+    if finished is not None:
+        on_job_finished(context, job, finished)
 
 
 def on_job_finished(context: Context, job: dict[str, Any], succeeded: bool) -> None:

@@ -18,6 +18,9 @@ from kubernetes.dynamic.exceptions import ConflictError, NotFoundError
 from modelyard.api import API_VERSION
 
 FIELD_MANAGER = "modelyard"
+# (connect, read) seconds: a call to an API server that went away fails and kopf retries the
+# handler, instead of holding one of the worker threads forever.
+REQUEST_TIMEOUT = (10, 60)
 Manifest = dict[str, Any]
 
 
@@ -42,7 +45,9 @@ class Kube:
 
     def get(self, api_version: str, kind: str, namespace: str, name: str) -> Manifest | None:
         try:
-            found = self._resource(api_version, kind).get(name=name, namespace=namespace)
+            found = self._resource(api_version, kind).get(
+                name=name, namespace=namespace, _request_timeout=REQUEST_TIMEOUT
+            )
         except NotFoundError:
             return None
         return _plain(found)
@@ -50,7 +55,9 @@ class Kube:
     def list_objects(
         self, api_version: str, kind: str, namespace: str, selector: str | None = None
     ) -> list[Manifest]:
-        found = self._resource(api_version, kind).get(namespace=namespace, label_selector=selector)
+        found = self._resource(api_version, kind).get(
+            namespace=namespace, label_selector=selector, _request_timeout=REQUEST_TIMEOUT
+        )
         return [_plain(item) for item in found.items]
 
     def apply(self, manifest: Manifest) -> Manifest:
@@ -61,6 +68,7 @@ class Kube:
             namespace=manifest["metadata"]["namespace"],
             field_manager=FIELD_MANAGER,
             force_conflicts=True,
+            _request_timeout=REQUEST_TIMEOUT,
         )
         return _plain(applied)
 
@@ -69,15 +77,25 @@ class Kube:
         resource = self._resource(manifest["apiVersion"], manifest["kind"])
         namespace = manifest["metadata"]["namespace"]
         try:
-            return _plain(resource.create(body=manifest, namespace=namespace)), True
+            created = resource.create(
+                body=manifest, namespace=namespace, _request_timeout=REQUEST_TIMEOUT
+            )
+            return _plain(created), True
         except ConflictError:
-            existing = resource.get(name=manifest["metadata"]["name"], namespace=namespace)
+            existing = resource.get(
+                name=manifest["metadata"]["name"],
+                namespace=namespace,
+                _request_timeout=REQUEST_TIMEOUT,
+            )
             return _plain(existing), False
 
     def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
         with contextlib.suppress(NotFoundError):
             self._resource(api_version, kind).delete(
-                name=name, namespace=namespace, body={"propagationPolicy": "Background"}
+                name=name,
+                namespace=namespace,
+                body={"propagationPolicy": "Background"},
+                _request_timeout=REQUEST_TIMEOUT,
             )
 
     def patch_status(self, kind: str, namespace: str, name: str, status: Manifest) -> None:
@@ -89,6 +107,7 @@ class Kube:
                 name=name,
                 namespace=namespace,
                 content_type="application/merge-patch+json",
+                _request_timeout=REQUEST_TIMEOUT,
             )
 
     def custom(self, kind: str, namespace: str, name: str) -> Manifest | None:

@@ -15,6 +15,7 @@ from modelyard.api.trainingjob import meets
 from modelyard.controllers import metrics
 from modelyard.controllers.conditions import get_condition, now, set_condition
 from modelyard.controllers.context import Context, from_memo, post_event
+from modelyard.controllers.denials import reported
 from modelyard.reasons import Reason
 from modelyard.resources.jobs import Owner
 from modelyard.resources.serving import (
@@ -47,9 +48,10 @@ class Resolution:
 @kopf.on.resume(GROUP, VERSION, "modeldeployments")
 @kopf.on.create(GROUP, VERSION, "modeldeployments")
 @kopf.on.update(GROUP, VERSION, "modeldeployments")
-def modeldeployment_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    with metrics.reconciling(KIND):
-        reconcile(from_memo(memo), dict(body))
+def modeldeployment_changed(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
+    context, plain = from_memo(memo, kwargs), dict(body)
+    with metrics.reconciling(KIND), reported(context, KIND, plain):
+        reconcile(context, plain)
 
 
 @kopf.on.event(
@@ -68,17 +70,11 @@ def server_deployment_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
 
 def trainingjob_changed(context: Context, namespace: str, training_job: str) -> None:
     """A run ended: ModelDeployments following that TrainingJob may move to its model."""
-    for body in context.kube.customs(KIND, namespace):
-        if training_job in references(body):
-            with metrics.reconciling(KIND):
+    for name in context.related().modeldeployments_using(namespace, training_job):
+        body = context.kube.custom(KIND, namespace, name)
+        if body is not None:
+            with metrics.reconciling(KIND), reported(context, KIND, body, retry=False):
                 reconcile(context, body)
-
-
-def references(body: dict[str, Any]) -> set[str]:
-    """Names of the TrainingJobs a ModelDeployment serves from (main and canary)."""
-    spec = body.get("spec") or {}
-    sources = [spec.get("model") or {}, (spec.get("canary") or {}).get("model") or {}]
-    return {s["trainingJobRef"]["name"] for s in sources if s.get("trainingJobRef")}
 
 
 def reconcile(context: Context, body: dict[str, Any]) -> None:

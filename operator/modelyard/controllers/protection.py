@@ -10,33 +10,25 @@ from modelyard.api import GROUP, VERSION
 from modelyard.controllers.conditions import get_condition, set_condition
 from modelyard.controllers.context import Context, from_memo, post_event
 from modelyard.controllers.metrics import set_phase
-from modelyard.controllers.modeldeployment import references
 from modelyard.reasons import Reason
 
 RETRY_SECONDS = 5
 
 
 def deployments_using_training_job(context: Context, namespace: str, name: str) -> list[str]:
-    return sorted(
-        body["metadata"]["name"]
-        for body in context.kube.customs("ModelDeployment", namespace)
-        if not body["metadata"].get("deletionTimestamp") and name in references(body)
-    )
+    return context.related().modeldeployments_using(namespace, name)
 
 
 def deployments_using_dataset(context: Context, namespace: str, name: str) -> list[str]:
     users: set[str] = set()
-    for training_job in context.kube.customs("TrainingJob", namespace):
-        if training_job["spec"]["datasetRef"]["name"] == name:
-            users.update(
-                deployments_using_training_job(context, namespace, training_job["metadata"]["name"])
-            )
+    for training_job in context.related().trainingjobs_using(namespace, name):
+        users.update(deployments_using_training_job(context, namespace, training_job))
     return sorted(users)
 
 
 @kopf.on.delete(GROUP, VERSION, "trainingjobs")
-def trainingjob_deleting(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    context = from_memo(memo)
+def trainingjob_deleting(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
+    context = from_memo(memo, kwargs)
     meta = body["metadata"]
     _guard(
         context,
@@ -47,8 +39,8 @@ def trainingjob_deleting(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
 
 
 @kopf.on.delete(GROUP, VERSION, "datasets")
-def dataset_deleting(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    context = from_memo(memo)
+def dataset_deleting(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
+    context = from_memo(memo, kwargs)
     meta = body["metadata"]
     _guard(
         context,

@@ -12,22 +12,41 @@ from prometheus_client import start_http_server
 # Importing the handler modules registers their handlers with kopf.
 from modelyard.api import GROUP
 from modelyard.config import OperatorConfig
-from modelyard.controllers import children, dataset, modeldeployment, protection, trainingjob
+from modelyard.controllers import (
+    children,
+    dataset,
+    indexes,
+    modeldeployment,
+    protection,
+    trainingjob,
+)
 from modelyard.controllers.context import Context
 from modelyard.controllers.kube import Kube
 
 BOOKKEEPING = f"operator.{GROUP}"
-HANDLER_MODULES = (children, dataset, modeldeployment, protection, trainingjob)
+HANDLER_MODULES = (children, dataset, indexes, modeldeployment, protection, trainingjob)
+MANAGED = "app.kubernetes.io/managed-by=modelyard"
 
-# A watch with no server-side timeout can go quiet forever on a dropped connection.
+# A watch with no server-side timeout can go quiet forever on a dropped connection; each new
+# watch re-lists, so the timeout is long: the relist is the only periodic work of an idle operator.
 WATCH_SERVER_TIMEOUT_SECONDS = 300
 WATCH_CLIENT_TIMEOUT_SECONDS = 330
+# An API server that went away (restart, network) is noticed within seconds, not minutes.
+CONNECT_TIMEOUT_SECONDS = 10
+REQUEST_TIMEOUT_SECONDS = 60
 
 
 def configure(settings: kopf.OperatorSettings) -> None:
     """Settings the operator runs with, in-cluster and in the integration tests alike."""
     settings.watching.server_timeout = WATCH_SERVER_TIMEOUT_SECONDS
     settings.watching.client_timeout = WATCH_CLIENT_TIMEOUT_SECONDS
+    settings.watching.connect_timeout = CONNECT_TIMEOUT_SECONDS
+    settings.networking.connect_timeout = CONNECT_TIMEOUT_SECONDS
+    settings.networking.request_timeout = REQUEST_TIMEOUT_SECONDS
+    # Only our own children, filtered by the API server: other Jobs and Deployments in a busy
+    # namespace cost neither memory nor CPU here.
+    settings.watching.label_selectors["batch", "jobs"] = MANAGED
+    settings.watching.label_selectors["apps", "deployments"] = MANAGED
     # kopf's bookkeeping lives in our own annotations, never in spec: Argo CD compares only the
     # fields it applied, so these create no drift, and status stays ours alone. The prefix must
     # not be GROUP: kopf ignores every annotation under its storage prefix, and users' own

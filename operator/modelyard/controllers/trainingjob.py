@@ -13,7 +13,8 @@ from modelyard.api.trainingjob import Metric, RetrainPolicy, TrainingJobSpec
 from modelyard.controllers import metrics, modeldeployment
 from modelyard.controllers.conditions import now, set_condition
 from modelyard.controllers.context import Context, from_memo, post_event
-from modelyard.controllers.jobs import failure_reason
+from modelyard.controllers.denials import reported
+from modelyard.controllers.jobs import failure_reason, outcome
 from modelyard.controllers.kube import termination_message
 from modelyard.reasons import Reason
 from modelyard.resources.jobs import Owner, build_training_job, training_job_name
@@ -27,16 +28,18 @@ DEFAULT_METRIC = {"classification": Metric.ACCURACY, "regression": Metric.R2}
 @kopf.on.resume(GROUP, VERSION, "trainingjobs")
 @kopf.on.create(GROUP, VERSION, "trainingjobs")
 @kopf.on.update(GROUP, VERSION, "trainingjobs")
-def trainingjob_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    with metrics.reconciling(KIND):
-        reconcile(from_memo(memo), dict(body))
+def trainingjob_changed(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
+    context, plain = from_memo(memo, kwargs), dict(body)
+    with metrics.reconciling(KIND), reported(context, KIND, plain):
+        reconcile(context, plain)
 
 
 def dataset_changed(context: Context, namespace: str, dataset: str) -> None:
     """A Dataset's ingestion ended: TrainingJobs waiting for it or following it may start."""
-    for body in context.kube.customs(KIND, namespace):
-        if body["spec"]["datasetRef"]["name"] == dataset:
-            with metrics.reconciling(KIND):
+    for name in context.related().trainingjobs_using(namespace, dataset):
+        body = context.kube.custom(KIND, namespace, name)
+        if body is not None and body["spec"]["datasetRef"]["name"] == dataset:
+            with metrics.reconciling(KIND), reported(context, KIND, body, retry=False):
                 reconcile(context, body)
 
 
@@ -76,9 +79,10 @@ def reconcile(context: Context, body: dict[str, Any]) -> None:
     )
     active = [run for run in runs if run["phase"] in ACTIVE]
     latest = runs[-1] if runs else None
+    job: dict[str, Any] | None = None
     if active:
         run = active[-1]
-        _start_job(
+        job, _ = _start_job(
             context,
             body,
             spec,
@@ -89,7 +93,7 @@ def reconcile(context: Context, body: dict[str, Any]) -> None:
         )
     elif _needs_run(spec, latest, generation, version):
         run_id = f"run-{len(runs) + 1}"
-        created = _start_job(context, body, spec, run_id, version, dataset, uri)
+        job, created = _start_job(context, body, spec, run_id, version, dataset, uri)
         runs.append(
             {
                 "id": run_id,
@@ -115,6 +119,11 @@ def reconcile(context: Context, body: dict[str, Any]) -> None:
         {"observedGeneration": generation, "conditions": conditions, "runs": runs, "phase": phase},
     )
     metrics.set_phase(KIND, namespace, name, phase)
+    # A run's Job that ended while no status named it (a reconcile died in between) sent its
+    # last event too early to be recorded: record it now.
+    finished = outcome(job) if job is not None else None
+    if job is not None and finished is not None:
+        on_job_finished(context, job, finished)
 
 
 def uri_of(dataset: dict[str, Any], version: str) -> str | None:
@@ -175,13 +184,13 @@ def _start_job(
     version: str,
     dataset: dict[str, Any],
     uri: str,
-) -> bool:
+) -> tuple[dict[str, Any], bool]:
+    """The run's Job, created unless it exists, and whether this call created it."""
     meta = body["metadata"]
     owner = Owner(KIND, meta["name"], meta["namespace"], meta["uid"])
     dataset_storage = DatasetSpec.model_validate(dataset["spec"]).storage
     job = build_training_job(owner, spec, run_id, uri, version, dataset_storage, context.config)
-    _, created = context.kube.create(job)
-    return created
+    return context.kube.create(job)
 
 
 def _phase(runs: list[dict[str, Any]]) -> str:
