@@ -1,0 +1,259 @@
+"""Each scenario in examples/ as its README runs it: data generated and uploaded, manifests applied,
+the chain Ready, a prediction answered, and the objective, gate or drift outcome it promises.
+
+CI runs the cheapest one (medical-diagnosis, builtin data); `MODELYARD_EXAMPLES=all` runs every
+example, and `MODELYARD_EXAMPLES=credit-scoring,demand-forecasting` a chosen few.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from kubernetes import client
+from prometheus_client.parser import text_string_to_metric_families
+from sklearn.datasets import load_breast_cancer
+
+from tests.conftest import EXAMPLES
+from tests.e2e.conftest import ServiceProxy
+from tests.e2e.test_lifecycle import _kubectl, _status, _wait, _wait_ready
+from tests.plugins.kube import Cluster
+from tests.plugins.s3 import S3Server
+
+pytestmark = pytest.mark.e2e
+
+IN_CI = {"medical-diagnosis"}
+SELECTED = os.environ.get("MODELYARD_EXAMPLES", "")
+
+
+def _selected(name: str) -> pytest.MarkDecorator:
+    chosen = (
+        {p.parent.name for p in EXAMPLES.glob("*/manifests.yaml")}
+        if SELECTED == "all"
+        else {n.strip() for n in SELECTED.split(",") if n.strip()} or IN_CI
+    )
+    return pytest.mark.skipif(
+        name not in chosen, reason=f"{name}: set MODELYARD_EXAMPLES=all (or ={name}) to run it"
+    )
+
+
+@pytest.fixture
+def custom(kube_node: Cluster) -> Iterator[client.CustomObjectsApi]:
+    with kube_node.api_client() as api:
+        yield client.CustomObjectsApi(api)
+
+
+def _generate(node_s3: S3Server, example: str, *args: str) -> str:
+    """The example's generate.py, as its README runs it, against the node's S3 server."""
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / example / "generate.py"), *args],
+        env={**os.environ, **node_s3.env()},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def _apply_and_wait(cluster: Cluster, namespace: str, example: str, deployment: str) -> None:
+    _kubectl(cluster, "apply", "-n", namespace, "-f", str(EXAMPLES / example / "manifests.yaml"))
+    _wait_ready(cluster, namespace, f"modeldeployment/{deployment}")
+    print(f"\n$ kubectl get modelyard\n{_kubectl(cluster, 'get', '-n', namespace, 'modelyard')}")
+
+
+def _predict(proxy: ServiceProxy, namespace: str, name: str, body: Any) -> Any:
+    response = proxy.post(namespace, name, f"v1/models/{name}:predict", body)
+    assert response.status_code == 200, response.text
+    print(f"predict → {response.text[:300]}")
+    return response.json()
+
+
+def _condition(status: dict[str, Any], kind: str) -> dict[str, Any]:
+    return next(c for c in status.get("conditions") or [] if c["type"] == kind)
+
+
+@_selected("medical-diagnosis")
+def test_medical_diagnosis_serves_a_classifier_that_meets_its_recall_bar(
+    kube_node: Cluster, ml_namespace: str, proxy: ServiceProxy, custom: Any
+) -> None:
+    _apply_and_wait(kube_node, ml_namespace, "medical-diagnosis", "diagnosis")
+    biopsies = load_breast_cancer()
+    rows = [0, 19]  # a malignant (0) and a benign (1) tumour
+    answer = _predict(proxy, ml_namespace, "diagnosis", {"instances": biopsies.data[rows].tolist()})
+    assert answer["predictions"] == biopsies.target[rows].tolist() == [0, 1]
+    training = _status(custom, ml_namespace, "trainingjobs", "tumour-classifier")
+    assert training["primaryMetric"]["name"] == "recall_macro"
+    assert training["metrics"]["recall_macro"] >= 0.95
+    served = _status(custom, ml_namespace, "modeldeployments", "diagnosis")
+    assert served["model"]["run"] == "run-1"
+    assert _condition(served, "Promoted")["reason"] == "Promoted"
+
+
+@_selected("credit-scoring")
+def test_credit_scoring_serves_above_the_roc_auc_gate_and_keeps_it_against_a_weaker_run(
+    kube_node: Cluster, ml_namespace: str, proxy: ServiceProxy, custom: Any, node_s3: S3Server
+) -> None:
+    _generate(node_s3, "credit-scoring")
+    _apply_and_wait(kube_node, ml_namespace, "credit-scoring", "fraud")
+    payments = [
+        {
+            "amount": 890.0,
+            "hour": 3,
+            "account_age_days": 20,
+            "distance_km": 140.0,
+            "card_present": False,
+            "merchant_category": "electronics",
+        },
+        {
+            "amount": 25.5,
+            "hour": 12,
+            "account_age_days": 2400,
+            "distance_km": 2.0,
+            "card_present": True,
+            "merchant_category": "grocery",
+        },
+    ]
+    assert _predict(proxy, ml_namespace, "fraud", {"instances": payments})["predictions"] == [1, 0]
+    training = _status(custom, ml_namespace, "trainingjobs", "fraud-detector")
+    assert training["metrics"]["roc_auc"] >= 0.85
+
+    # The README's second step: a weaker estimator trains fine but stays behind the gate.
+    weaker = {"class": "sklearn.tree.DecisionTreeClassifier", "params": {"max_depth": 2}}
+    _kubectl(
+        kube_node,
+        "patch",
+        "-n",
+        ml_namespace,
+        "trainingjob/fraud-detector",
+        "--type=json",
+        "-p",
+        json.dumps([{"op": "replace", "path": "/spec/estimator", "value": weaker}]),
+    )
+    promoted = _wait(
+        "the gate to block run-2",
+        lambda: next(
+            (
+                c
+                for c in _status(custom, ml_namespace, "modeldeployments", "fraud").get(
+                    "conditions"
+                )
+                or []
+                if c["type"] == "Promoted" and c["reason"] == "PromotionBlocked"
+            ),
+            None,
+        ),
+    )
+    print(f"Promoted=False {promoted['reason']}: {promoted['message']}")
+    runs = _status(custom, ml_namespace, "trainingjobs", "fraud-detector")["runs"]
+    assert [(r["id"], r["phase"]) for r in runs] == [("run-1", "Succeeded"), ("run-2", "Succeeded")]
+    assert runs[1]["metrics"]["roc_auc"] < 0.85
+    served = _status(custom, ml_namespace, "modeldeployments", "fraud")
+    assert served["model"]["run"] == "run-1"
+    assert _condition(served, "Ready")["status"] == "True"
+
+
+@_selected("demand-forecasting")
+def test_demand_forecasting_serves_a_regressor_within_its_error_gate(
+    kube_node: Cluster, ml_namespace: str, proxy: ServiceProxy, custom: Any, node_s3: S3Server
+) -> None:
+    _generate(node_s3, "demand-forecasting")
+    _apply_and_wait(kube_node, ml_namespace, "demand-forecasting", "demand")
+    days = [
+        {
+            "store": "city",
+            "day_of_year": 196,
+            "day_of_week": 5,
+            "month": 7,
+            "holiday": False,
+            "promotion": True,
+            "temperature_c": 24.0,
+        },
+        {
+            "store": "airport",
+            "day_of_year": 20,
+            "day_of_week": 1,
+            "month": 1,
+            "holiday": False,
+            "promotion": False,
+            "temperature_c": 1.5,
+        },
+    ]
+    summer_promotion, winter_tuesday = _predict(proxy, ml_namespace, "demand", {"instances": days})[
+        "predictions"
+    ]
+    assert summer_promotion > 3 * winter_tuesday > 0
+    training = _status(custom, ml_namespace, "trainingjobs", "demand-forecaster")
+    assert training["metrics"]["r2"] >= 0.9
+    assert training["metrics"]["mae"] <= 12
+    assert _status(custom, ml_namespace, "modeldeployments", "demand")["model"]["run"] == "run-1"
+
+
+def _drift(proxy: ServiceProxy, namespace: str, service: str) -> dict[str, float]:
+    """PSI per feature from the model server's /metrics, as Prometheus would scrape it."""
+    response = proxy.get(namespace, service, "metrics")
+    assert response.status_code == 200, response.text
+    return {
+        sample.labels["feature"]: sample.value
+        for family in text_string_to_metric_families(response.text)
+        if family.name == "modelyard_server_feature_drift_psi"
+        for sample in family.samples
+    }
+
+
+@_selected("predictive-maintenance")
+def test_predictive_maintenance_shows_drift_and_retrains_on_the_new_version(
+    kube_node: Cluster, ml_namespace: str, proxy: ServiceProxy, custom: Any, node_s3: S3Server
+) -> None:
+    _generate(node_s3, "predictive-maintenance", "--version", "1")
+    _apply_and_wait(kube_node, ml_namespace, "predictive-maintenance", "pumps")
+    first = _status(custom, ml_namespace, "datasets", "sensors")["version"]
+
+    familiar = json.loads(
+        _generate(node_s3, "predictive-maintenance", "--version", "1", "--requests", "1000")
+    )
+    drifted = json.loads(
+        _generate(node_s3, "predictive-maintenance", "--version", "2", "--requests", "1000")
+    )
+    _predict(proxy, ml_namespace, "pumps", familiar)
+    before = _drift(proxy, ml_namespace, "pumps")
+    print(f"PSI, version-1 inputs on run-1: {before}")
+    assert max(before.values()) < 0.1
+    _predict(proxy, ml_namespace, "pumps", drifted)
+    during = _drift(proxy, ml_namespace, "pumps")
+    print(f"PSI, version-2 inputs on run-1: {during}")
+    assert during["temperature_c"] > 0.25 and during["vibration"] > 0.25
+    assert during["pressure_bar"] < 0.1
+
+    _generate(node_s3, "predictive-maintenance", "--version", "2")
+    _kubectl(
+        kube_node,
+        "annotate",
+        "-n",
+        ml_namespace,
+        "dataset/sensors",
+        "--overwrite",
+        "modelyard.dev/refresh=version-2",
+    )
+
+    def run_2_served() -> bool:
+        served = _status(custom, ml_namespace, "modeldeployments", "pumps")
+        return served.get("phase") == "Ready" and (served.get("model") or {}).get("run") == "run-2"
+
+    _wait("run-2 served", run_2_served)
+    print(f"$ kubectl get modelyard\n{_kubectl(kube_node, 'get', '-n', ml_namespace, 'modelyard')}")
+    dataset = _status(custom, ml_namespace, "datasets", "sensors")
+    assert dataset["version"] != first
+    served = _status(custom, ml_namespace, "modeldeployments", "pumps")
+    assert served["model"]["datasetVersion"] == dataset["version"]
+    assert served["history"][0]["model"]["run"] == "run-1"
+
+    _predict(proxy, ml_namespace, "pumps", drifted)
+    after = _drift(proxy, ml_namespace, "pumps")
+    print(f"PSI, version-2 inputs on run-2: {after}")
+    assert max(after.values()) < 0.1
