@@ -5,9 +5,12 @@ Tests talk to it over real HTTP with boto3, exactly as the workloads do in a clu
 
 from __future__ import annotations
 
+import contextlib
 import socket
+import struct
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -96,3 +99,130 @@ def storage(s3_env: dict[str, str]) -> Storage:
 @pytest.fixture
 def bucket_root(s3_env: dict[str, str]) -> S3Uri:
     return S3Uri(s3_env["MODELYARD_S3_BUCKET"])
+
+
+class S3Outage:
+    """A loopback TCP proxy in front of an S3 server whose endpoint can go away and come back.
+
+    While cut, new connections are refused and open ones are reset, as when the storage pod
+    restarts or the network partitions; the server behind it keeps its objects, so a test can
+    look at what a failed run left behind and run again once storage is back.
+    """
+
+    def __init__(self, upstream: S3Server) -> None:
+        self.upstream = upstream.endpoint.removeprefix("http://").rsplit(":", 1)
+        self.connections: set[socket.socket] = set()
+        self.lock = threading.Lock()
+        self.trigger: tuple[bytes, bytes] | None = None
+        self.response_budget: int | None = None
+        self.cut_event = threading.Event()
+        self.listener: socket.socket | None = None
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.server = S3Server(f"http://127.0.0.1:{self.port}")
+        self.restore()
+
+    def cut(self) -> None:
+        """Storage goes away now."""
+        with self.lock:
+            self.cut_event.set()
+            if self.listener is not None:
+                # As for connections: shutdown() wakes the blocked accept() and frees the port.
+                with contextlib.suppress(OSError):
+                    self.listener.shutdown(socket.SHUT_RDWR)
+                self.listener.close()
+                self.listener = None
+            for connection in self.connections:
+                # shutdown() wakes the pump blocked on this socket (close() alone would not);
+                # SO_LINGER 0 makes the close that follows a reset.
+                with contextlib.suppress(OSError):
+                    connection.setsockopt(
+                        socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                    )
+                    connection.shutdown(socket.SHUT_RDWR)
+                connection.close()
+            self.connections.clear()
+
+    def cut_on_request(self, method: str, marker: str) -> None:
+        """Cut when a `method` request for a path containing `marker` arrives (not sent on)."""
+        self.trigger = (method.encode(), marker.encode())
+
+    def cut_after_response_bytes(self, count: int) -> None:
+        """Cut once `count` bytes of responses have passed: a download dies part-way."""
+        self.response_budget = count
+
+    def restore(self) -> None:
+        """Storage is back, on the same endpoint."""
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(64)
+        with self.lock:
+            self.cut_event.clear()
+            self.trigger = None
+            self.response_budget = None
+            self.listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return  # cut: the listener is closed
+            upstream = socket.create_connection((self.upstream[0], int(self.upstream[1])))
+            with self.lock:
+                if self.cut_event.is_set():  # cut while this one was being accepted
+                    client.close()
+                    upstream.close()
+                    return
+                self.connections.update((client, upstream))
+            threading.Thread(target=self._pump, args=(client, upstream, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, False), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket, requests: bool) -> None:
+        try:
+            while data := source.recv(1 << 16):
+                if requests and _is_request(data, self.trigger):
+                    self.cut()
+                    return
+                if not requests and self.response_budget is not None:
+                    self.response_budget -= len(data)
+                    if self.response_budget < 0:
+                        self.cut()
+                        return
+                sink.sendall(data)
+        except OSError:
+            pass  # reset by cut() or by the peer
+        finally:
+            for end in (source, sink):
+                with contextlib.suppress(OSError):
+                    end.shutdown(socket.SHUT_RDWR)
+
+
+def _is_request(data: bytes, trigger: tuple[bytes, bytes] | None) -> bool:
+    """Whether `data` starts a request with the trigger's method and path marker."""
+    if trigger is None:
+        return False
+    method, _, rest = data.split(b"\r\n", 1)[0].partition(b" ")
+    return method == trigger[0] and trigger[1] in rest.rpartition(b" ")[0]
+
+
+@pytest.fixture
+def s3_outage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Outage]:
+    """A private S3 server (never the session's) behind an endpoint a test can cut and restore.
+
+    The process environment points at it with a fresh bucket, as `s3_env` does.
+    """
+    with running_s3_server("127.0.0.1", tmp_path / "private-s3.log") as private:
+        outage = S3Outage(private)
+        env = outage.server.env("faults")
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        monkeypatch.delenv("AWS_PROFILE", raising=False)
+        Storage(StorageConfig.from_env(env)).ensure_bucket("faults")
+        try:
+            yield outage
+        finally:
+            outage.cut()

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 import boto3
+from boto3.exceptions import S3UploadFailedError
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
+from urllib3.exceptions import HTTPError
 
 from modelyard.storage.config import StorageConfig
 from modelyard.storage.uri import S3Uri
@@ -28,6 +31,42 @@ class ObjectNotFound(LookupError):
     """The object (or every object under a prefix) does not exist."""
 
 
+class StorageUnavailable(ConnectionError):
+    """S3 could not be reached, or a transfer broke off part-way; trying later may succeed."""
+
+
+class _Body(io.RawIOBase):
+    """An object's body as a file, whose reads fail as StorageUnavailable when S3 goes away.
+
+    Without this, a connection reset part-way surfaces as whichever urllib3 or botocore
+    exception the reading library (pyarrow, here) happened to trigger.
+    """
+
+    def __init__(self, body: Any, uri: S3Uri) -> None:
+        super().__init__()
+        self.body = body
+        self.uri = uri
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        try:
+            data: bytes = self.body.read(None if size is None or size < 0 else size)
+        except (BotoCoreError, HTTPError, OSError) as error:
+            raise StorageUnavailable(f"reading {self.uri} broke off: {error}") from None
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self.body.close()
+        super().close()
+
+
 class Storage:
     """S3 access for one configuration; cheap to create, safe to share across threads."""
 
@@ -39,7 +78,7 @@ class Storage:
             region_name=config.region,
             config=Config(
                 s3={"addressing_style": "path" if config.path_style else "auto"},
-                retries={"max_attempts": 5, "mode": "standard"},
+                retries={"max_attempts": config.max_attempts, "mode": "standard"},
             ),
         )
 
@@ -60,7 +99,10 @@ class Storage:
 
     def upload_file(self, path: Path, uri: S3Uri) -> None:
         """Multipart for large files, with a bounded number of parts in memory at once."""
-        self.client.upload_file(str(path), uri.bucket, uri.key, Config=_TRANSFER)
+        try:
+            self.client.upload_file(str(path), uri.bucket, uri.key, Config=_TRANSFER)
+        except S3UploadFailedError as error:
+            raise StorageUnavailable(f"uploading {uri}: {error}") from None
 
     def get_bytes(self, uri: S3Uri) -> bytes:
         body: bytes = self.open(uri).read()
@@ -72,12 +114,12 @@ class Storage:
     def open(self, uri: S3Uri) -> BinaryIO:
         """A streaming reader: large objects are never held in memory whole."""
         try:
-            stream: BinaryIO = self.client.get_object(Bucket=uri.bucket, Key=uri.key)["Body"]
+            body = self.client.get_object(Bucket=uri.bucket, Key=uri.key)["Body"]
         except ClientError as error:
             if _is_missing(error):
                 raise ObjectNotFound(str(uri)) from None
             raise
-        return stream
+        return cast(BinaryIO, _Body(body, uri))
 
     def download_file(self, uri: S3Uri, path: Path) -> None:
         try:

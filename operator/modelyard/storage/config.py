@@ -20,6 +20,9 @@ class StorageConfig:
     bucket: str = "modelyard"
     prefix: str = ""
     path_style: bool = True  # MinIO, SeaweedFS and moto want path-style addressing
+    # Attempts per S3 call (botocore's standard retry mode, backoff with jitter) before a
+    # workload gives up with StorageUnavailable and the Job's backoffLimit takes over.
+    max_attempts: int = 5
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> StorageConfig:
@@ -30,6 +33,7 @@ class StorageConfig:
             bucket=env.get("MODELYARD_S3_BUCKET", "modelyard"),
             prefix=env.get("MODELYARD_S3_PREFIX", "").strip("/"),
             path_style=env.get("MODELYARD_S3_PATH_STYLE", "true").lower() != "false",
+            max_attempts=int(env.get("MODELYARD_S3_MAX_ATTEMPTS") or 5),
         )
 
     @property

@@ -84,11 +84,14 @@ def run(body: Callable[[], Completed]) -> int:
     """Run a workload: its result or its failure becomes the termination message and exit code."""
     from botocore.exceptions import BotoCoreError, ClientError
 
+    from modelyard.storage.client import StorageUnavailable
+
     try:
         completed = body()
     except WorkloadError as error:
         return fail(error)
-    except (BotoCoreError, ClientError) as error:
+    except (StorageUnavailable, BotoCoreError, ClientError) as error:
+        # Exit code 1: the Job retries within its backoffLimit; nothing was published.
         return fail(WorkloadError(Reason.StorageUnavailable, f"S3 storage: {error}"))
     except Exception as error:  # a bug, not a user error: keep the traceback for the logs
         traceback.print_exc()
