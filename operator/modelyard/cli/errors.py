@@ -19,3 +19,7 @@ class UsageError(CliError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, EXIT_USAGE)
+
+
+class NotFound(CliError):
+    """The object named does not exist in the namespace."""

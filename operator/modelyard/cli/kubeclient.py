@@ -18,7 +18,7 @@ from typing import Any
 
 from modelyard.api import GROUP, VERSION
 from modelyard.api.common import KindInfo
-from modelyard.cli.errors import CliError, UsageError
+from modelyard.cli.errors import CliError, NotFound, UsageError
 from modelyard.cli.refs import Ref
 
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
@@ -105,6 +105,8 @@ class Kube:
         try:
             yield
         except self._api_exception as error:
+            if _object_missing(error):
+                raise NotFound(f"{what} not found in namespace {self.namespace}") from None
             raise CliError(self._explain(what, error)) from None
         except (OSError, _urllib3_error()) as error:
             raise CliError(f"cannot reach the cluster at {self.host}: {_reason(error)}") from None
@@ -114,12 +116,6 @@ class Kube:
         body = _json_or_none(getattr(error, "body", None))
         message = (body or {}).get("message") or getattr(error, "reason", "") or ""
         if status == 404:
-            if (
-                body
-                and body.get("reason") == "NotFound"
-                and (body.get("details") or {}).get("name")
-            ):
-                return f"{what} not found in namespace {self.namespace}"
             return (
                 f"{what}: the cluster at {self.host} does not serve {GROUP}/{VERSION}; "
                 "are the Modelyard CRDs installed? (helm install modelyard charts/modelyard)"
@@ -146,10 +142,8 @@ class Kube:
         """The object, or None when it does not exist (yet)."""
         try:
             return self.get(ref)
-        except CliError as error:
-            if error.message.endswith(f"not found in namespace {self.namespace}"):
-                return None
-            raise
+        except NotFound:
+            return None
 
     def objects(self, info: KindInfo) -> list[dict[str, Any]]:
         with self.calling(info.plural):
@@ -285,6 +279,16 @@ def _direct(url: str, body: Any | None) -> Answer:
         return Answer(error.code, error.read())
     except OSError as error:
         raise CliError(f"cannot reach {url}: {_reason(error)}") from None
+
+
+def _object_missing(error: Any) -> bool:
+    """A 404 for a named object, not for a resource type the server does not serve."""
+    body = _json_or_none(getattr(error, "body", None)) or {}
+    return (
+        getattr(error, "status", None) == 404
+        and body.get("reason") == "NotFound"
+        and bool((body.get("details") or {}).get("name"))
+    )
 
 
 def _urllib3_error() -> type[Exception]:
