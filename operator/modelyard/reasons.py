@@ -55,6 +55,7 @@ class Reason(StrEnum):
     UnknownFormat = "UnknownFormat"
     MixedFormats = "MixedFormats"
     UnreadableData = "UnreadableData"
+    SourceTooLarge = "SourceTooLarge"
     EmptyData = "EmptyData"
     SchemaMismatch = "SchemaMismatch"
     ValidationFailed = "ValidationFailed"
@@ -237,6 +238,13 @@ EXPLANATIONS: dict[Reason, Explanation] = {
         True,
         "The bytes are not valid for the format (ragged rows, bad encoding, truncation).",
         "Fix the file; the message names the line or column.",
+    ),
+    Reason.SourceTooLarge: Explanation(
+        _DS,
+        True,
+        "A compressed source expands more than 100 times (a decompression bomb), or the "
+        "decompressed source exceeds $MODELYARD_MAX_SOURCE_BYTES.",
+        "Check the file; if it is genuine, ship it uncompressed or raise the limit.",
     ),
     Reason.EmptyData: Explanation(_DS, True, "The source holds no rows.", "Point at data."),
     Reason.SchemaMismatch: Explanation(
