@@ -21,7 +21,7 @@ from sklearn.datasets import load_breast_cancer
 
 from tests.conftest import EXAMPLES
 from tests.e2e.conftest import ServiceProxy
-from tests.e2e.test_lifecycle import _kubectl, _status, _wait, _wait_ready
+from tests.e2e.test_lifecycle import _kubectl, _status, _wait
 from tests.plugins.kube import Cluster
 from tests.plugins.s3 import S3Server
 
@@ -61,10 +61,33 @@ def _generate(node_s3: S3Server, example: str, *args: str) -> str:
     return result.stdout
 
 
+def _modelyard(cluster: Cluster, namespace: str, *args: str, exit_code: int = 0) -> str:
+    """The `modelyard` command as the README runs it; its output, stdout then stderr."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "modelyard.cli",
+            *args,
+            "-n",
+            namespace,
+            "--kubeconfig",
+            str(cluster.kubeconfig),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    print(f"$ modelyard {' '.join(args)}\n{output}(exit {result.returncode})")
+    assert result.returncode == exit_code, output
+    return output
+
+
 def _apply_and_wait(cluster: Cluster, namespace: str, example: str, deployment: str) -> None:
     _kubectl(cluster, "apply", "-n", namespace, "-f", str(EXAMPLES / example / "manifests.yaml"))
-    _wait_ready(cluster, namespace, f"modeldeployment/{deployment}")
-    print(f"\n$ kubectl get modelyard\n{_kubectl(cluster, 'get', '-n', namespace, 'modelyard')}")
+    _modelyard(cluster, namespace, "wait", f"mdep/{deployment}", "--timeout", "10m")
+    print(f"$ kubectl get modelyard\n{_kubectl(cluster, 'get', '-n', namespace, 'modelyard')}")
 
 
 def _predict(proxy: ServiceProxy, namespace: str, name: str, body: Any) -> Any:
@@ -150,6 +173,11 @@ def test_credit_scoring_serves_above_the_roc_auc_gate_and_keeps_it_against_a_wea
         ),
     )
     print(f"Promoted=False {promoted['reason']}: {promoted['message']}")
+    # What a CI pipeline sees: exit 1, naming the ModelDeployment and the reason.
+    output = _modelyard(
+        kube_node, ml_namespace, "wait", "mdep/fraud", "--timeout", "2m", exit_code=1
+    )
+    assert "PromotionBlocked" in output
     runs = _status(custom, ml_namespace, "trainingjobs", "fraud-detector")["runs"]
     assert [(r["id"], r["phase"]) for r in runs] == [("run-1", "Succeeded"), ("run-2", "Succeeded")]
     assert runs[1]["metrics"]["roc_auc"] < 0.85
@@ -206,6 +234,12 @@ def _drift(proxy: ServiceProxy, namespace: str, service: str) -> dict[str, float
     }
 
 
+def _flagged(answer: dict[str, Any]) -> float:
+    """Share of rows predicted to fail."""
+    predictions: list[int] = answer["predictions"]
+    return sum(predictions) / len(predictions)
+
+
 @_selected("predictive-maintenance")
 def test_predictive_maintenance_shows_drift_and_retrains_on_the_new_version(
     kube_node: Cluster, ml_namespace: str, proxy: ServiceProxy, custom: Any, node_s3: S3Server
@@ -224,7 +258,7 @@ def test_predictive_maintenance_shows_drift_and_retrains_on_the_new_version(
     before = _drift(proxy, ml_namespace, "pumps")
     print(f"PSI, version-1 inputs on run-1: {before}")
     assert max(before.values()) < 0.1
-    _predict(proxy, ml_namespace, "pumps", drifted)
+    flagged_before = _flagged(_predict(proxy, ml_namespace, "pumps", drifted))
     during = _drift(proxy, ml_namespace, "pumps")
     print(f"PSI, version-2 inputs on run-1: {during}")
     assert during["temperature_c"] > 0.25 and during["vibration"] > 0.25
@@ -253,7 +287,9 @@ def test_predictive_maintenance_shows_drift_and_retrains_on_the_new_version(
     assert served["model"]["datasetVersion"] == dataset["version"]
     assert served["history"][0]["model"]["run"] == "run-1"
 
-    _predict(proxy, ml_namespace, "pumps", drifted)
+    flagged_after = _flagged(_predict(proxy, ml_namespace, "pumps", drifted))
     after = _drift(proxy, ml_namespace, "pumps")
     print(f"PSI, version-2 inputs on run-2: {after}")
     assert max(after.values()) < 0.1
+    print(f"flagged among version-2 inputs: run-1 {flagged_before:.0%}, run-2 {flagged_after:.0%}")
+    assert flagged_before > 2 * flagged_after
