@@ -88,7 +88,7 @@ def test_operator_killed_at_random_moments_leaves_one_job_per_run(
     print(f"chaos: {KILLS} SIGKILLs during {2 * SIZE} objects' reconciliation, 0 lost")
 
 
-def _unfinished(objects: Objects) -> dict[str, str]:
+def unfinished(objects: Objects) -> dict[str, str]:
     """Objects not (yet) where they should end, with their phase and Ready reason."""
     found = {}
     for kind, phase in (("Dataset", "Ready"), ("TrainingJob", "Succeeded")):

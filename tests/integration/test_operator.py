@@ -298,9 +298,17 @@ def test_modeldeployment_serves_the_trained_model_with_lineage(
     assert env["MODELYARD_MODEL_DIGEST"] == MODEL_1
     service = api.core.read_namespaced_service("iris", api.namespace)
     assert service.spec.ports[0].port == 80
-    assert api.batch  # PDB for more than one replica:
-    pdb = client.PolicyV1Api(api.client).read_namespaced_pod_disruption_budget(
-        "iris", api.namespace
+    # A PDB for more than one replica (applied after the Deployment and Service):
+    pdb = wait_for(
+        "PodDisruptionBudget iris",
+        lambda: next(
+            iter(
+                client.PolicyV1Api(api.client)
+                .list_namespaced_pod_disruption_budget(api.namespace)
+                .items
+            ),
+            None,
+        ),
     )
     assert pdb.spec.max_unavailable == 1
     _serving(api, 2)

@@ -69,8 +69,10 @@ def reconcile(context: Context, body: dict[str, Any]) -> None:
     if created:
         post_event(body, Reason.IngestStarted, f"started ingest Job {job_name}")
         return
-    # The Job was made by a reconcile that died before recording it; if it has ended meanwhile,
-    # its last event came while our status did not name it yet: record its result now.
+    # The Job was made by a reconcile that died before recording it. If it ended meanwhile, its
+    # last event may have come while our status did not name it yet: read it again now that the
+    # status does (a later event will find the status naming it) and record its result.
+    job = context.kube.get("batch/v1", "Job", meta["namespace"], job_name) or job
     finished = outcome(job)
     if finished is not None:
         on_job_finished(context, job, finished)

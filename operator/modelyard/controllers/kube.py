@@ -98,12 +98,23 @@ class Kube:
                 _request_timeout=REQUEST_TIMEOUT,
             )
 
-    def patch_status(self, kind: str, namespace: str, name: str, status: Manifest) -> None:
-        """Merge-patch our custom resource's status (None deletes a key)."""
+    def patch_status(
+        self,
+        kind: str,
+        namespace: str,
+        name: str,
+        status: Manifest,
+        resource_version: str | None = None,
+    ) -> None:
+        """Merge-patch our custom resource's status (None deletes a key). With
+        `resource_version`, only if nobody changed the object since: ConflictError otherwise."""
         resource = self._resource(API_VERSION, kind)
+        body: Manifest = {"status": status}
+        if resource_version:
+            body["metadata"] = {"resourceVersion": resource_version}
         with contextlib.suppress(NotFoundError):  # deleted meanwhile: nothing to report on
             resource.status.patch(
-                body={"status": status},
+                body=body,
                 name=name,
                 namespace=namespace,
                 content_type="application/merge-patch+json",

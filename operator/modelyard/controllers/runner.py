@@ -34,6 +34,7 @@ WATCH_CLIENT_TIMEOUT_SECONDS = 330
 # An API server that went away (restart, network) is noticed within seconds, not minutes.
 CONNECT_TIMEOUT_SECONDS = 10
 REQUEST_TIMEOUT_SECONDS = 60
+ERROR_BACKOFF_SECONDS = 10
 
 
 def configure(settings: kopf.OperatorSettings) -> None:
@@ -43,6 +44,9 @@ def configure(settings: kopf.OperatorSettings) -> None:
     settings.watching.connect_timeout = CONNECT_TIMEOUT_SECONDS
     settings.networking.connect_timeout = CONNECT_TIMEOUT_SECONDS
     settings.networking.request_timeout = REQUEST_TIMEOUT_SECONDS
+    # An unexpected error (most often: the API server was unreachable) is retried in seconds, so
+    # objects converge soon after the API server is back; kopf's default waits a minute.
+    settings.execution.default_backoff = ERROR_BACKOFF_SECONDS
     # Only our own children, filtered by the API server: other Jobs and Deployments in a busy
     # namespace cost neither memory nor CPU here.
     settings.watching.label_selectors["batch", "jobs"] = MANAGED

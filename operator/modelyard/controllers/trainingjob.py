@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import kopf
+from kubernetes.dynamic.exceptions import ConflictError
 
 from modelyard.api import GROUP, VERSION
 from modelyard.api.dataset import DatasetSpec
@@ -21,6 +23,7 @@ from modelyard.resources.jobs import Owner, build_training_job, training_job_nam
 
 KIND = "TrainingJob"
 ACTIVE = ("Pending", "Running")
+ATTEMPTS = 5
 # The metric shown in `kubectl get tj` when there is no objective.
 DEFAULT_METRIC = {"classification": Metric.ACCURACY, "regression": Metric.R2}
 
@@ -31,16 +34,39 @@ DEFAULT_METRIC = {"classification": Metric.ACCURACY, "regression": Metric.R2}
 def trainingjob_changed(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
     context, plain = from_memo(memo, kwargs), dict(body)
     with metrics.reconciling(KIND), reported(context, KIND, plain):
-        reconcile(context, plain)
+        try:
+            reconcile(context, plain)
+        except ConflictError as error:  # a Job's event recorded a run meanwhile
+            raise kopf.TemporaryError("status changed meanwhile", delay=1) from error
 
 
 def dataset_changed(context: Context, namespace: str, dataset: str) -> None:
     """A Dataset's ingestion ended: TrainingJobs waiting for it or following it may start."""
     for name in context.related().trainingjobs_using(namespace, dataset):
+
+        def follow(body: dict[str, Any]) -> None:
+            if body["spec"]["datasetRef"]["name"] == dataset:
+                with metrics.reconciling(KIND), reported(context, KIND, body, retry=False):
+                    reconcile(context, body)
+
+        on_fresh(context, namespace, name, follow)
+
+
+def on_fresh(
+    context: Context, namespace: str, name: str, action: Callable[[dict[str, Any]], None]
+) -> None:
+    """`action` on the TrainingJob as it is now; again on a new read when its status changed
+    between our read and our patch (runs[] is replaced whole: a stale copy would lose a run)."""
+    for _ in range(ATTEMPTS):
         body = context.kube.custom(KIND, namespace, name)
-        if body is not None and body["spec"]["datasetRef"]["name"] == dataset:
-            with metrics.reconciling(KIND), reported(context, KIND, body, retry=False):
-                reconcile(context, body)
+        if body is None:
+            return
+        try:
+            action(body)
+        except ConflictError:
+            continue
+        return
+    raise RuntimeError(f"{KIND} {namespace}/{name} kept changing under {ATTEMPTS} attempts")
 
 
 def reconcile(context: Context, body: dict[str, Any]) -> None:
@@ -64,7 +90,7 @@ def reconcile(context: Context, body: dict[str, Any]) -> None:
             patch["conditions"] = set_condition(
                 conditions, "Ready", False, reason, message, generation
             )
-        context.kube.patch_status(KIND, namespace, name, patch)
+        context.kube.patch_status(KIND, namespace, name, patch, meta.get("resourceVersion"))
         metrics.set_phase(KIND, namespace, name, patch.get("phase", status.get("phase")))
         return
     assert dataset is not None  # _dataset_version said Waiting otherwise
@@ -80,9 +106,10 @@ def reconcile(context: Context, body: dict[str, Any]) -> None:
     active = [run for run in runs if run["phase"] in ACTIVE]
     latest = runs[-1] if runs else None
     job: dict[str, Any] | None = None
+    created = False
     if active:
         run = active[-1]
-        job, _ = _start_job(
+        job, created = _start_job(
             context,
             body,
             spec,
@@ -117,12 +144,17 @@ def reconcile(context: Context, body: dict[str, Any]) -> None:
         namespace,
         name,
         {"observedGeneration": generation, "conditions": conditions, "runs": runs, "phase": phase},
+        meta.get("resourceVersion"),
     )
     metrics.set_phase(KIND, namespace, name, phase)
-    # A run's Job that ended while no status named it (a reconcile died in between) sent its
-    # last event too early to be recorded: record it now.
-    finished = outcome(job) if job is not None else None
-    if job is not None and finished is not None:
+    if job is None or created:
+        return
+    # The run's Job was made by a reconcile that died before recording it. If it ended
+    # meanwhile, its last event may have come while no status named the run: read it again now
+    # that the status does (a later event will find it there) and record its result.
+    job = context.kube.get("batch/v1", "Job", namespace, job["metadata"]["name"]) or job
+    finished = outcome(job)
+    if finished is not None:
         on_job_finished(context, job, finished)
 
 
@@ -208,14 +240,32 @@ def on_job_finished(context: Context, job: dict[str, Any], succeeded: bool) -> N
         labels.get("modelyard.dev/trainingjob"),
         labels.get("modelyard.dev/run"),
     )
-    body = context.kube.custom(KIND, namespace, name) if name else None
-    if body is None:
+    if not name or not run_id:
         return
+    recorded: list[bool] = []
+    on_fresh(
+        context,
+        namespace,
+        name,
+        lambda body: recorded.append(_record_run(context, body, job, run_id, succeeded)),
+    )
+    if not any(recorded):
+        return  # unknown, or recorded before: a repeated event or a relist
+    # The data may have moved on while this run trained.
+    on_fresh(context, namespace, name, lambda body: reconcile(context, body))
+    modeldeployment.trainingjob_changed(context, namespace, name)
+
+
+def _record_run(
+    context: Context, body: dict[str, Any], job: dict[str, Any], run_id: str, succeeded: bool
+) -> bool:
+    """Record the run's result in status; False when there is none to record (any more)."""
+    namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
     status = body.get("status") or {}
     runs = list(status.get("runs") or [])
     index = next((i for i, run in enumerate(runs) if run["id"] == run_id), None)
     if index is None or runs[index]["phase"] not in ACTIVE:
-        return  # unknown or already recorded
+        return False
     summary = termination_message(context.kube, namespace, job["metadata"]["name"]) or {}
     run = dict(runs[index])
     run["finishedAt"] = now()
@@ -253,12 +303,9 @@ def on_job_finished(context: Context, job: dict[str, Any], succeeded: bool) -> N
         post_event(body, run["reason"], f"{run_id}: {run['message']}", warning=True)
     runs[index] = run
     patch.update(runs=runs, conditions=conditions, phase=_phase(runs))
-    context.kube.patch_status(KIND, namespace, name, patch)
+    context.kube.patch_status(KIND, namespace, name, patch, body["metadata"]["resourceVersion"])
     metrics.set_phase(KIND, namespace, name, patch["phase"])
-    fresh = context.kube.custom(KIND, namespace, name)
-    if fresh is not None:
-        reconcile(context, fresh)  # the data may have moved on while this run trained
-    modeldeployment.trainingjob_changed(context, namespace, name)
+    return True
 
 
 def _primary_metric(spec: TrainingJobSpec, summary: dict[str, Any]) -> dict[str, Any] | None:

@@ -1,0 +1,79 @@
+"""The API server restarts mid-storm: the operator reconnects by itself and every object
+converges within 60 s of the API server being back. A private control plane, never the shared
+one."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from kubernetes import client, config
+
+from tests.chaos.conftest import FULL
+from tests.chaos.controlplane import ControlPlane
+from tests.chaos.kubelet_loop import KubeletLoop
+from tests.chaos.objects import Objects, dataset, training_job
+from tests.chaos.test_operator_killed import unfinished
+from tests.conftest import REPO
+from tests.kubelet import wait_for
+from tests.plugins.operator import OperatorProcess, apply_crds
+
+pytestmark = pytest.mark.chaos
+
+SIZE = 100 if FULL else 20
+NAMESPACE = "chaos"
+DOWN_SECONDS = 5
+CONVERGENCE_SECONDS = 60
+
+
+@pytest.fixture
+def private_plane(tmp_path: Path) -> Iterator[ControlPlane]:
+    plane = ControlPlane(tmp_path / "control-plane")
+    plane.state.mkdir()
+    try:
+        plane.start()
+        yield plane
+    finally:
+        plane.stop()
+
+
+def _client(plane: ControlPlane) -> client.ApiClient:
+    api: client.ApiClient = config.new_client_from_config(config_file=str(plane.kubeconfig))  # type: ignore[no-untyped-call]
+    return api
+
+
+def test_operator_reconnects_after_the_api_server_restarts(
+    private_plane: ControlPlane, tmp_path: Path
+) -> None:
+    apply_crds(_client(private_plane), sorted((REPO / "crds").glob("*.yaml")))
+    api = _client(private_plane)
+    core = client.CoreV1Api(api)
+    core.create_namespace({"metadata": {"name": NAMESPACE}})
+    wait_for(
+        "the default service account", lambda: core.list_namespaced_service_account(NAMESPACE).items
+    )
+    operator = OperatorProcess(private_plane.kubeconfig, NAMESPACE, tmp_path / "operator.log")
+    operator.start()
+    objects = Objects(api, NAMESPACE)
+    try:
+        with KubeletLoop(_client(private_plane), NAMESPACE):
+            for i in range(SIZE):
+                objects.create(dataset(f"ds-{i}"))
+                objects.create(training_job(f"tj-{i}", f"ds-{i}"))
+                if i == SIZE // 2:
+                    private_plane.kill_apiserver()
+                    time.sleep(DOWN_SECONDS)
+                    private_plane.start_apiserver()
+            try:
+                wait_for(
+                    "every object converged", lambda: not unfinished(objects), CONVERGENCE_SECONDS
+                )
+            except AssertionError as error:
+                raise AssertionError(f"{error}; not there: {unfinished(objects)}") from None
+        assert operator.running(), "the operator recovered without a restart"
+        assert len(objects.jobs()) == 2 * SIZE, "one Job per ingestion and per run"
+    finally:
+        operator.stop()
+    print(f"chaos: API server restarted under {2 * SIZE} objects, 0 lost")
