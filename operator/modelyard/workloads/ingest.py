@@ -35,6 +35,7 @@ from modelyard.workloads.stats import StatisticsAccumulator
 from modelyard.workloads.tabular import (
     ARROW_TYPES,
     ContentHasher,
+    NotNormalizable,
     logical_type,
     logical_type_of,
     normalize,
@@ -138,7 +139,7 @@ def _normalize_to_parquet(
         )
     try:
         keep = select_columns(first.schema, spec, target)
-        schema = normalize(first.select(keep)).schema
+        schema = _normalized(first, keep).schema
         validator = Validator(spec)
     except SchemaMismatch as error:
         raise WorkloadError(Reason.SchemaMismatch, str(error), EXIT_INVALID_DATA) from None
@@ -148,7 +149,7 @@ def _normalize_to_parquet(
     rows = 0
     with ParquetSink(data_path, schema) as sink:
         for raw in chain([first], batches):
-            batch = normalize(raw.select(keep))
+            batch = _normalized(raw, keep)
             if batch.schema != schema:
                 batch = _conform(batch, schema, rows)
             sink.write(batch)
@@ -172,6 +173,15 @@ def _normalize_to_parquet(
             EXIT_INVALID_DATA,
         )
     return Snapshot(data_path, rows, hasher, stats, target, target_column)
+
+
+def _normalized(raw: pa.RecordBatch, keep: list[str]) -> pa.RecordBatch:
+    try:
+        return normalize(raw.select(keep))
+    except NotNormalizable as error:
+        raise WorkloadError(
+            Reason.UnreadableData, f"spec.source: {error}", EXIT_INVALID_DATA
+        ) from None
 
 
 def _apply_declared_types(

@@ -6,6 +6,7 @@ spooled to a temporary file first (on disk, not in memory).
 
 from __future__ import annotations
 
+import http.client
 import re
 import shutil
 import tempfile
@@ -26,6 +27,7 @@ from modelyard.api.dataset import BuiltinName, DataFormat, DatasetSource
 from modelyard.reasons import Reason
 from modelyard.storage.client import ObjectNotFound, Storage
 from modelyard.storage.uri import S3Uri
+from modelyard.workloads.source_stream import open_source
 from modelyard.workloads.termination import EXIT_INVALID_DATA, WorkloadError
 
 BLOCK_BYTES = 1 << 20  # CSV/JSON block: bounds memory per batch; see docs/benchmarks/workloads.md
@@ -37,12 +39,16 @@ _EXTENSIONS = {
     ".ndjson": DataFormat.JSONL,
 }
 BUILTIN_TARGET = "target"
+# Compressed copies name their format before this suffix (data.csv.gz); see source_stream.py.
+COMPRESSED_SUFFIXES = (".gz", ".gzip", ".bz2", ".zst", ".zstd")
 
 
 def infer_format(name: str, declared: DataFormat | None) -> DataFormat:
     if declared is not None:
         return DataFormat(declared)
-    lowered = name.lower().removesuffix(".gz")
+    lowered = name.lower()
+    for suffix in COMPRESSED_SUFFIXES:
+        lowered = lowered.removesuffix(suffix)
     for extension, data_format in _EXTENSIONS.items():
         if lowered.endswith(extension):
             return data_format
@@ -126,7 +132,7 @@ def _read_s3(
                 f"spec.source.s3.uri: {uri} is not {data_format.value} like the rest",
             )
         with storage.open(uri) as stream:
-            for batch in _read_stream(stream, data_format, types):
+            for batch in _read_stream(stream, data_format, types, str(uri)):
                 if schema is None:
                     schema = batch.schema
                 elif batch.schema.names != schema.names:
@@ -148,25 +154,22 @@ def _read_http(
             Reason.SourceUnreachable, f"spec.source.http.url: {url}: {error}"
         ) from None
     with response:
-        yield from _read_stream(response, data_format, types)
+        try:
+            yield from _read_stream(response, data_format, types, url)
+        except (http.client.HTTPException, OSError) as error:
+            # The server went away part-way: worth a retry, unlike bad bytes.
+            raise WorkloadError(
+                Reason.SourceUnreachable, f"spec.source.http.url: {url}: {error}"
+            ) from None
 
 
 def _read_stream(
-    stream: BinaryIO, data_format: DataFormat, types: dict[str, pa.DataType]
+    stream: BinaryIO, data_format: DataFormat, types: dict[str, pa.DataType], name: str
 ) -> Iterator[pa.RecordBatch]:
+    stream = open_source(stream, data_format, name)
     try:
         if data_format is DataFormat.CSV:
-            reader = pa_csv.open_csv(
-                stream,
-                read_options=pa_csv.ReadOptions(block_size=BLOCK_BYTES),
-                # Empty strings are nulls in CSV, as they are in Parquet and JSON: same data,
-                # same version.
-                convert_options=pa_csv.ConvertOptions(strings_can_be_null=True, column_types=types),
-            )
-            try:
-                yield from reader
-            except pa.ArrowInvalid as error:
-                raise _type_change(error, reader.schema.names) from None
+            yield from _read_csv(stream, types, name)
         elif data_format is DataFormat.JSONL:
             yield from pa_json.open_json(
                 stream, read_options=pa_json.ReadOptions(block_size=BLOCK_BYTES)
@@ -180,24 +183,76 @@ def _read_stream(
     except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
         raise WorkloadError(
             Reason.UnreadableData,
-            f"spec.format: the data is not valid {data_format.value}: {_first_line(error)}",
+            f"{name}: not valid {data_format.value}: {_explain(error)}",
+            EXIT_INVALID_DATA,
         ) from None
 
 
-def _type_change(error: pa.ArrowInvalid, names: list[str]) -> WorkloadError:
+def _read_csv(
+    stream: BinaryIO, types: dict[str, pa.DataType], name: str
+) -> Iterator[pa.RecordBatch]:
+    reader = pa_csv.open_csv(
+        stream,
+        read_options=pa_csv.ReadOptions(block_size=BLOCK_BYTES),
+        # Empty strings are nulls in CSV, as they are in Parquet and JSON: same data,
+        # same version.
+        convert_options=pa_csv.ConvertOptions(strings_can_be_null=True, column_types=types),
+    )
+    try:
+        for batch in reader:
+            # pyarrow reads a column whose first block holds bytes that are not UTF-8 as binary.
+            binary = [f.name for f in batch.schema if pa.types.is_binary(f.type)]
+            if binary:
+                raise _not_utf8(name, binary[0])
+            yield batch
+    except pa.ArrowInvalid as error:
+        raise _type_change(error, reader.schema.names, name) from None
+
+
+def _not_utf8(name: str, column: str) -> WorkloadError:
+    return WorkloadError(
+        Reason.UnreadableData,
+        f"{name}: column {column!r} holds bytes that are not UTF-8 (Latin-1 or another "
+        "legacy encoding?); re-encode the file as UTF-8",
+        EXIT_INVALID_DATA,
+    )
+
+
+def _type_change(error: pa.ArrowInvalid, names: list[str], name: str) -> WorkloadError:
     """A CSV column whose later rows do not fit the type inferred from its first rows."""
     match = re.search(r"CSV column #(\d+): CSV conversion error to (\w+): (.*)", str(error))
     if match is None:
         return WorkloadError(
-            Reason.UnreadableData, f"spec.format: the data is not valid csv: {_first_line(error)}"
+            Reason.UnreadableData,
+            f"{name}: not valid csv: {_explain(error)}",
+            EXIT_INVALID_DATA,
         )
-    name = names[int(match.group(1))]
+    column = names[int(match.group(1))]
+    if "invalid UTF8" in match.group(3):
+        return _not_utf8(name, column)
     return WorkloadError(
         Reason.SchemaMismatch,
-        f"column {name!r} changes type part-way: {match.group(2)} expected from its first rows, "
-        f"then {match.group(3)}; declare its type in spec.schema.columns",
+        f"column {column!r} changes type part-way: {match.group(2)} expected from its first "
+        f"rows, then {match.group(3)}; declare its type in spec.schema.columns",
         EXIT_INVALID_DATA,
     )
+
+
+def _explain(error: Exception) -> str:
+    """pyarrow's parse errors in the user's terms."""
+    text = _first_line(error)
+    ragged = re.search(r"Expected (\d+) columns, got (\d+): ?(.*)", text)
+    if ragged:
+        return (
+            f"a row has {ragged.group(2)} fields where the header has {ragged.group(1)} "
+            f"(a ragged row, or a file cut short): {ragged.group(3)[:200]!r}"
+        )
+    if "straddling object" in text:
+        return (
+            f"a single row (or JSON object) is longer than {BLOCK_BYTES >> 20} MiB, the most "
+            "a row may hold; or a quoted field is never closed"
+        )
+    return text
 
 
 def _first_line(error: Exception) -> str:

@@ -62,14 +62,24 @@ def logical_type(arrow_type: pa.DataType) -> LogicalType:
     return "string"
 
 
+class NotNormalizable(ValueError):
+    """A column whose values have no form in its logical type (bytes that are not UTF-8)."""
+
+
 def normalize(batch: pa.RecordBatch) -> pa.RecordBatch:
     """The batch with every column cast to its logical type's Arrow type."""
     columns = []
-    for column in batch.columns:
+    for name, column in zip(batch.schema.names, batch.columns, strict=True):
         if pa.types.is_dictionary(column.type):
             column = column.dictionary_decode()
         target = ARROW_TYPES[logical_type(column.type)]
-        columns.append(column if column.type == target else pc.cast(column, target))
+        try:
+            columns.append(column if column.type == target else pc.cast(column, target))
+        except pa.ArrowInvalid as error:
+            raise NotNormalizable(
+                f"column {name!r} ({column.type}) cannot be read as {logical_type(target)}: "
+                f"{str(error).splitlines()[0]}"
+            ) from None
     return pa.RecordBatch.from_arrays(columns, names=batch.schema.names)
 
 
