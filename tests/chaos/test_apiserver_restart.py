@@ -16,9 +16,8 @@ from tests.chaos.controlplane import ControlPlane
 from tests.chaos.kubelet_loop import KubeletLoop
 from tests.chaos.objects import Objects, dataset, training_job
 from tests.chaos.test_operator_killed import unfinished
-from tests.conftest import REPO
 from tests.kubelet import wait_for
-from tests.plugins.operator import OperatorProcess, apply_crds
+from tests.plugins.operator import OperatorProcess, apply_crds, modelyard_crds
 
 pytestmark = pytest.mark.chaos
 
@@ -47,7 +46,7 @@ def _client(plane: ControlPlane) -> client.ApiClient:
 def test_operator_reconnects_after_the_api_server_restarts(
     private_plane: ControlPlane, tmp_path: Path
 ) -> None:
-    apply_crds(_client(private_plane), sorted((REPO / "crds").glob("*.yaml")))
+    apply_crds(_client(private_plane), modelyard_crds())
     api = _client(private_plane)
     core = client.CoreV1Api(api)
     core.create_namespace({"metadata": {"name": NAMESPACE}})

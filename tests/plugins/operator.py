@@ -36,20 +36,23 @@ UNSCHEDULABLE = "modelyard.dev/test-node=none"
 @pytest.fixture(scope="session")
 def crds(kube: Cluster) -> Cluster:
     """The generated CRDs, server-side applied and Established."""
-    apply_crds(kube.api_client(), sorted((REPO / "crds").glob("*.yaml")))
+    apply_crds(kube.api_client(), modelyard_crds())
     return kube
 
 
-def apply_crds(api_client: client.ApiClient, paths: list[Path]) -> None:
-    """Server-side apply these CRD files and wait until they are Established."""
+def modelyard_crds() -> list[dict[str, Any]]:
+    return [yaml.safe_load(path.read_text()) for path in sorted((REPO / "crds").glob("*.yaml"))]
+
+
+def apply_crds(api_client: client.ApiClient, crds: list[dict[str, Any]]) -> None:
+    """Server-side apply these CRDs and wait until they are Established."""
     with api_client as api:
         dynamic = DynamicClient(api)  # type: ignore[no-untyped-call]
         resource = dynamic.resources.get(
             api_version="apiextensions.k8s.io/v1", kind="CustomResourceDefinition"
         )
         names = []
-        for path in paths:
-            crd = yaml.safe_load(path.read_text())
+        for crd in crds:
             resource.server_side_apply(body=crd, field_manager=FIELD_MANAGER, force_conflicts=True)
             names.append(crd["metadata"]["name"])
         extensions = client.ApiextensionsV1Api(api)

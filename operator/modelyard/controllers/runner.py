@@ -3,6 +3,7 @@ peering, metrics. `kopf run -m modelyard.controllers.runner` loads exactly the s
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -35,6 +36,9 @@ WATCH_CLIENT_TIMEOUT_SECONDS = 330
 CONNECT_TIMEOUT_SECONDS = 10
 REQUEST_TIMEOUT_SECONDS = 60
 ERROR_BACKOFF_SECONDS = 10
+# A replica that died stops being a peer this long after its last keepalive (kopf renews it a few
+# seconds before): the time a standby replica waits before it takes over.
+PEERING_LIFETIME_SECONDS = 30
 
 
 def configure(settings: kopf.OperatorSettings) -> None:
@@ -62,6 +66,11 @@ def configure(settings: kopf.OperatorSettings) -> None:
     settings.persistence.finalizer = f"{GROUP}/protection"
     settings.peering.name = "modelyard"
     settings.peering.mandatory = False
+    # kopf pauses *every* peer when two share a priority, so replicas of one Deployment must not:
+    # the newest wins (a rolling update hands over to the new code at once) and the others stand
+    # by until it is gone. Microseconds since the epoch stay below 2**53 (exact in JSON).
+    settings.peering.priority = time.time_ns() // 1000
+    settings.peering.lifetime = PEERING_LIFETIME_SECONDS
     # Children are applied in worker threads; several objects reconcile at once.
     settings.execution.max_workers = 8
 

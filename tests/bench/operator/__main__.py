@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -18,9 +19,9 @@ from tests.bench.operator import procstat, workload
 from tests.bench.operator.report import Results, Storm, markdown, plot
 from tests.conftest import REPO
 from tests.plugins.kube import LOCAL_KUBECONFIG
-from tests.plugins.operator import OperatorProcess, apply_crds
+from tests.plugins.operator import OperatorProcess, apply_crds, modelyard_crds
 
-CACHE = Path.home() / ".cache" / "modelyard" / "bench"
+CACHE = Path.home() / ".cache" / "modelyard" / "bench" / "operator"
 DOCS = REPO / "docs" / "benchmarks"
 TIMEOUT = 900
 
@@ -43,7 +44,7 @@ def main() -> None:
     api.configuration.connection_pool_maxsize = 2 * workload.THREADS
     apply_crds(
         config.new_client_from_config(config_file=str(kubeconfig)),  # type: ignore[no-untyped-call]
-        sorted((REPO / "crds").glob("*.yaml")),
+        modelyard_crds(),
     )
     core = client.CoreV1Api(api)
     suffix = uuid.uuid4().hex[:6]
@@ -137,7 +138,7 @@ def _run(
     )
     print(f"ingestions end: {second.all_children_seconds:.1f} s", file=sys.stderr)
     if spy:
-        spy.terminate()
+        spy.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT, not on SIGTERM
         spy.wait()
 
     # 3. The baseline, while the operator idles (it does not watch that namespace).
