@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import subprocess
+import sys
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,3 +59,39 @@ class Worker:
             "--run",
             run,
         )
+
+
+@dataclass
+class ProcessResult(WorkerResult):
+    peak_rss_bytes: int
+    stderr: str
+
+
+def run_worker_process(
+    tmp_path: Path, command: str, spec: dict[str, Any], *args: str
+) -> ProcessResult:
+    """`modelyard-worker` in a child process, as in a pod, with its own peak RSS.
+
+    The peak is the one the worker logs (VmHWM of its own program): the child's rusage would
+    not do, since Linux carries the parent's high-water mark (this test process's) across fork
+    and exec. The environment (S3 endpoint and credentials) is this process's, as the fixtures
+    set it.
+    """
+    log = tmp_path / f"termination-{uuid.uuid4().hex[:8]}"
+    env = {**os.environ, "MODELYARD_SPEC": json.dumps(spec), "MODELYARD_TERMINATION_LOG": str(log)}
+    process = subprocess.run(
+        [sys.executable, "-m", "modelyard.workloads", command, *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        check=False,
+    )
+    peak = re.search(rf"^{command}: peak RSS (\d+) MiB$", process.stderr, re.MULTILINE)
+    assert peak is not None, process.stderr[-2000:]
+    return ProcessResult(
+        exit_code=process.returncode,
+        message=json.loads(log.read_text()),
+        peak_rss_bytes=int(peak.group(1)) << 20,
+        stderr=process.stderr,
+    )

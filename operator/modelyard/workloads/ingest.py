@@ -41,7 +41,7 @@ from modelyard.workloads.tabular import (
     normalize,
 )
 from modelyard.workloads.termination import EXIT_INVALID_DATA, EXIT_USAGE, WorkloadError
-from modelyard.workloads.timing import phase
+from modelyard.workloads.timing import log_peak_memory, phase
 from modelyard.workloads.validation import SchemaMismatch, Validator, select_columns
 
 CATEGORIES_IN_SUMMARY = 5
@@ -66,7 +66,9 @@ def main(argv: Sequence[str]) -> int:
         summary, statistics = ingest(spec, args.namespace, args.name, Storage(config), config.root)
         return termination.Completed(summary, [_compact(column) for column in statistics])
 
-    return termination.run(body)
+    code = termination.run(body)
+    log_peak_memory("ingest")
+    return code
 
 
 def ingest(

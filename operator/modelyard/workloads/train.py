@@ -44,6 +44,7 @@ from modelyard.workloads.termination import (
     EXIT_USAGE,
     WorkloadError,
 )
+from modelyard.workloads.timing import log_peak_memory, phase
 
 
 def main(argv: Sequence[str]) -> int:
@@ -100,7 +101,9 @@ def main(argv: Sequence[str]) -> int:
             args.run,
         )
 
-    return termination.run(body)
+    code = termination.run(body)
+    log_peak_memory("train")
+    return code
 
 
 def train(
@@ -137,15 +140,19 @@ def train(
     features = [
         Feature(name=c["name"], type=c["type"]) for c in manifest["columns"] if c["name"] != target
     ]
-    with tempfile.TemporaryDirectory(prefix="modelyard-train-") as work:
+    with (
+        phase("train", "download and load"),
+        tempfile.TemporaryDirectory(prefix="modelyard-train-") as work,
+    ):
         data_path = Path(work) / layout.DATA_FILE
         split_path = Path(work) / layout.SPLIT_FILE
         storage.download_file(dataset_uri.join(manifest["files"]["data"]), data_path)
         storage.download_file(dataset_uri.join(manifest["files"]["split"]), split_path)
         table = pq.read_table(data_path)
         test_rows = pq.read_table(split_path).column("test_row").to_numpy()
-    x = table_to_matrix(table, features)
-    y = table.column(target).to_numpy(zero_copy_only=False)
+        x = table_to_matrix(table, features)
+        y = table.column(target).to_numpy(zero_copy_only=False)
+        del table  # the matrix holds the features now; the table would double the memory
     if task == "regression" and y.dtype.kind not in "iuf":
         raise WorkloadError(
             Reason.TargetNotNumeric,
@@ -157,11 +164,16 @@ def train(
     x_train, y_train, x_test, y_test = x[~is_test], y[~is_test], x[is_test], y[is_test]
 
     pipeline = build_pipeline(features, estimator)
-    fitted, best_params = _fit(spec, pipeline, x_train, y_train, task)
-    metrics = evaluate(fitted, x_test, y_test, names)
+    with phase("train", "fit"):
+        fitted, best_params = _fit(spec, pipeline, x_train, y_train, task)
+    with phase("train", "evaluate"):
+        metrics = evaluate(fitted, x_test, y_test, names)
 
     classes = [_label(c) for c in fitted.classes_] if task == "classification" else None
-    with tempfile.TemporaryDirectory(prefix="modelyard-model-") as work:
+    with (
+        phase("train", "save and upload"),
+        tempfile.TemporaryDirectory(prefix="modelyard-model-") as work,
+    ):
         model_path = Path(work) / layout.MODEL_FILE
         joblib.dump(fitted, model_path, compress=3)
         digest = file_digest(model_path)
