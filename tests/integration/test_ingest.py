@@ -198,6 +198,15 @@ BAD_DATA = [
         ["spec.features", "'agee'"],
     ),
     (
+        "schema-column-missing",
+        _csv(TABLE),
+        "d.csv",
+        {"schema": {"columns": [{"name": "tenure", "min": 0}]}},
+        4,
+        "SchemaMismatch",
+        ["spec.schema.columns", "'tenure' is not in the data"],
+    ),
+    (
         "below-minimum",
         _csv(TABLE),
         "d.csv",

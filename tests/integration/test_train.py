@@ -158,6 +158,23 @@ BAD_SPECS = [
         "spec.metrics: rmse",
     ),
     (
+        "objective-needs-probabilities-the-estimator-lacks",
+        {
+            "estimator": {"class": "sklearn.svm.SVC"},
+            "objective": {"metric": "roc_auc", "minimum": 0.5},
+        },
+        2,
+        "MetricNotApplicable",
+        "spec.objective.metric: roc_auc needs class probabilities",
+    ),
+    (
+        "metric-needs-probabilities-the-estimator-lacks",
+        {"estimator": {"class": "sklearn.linear_model.RidgeClassifier"}, "metrics": ["log_loss"]},
+        2,
+        "MetricNotApplicable",
+        "spec.metrics: log_loss needs class probabilities",
+    ),
+    (
         "search-values-not-a-list",
         {"search": {"strategy": "grid", "params": {"max_depth": 3}}},
         2,
@@ -171,17 +188,39 @@ BAD_SPECS = [
     ("fields", "code", "reason", "fragment"),
     [pytest.param(*case[1:], id=case[0]) for case in BAD_SPECS],
 )
-def test_bad_training_spec_is_refused(
+def test_bad_training_spec_is_refused_before_fitting(
     worker: Worker,
     iris: dict[str, Any],
+    capsys: pytest.CaptureFixture[str],
     fields: dict[str, Any],
     code: int,
     reason: str,
     fragment: str,
 ) -> None:
+    capsys.readouterr()
     result = worker.train(_spec(**fields), iris)
     assert (result.exit_code, result.message["reason"]) == (code, reason), result.message
     assert fragment in result.message["message"]
+    assert "download and load took" not in capsys.readouterr().err, "refused before download"
+
+
+def test_objective_the_test_split_cannot_define_is_refused_before_fitting(
+    worker: Worker, storage: Storage, bucket_root: S3Uri, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # One row of class 1 stays in training (a class of one is never split), so the test
+    # split holds class 0 alone and roc_auc has no meaning there.
+    rows = b"x,label\n" + b"".join(f"{i},0\n".encode() for i in range(40)) + b"99,1\n"
+    storage.put_bytes(bucket_root.join("one.csv"), rows)
+    data = worker.ingest(
+        {"source": {"s3": {"uri": str(bucket_root.join("one.csv"))}}, "target": "label"}
+    )
+    assert data.exit_code == 0, data.message
+    capsys.readouterr()
+    spec = _spec(objective={"metric": "roc_auc", "minimum": 0.7})
+    result = worker.train(spec, data.message)
+    assert (result.exit_code, result.message["reason"]) == (4, "MetricNotApplicable")
+    assert "only class 0" in result.message["message"], result.message
+    assert "fit took" not in capsys.readouterr().err
 
 
 def test_regressor_on_text_labels_is_refused(

@@ -12,7 +12,7 @@ from sklearn.pipeline import Pipeline
 
 from modelyard.api.trainingjob import Metric
 from modelyard.reasons import Reason
-from modelyard.workloads.termination import EXIT_USAGE, WorkloadError
+from modelyard.workloads.termination import EXIT_INVALID_DATA, EXIT_USAGE, WorkloadError
 
 Array = np.ndarray[Any, Any]
 
@@ -32,6 +32,8 @@ CLASSIFICATION = frozenset(
         Metric.LOG_LOSS,
     }
 )
+# Metrics computed from predict_proba: undefined without it, or with one class in the test split.
+PROBABILISTIC = frozenset({Metric.ROC_AUC, Metric.LOG_LOSS})
 # sklearn scorer names for cross-validated search (greater is better, hence the neg_ forms).
 SCORERS = {
     Metric.ACCURACY: "accuracy",
@@ -58,6 +60,40 @@ def check_metrics(task: str, requested: list[str], where: str) -> None:
                 Reason.MetricNotApplicable,
                 f"{where}: {name} is a {kind} metric, but the estimator does {task}",
                 EXIT_USAGE,
+            )
+
+
+def check_computable(estimator: Any, requested: list[tuple[str, str]]) -> None:
+    """Refuse, before any fitting, metrics this estimator cannot give (roc_auc without
+    probabilities): otherwise the run would train for nothing and end without the metric.
+
+    `requested` pairs each metric with the spec field that asks for it.
+    """
+    if hasattr(estimator, "predict_proba"):
+        return
+    for where, name in requested:
+        if Metric(name) in PROBABILISTIC:
+            raise WorkloadError(
+                Reason.MetricNotApplicable,
+                f"{where}: {name} needs class probabilities, and "
+                f"{type(estimator).__name__} with these params gives none (SVC needs "
+                "probability: true; SGDClassifier a loss such as log_loss); or choose a metric "
+                "such as accuracy or f1_macro",
+                EXIT_USAGE,
+            )
+
+
+def check_test_classes(y_test: Array, requested: list[tuple[str, str]]) -> None:
+    """Refuse, before fitting, a probability metric the test split cannot define."""
+    classes = np.unique(y_test)
+    for where, name in requested:
+        if Metric(name) in PROBABILISTIC and len(classes) < 2:
+            only = ", ".join(str(value) for value in classes[:1]) or "none"
+            raise WorkloadError(
+                Reason.MetricNotApplicable,
+                f"{where}: {name} needs two classes in the test split, which holds only "
+                f"class {only}; add data of other classes or choose another metric",
+                EXIT_INVALID_DATA,
             )
 
 

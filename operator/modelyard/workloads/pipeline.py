@@ -16,6 +16,7 @@ from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from sklearn.utils._param_validation import InvalidParameterError
 
 from modelyard.api.trainingjob import EstimatorClass
 from modelyard.reasons import Reason
@@ -45,7 +46,10 @@ def build_estimator(path: str, params: dict[str, Any] | None) -> BaseEstimator:
     cls = estimator_class(path)
     try:
         estimator = cls(**(params or {}))
-    except TypeError as error:
+        # scikit-learn checks values only in fit(); checking now refuses a bad value (a
+        # negative n_estimators) before the data is downloaded rather than after.
+        estimator._validate_params()
+    except (TypeError, InvalidParameterError) as error:
         raise WorkloadError(
             Reason.InvalidParams, f"spec.estimator.params: {error}", EXIT_USAGE
         ) from None

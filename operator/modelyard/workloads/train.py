@@ -33,7 +33,14 @@ from modelyard.storage.digest import file_digest
 from modelyard.storage.uri import InvalidUri, S3Uri
 from modelyard.workloads import termination
 from modelyard.workloads.baseline import feature_baselines
-from modelyard.workloads.evaluation import SCORERS, check_metrics, evaluate, metric_names
+from modelyard.workloads.evaluation import (
+    SCORERS,
+    check_computable,
+    check_metrics,
+    check_test_classes,
+    evaluate,
+    metric_names,
+)
 from modelyard.workloads.features import table_to_matrix
 from modelyard.workloads.modelcard import DatasetLineage, Feature, ModelCard
 from modelyard.workloads.pipeline import ESTIMATOR_STEP, build_estimator, build_pipeline, task_of
@@ -134,12 +141,19 @@ def train(
     check_metrics(task, requested, "spec.metrics")
     if spec.objective:
         check_metrics(task, [spec.objective.metric], "spec.objective.metric")
-    names = metric_names(task, requested + ([spec.objective.metric] if spec.objective else []))
+    wanted = [("spec.metrics", name) for name in requested]
+    if spec.objective:
+        wanted.append(("spec.objective.metric", spec.objective.metric))
+    check_computable(estimator, wanted)
+    names = metric_names(task, [name for _, name in wanted])
 
     target = manifest["target"]
     features = [
         Feature(name=c["name"], type=c["type"]) for c in manifest["columns"] if c["name"] != target
     ]
+    # Everything the spec can get wrong is refused here, before the data is downloaded.
+    pipeline = build_pipeline(features, estimator)
+    search = _search(spec, pipeline, task) if spec.search else None
     with (
         phase("train", "download and load"),
         tempfile.TemporaryDirectory(prefix="modelyard-train-") as work,
@@ -162,10 +176,11 @@ def train(
     is_test = np.zeros(len(y), dtype=bool)
     is_test[test_rows] = True
     x_train, y_train, x_test, y_test = x[~is_test], y[~is_test], x[is_test], y[is_test]
+    if task == "classification":
+        check_test_classes(y_test, wanted)
 
-    pipeline = build_pipeline(features, estimator)
     with phase("train", "fit"):
-        fitted, best_params = _fit(spec, pipeline, x_train, y_train, task)
+        fitted, best_params = _fit(spec, pipeline, search, x_train, y_train)
     with phase("train", "evaluate"):
         metrics = evaluate(fitted, x_test, y_test, names)
 
@@ -244,13 +259,12 @@ def train(
 
 
 def _fit(
-    spec: TrainingJobSpec, pipeline: Pipeline, x: Any, y: Any, task: str
+    spec: TrainingJobSpec, pipeline: Pipeline, search: Any, x: Any, y: Any
 ) -> tuple[Pipeline, dict[str, Any]]:
     try:
-        if spec.search is None:
+        if search is None:
             pipeline.fit(x, y)
             return pipeline, dict(spec.estimator.params or {})
-        search = _search(spec, pipeline, task)
         search.fit(x, y)
     except InvalidParameterError as error:
         raise WorkloadError(
