@@ -1,56 +1,53 @@
-{{/* Rules the operator needs in every namespace it watches. Least privilege: no wildcards, nothing on Secrets (workload pods reference Secrets by name, which needs no RBAC). */}}
+{{/* Rules the operator needs in every namespace it watches. Least privilege: no wildcards, each verb one the operator or kopf calls (docs/security.md says which and why), nothing on Secrets (workload pods reference Secrets by name, which needs no RBAC). */}}
 {{- define "modelyard.namespacedRules" -}}
 - apiGroups: ["modelyard.dev"]
   resources: ["datasets", "trainingjobs", "modeldeployments"]
-  verbs: ["get", "list", "watch", "patch", "update"]
+  verbs: ["get", "list", "watch", "patch"]
 - apiGroups: ["modelyard.dev"]
   resources: ["datasets/status", "trainingjobs/status", "modeldeployments/status"]
-  verbs: ["get", "patch", "update"]
+  verbs: ["patch"]
 - apiGroups: ["modelyard.dev"]
   resources: ["datasets/finalizers", "trainingjobs/finalizers", "modeldeployments/finalizers"]
   verbs: ["update"]
 - apiGroups: ["batch"]
   resources: ["jobs"]
-  verbs: ["get", "list", "watch", "create", "delete"]
+  verbs: ["get", "list", "watch", "create"]
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["list"]
 - apiGroups: ["apps"]
   resources: ["deployments"]
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: [""]
   resources: ["services"]
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+  verbs: ["create", "patch"]
 - apiGroups: ["autoscaling"]
   resources: ["horizontalpodautoscalers"]
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+  verbs: ["create", "patch", "delete"]
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+  verbs: ["create", "patch", "delete"]
 - apiGroups: [""]
   resources: ["events"]
-  verbs: ["create", "patch"]
-- apiGroups: ["events.k8s.io"]
-  resources: ["events"]
-  verbs: ["create", "patch"]
+  verbs: ["create"]
 {{- if include "modelyard.peering" . }}
 - apiGroups: ["kopf.dev"]
   resources: ["kopfpeerings"]
-  verbs: ["get", "list", "watch", "patch"]
+  verbs: ["list", "watch", "patch"]
 {{- end }}
 {{- end }}
 
-{{/* Rules only a cluster-wide operator needs: kopf lists namespaces and discovers CRDs. */}}
+{{/* Rules only a cluster-wide operator needs: kopf follows namespaces and CRDs as they come and go. */}}
 {{- define "modelyard.clusterRules" -}}
 - apiGroups: [""]
   resources: ["namespaces"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["list", "watch"]
 - apiGroups: ["apiextensions.k8s.io"]
   resources: ["customresourcedefinitions"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["list", "watch"]
 {{- if include "modelyard.peering" . }}
 - apiGroups: ["kopf.dev"]
   resources: ["clusterkopfpeerings"]
-  verbs: ["get", "list", "watch", "patch"]
+  verbs: ["list", "watch", "patch"]
 {{- end }}
 {{- end }}
