@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 from kubernetes import client, config
@@ -17,6 +20,7 @@ from modelyard.api import GROUP, VERSION
 from modelyard.controllers.kube import Kube
 from tests.bench.operator import procstat, workload
 from tests.bench.operator.report import Results, Storm, markdown, plot
+from tests.chaos.controlplane import ControlPlane
 from tests.conftest import REPO
 from tests.plugins.kube import LOCAL_KUBECONFIG
 from tests.plugins.operator import OperatorProcess, apply_crds, modelyard_crds
@@ -34,12 +38,62 @@ def main() -> None:
     parser.add_argument("--idle", type=float, help="seconds of idle CPU measured")
     parser.add_argument("--profile", action="store_true", help="py-spy the operator's storm")
     parser.add_argument("--output", type=Path, default=DOCS, help="where operator.md/png go")
+    parser.add_argument(
+        "--operator-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra environment for the operator process (e.g. MALLOC_ARENA_MAX=2)",
+    )
+    parser.add_argument(
+        "--shared",
+        action="store_true",
+        help="use the cluster in $KUBECONFIG instead of a private control plane",
+    )
     args = parser.parse_args()
     storm = args.storm or (100 if args.quick else 500)
     population = args.population or (300 if args.quick else 2000)
     idle = args.idle or (10 if args.quick else 30)
+    suffix = uuid.uuid4().hex[:6]
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as stack:
+        if args.shared:
+            kubeconfig = Path(os.environ.get("KUBECONFIG") or LOCAL_KUBECONFIG)
+        else:
+            kubeconfig = stack.enter_context(_private_plane(CACHE / f"plane-{suffix}"))
+        env = dict(item.split("=", 1) for item in args.operator_env)
+        results = _bench(kubeconfig, suffix, storm, population, idle, args.profile, env)
+    flags = [f for f, on in (("--quick", args.quick), ("--shared", args.shared)) if on]
+    flags += [f"--operator-env {item}" for item in args.operator_env]
+    results.command = " ".join(["python -m tests.bench.operator", *flags])
+    args.output.mkdir(parents=True, exist_ok=True)
+    plot(results, args.output / "operator.png")
+    (args.output / "operator.md").write_text(markdown(results, "operator.png"))
+    print((args.output / "operator.md").read_text())
 
-    kubeconfig = Path(os.environ.get("KUBECONFIG") or LOCAL_KUBECONFIG)
+
+@contextlib.contextmanager
+def _private_plane(state: Path) -> Iterator[Path]:
+    """etcd, API server and controller manager of our own: nobody else's load or operator."""
+    state.mkdir(parents=True)
+    plane = ControlPlane(state)
+    try:
+        plane.start()
+        yield plane.kubeconfig
+    finally:
+        plane.stop()
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def _bench(
+    kubeconfig: Path,
+    suffix: str,
+    storm: int,
+    population: int,
+    idle: float,
+    profile: bool,
+    env: dict[str, str],
+) -> Results:
     api = config.new_client_from_config(config_file=str(kubeconfig))  # type: ignore[no-untyped-call]
     api.configuration.connection_pool_maxsize = 2 * workload.THREADS
     apply_crds(
@@ -47,27 +101,29 @@ def main() -> None:
         modelyard_crds(),
     )
     core = client.CoreV1Api(api)
-    suffix = uuid.uuid4().hex[:6]
     namespace, plain = f"bench-operator-{suffix}", f"bench-plain-{suffix}"
     for name in (namespace, plain):
         core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    CACHE.mkdir(parents=True, exist_ok=True)
+        _wait_default_account(core, name)
     log = CACHE / f"operator-{suffix}.log"
-    operator = OperatorProcess(kubeconfig, namespace, log)
-    command = "python -m tests.bench.operator" + (" --quick" if args.quick else "")
+    operator = OperatorProcess(kubeconfig, namespace, log, env=env)
     try:
         operator.start()
         print(f"operator pid {operator.pid}, log {log}", file=sys.stderr)
-        results = _run(api, namespace, plain, operator, storm, population, idle, args.profile)
-        results.command = f"KUBECONFIG={kubeconfig} {command}"
+        return _run(api, namespace, plain, operator, storm, population, idle, profile)
     finally:
         operator.stop()
         for name in (namespace, plain):
             core.delete_namespace(name)
-    args.output.mkdir(parents=True, exist_ok=True)
-    plot(results, args.output / "operator.png")
-    (args.output / "operator.md").write_text(markdown(results, "operator.png"))
-    print((args.output / "operator.md").read_text())
+
+
+def _wait_default_account(core: client.CoreV1Api, namespace: str) -> None:
+    """The Job controller cannot make pods before the namespace's default service account."""
+    deadline = time.monotonic() + 60
+    while not core.list_namespaced_service_account(namespace).items:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no default service account in {namespace}")
+        time.sleep(0.2)
 
 
 def _profiler(pid: int, name: str) -> subprocess.Popen[bytes]:
@@ -105,6 +161,10 @@ def _run(
 ) -> Results:
     sampler = procstat.Sampler(operator.pid)
     watcher = workload.JobWatch(api, namespace)
+    writes = {
+        plural: workload.WriteCounter(api, namespace, plural)
+        for plural in ("datasets", "trainingjobs")
+    }
     time.sleep(2)  # the operator's watches and ours are open
     spy = _profiler(operator.pid, f"profile-storm-{storm}") if profile else None
 
@@ -114,9 +174,12 @@ def _run(
     bodies = []
     for i, name in enumerate(datasets):
         bodies += [workload.dataset(name), workload.training_job(f"tj-{i}", name)]
-    started = time.monotonic()
+    started, cpu_before = time.monotonic(), procstat.cpu_seconds(operator.pid)
     created = workload.create_all(api, namespace, bodies)
     seen = watcher.wait([f"modelyard.dev/dataset/{n}" for n in datasets], TIMEOUT)
+    storm_cpu = procstat.cpu_seconds(operator.pid) - cpu_before
+    time.sleep(3)  # the last status patches land
+    storm_writes = {plural: counter.events / storm for plural, counter in writes.items()}
     first = Storm(
         f"{storm} Datasets + {storm} TrainingJobs applied at once → ingest Jobs",
         storm,
@@ -128,18 +191,34 @@ def _run(
     # 2. Every ingestion ends: each TrainingJob starts its run.
     sampler.phase = "ingestions end"
     started = time.monotonic()
-    finished = workload.finish_ingestions(api, namespace, datasets)
+    workload.finish_ingestions(api, namespace, datasets)
     seen = watcher.wait([f"modelyard.dev/trainingjob/tj-{i}" for i in range(storm)], TIMEOUT)
+    # From the moment the Job controller marked the ingest Job Complete (the operator's cue).
+    complete = watcher.wait([f"complete/modelyard.dev/dataset/{n}" for n in datasets], TIMEOUT)
     second = Storm(
-        f"{storm} ingestions end at once → train Jobs",
+        f"{storm} ingest Jobs complete at once → train Jobs",
         storm,
         max(seen.values()) - started,
-        [seen[f"modelyard.dev/trainingjob/tj-{i}"] - finished[n] for i, n in enumerate(datasets)],
+        [
+            seen[f"modelyard.dev/trainingjob/tj-{i}"]
+            - complete[f"complete/modelyard.dev/dataset/{n}"]
+            for i, n in enumerate(datasets)
+        ],
     )
     print(f"ingestions end: {second.all_children_seconds:.1f} s", file=sys.stderr)
+    notes = []
     if spy:
         spy.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT, not on SIGTERM
         spy.wait()
+        raw = (CACHE / f"profile-storm-{storm}.txt").read_text()
+        notes = [
+            "",
+            "py-spy over both storms (`--profile`), frames holding the most samples:",
+            "",
+            "| share | frame |",
+            "| --- | --- |",
+            *(f"| {share:.0%} | `{frame}` |" for share, frame in procstat.profile_summary(raw)),
+        ]
 
     # 3. The baseline, while the operator idles (it does not watch that namespace).
     sampler.phase = "baseline"
@@ -184,6 +263,9 @@ def _run(
         idle_cpu_seconds=idle_cpu,
         deletion_seconds=deletion,
         rss=sampler.samples,
+        storm_cpu_seconds=storm_cpu,
+        writes_per_object=storm_writes,
+        notes=notes,
     )
 
 

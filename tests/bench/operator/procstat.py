@@ -55,3 +55,19 @@ class Sampler:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join()
+
+
+def profile_summary(raw: str, top: int = 8) -> list[tuple[float, str]]:
+    """py-spy's raw output (`stack;frames count` per line) as the frames that held the most
+    samples themselves, with their share of all samples."""
+    own: dict[str, int] = {}
+    total = 0
+    for line in raw.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack:
+            continue
+        total += int(count)
+        frame = stack.split(";")[-1]
+        own[frame] = own.get(frame, 0) + int(count)
+    ranked = sorted(own.items(), key=lambda item: -item[1])[:top]
+    return [(count / total, frame) for frame, count in ranked]

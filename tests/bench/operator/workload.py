@@ -75,6 +75,9 @@ class JobWatch:
     def _saw(self, job: client.V1Job) -> None:
         labels = job.metadata.labels or {}
         keys = [f"{label}/{labels[label]}" for label in self.OWNER_LABELS if label in labels]
+        conditions = (job.status and job.status.conditions) or []
+        if any(c.type == "Complete" and c.status == "True" for c in conditions):
+            keys += [f"complete/{key}" for key in keys]
         with self._changed:
             for key in keys:
                 self.seen.setdefault(key, time.monotonic())
@@ -154,3 +157,32 @@ def baseline(kube: Kube, namespace: str, prefix: str, count: int, threads: int) 
         with ThreadPoolExecutor(threads) as pool:
             list(pool.map(kube.create, jobs))
     return time.monotonic() - started
+
+
+class WriteCounter:
+    """Watch events on one plural: every write to an object (create, finalizer, status,
+    kopf's annotations) is one event. Evidence of what each reconcile costs the API server."""
+
+    def __init__(self, api: client.ApiClient, namespace: str, plural: str) -> None:
+        self.custom = client.CustomObjectsApi(api)
+        self.namespace, self.plural = namespace, plural
+        self.events = 0
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self) -> None:
+        resource_version = None
+        while True:
+            try:
+                for event in watch.Watch().stream(
+                    self.custom.list_namespaced_custom_object,
+                    GROUP,
+                    VERSION,
+                    self.namespace,
+                    self.plural,
+                    resource_version=resource_version,
+                    timeout_seconds=300,
+                ):
+                    self.events += 1
+                    resource_version = event["object"]["metadata"]["resourceVersion"]
+            except Exception:  # an expired watch: count on from a new one
+                time.sleep(0.5)
