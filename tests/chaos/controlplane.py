@@ -96,14 +96,11 @@ class ControlPlane:
         process.wait()
 
     def stop(self) -> None:
-        for process in reversed(list(self.processes.values())):
-            process.terminate()
+        """SIGKILL: its state is thrown away, a graceful shutdown would only cost time."""
         for process in self.processes.values():
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            process.kill()
+        for process in self.processes.values():
+            process.wait()
         self.processes.clear()
 
     def _daemon(self, name: str, *command: str) -> None:

@@ -199,7 +199,7 @@ class OperatorProcess:
         if self.process is not None:
             self.process.terminate()
             try:
-                self.process.wait(30)
+                self.process.wait(10)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()

@@ -51,6 +51,11 @@ def configure(settings: kopf.OperatorSettings) -> None:
     # An unexpected error (most often: the API server was unreachable) is retried in seconds, so
     # objects converge soon after the API server is back; kopf's default waits a minute.
     settings.execution.default_backoff = ERROR_BACKOFF_SECONDS
+    # Our CRDs exist before the operator starts (the chart installs them first), and the watched
+    # namespaces are named, not patterns: no need to watch CRDs and namespaces. That watch needs
+    # cluster-wide RBAC; a namespaced install without it spent a minute in kopf's retries at
+    # every start.
+    settings.scanning.disabled = True
     # Only our own children, filtered by the API server: other Jobs and Deployments in a busy
     # namespace cost neither memory nor CPU here.
     settings.watching.label_selectors["batch", "jobs"] = MANAGED
