@@ -41,24 +41,16 @@ def reconciling(kind: str) -> Iterator[None]:
 
 
 def set_phase(kind: str, namespace: str, name: str, phase: str | None) -> None:
-    """Record an object's phase (None: it is gone) and refresh the per-phase counts."""
+    """Record an object's phase (None: it is gone); the per-phase gauges move by one, so the
+    cost does not grow with the number of objects."""
     with _lock:
         key = (kind, namespace, name)
-        if phase is None:
-            _phases.pop(key, None)
-        else:
+        previous = _phases.pop(key, None) if phase is None else _phases.get(key)
+        if phase is not None:
             _phases[key] = phase
-        counts: dict[str, int] = {}
-        for (object_kind, _, _), object_phase in _phases.items():
-            if object_kind == kind:
-                counts[object_phase] = counts.get(object_phase, 0) + 1
-        for known in (
-            "Pending",
-            "Ingesting",
-            "Running",
-            "Progressing",
-            "Ready",
-            "Succeeded",
-            "Failed",
-        ):
-            OBJECTS.labels(kind, known).set(counts.get(known, 0))
+        if previous == phase:
+            return
+        if previous is not None:
+            OBJECTS.labels(kind, previous).dec()
+        if phase is not None:
+            OBJECTS.labels(kind, phase).inc()

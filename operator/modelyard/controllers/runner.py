@@ -28,12 +28,14 @@ BOOKKEEPING = f"operator.{GROUP}"
 HANDLER_MODULES = (children, dataset, indexes, modeldeployment, protection, trainingjob)
 MANAGED = "app.kubernetes.io/managed-by=modelyard"
 
-# A watch with no server-side timeout can go quiet forever on a dropped connection; each new
-# watch re-lists, so the timeout is long: the relist is the only periodic work of an idle operator.
+# A watch with no server-side timeout can go quiet forever on a dropped connection. kopf resumes
+# an ended watch from its last resourceVersion (no re-list): reconnecting every few minutes is
+# the only periodic work of an idle standalone operator.
 WATCH_SERVER_TIMEOUT_SECONDS = 300
 WATCH_CLIENT_TIMEOUT_SECONDS = 330
 # An API server that went away (restart, network) is noticed within seconds, not minutes.
 CONNECT_TIMEOUT_SECONDS = 10
+LIST_CHUNK_SIZE = 200
 REQUEST_TIMEOUT_SECONDS = 60
 ERROR_BACKOFF_SECONDS = 10
 # A replica that died stops being a peer this long after its last keepalive (kopf renews it a few
@@ -46,6 +48,9 @@ def configure(settings: kopf.OperatorSettings) -> None:
     settings.watching.server_timeout = WATCH_SERVER_TIMEOUT_SECONDS
     settings.watching.client_timeout = WATCH_CLIENT_TIMEOUT_SECONDS
     settings.watching.connect_timeout = CONNECT_TIMEOUT_SECONDS
+    # A (re)starting operator lists what exists page by page: thousands of Jobs and custom
+    # resources never sit in memory as one response.
+    settings.watching.chunk_size = LIST_CHUNK_SIZE
     settings.networking.connect_timeout = CONNECT_TIMEOUT_SECONDS
     settings.networking.request_timeout = REQUEST_TIMEOUT_SECONDS
     # An unexpected error (most often: the API server was unreachable) is retried in seconds, so

@@ -273,7 +273,11 @@ def _delete_all(api: client.ApiClient, namespace: str) -> float:
     custom = client.CustomObjectsApi(api)
     started = time.monotonic()
     for plural in ("trainingjobs", "datasets"):
-        custom.delete_collection_namespaced_custom_object(GROUP, VERSION, namespace, plural)
+        try:
+            custom.delete_collection_namespaced_custom_object(GROUP, VERSION, namespace, plural)
+        except client.ApiException as error:
+            if error.status != 504:  # a slow server goes on deleting after the call timed out
+                raise
     while any(
         custom.list_namespaced_custom_object(GROUP, VERSION, namespace, plural, limit=1)["items"]
         for plural in ("trainingjobs", "datasets")

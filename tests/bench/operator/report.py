@@ -149,9 +149,10 @@ def _limits(results: Results) -> list[str]:
         "(change detection) are what the 2 times goal would have to give up.",
         "- **No polling.** No timers or daemons: handlers run on watch events; a finished "
         "ingestion or run finds its followers through in-memory indexes (kopf `@index`), "
-        "not by listing the namespace. The only periodic work of an idle operator is the watch "
-        "re-list every 300 s (`settings.watching.server_timeout`) and, with peering, one "
-        "keepalive patch every 20 to 25 s.",
+        "not by listing the namespace. The only periodic work of an idle operator is re-opening "
+        "its watches every 300 s (`settings.watching.server_timeout`; kopf resumes from the "
+        "last resourceVersion, no re-list) and, with peering, one keepalive patch every 20 to "
+        "25 s.",
     ]
     lines += results.notes
     return lines
