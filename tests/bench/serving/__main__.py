@@ -20,7 +20,7 @@ from modelyard.storage.config import StorageConfig
 from modelyard.storage.uri import S3Uri
 from tests.bench.serving import load, report
 from tests.bench.serving.models import BenchModel, build_models
-from tests.bench.serving.servers import SERVERS, Endpoint, Launch, Running
+from tests.bench.serving.servers import JSON_HEADERS, SERVERS, Endpoint, Launch, Running
 from tests.plugins.s3 import running_s3_server
 
 
@@ -35,7 +35,7 @@ class Matrix:
     warmup_seconds: float
 
 
-FULL = Matrix(["lr", "rf", "hgb"], [1, 2], [1, 64], [1, 8, 64], [500, 2000, 5000], 5.0, 2.0)
+FULL = Matrix(["lr", "rf", "hgb"], [1, 2], [1, 64], [1, 8, 64], [500, 2000], 4.0, 2.0)
 QUICK = Matrix(["lr", "hgb"], [1], [1], [1, 64], [1000], 2.0, 1.0)
 
 
@@ -45,6 +45,7 @@ def main() -> int:
     args = parser.parse_args()
     matrix = QUICK if args.quick else FULL
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    load_before = os.getloadavg()
     load.wrk()
     load.vegeta()
     with tempfile.TemporaryDirectory(prefix="modelyard-bench-") as temporary:
@@ -52,15 +53,16 @@ def main() -> int:
         with running_s3_server("127.0.0.1", workdir / "moto.log") as s3:
             results = run(matrix, workdir, s3.env(f"bench-{uuid.uuid4().hex[:8]}"))
     command = "python -m tests.bench.serving" + (" --quick" if args.quick else "")
-    report.write(results, matrix.__dict__, command, started)
+    load_average = f"{load_before[0]:.1f} before, {os.getloadavg()[0]:.1f} after"
+    report.write(results, matrix.__dict__, command, started, load_average)
     return 0
 
 
 def run(matrix: Matrix, workdir: Path, s3_env: dict[str, str]) -> list[dict[str, Any]]:
+    os.environ.update(s3_env)  # boto3 reads the credentials from the environment
     storage = Storage(StorageConfig.from_env(s3_env))
     root = S3Uri(s3_env["MODELYARD_S3_BUCKET"])
     storage.ensure_bucket(root.bucket)
-    os.environ.update(s3_env)
     results: list[dict[str, Any]] = []
     for model in build_models(workdir / "models", matrix.models):
         uri = str(model.publish(storage, root))
@@ -89,7 +91,8 @@ def check_predictions(endpoints: list[Endpoint], model: BenchModel) -> None:
     for endpoint in endpoints:
         if endpoint.label == "ceiling":
             continue
-        answer = requests.post(endpoint.url, data=endpoint.protocol.body(model.rows(rows)))
+        body = endpoint.protocol.body(model.rows(rows))
+        answer = requests.post(endpoint.url, data=body, headers=JSON_HEADERS, timeout=30)
         answer.raise_for_status()
         got = endpoint.protocol.predictions(answer.json())
         if got != expected:

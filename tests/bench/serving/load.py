@@ -57,7 +57,7 @@ def closed_loop(
     command = [
         *_pinned(cpus),
         wrk(),
-        *("-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s"),
+        *("-t1", f"-c{connections}", f"-d{round(seconds)}s", "--timeout", "10s"),
         *("-s", str(LUA), url),
     ]
     run = subprocess.run(
@@ -84,7 +84,12 @@ def open_loop(url: str, body: Path, rate: int, seconds: float, cpus: str | None)
             *_pinned(cpus),
             vegeta(),
             "attack",
-            *(f"-rate={rate}/s", f"-duration={seconds}s", "-timeout=10s", "-max-workers=512"),
+            *(
+                f"-rate={rate}/s",
+                f"-duration={round(seconds)}s",
+                "-timeout=10s",
+                "-max-workers=512",
+            ),
         ],
         input=target.encode(),
         capture_output=True,

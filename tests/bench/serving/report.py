@@ -166,7 +166,9 @@ def plot(results: list[Result], path: Path) -> None:
     plt.close(figure)
 
 
-def write(results: list[Result], matrix: dict[str, Any], command: str, started: str) -> None:
+def write(
+    results: list[Result], matrix: dict[str, Any], command: str, started: str, load: str
+) -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "serving.json").write_text(json.dumps({"matrix": matrix, "results": results}, indent=1))
     plot(results, OUT / "serving.png")
@@ -180,7 +182,20 @@ def write(results: list[Result], matrix: dict[str, Any], command: str, started: 
         "# Model serving: our server against MLServer, KServe and FastAPI",
         "",
         f"Run {started} with `{command}` (`make bench` / `make bench-quick`).",
-        f"Matrix: {json.dumps(matrix)}.",
+        f"Matrix: {json.dumps(matrix)}. Raw figures: `serving.json`.",
+        f"Machine load average (1 min) during the run: {load}.",
+        "",
+        "Setup: every server loads the same joblib file (a training pipeline: median imputer,",
+        "standard scaler, estimator) and gets the same request bodies; the predictions of all of",
+        "them are checked equal on 64 test-split rows before anything is measured. Peers run",
+        "from their own virtual environments (pinned in `tests/bench/serving/venvs.py`), started",
+        "as their documentation says: `mlserver start` with `parallel_workers` = workers,",
+        "KServe's `ModelServer` with a small `Model` subclass and `--workers`, FastAPI under",
+        "`uvicorn --workers`; ours is `modelyard-worker serve --workers`. Logging per request",
+        "is off where a flag turns it off (KServe latency logging, uvicorn access log). One",
+        "worker: servers pinned to CPU 0 and the load generator to CPU 1 (`taskset`); two",
+        "workers: nothing pinned, the load generator shares both cores. Cells run interleaved",
+        "(every server, then the next cell). The ceiling is our HTTP stack answering a constant.",
         "",
         "## Goals",
         "",

@@ -20,6 +20,7 @@ from tests.bench.serving import venvs
 from tests.bench.serving.models import BenchModel
 from tests.serving import free_port
 
+JSON_HEADERS = {"content-type": "application/json"}
 APPS = Path(__file__).with_name("apps")
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -107,13 +108,13 @@ def wait_ready(running: Running, model: BenchModel, log: Path, seconds: float = 
             if running.process.poll() is not None:
                 raise RuntimeError(f"{running.name} exited; see {log}:\n{log.read_text()[-3000:]}")
             try:
-                answer = requests.post(endpoint.url, data=body, timeout=5)
+                answer = requests.post(endpoint.url, data=body, headers=JSON_HEADERS, timeout=5)
                 if answer.status_code == 200:
                     break
             except requests.ConnectionError:
                 pass
             if time.monotonic() > deadline:
-                raise RuntimeError(f"{endpoint.label} not ready; see {log}")
+                raise RuntimeError(f"{endpoint.label} not ready:\n{log.read_text()[-3000:]}")
             time.sleep(0.25)
 
 
@@ -209,6 +210,8 @@ def kserve(launch: Launch) -> Running:
         *("--model_name", name, "--model_path", str(launch.model.path)),
         *("--http_port", str(port), "--grpc_port", str(free_port())),
         *("--workers", str(launch.workers)),
+        # Neither is measured: no gRPC server beside HTTP, no log line per request.
+        *("--enable_grpc", "false", "--enable_latency_logging", "false"),
     ]
     process = _launch("kserve", command, log, launch.cpus, {}, launch.workdir)
     base = f"http://127.0.0.1:{port}"

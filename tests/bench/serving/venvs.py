@@ -14,7 +14,9 @@ CACHE = Path.home() / ".cache" / "modelyard" / "bench"
 # minor versions.
 SKLEARN = f"scikit-learn=={sklearn.__version__}"
 PEERS: dict[str, list[str]] = {
-    "mlserver": ["mlserver==1.7.1", "mlserver-sklearn==1.7.1", SKLEARN],
+    # uvloop 0.22 made get_event_loop() raise without a running loop, which MLServer 1.7.1's
+    # inference workers call at start: they die at once with newer ones.
+    "mlserver": ["mlserver==1.7.1", "mlserver-sklearn==1.7.1", "uvloop==0.21.0", SKLEARN],
     "kserve": ["kserve==0.21.0", SKLEARN],
     "fastapi": ["fastapi==0.163.2", "uvicorn[standard]==0.54.0", SKLEARN],
 }

@@ -349,25 +349,28 @@ class _Forest:
     as_float32: bool  # scikit-learn's trees compare float32 inputs; boosting compares float64
 
     def leaves(self, matrix: np.ndarray) -> np.ndarray:
-        """Leaf per (tree, row), shape [trees, rows]: every tree walked at once, all (tree, row)
-        pairs stepping down one level per iteration, pairs at a leaf staying put."""
+        """Leaf per (tree, row), shape [trees, rows].
+
+        Every split of every tree is decided at once for each row (one comparison over all
+        nodes), which gives each node's next node per row; then all (tree, row) pairs step
+        down together, one gather per level, pairs at a leaf staying put.
+        """
         rows = len(matrix)
         dtype = np.float32 if self.as_float32 else np.float64
         data = np.asarray(matrix, dtype=dtype).astype(np.float64)
-        width = data.shape[1]
-        flat = data.ravel()
-        count = len(self.roots)
-        base = np.tile(np.arange(rows, dtype=np.intp) * width, count)
-        node = np.repeat(self.roots, rows)
-        missing = bool(np.isnan(flat).any())
-        left, right, feature, threshold = self.left, self.right, self.feature, self.threshold
+        x = np.take(data, self.feature, axis=1)  # [rows, nodes], C order: the walk reads rows
+        go_left = x <= self.threshold
+        if np.isnan(x).any():
+            go_left = np.where(np.isnan(x), self.go_left_if_missing, go_left)
+        nodes = len(self.left)
+        # Next node per (row, node), as an index into the flattened [rows, nodes] table.
+        following = np.where(go_left, self.left, self.right)
+        following += (np.arange(rows, dtype=np.intp) * nodes)[:, None]
+        table = following.ravel()
+        node = (self.roots[:, None] + np.arange(rows, dtype=np.intp) * nodes).ravel()
         for _ in range(self.depth):
-            x = flat[base + feature[node]]
-            go_left = x <= threshold[node]
-            if missing:
-                go_left = np.where(np.isnan(x), self.go_left_if_missing[node], go_left)
-            node = np.where(go_left, left[node], right[node])
-        result: np.ndarray = node.reshape(count, rows)
+            node = table[node]
+        result: np.ndarray = node.reshape(len(self.roots), rows) % nodes  # the row's offset off
         return result
 
 
@@ -482,10 +485,8 @@ def _hist_gradient_boosting(step: Any) -> tuple[Transform, Transform | None]:
     def raw(matrix: np.ndarray) -> np.ndarray:
         per_tree = value[forest.leaves(matrix)]  # [iterations * per_class, rows]
         per_tree = per_tree.reshape(iterations, per_class, -1)
-        total = np.zeros((per_tree.shape[2], per_class))
+        total: np.ndarray = np.add.reduce(per_tree, axis=0).T  # [rows, per_class]
         total += baseline
-        for tree_values in per_tree:  # iteration by iteration, in order
-            total += tree_values.T
         return total
 
     if loss == "HalfSquaredError":

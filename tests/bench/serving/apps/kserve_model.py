@@ -6,6 +6,7 @@ Runs in the kserve peer's virtual environment:
 """
 
 import argparse
+import uuid
 from typing import Any
 
 import joblib
@@ -28,9 +29,11 @@ class SKLearnModel(Model):
         if isinstance(payload, InferRequest):
             predictions = self.model.predict(payload.inputs[0].as_numpy())
             output = InferOutput(name="predict", shape=list(predictions.shape), datatype="INT64")
-            output.set_numpy_data(predictions)
+            output.set_data_from_numpy(predictions, binary_data=False)
             return InferResponse(
-                model_name=self.name, infer_outputs=[output], response_id=payload.id
+                model_name=self.name,
+                infer_outputs=[output],
+                response_id=payload.id or str(uuid.uuid4()),
             )
         return {"predictions": self.model.predict(np.asarray(payload["instances"])).tolist()}
 
