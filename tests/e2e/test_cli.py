@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -41,6 +42,13 @@ def modelyard(cluster: Cluster, namespace: str, *args: str) -> subprocess.Comple
         timeout=900,
         check=False,
     )
+
+
+def _summary(log: str) -> dict[str, Any]:
+    """The JSON summary a workload prints when it ends (also its termination message)."""
+    last = [line for line in log.splitlines() if line.startswith("{")][-1]
+    summary: dict[str, Any] = json.loads(last)
+    return summary
 
 
 def test_wait_predict_and_logs_on_the_quickstart(
@@ -94,7 +102,7 @@ def test_wait_predict_and_logs_on_the_quickstart(
 
     logs = modelyard(kube_node, ml_namespace, "logs", "tj/iris-classifier", "--run", "1")
     assert logs.returncode == 0, logs.stderr
-    summary = json.loads(logs.stdout.strip().splitlines()[-1])
+    summary = _summary(logs.stdout)
     assert summary["run"] == "run-1"
     assert summary["status"] == "Succeeded"
 
@@ -104,7 +112,7 @@ def test_wait_predict_and_logs_on_the_quickstart(
 
     ingest = modelyard(kube_node, ml_namespace, "logs", "ds/iris")
     assert ingest.returncode == 0, ingest.stderr
-    assert json.loads(ingest.stdout.strip().splitlines()[-1])["status"] == "Succeeded"
+    assert _summary(ingest.stdout)["status"] == "Succeeded"
 
     lineage = modelyard(kube_node, ml_namespace, "lineage", "mdep/iris")
     assert lineage.returncode == 0, lineage.stderr
