@@ -120,6 +120,8 @@ TEST_ENV = {
     "MODELYARD_METRICS_PORT": "0",
     "MODELYARD_WORKLOAD_NODE_SELECTOR": UNSCHEDULABLE,
     "MODELYARD_S3_ENDPOINT": "http://127.0.0.1:9",
+    # Every log line reaches the file at once: a SIGKILL loses none.
+    "PYTHONUNBUFFERED": "1",
 }
 
 
