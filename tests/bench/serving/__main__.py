@@ -20,6 +20,7 @@ from modelyard.storage.config import StorageConfig
 from modelyard.storage.uri import S3Uri
 from tests.bench.serving import load, report
 from tests.bench.serving.models import BenchModel, build_models
+from tests.bench.serving.profile import handler_profile
 from tests.bench.serving.servers import JSON_HEADERS, SERVERS, Endpoint, Launch, Running
 from tests.plugins.s3 import running_s3_server
 
@@ -42,7 +43,21 @@ QUICK = Matrix(["lr", "hgb"], [1], [1], [1, 64], [1000], 2.0, 1.0)
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.bench.serving")
     parser.add_argument("--quick", action="store_true", help="reduced matrix, a few minutes")
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="write serving.md and .png again from serving.json (adds the profile if missing)",
+    )
     args = parser.parse_args()
+    if args.report_only:
+        document = json.loads(report.RAW.read_text())
+        if not document.get("profiles"):
+            matrix = Matrix(**document["matrix"])
+            with tempfile.TemporaryDirectory(prefix="modelyard-bench-") as temporary:
+                models = build_models(Path(temporary), matrix.models)
+                document["profiles"] = profiles(models, matrix)
+        report.write(document)
+        return 0
     matrix = QUICK if args.quick else FULL
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     load_before = os.getloadavg()
@@ -50,21 +65,34 @@ def main() -> int:
     load.vegeta()
     with tempfile.TemporaryDirectory(prefix="modelyard-bench-") as temporary:
         workdir = Path(temporary)
+        models = build_models(workdir / "models", matrix.models)
         with running_s3_server("127.0.0.1", workdir / "moto.log") as s3:
-            results = run(matrix, workdir, s3.env(f"bench-{uuid.uuid4().hex[:8]}"))
-    command = "python -m tests.bench.serving" + (" --quick" if args.quick else "")
-    load_average = f"{load_before[0]:.1f} before, {os.getloadavg()[0]:.1f} after"
-    report.write(results, matrix.__dict__, command, started, load_average)
+            results = run(matrix, models, workdir, s3.env(f"bench-{uuid.uuid4().hex[:8]}"))
+        document = {
+            "command": "python -m tests.bench.serving" + (" --quick" if args.quick else ""),
+            "started": started,
+            "load": f"{load_before[0]:.1f} before, {os.getloadavg()[0]:.1f} after",
+            "matrix": matrix.__dict__,
+            "results": results,
+            "profiles": profiles(models, matrix),
+        }
+    report.write(document)
     return 0
 
 
-def run(matrix: Matrix, workdir: Path, s3_env: dict[str, str]) -> list[dict[str, Any]]:
+def profiles(models: list[BenchModel], matrix: Matrix) -> list[dict[str, Any]]:
+    return [handler_profile(model, rows) for model in models for rows in matrix.rows]
+
+
+def run(
+    matrix: Matrix, models: list[BenchModel], workdir: Path, s3_env: dict[str, str]
+) -> list[dict[str, Any]]:
     os.environ.update(s3_env)  # boto3 reads the credentials from the environment
     storage = Storage(StorageConfig.from_env(s3_env))
     root = S3Uri(s3_env["MODELYARD_S3_BUCKET"])
     storage.ensure_bucket(root.bucket)
     results: list[dict[str, Any]] = []
-    for model in build_models(workdir / "models", matrix.models):
+    for model in models:
         uri = str(model.publish(storage, root))
         for workers in matrix.workers:
             # One worker: the server gets CPU 0 and the load generator CPU 1. Two workers take

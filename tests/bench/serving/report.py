@@ -13,6 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 OUT = Path(__file__).resolve().parents[3] / "docs" / "benchmarks"
+RAW = OUT / "serving.json"
 OURS = {"V2": "modelyard V2", "V1": "modelyard V1"}
 # Each goal compares our endpoint with the peer endpoint that speaks the same protocol.
 PEERS = (("MLServer V2", "V2"), ("KServe V2", "V2"), ("KServe V1", "V1"))
@@ -166,11 +167,51 @@ def plot(results: list[Result], path: Path) -> None:
     plt.close(figure)
 
 
-def write(
-    results: list[Result], matrix: dict[str, Any], command: str, started: str, load: str
-) -> None:
+def limits(document: dict[str, Any]) -> list[str]:
+    """Our handler's time per request and its top functions, beside the HTTP stack's."""
+    lines = [
+        "## What limits us: profile of the request handler",
+        "",
+        "The ceiling measures our HTTP stack alone. What our server adds is the request",
+        "handler (`App.handle`: decode, predict, encode, metrics, drift), profiled in-process",
+        "with cProfile on V2 requests (`tests/bench/serving/profile.py`); shares are of the",
+        "handler's own time. Per-request HTTP time from the ceiling: "
+        + ", ".join(
+            f"{1e6 / r['throughput']:.0f} µs ({r['workers']} worker, c={r['level']})"
+            for r in document["results"]
+            if r["server"] == "ceiling"
+            and r["mode"] == "closed"
+            and r["level"] == 64
+            and r["rows"] == 1
+            and r["model"] == document["results"][0]["model"]
+        )
+        + ".",
+        "",
+        "| model | rows | engine | handler µs/request | top functions (share of handler time) |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for profile in document.get("profiles", []):
+        top = "; ".join(
+            f"`{entry['function']}` {100 * entry['share']:.0f} %" for entry in profile["top"][:5]
+        )
+        lines.append(
+            _row(
+                [
+                    *(profile["model"], profile["rows"], profile["engine"]),
+                    f"{profile['handler_us']:.0f}",
+                    top,
+                ]
+            )
+        )
+    return [*lines, ""]
+
+
+def write(document: dict[str, Any]) -> None:
+    results: list[Result] = document["results"]
+    matrix, command, started = document["matrix"], document["command"], document["started"]
+    load = document["load"]
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "serving.json").write_text(json.dumps({"matrix": matrix, "results": results}, indent=1))
+    RAW.write_text(json.dumps(document, indent=1))
     plot(results, OUT / "serving.png")
     table, tally = goals(results)
     summary = {
@@ -215,6 +256,7 @@ def write(
         "",
         "![throughput and p99 per server](serving.png)",
         "",
+        *limits(document),
         "## Open loop (vegeta, fixed rate, one worker, one-row payloads)",
         "",
         *absolute(results, "open"),
