@@ -13,7 +13,7 @@ import uuid
 from kopf.testing import KopfRunner
 from kubernetes import client, config
 
-from tests.bench.operator import workload
+from tests.bench.operator import procstat, workload
 from tests.bench.operator.__main__ import CACHE, _private_plane, _wait_default_account
 from tests.plugins.operator import TEST_ENV, apply_crds, modelyard_crds
 
@@ -56,6 +56,7 @@ def main() -> None:
         f"{grown / (3 * args.count) / 1024:.1f} KiB per watched object; "
         f"traced peak {peak / 2**20:.1f} MiB"
     )
+    print(f"process peak RSS (VmHWM) {procstat.memory_kib(os.getpid())['VmHWM'] / 1024:.0f} MiB")
     for stat in stats[: args.top]:
         print(f"{stat.size_diff / 2**20:7.2f} MiB  {stat.count_diff:8d} blocks  {stat.traceback}")
 
