@@ -28,9 +28,10 @@ from modelyard.storage.client import Storage
 from modelyard.storage.uri import S3Uri
 from modelyard.workloads import termination
 from modelyard.workloads.parquet_sink import ParquetSink
+from modelyard.workloads.prefetch import prefetch
 from modelyard.workloads.sources import BUILTIN_TARGET, read_source
 from modelyard.workloads.spec import load_spec, storage_config
-from modelyard.workloads.split import choose_test_rows, is_categorical
+from modelyard.workloads.split import TargetColumn, choose_test_rows
 from modelyard.workloads.stats import StatisticsAccumulator
 from modelyard.workloads.tabular import (
     ARROW_TYPES,
@@ -81,7 +82,7 @@ def ingest(
         if column.type
     }
     source_format, raw_batches = read_source(spec.source, spec.format, storage, frozenset(declared))
-    batches = (_apply_declared_types(batch, declared) for batch in raw_batches)
+    batches = (_apply_declared_types(batch, declared) for batch in prefetch(raw_batches))
     target = spec.target or BUILTIN_TARGET
     with tempfile.TemporaryDirectory(prefix="modelyard-ingest-") as work:
         data_path = Path(work) / layout.DATA_FILE
@@ -128,7 +129,7 @@ class Snapshot:
     hasher: ContentHasher
     stats: StatisticsAccumulator
     target: str
-    target_column: pa.ChunkedArray
+    target_column: TargetColumn
 
 
 def _normalize_to_parquet(
@@ -147,7 +148,7 @@ def _normalize_to_parquet(
         raise WorkloadError(Reason.SchemaMismatch, str(error), EXIT_INVALID_DATA) from None
     hasher = ContentHasher(schema)
     stats = StatisticsAccumulator(schema)
-    target_values: list[pa.Array] = []
+    target_column = TargetColumn(schema.field(target).type)
     rows = 0
     with ParquetSink(data_path, schema) as sink:
         for raw in chain([first], batches):
@@ -158,7 +159,7 @@ def _normalize_to_parquet(
             validator.update(batch)
             hasher.update(batch)
             stats.update(batch)
-            target_values.append(batch.column(target))
+            target_column.update(batch.column(target))
             rows += batch.num_rows
     if rows == 0:
         raise WorkloadError(
@@ -167,8 +168,7 @@ def _normalize_to_parquet(
     problems = validator.summary()
     if problems:
         raise WorkloadError(Reason.ValidationFailed, problems, EXIT_INVALID_DATA)
-    target_column = pa.chunked_array(target_values, type=schema.field(target).type)
-    if target_column.null_count:
+    if target_column.nulls:
         raise WorkloadError(
             Reason.ValidationFailed,
             f"spec.target: column {target!r} has empty values; every row needs a label",
@@ -253,7 +253,7 @@ def _publish(
         "rows": rows,
         "columns": [{"name": column.name, "type": column.kind} for column in stats.columns],
         "target": snapshot.target,
-        "targetIsCategorical": is_categorical(snapshot.target_column),
+        "targetIsCategorical": snapshot.target_column.categorical,
         "statistics": stats.result(),
         "split": {
             **spec.split.model_dump(by_alias=True, mode="json"),

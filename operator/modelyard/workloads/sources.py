@@ -171,9 +171,10 @@ def _read_stream(
         if data_format is DataFormat.CSV:
             yield from _read_csv(stream, types, name)
         elif data_format is DataFormat.JSONL:
-            yield from pa_json.open_json(
+            with pa_json.open_json(
                 stream, read_options=pa_json.ReadOptions(block_size=BLOCK_BYTES)
-            )
+            ) as reader:
+                yield from reader
         else:
             with ExitStack() as stack:
                 spool = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "source.parquet"
@@ -198,15 +199,18 @@ def _read_csv(
         # same version.
         convert_options=pa_csv.ConvertOptions(strings_can_be_null=True, column_types=types),
     )
-    try:
-        for batch in reader:
-            # pyarrow reads a column whose first block holds bytes that are not UTF-8 as binary.
-            binary = [f.name for f in batch.schema if pa.types.is_binary(f.type)]
-            if binary:
-                raise _not_utf8(name, binary[0])
-            yield batch
-    except pa.ArrowInvalid as error:
-        raise _type_change(error, reader.schema.names, name) from None
+    # Closed explicitly: a reader left to the garbage collector after an error can still have
+    # read-ahead running at interpreter exit, which aborts the process.
+    with reader:
+        try:
+            for batch in reader:
+                # pyarrow reads a column whose first block is not UTF-8 as binary.
+                binary = [f.name for f in batch.schema if pa.types.is_binary(f.type)]
+                if binary:
+                    raise _not_utf8(name, binary[0])
+                yield batch
+        except pa.ArrowInvalid as error:
+            raise _type_change(error, reader.schema.names, name) from None
 
 
 def _not_utf8(name: str, column: str) -> WorkloadError:

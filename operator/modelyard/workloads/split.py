@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 # An integer target with at most this many distinct values is treated as class labels.
 MAX_CLASSES = 100
@@ -13,16 +14,52 @@ MAX_CLASSES = 100
 IndexArray = np.ndarray[Any, np.dtype[np.int64]]
 
 
-def is_categorical(target: pa.ChunkedArray) -> bool:
-    if pa.types.is_string(target.type) or pa.types.is_boolean(target.type):
-        return True
-    if pa.types.is_integer(target.type):
-        return len(target.unique()) <= MAX_CLASSES
-    return False
+class TargetColumn:
+    """The target as the split needs it, gathered batch by batch in less memory than the column.
+
+    While the target can be categorical (text, boolean, or integers with at most MAX_CLASSES
+    distinct values) it is kept as class codes in order of first appearance; a numeric target
+    beyond that keeps only its counts, since its split is a plain random sample.
+    """
+
+    def __init__(self, arrow_type: pa.DataType) -> None:
+        self.is_integer = pa.types.is_integer(arrow_type)
+        self.rows = 0
+        self.nulls = 0
+        could_be_classes = self.is_integer or not pa.types.is_floating(arrow_type)
+        self.chunks: list[pa.DictionaryArray] | None = [] if could_be_classes else None
+        self.distinct: set[Any] = set()
+
+    def update(self, column: pa.Array) -> None:
+        self.rows += len(column)
+        self.nulls += column.null_count
+        if self.chunks is None:
+            return
+        encoded = pc.dictionary_encode(column)
+        if self.is_integer:
+            self.distinct.update(encoded.dictionary.to_pylist())
+            if len(self.distinct) > MAX_CLASSES:
+                self.chunks = None  # a number, not a class label: stop keeping codes
+                return
+        self.chunks.append(encoded)
+
+    @property
+    def categorical(self) -> bool:
+        return self.chunks is not None
+
+    def codes(self) -> np.ndarray[Any, np.dtype[np.int32]]:
+        """One int32 class code per row, numbered in order of first appearance."""
+        assert self.chunks is not None
+        if not self.chunks:
+            return np.empty(0, dtype=np.int32)
+        unified = pa.chunked_array(self.chunks).unify_dictionaries()
+        return np.concatenate(
+            [np.asarray(chunk.indices.to_numpy(), dtype=np.int32) for chunk in unified.chunks]
+        )
 
 
 def choose_test_rows(
-    target: pa.ChunkedArray, fraction: float, seed: int, stratify: bool
+    target: TargetColumn, fraction: float, seed: int, stratify: bool
 ) -> IndexArray:
     """Sorted 0-based row positions of the test set.
 
@@ -30,14 +67,12 @@ def choose_test_rows(
     class has two or more), so class shares are equal in both sets. Classes of one row stay in
     training. Otherwise a plain seeded random sample of round(fraction * rows).
     """
-    rows = len(target)
+    rows = target.rows
     rng = np.random.default_rng(seed)
-    if not (stratify and is_categorical(target)):
+    if not (stratify and target.categorical):
         count = min(max(round(fraction * rows), 1 if rows > 1 else 0), rows - 1 if rows else 0)
         return np.sort(rng.choice(rows, size=count, replace=False)).astype(np.int64)
-    codes = target.combine_chunks().dictionary_encode().indices
-    # int32 codes: half the memory of int64 for a label per row, and the same draws.
-    labels = np.asarray(codes.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int32)
+    labels = target.codes()
     chosen = []
     for label in np.unique(labels):
         members = np.flatnonzero(labels == label)

@@ -96,13 +96,17 @@ class ContentHasher:
 
     def update(self, batch: pa.RecordBatch) -> None:
         self.rows += batch.num_rows
+        # hashlib releases the GIL on large buffers: hand it arrays' memory, not bytes copies.
         for i, column in enumerate(batch.columns):
-            valid = column.is_valid().to_numpy(zero_copy_only=False).astype(np.uint8)
-            self.validity[i].update(valid.tobytes())
+            if column.null_count:
+                valid = column.is_valid().to_numpy(zero_copy_only=False).astype(np.uint8)
+                self.validity[i].update(valid.data)
+            else:
+                self.validity[i].update(_ones(batch.num_rows).data)
             if self.types[i] == "string":
                 filled = pc.fill_null(column, "")
                 lengths = pc.binary_length(filled).to_numpy(zero_copy_only=False)
-                self.values[i].update(lengths.astype("<i8").tobytes())
+                self.values[i].update(lengths.astype("<i8").data)
                 data = _string_data(filled)
                 if data is not None:
                     self.text[i].update(data)
@@ -122,14 +126,26 @@ class ContentHasher:
         return PREFIX + total.hexdigest()
 
 
-def _value_bytes(column: pa.Array, kind: LogicalType) -> bytes:
+def _value_bytes(column: pa.Array, kind: LogicalType) -> memoryview:
     if kind == "boolean":
-        flags = pc.fill_null(column, False).to_numpy(zero_copy_only=False)
-        return bytes(flags.astype(np.uint8).tobytes())
+        flags: np.ndarray[Any, Any] = pc.fill_null(column, False).to_numpy(zero_copy_only=False)
+        return flags.astype(np.uint8).data
     dtype = "<i8" if kind == "integer" else "<f8"
     zero = 0 if kind == "integer" else 0.0
-    values = pc.fill_null(column, zero).to_numpy(zero_copy_only=False)
-    return bytes(values.astype(dtype).tobytes())
+    values: np.ndarray[Any, Any] = pc.fill_null(column, zero).to_numpy(zero_copy_only=False)
+    # Already little-endian 8-byte values (normalized, on any common CPU): no copy.
+    return np.ascontiguousarray(values, dtype=dtype).data
+
+
+_ONES = np.ones(0, dtype=np.uint8)
+
+
+def _ones(count: int) -> np.ndarray[Any, np.dtype[np.uint8]]:
+    """`count` validity bytes of 1, from one buffer grown as needed (batches repeat sizes)."""
+    global _ONES
+    if len(_ONES) < count:
+        _ONES = np.ones(count, dtype=np.uint8)
+    return _ONES[:count]
 
 
 def _string_data(column: pa.Array) -> pa.Buffer | None:
