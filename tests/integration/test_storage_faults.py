@@ -26,8 +26,8 @@ from tests.workers import Worker, WorkerResult
 
 pytestmark = pytest.mark.integration
 
-BUCKET = S3Uri("faults")
-SOURCE = BUCKET.join("incoming", "data.csv")
+SOURCE = "incoming/data.csv"
+
 ROWS = 60_000
 TRAIN_SPEC = {
     "datasetRef": {"name": "data"},
@@ -36,7 +36,12 @@ TRAIN_SPEC = {
 
 
 @pytest.fixture
-def storage(s3_outage: S3Outage) -> Storage:
+def bucket(s3_outage: S3Outage) -> S3Uri:
+    return S3Uri(s3_outage.bucket)
+
+
+@pytest.fixture
+def storage(s3_outage: S3Outage, bucket: S3Uri) -> Storage:
     storage = Storage(StorageConfig.from_env())
     rows = pa.table(
         {
@@ -47,7 +52,7 @@ def storage(s3_outage: S3Outage) -> Storage:
     )
     sink = io.BytesIO()
     pa_csv.write_csv(rows, sink)
-    storage.put_bytes(SOURCE, sink.getvalue())
+    storage.put_bytes(bucket.join(SOURCE), sink.getvalue())
     return storage
 
 
@@ -60,12 +65,12 @@ def worker(
     return Worker(tmp_path, monkeypatch)
 
 
-def _ingest(worker: Worker) -> WorkerResult:
-    return worker.ingest({"source": {"s3": {"uri": str(SOURCE)}}, "target": "label"})
+def _ingest(worker: Worker, bucket: S3Uri) -> WorkerResult:
+    return worker.ingest({"source": {"s3": {"uri": str(bucket.join(SOURCE))}}, "target": "label"})
 
 
-def _manifests(storage: Storage, under: str) -> list[str]:
-    return [uri.key for uri in storage.list(BUCKET.join(under)) if uri.key.endswith(MANIFEST)]
+def _manifests(storage: Storage, bucket: S3Uri, under: str) -> list[str]:
+    return [uri.key for uri in storage.list(bucket.join(under)) if uri.key.endswith(MANIFEST)]
 
 
 def _assert_storage_unavailable(result: WorkerResult) -> None:
@@ -87,6 +92,7 @@ def _assert_storage_unavailable(result: WorkerResult) -> None:
 def test_ingest_during_an_s3_outage_publishes_nothing_and_the_next_run_succeeds(
     worker: Worker,
     storage: Storage,
+    bucket: S3Uri,
     s3_outage: S3Outage,
     fault: str,
     where: tuple[str, str] | int | None,
@@ -98,13 +104,13 @@ def test_ingest_during_an_s3_outage_publishes_nothing_and_the_next_run_succeeds(
     else:
         s3_outage.cut_on_request(*where)
 
-    _assert_storage_unavailable(_ingest(worker))
+    _assert_storage_unavailable(_ingest(worker, bucket))
 
     s3_outage.restore()
-    assert _manifests(storage, "datasets") == [], f"{fault}: a version became visible"
-    retried = _ingest(worker)
+    assert _manifests(storage, bucket, "datasets") == [], f"{fault}: a version became visible"
+    retried = _ingest(worker, bucket)
     assert retried.exit_code == 0, retried.message
-    assert _manifests(storage, "datasets") == [
+    assert _manifests(storage, bucket, "datasets") == [
         f"{S3Uri.parse(retried.message['uri']).key}/{MANIFEST}"
     ]
 
@@ -121,11 +127,12 @@ def test_ingest_during_an_s3_outage_publishes_nothing_and_the_next_run_succeeds(
 def test_training_during_an_s3_outage_publishes_no_model_and_the_next_run_succeeds(
     worker: Worker,
     storage: Storage,
+    bucket: S3Uri,
     s3_outage: S3Outage,
     fault: str,
     where: tuple[str, str] | None,
 ) -> None:
-    dataset = _ingest(worker)
+    dataset = _ingest(worker, bucket)
     assert dataset.exit_code == 0, dataset.message
     if where is None:
         s3_outage.cut()
@@ -135,7 +142,7 @@ def test_training_during_an_s3_outage_publishes_no_model_and_the_next_run_succee
     _assert_storage_unavailable(worker.train(TRAIN_SPEC, dataset.message, name="data"))
 
     s3_outage.restore()
-    assert _manifests(storage, "models") == [], f"{fault}: a model became visible"
+    assert _manifests(storage, bucket, "models") == [], f"{fault}: a model became visible"
     retried = worker.train(TRAIN_SPEC, dataset.message, name="data")
     assert retried.exit_code == 0, retried.message
-    assert _manifests(storage, "models") == [f"models/ml/data/run-1/{MANIFEST}"]
+    assert _manifests(storage, bucket, "models") == [f"models/ml/data/run-1/{MANIFEST}"]

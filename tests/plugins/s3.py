@@ -121,6 +121,7 @@ class S3Outage:
             probe.bind(("127.0.0.1", 0))
             self.port = probe.getsockname()[1]
         self.server = S3Server(f"http://127.0.0.1:{self.port}")
+        self.bucket = "modelyard"
         self.restore()
 
     def cut(self) -> None:
@@ -209,20 +210,26 @@ def _is_request(data: bytes, trigger: tuple[bytes, bytes] | None) -> bool:
     return method == trigger[0] and trigger[1] in rest.rpartition(b" ")[0]
 
 
-@pytest.fixture
-def s3_outage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Outage]:
-    """A private S3 server (never the session's) behind an endpoint a test can cut and restore.
+@pytest.fixture(scope="session")
+def private_s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """A second S3 server for tests that take storage away: never the session's shared one."""
+    log = tmp_path_factory.mktemp("private-s3") / "moto.log"
+    with running_s3_server("127.0.0.1", log) as server:
+        yield server
 
-    The process environment points at it with a fresh bucket, as `s3_env` does.
-    """
-    with running_s3_server("127.0.0.1", tmp_path / "private-s3.log") as private:
-        outage = S3Outage(private)
-        env = outage.server.env("faults")
-        for key, value in env.items():
-            monkeypatch.setenv(key, value)
-        monkeypatch.delenv("AWS_PROFILE", raising=False)
-        Storage(StorageConfig.from_env(env)).ensure_bucket("faults")
-        try:
-            yield outage
-        finally:
-            outage.cut()
+
+@pytest.fixture
+def s3_outage(private_s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Outage]:
+    """The private server behind an endpoint this test can cut and restore, with a fresh bucket
+    (`S3Outage.bucket`); the process environment points at it, as `s3_env` does."""
+    outage = S3Outage(private_s3_server)
+    outage.bucket = f"f-{uuid.uuid4().hex[:12]}"
+    env = outage.server.env(outage.bucket)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    Storage(StorageConfig.from_env(env)).ensure_bucket(outage.bucket)
+    try:
+        yield outage
+    finally:
+        outage.cut()
