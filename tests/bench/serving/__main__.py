@@ -21,7 +21,14 @@ from modelyard.storage.uri import S3Uri
 from tests.bench.serving import load, report
 from tests.bench.serving.models import BenchModel, build_models
 from tests.bench.serving.profile import handler_profile
-from tests.bench.serving.servers import JSON_HEADERS, SERVERS, Endpoint, Launch, Running
+from tests.bench.serving.servers import (
+    JSON_HEADERS,
+    SERVERS,
+    Endpoint,
+    Launch,
+    Running,
+    kserve,
+)
 from tests.plugins.s3 import running_s3_server
 
 
@@ -36,7 +43,7 @@ class Matrix:
     warmup_seconds: float
 
 
-FULL = Matrix(["lr", "rf", "hgb"], [1, 2], [1, 64], [1, 8, 64], [500, 2000], 4.0, 2.0)
+FULL = Matrix(["lr", "rf", "hgb"], [1, 2], [1, 64], [1, 8, 64], [500, 2000], 3.0, 2.0)
 QUICK = Matrix(["lr", "hgb"], [1], [1], [1, 64], [1000], 2.0, 1.0)
 
 
@@ -102,6 +109,10 @@ def run(
             running: list[Running] = []
             try:
                 for start in SERVERS:
+                    if start is kserve and workers > 1:
+                        # KServe 0.21's worker processes die right after they are spawned
+                        # when the model comes from a script, as its docs show it: unmeasured.
+                        continue
                     running.append(start(launch))
                 endpoints = [endpoint for server in running for endpoint in server.endpoints]
                 check_predictions(endpoints, model)

@@ -39,6 +39,8 @@ def _ratio(numerator: float, denominator: float) -> float:
 
 
 def _x(value: float) -> str:
+    if value != value:  # NaN: the peer was not measured here
+        return "n/a"
     return "∞" if value == float("inf") else f"{value:.1f}x"
 
 
@@ -73,6 +75,9 @@ def goals(results: list[Result]) -> tuple[list[str], dict[str, tuple[int, int]]]
         throughput = {}
         p99 = {}
         for peer, protocol in PEERS:
+            if peer not in servers:
+                throughput[peer] = p99[peer] = float("nan")  # not measured in this cell
+                continue
             mine, theirs = ours[protocol], servers[peer]
             throughput[peer] = _ratio(mine["throughput"], theirs["throughput"])
             p99[peer] = _ratio(theirs["p99_ms"], mine["p99_ms"])
