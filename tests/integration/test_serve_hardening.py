@@ -110,6 +110,7 @@ def test_schemathesis_finds_no_server_error_and_no_undocumented_answer(
         capture_output=True,
         text=True,
         timeout=600,
+        cwd=workdir,  # schemathesis keeps its state in .schemathesis/ under the working directory
     )
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
     assert server.process.poll() is None
