@@ -14,6 +14,7 @@ from modelyard.controllers.context import Context, from_memo, post_event
 from modelyard.controllers.denials import reported
 from modelyard.controllers.jobs import failure_reason, outcome
 from modelyard.controllers.kube import termination_message
+from modelyard.controllers.transient import retrying
 from modelyard.reasons import Reason
 from modelyard.resources.jobs import Owner, build_ingest_job, ingest_job_name
 
@@ -105,7 +106,10 @@ def on_job_finished(context: Context, job: dict[str, Any], succeeded: bool) -> N
         )
         metrics.set_phase(KIND, namespace, name, "Failed")
         post_event(dataset, reason, message, warning=True)
-    trainingjob.dataset_changed(context, namespace, name)
+    retrying(
+        f"following Dataset {namespace}/{name}",
+        lambda: trainingjob.dataset_changed(context, namespace, name),
+    )
 
 
 def _record_version(

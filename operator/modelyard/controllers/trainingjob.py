@@ -18,6 +18,7 @@ from modelyard.controllers.context import Context, from_memo, post_event
 from modelyard.controllers.denials import reported
 from modelyard.controllers.jobs import failure_reason, outcome
 from modelyard.controllers.kube import termination_message
+from modelyard.controllers.transient import retrying
 from modelyard.reasons import Reason
 from modelyard.resources.jobs import Owner, build_training_job, training_job_name
 
@@ -251,9 +252,13 @@ def on_job_finished(context: Context, job: dict[str, Any], succeeded: bool) -> N
     )
     if not any(recorded):
         return  # unknown, or recorded before: a repeated event or a relist
-    # The data may have moved on while this run trained.
-    on_fresh(context, namespace, name, lambda body: reconcile(context, body))
-    modeldeployment.trainingjob_changed(context, namespace, name)
+
+    def follow() -> None:
+        # The data may have moved on while this run trained; deployments may take its model.
+        on_fresh(context, namespace, name, lambda body: reconcile(context, body))
+        modeldeployment.trainingjob_changed(context, namespace, name)
+
+    retrying(f"following TrainingJob {namespace}/{name}", follow)
 
 
 def _record_run(
