@@ -18,10 +18,10 @@ from urllib3.exceptions import HTTPError
 from modelyard.storage.config import StorageConfig
 from modelyard.storage.uri import S3Uri
 
-# 16 MiB parts, four in flight: at most ~100 MiB buffered, and large files go in parallel parts.
+# 8 MiB parts, four in flight: a few dozen MiB buffered, and large files go in parallel parts.
 _TRANSFER = TransferConfig(
-    multipart_threshold=16 << 20,
-    multipart_chunksize=16 << 20,
+    multipart_threshold=8 << 20,
+    multipart_chunksize=8 << 20,
     max_concurrency=4,
     max_io_queue=8,
 )

@@ -16,7 +16,7 @@ from types import TracebackType
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-ROW_GROUP_BYTES = 32 << 20
+ROW_GROUP_BYTES = 16 << 20
 
 
 class ParquetSink:

@@ -51,16 +51,23 @@ def run(sizes: tuple[int, ...], s3: S3Server, rounds: int) -> list[TrainRound]:
                             TARGET,
                             estimator,
                             json.dumps(params),
-                        )
+                        ),
+                        {**os.environ, **SINGLE_THREADED},
                     )
                     results.append(TrainRound(estimator, rows, ours, peer))
     return results
+
+
+# One OpenMP thread for both contenders: on a shared two-core machine, OpenMP's spinning
+# workers (HistGradientBoosting) make wall times swing tenfold from run to run.
+SINGLE_THREADED = {"OMP_NUM_THREADS": "1"}
 
 
 def _worker(command: str, spec: dict[str, Any], s3_env: dict[str, str], *args: str) -> Measured:
     with tempfile.TemporaryDirectory(prefix="modelyard-bench-") as work:
         env = {
             **os.environ,
+            **SINGLE_THREADED,
             **s3_env,
             "MODELYARD_SPEC": json.dumps(spec),
             "MODELYARD_TERMINATION_LOG": str(Path(work) / "termination-log"),
