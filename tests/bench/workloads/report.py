@@ -76,8 +76,8 @@ def _ingest_section(rounds: list[IngestRound], csv: Path) -> list[str]:
         "over HTTP from loopback and publishing the normalized snapshot to S3 (read, type, "
         "validate, content digest, statistics, seeded split, Parquet zstd, upload, manifest). "
         "Peer: `pyarrow.csv.read_csv` + `pyarrow.parquet.write_table(compression='zstd')` from "
-        "and to local disk. Medians of the interleaved rounds; peak RSS is the child's own "
-        "(`wait4` rusage).",
+        "and to local disk. Medians of the interleaved rounds; peak RSS is the child's own VmHWM "
+        "(logged by our worker, sampled from /proc for the peer).",
         "",
         "| | ours | pyarrow | goal |",
         "| --- | ---: | ---: | --- |",
