@@ -100,7 +100,15 @@ def _launch(
 
 
 def wait_ready(running: Running, model: BenchModel, log: Path, seconds: float = 180) -> None:
-    """Until every endpoint answers a one-row prediction with 200."""
+    """Until every endpoint answers a one-row prediction with 200; stopped if it never does."""
+    try:
+        _wait_ready(running, model, log, seconds)
+    except BaseException:
+        running.stop()
+        raise
+
+
+def _wait_ready(running: Running, model: BenchModel, log: Path, seconds: float) -> None:
     deadline = time.monotonic() + seconds
     for endpoint in running.endpoints:
         body = endpoint.protocol.body(model.rows(1))
