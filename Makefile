@@ -31,9 +31,10 @@ format: install ## apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix operator tests
 	$(VENV)/bin/ruff format operator tests
 
-crds: install ## regenerate crds/ and docs/api.md from the pydantic models in operator/modelyard/api
+crds: install ## regenerate crds/, docs/api.md and the reason tables of docs/operations.md from the code
 	$(VENV)/bin/modelyard crds --output-dir crds --docs docs/api.md
 	$(VENV)/bin/modelyard crds --output-dir charts/modelyard/files/crds
+	$(PY) -m modelyard.reasonsdoc docs/operations.md
 
 test-unit: install ## pure tests: models, CRD rendering, builders (no network)
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
@@ -41,7 +42,7 @@ test-unit: install ## pure tests: models, CRD rendering, builders (no network)
 test-integration: install ## against a real kube-apiserver and S3 server started by the tests
 	$(PY) -m pytest tests/integration -m integration $(PYTEST_ARGS)
 
-test-e2e: install ## the whole chain on the full local cluster (needs root; builds images)
+test-e2e: install ## the whole chain on the local node (root; builds images); MODELYARD_EXAMPLES=all: every example
 	$(PY) -m pytest tests/e2e -m e2e $(PYTEST_ARGS)
 
 test-chaos: install ## faults: operator kills, API server restarts, peering (MODELYARD_CHAOS_FULL=1: full size)
