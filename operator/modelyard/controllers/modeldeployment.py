@@ -204,7 +204,7 @@ def resolve(
     message = f"run {ref.name}/{chosen['id']} passes {promotion.metric} ≥ {promotion.minimum:g}"
     if blocked:
         blocked += f"; still serving {chosen['id']}"
-    return Resolution(_lineage(training_job, chosen), "Promoted", message, blocked)
+    return Resolution(_lineage(training_job, chosen), Reason.Promoted, message, blocked)
 
 
 def _passes(run: dict[str, Any], promotion: Promotion) -> bool:
