@@ -19,7 +19,7 @@ from modelyard.cli.errors import UsageError
 from modelyard.cli.kubeclient import Kube, Options
 from modelyard.cli.output import Cell, Painter, age, colour_wanted, table
 from modelyard.cli.refs import parse_ref
-from modelyard.cli.wait import Verdict, duration, judge
+from modelyard.cli.wait import Verdict, duration, judge, promotion_lag
 from modelyard.exitcodes import EXIT_FAILED, EXIT_USAGE
 from tests.conftest import EXAMPLES, REPO
 
@@ -439,6 +439,69 @@ def test_a_links_verdict_comes_from_its_status(
     obj: dict[str, Any] | None, upstream_ready: bool, verdict: Verdict
 ) -> None:
     assert judge(obj, upstream_ready) == verdict
+
+
+def _training_job(*runs: tuple[str, str]) -> dict[str, Any]:
+    return {
+        "kind": "TrainingJob",
+        "status": {"runs": [{"id": i, "phase": p, "model": {"uri": "s3://m"}} for i, p in runs]},
+    }
+
+
+def _deployment(served: str, ref: dict[str, str], promoted: str = "True") -> dict[str, Any]:
+    return {
+        "kind": "ModelDeployment",
+        "spec": {"model": {"trainingJobRef": ref}},
+        "status": {
+            "model": {"run": served},
+            "conditions": [{"type": "Promoted", "status": promoted, "reason": "x"}],
+        },
+    }
+
+
+@pytest.mark.parametrize(
+    ("deployment", "training_job", "lagging"),
+    [
+        # A newer run succeeded and the deployment has not picked it up yet: not done.
+        (
+            _deployment("run-1", {"name": "tj"}),
+            _training_job(("run-1", "Succeeded"), ("run-2", "Succeeded")),
+            True,
+        ),
+        (
+            _deployment("run-2", {"name": "tj"}),
+            _training_job(("run-1", "Succeeded"), ("run-2", "Succeeded")),
+            False,
+        ),
+        # A run still training, or failed, is not what the deployment should serve.
+        (
+            _deployment("run-1", {"name": "tj"}),
+            _training_job(("run-1", "Succeeded"), ("run-2", "Failed")),
+            False,
+        ),
+        # The gate refused the newer run: a verdict (PromotionBlocked), not a lag.
+        (
+            _deployment("run-1", {"name": "tj"}, "False"),
+            _training_job(("run-1", "Succeeded"), ("run-2", "Succeeded")),
+            False,
+        ),
+        # Pinned to a run: that run is what it should serve.
+        (
+            _deployment("run-1", {"name": "tj", "run": "run-1"}),
+            _training_job(("run-1", "Succeeded"), ("run-2", "Succeeded")),
+            False,
+        ),
+        (
+            _deployment("run-1", {"name": "tj", "run": "run-2"}),
+            _training_job(("run-1", "Succeeded"), ("run-2", "Succeeded")),
+            True,
+        ),
+    ],
+)
+def test_wait_is_not_done_while_the_deployment_serves_an_older_run(
+    deployment: dict[str, Any], training_job: dict[str, Any], lagging: bool
+) -> None:
+    assert bool(promotion_lag(deployment, training_job)) is lagging
 
 
 def test_lineage_of_a_model_given_by_uri_starts_at_the_model() -> None:

@@ -20,6 +20,7 @@ from modelyard.cli.kubeclient import Kube, Options
 from modelyard.cli.output import Painter
 from modelyard.cli.refs import Ref, parse_ref
 from modelyard.cli.status import ready_condition, result
+from modelyard.controllers.conditions import get_condition
 from modelyard.exitcodes import EXIT_TIMEOUT
 from modelyard.reasons import Reason
 
@@ -95,6 +96,26 @@ def judge(obj: dict[str, Any] | None, upstream_ready: bool) -> Verdict:
     )
 
 
+def promotion_lag(deployment: dict[str, Any], training_job: dict[str, Any] | None) -> str | None:
+    """Why a Ready ModelDeployment still serves an older run than its TrainingJob offers, if it
+    does: between a run succeeding and the deployment's next reconcile, its Ready is the old
+    model's. A run the gate refused is not a lag: Promoted=False says so, a blocking reason."""
+    ref = ((deployment.get("spec") or {}).get("model") or {}).get("trainingJobRef")
+    if not ref or training_job is None:
+        return None
+    status = deployment.get("status") or {}
+    promoted = get_condition(status.get("conditions"), "Promoted")
+    if promoted is not None and promoted.get("status") == "False":
+        return None
+    runs = (training_job.get("status") or {}).get("runs") or []
+    succeeded = [run["id"] for run in runs if run.get("phase") == "Succeeded" and run.get("model")]
+    wanted = ref.get("run") or (succeeded[-1] if succeeded else None)
+    served = (status.get("model") or {}).get("run")
+    if wanted is None or served == wanted:
+        return None
+    return f"serving {ref['name']}/{served}, {ref['name']}/{wanted} is being promoted"
+
+
 class Chain:
     """The links under watch: one thread per object feeds its events into one queue."""
 
@@ -125,6 +146,12 @@ class Chain:
         obj = self.objects[ref]
         sources = upstream(obj) if obj else []
         return all(source in verdicts and verdicts[source].state == "ready" for source in sources)
+
+    def promotion_lag(self, obj: dict[str, Any]) -> str | None:
+        if obj["kind"] != "ModelDeployment":
+            return None
+        sources = upstream(obj)
+        return promotion_lag(obj, self.objects.get(sources[0])) if sources else None
 
     def _watch(self, ref: Ref) -> None:
         try:
@@ -160,7 +187,11 @@ def wait_for(chain: Chain, root: Ref, timeout: float, painter: Painter) -> int:
     while True:
         verdicts: dict[Ref, Verdict] = {}
         for ref in chain.order():
-            verdicts[ref] = judge(chain.objects[ref], chain.upstream_ready(ref, verdicts))
+            obj = chain.objects[ref]
+            verdicts[ref] = judge(obj, chain.upstream_ready(ref, verdicts))
+            lag = verdicts[ref].state == "ready" and obj and chain.promotion_lag(obj)
+            if lag:
+                verdicts[ref] = Verdict("waiting", "Promoting", lag)
             if verdicts[ref] != shown.get(ref):
                 shown[ref] = verdicts[ref]
                 _progress(time.monotonic() - started, ref, verdicts[ref], painter)
