@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 import yaml
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
 from modelyard.api import GROUP, VERSION
+from tests.chaos.objects import Objects
 from tests.conftest import EXAMPLES, PLURALS
 from tests.kubelet import finish_job, ingest_summary, make_ready, train_summary, wait_for
 from tests.plugins.kube import Cluster
@@ -37,32 +37,13 @@ def _quickstart(kind: str) -> dict[str, Any]:
     return document
 
 
-class Api:
+class Api(Objects):
     """The few calls these tests make, against the test's namespace."""
 
     def __init__(self, cluster: Cluster, namespace: str) -> None:
         self.client = cluster.api_client()
-        self.namespace = namespace
-        self.custom = client.CustomObjectsApi(self.client)
-        self.core = client.CoreV1Api(self.client)
-        self.batch = client.BatchV1Api(self.client)
+        super().__init__(self.client, namespace)
         self.apps = client.AppsV1Api(self.client)
-
-    def create(self, document: dict[str, Any]) -> None:
-        self.custom.create_namespaced_custom_object(
-            GROUP, VERSION, self.namespace, PLURALS[document["kind"]], document
-        )
-
-    def get(self, kind: str, name: str) -> dict[str, Any] | None:
-        try:
-            found: dict[str, Any] = self.custom.get_namespaced_custom_object(
-                GROUP, VERSION, self.namespace, PLURALS[kind], name
-            )
-        except ApiException as error:
-            if error.status == 404:
-                return None
-            raise
-        return found
 
     def patch(self, kind: str, name: str, body: dict[str, Any]) -> None:
         self.custom.patch_namespaced_custom_object(

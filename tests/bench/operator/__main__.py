@@ -20,6 +20,7 @@ from modelyard.api import GROUP, VERSION
 from modelyard.controllers.kube import Kube
 from tests.bench.operator import procstat, workload
 from tests.bench.operator.report import Results, Storm, markdown, plot
+from tests.chaos import objects
 from tests.chaos.controlplane import ControlPlane
 from tests.conftest import REPO
 from tests.plugins.kube import LOCAL_KUBECONFIG
@@ -173,7 +174,7 @@ def _run(
     datasets = [f"ds-{i}" for i in range(storm)]
     bodies = []
     for i, name in enumerate(datasets):
-        bodies += [workload.dataset(name), workload.training_job(f"tj-{i}", name)]
+        bodies += [objects.dataset(name), objects.training_job(f"tj-{i}", name)]
     started, cpu_before = time.monotonic(), procstat.cpu_seconds(operator.pid)
     created = workload.create_all(api, namespace, bodies)
     seen = watcher.wait([f"modelyard.dev/dataset/{n}" for n in datasets], TIMEOUT)
@@ -232,7 +233,7 @@ def _run(
     extra = range(storm, population)
     bodies = []
     for i in extra:
-        bodies += [workload.dataset(f"ds-{i}"), workload.training_job(f"tj-{i}", f"ds-{i % storm}")]
+        bodies += [objects.dataset(f"ds-{i}"), objects.training_job(f"tj-{i}", f"ds-{i % storm}")]
     workload.create_all(api, namespace, bodies)
     watcher.wait(
         [f"modelyard.dev/dataset/ds-{i}" for i in extra]

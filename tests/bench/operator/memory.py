@@ -15,6 +15,7 @@ from kubernetes import client, config
 
 from tests.bench.operator import procstat, workload
 from tests.bench.operator.__main__ import CACHE, _private_plane, _wait_default_account
+from tests.chaos import objects
 from tests.plugins.operator import TEST_ENV, apply_crds, modelyard_crds
 
 
@@ -43,7 +44,7 @@ def main() -> None:
             baseline = tracemalloc.take_snapshot()
             bodies = []
             for i in range(args.count):
-                bodies += [workload.dataset(f"ds-{i}"), workload.training_job(f"tj-{i}", f"ds-{i}")]
+                bodies += [objects.dataset(f"ds-{i}"), objects.training_job(f"tj-{i}", f"ds-{i}")]
             workload.create_all(api, namespace, bodies)
             watcher.wait([f"modelyard.dev/dataset/ds-{i}" for i in range(args.count)], 900)
             time.sleep(10)  # settled: what is still allocated is what the objects cost

@@ -16,32 +16,11 @@ from modelyard.api.dataset import DatasetSpec
 from modelyard.config import OperatorConfig
 from modelyard.controllers.kube import Kube
 from modelyard.resources.jobs import Owner, build_ingest_job, ingest_job_name
+from tests.chaos.objects import dataset
 from tests.kubelet import finish_job, ingest_summary
 
 # The bench's own client threads: as many as the operator's worker threads.
 THREADS = 8
-DATASET_SPEC = {"source": {"builtin": {"name": "iris"}}, "target": "target"}
-
-
-def dataset(name: str) -> dict[str, Any]:
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "Dataset",
-        "metadata": {"name": name},
-        "spec": DATASET_SPEC,
-    }
-
-
-def training_job(name: str, dataset_name: str) -> dict[str, Any]:
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "TrainingJob",
-        "metadata": {"name": name},
-        "spec": {
-            "datasetRef": {"name": dataset_name},
-            "estimator": {"class": "sklearn.linear_model.LogisticRegression"},
-        },
-    }
 
 
 class JobWatch:
@@ -139,7 +118,7 @@ def finish_ingestions(api: client.ApiClient, namespace: str, names: list[str]) -
 def baseline(kube: Kube, namespace: str, prefix: str, count: int, threads: int) -> float:
     """Seconds a plain script takes to create `count` ingest Jobs with the operator's client."""
     config = OperatorConfig(workload_node_selector=(("modelyard.dev/test-node", "none"),))
-    spec = DatasetSpec.model_validate(DATASET_SPEC)
+    spec = DatasetSpec.model_validate(dataset("spec")["spec"])
     jobs = []
     for index in range(count):
         name = f"{prefix}-{index}"
