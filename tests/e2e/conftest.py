@@ -136,3 +136,9 @@ class ServiceProxy:
 @pytest.fixture(scope="session")
 def proxy(kube_node: Cluster) -> ServiceProxy:
     return ServiceProxy(kube_node)
+
+
+@pytest.fixture
+def custom(kube_node: Cluster) -> Iterator[client.CustomObjectsApi]:
+    with kube_node.api_client() as api:
+        yield client.CustomObjectsApi(api)

@@ -12,17 +12,15 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from kubernetes import client
 from prometheus_client.parser import text_string_to_metric_families
 from sklearn.datasets import load_breast_cancer
 
 from tests.conftest import EXAMPLES
+from tests.e2e.chain import kubectl, status, wait_until
 from tests.e2e.conftest import ServiceProxy
-from tests.e2e.test_lifecycle import _kubectl, _status, _wait
 from tests.plugins.kube import Cluster
 from tests.plugins.s3 import S3Server
 
@@ -41,12 +39,6 @@ def _selected(name: str) -> pytest.MarkDecorator:
     return pytest.mark.skipif(
         name not in chosen, reason=f"{name}: set MODELYARD_EXAMPLES=all (or ={name}) to run it"
     )
-
-
-@pytest.fixture
-def custom(kube_node: Cluster) -> Iterator[client.CustomObjectsApi]:
-    with kube_node.api_client() as api:
-        yield client.CustomObjectsApi(api)
 
 
 def _generate(node_s3: S3Server, example: str, *args: str) -> str:
@@ -86,9 +78,9 @@ def _modelyard(cluster: Cluster, namespace: str, *args: str, exit_code: int = 0)
 
 
 def _apply_and_wait(cluster: Cluster, namespace: str, example: str, deployment: str) -> None:
-    _kubectl(cluster, "apply", "-n", namespace, "-f", str(EXAMPLES / example / "manifests.yaml"))
+    kubectl(cluster, "apply", "-n", namespace, "-f", str(EXAMPLES / example / "manifests.yaml"))
     _modelyard(cluster, namespace, "wait", f"mdep/{deployment}", "--timeout", "10m")
-    print(f"$ kubectl get modelyard\n{_kubectl(cluster, 'get', '-n', namespace, 'modelyard')}")
+    print(f"$ kubectl get modelyard\n{kubectl(cluster, 'get', '-n', namespace, 'modelyard')}")
 
 
 def _predict(proxy: ServiceProxy, namespace: str, name: str, body: Any) -> Any:
@@ -111,10 +103,10 @@ def test_medical_diagnosis_serves_a_classifier_that_meets_its_recall_bar(
     rows = [0, 19]  # a malignant (0) and a benign (1) tumour
     answer = _predict(proxy, ml_namespace, "diagnosis", {"instances": biopsies.data[rows].tolist()})
     assert answer["predictions"] == biopsies.target[rows].tolist() == [0, 1]
-    training = _status(custom, ml_namespace, "trainingjobs", "tumour-classifier")
+    training = status(custom, ml_namespace, "trainingjobs", "tumour-classifier")
     assert training["primaryMetric"]["name"] == "recall_macro"
     assert training["metrics"]["recall_macro"] >= 0.95
-    served = _status(custom, ml_namespace, "modeldeployments", "diagnosis")
+    served = status(custom, ml_namespace, "modeldeployments", "diagnosis")
     assert served["model"]["run"] == "run-1"
     assert _condition(served, "Promoted")["reason"] == "Promoted"
 
@@ -144,12 +136,12 @@ def test_credit_scoring_serves_above_the_roc_auc_gate_and_keeps_it_against_a_wea
         },
     ]
     assert _predict(proxy, ml_namespace, "fraud", {"instances": payments})["predictions"] == [1, 0]
-    training = _status(custom, ml_namespace, "trainingjobs", "fraud-detector")
+    training = status(custom, ml_namespace, "trainingjobs", "fraud-detector")
     assert training["metrics"]["roc_auc"] >= 0.85
 
     # The README's second step: a weaker estimator trains fine but stays behind the gate.
     weaker = {"class": "sklearn.tree.DecisionTreeClassifier", "params": {"max_depth": 2}}
-    _kubectl(
+    kubectl(
         kube_node,
         "patch",
         "-n",
@@ -159,14 +151,12 @@ def test_credit_scoring_serves_above_the_roc_auc_gate_and_keeps_it_against_a_wea
         "-p",
         json.dumps([{"op": "replace", "path": "/spec/estimator", "value": weaker}]),
     )
-    promoted = _wait(
+    promoted = wait_until(
         "the gate to block run-2",
         lambda: next(
             (
                 c
-                for c in _status(custom, ml_namespace, "modeldeployments", "fraud").get(
-                    "conditions"
-                )
+                for c in status(custom, ml_namespace, "modeldeployments", "fraud").get("conditions")
                 or []
                 if c["type"] == "Promoted" and c["reason"] == "PromotionBlocked"
             ),
@@ -179,10 +169,10 @@ def test_credit_scoring_serves_above_the_roc_auc_gate_and_keeps_it_against_a_wea
         kube_node, ml_namespace, "wait", "mdep/fraud", "--timeout", "2m", exit_code=1
     )
     assert "PromotionBlocked" in output
-    runs = _status(custom, ml_namespace, "trainingjobs", "fraud-detector")["runs"]
+    runs = status(custom, ml_namespace, "trainingjobs", "fraud-detector")["runs"]
     assert [(r["id"], r["phase"]) for r in runs] == [("run-1", "Succeeded"), ("run-2", "Succeeded")]
     assert runs[1]["metrics"]["roc_auc"] < 0.85
-    served = _status(custom, ml_namespace, "modeldeployments", "fraud")
+    served = status(custom, ml_namespace, "modeldeployments", "fraud")
     assert served["model"]["run"] == "run-1"
     assert _condition(served, "Ready")["status"] == "True"
 
@@ -217,10 +207,10 @@ def test_demand_forecasting_serves_a_regressor_within_its_error_gate(
         "predictions"
     ]
     assert summer_promotion > 3 * winter_tuesday > 0
-    training = _status(custom, ml_namespace, "trainingjobs", "demand-forecaster")
+    training = status(custom, ml_namespace, "trainingjobs", "demand-forecaster")
     assert training["metrics"]["r2"] >= 0.9
     assert training["metrics"]["mae"] <= 12
-    assert _status(custom, ml_namespace, "modeldeployments", "demand")["model"]["run"] == "run-1"
+    assert status(custom, ml_namespace, "modeldeployments", "demand")["model"]["run"] == "run-1"
 
 
 def _drift(proxy: ServiceProxy, namespace: str, service: str) -> dict[str, float]:
@@ -249,7 +239,7 @@ def test_predictive_maintenance_shows_drift_and_retrains_on_the_new_version(
 ) -> None:
     _generate(node_s3, "predictive-maintenance", "--version", "1")
     _apply_and_wait(kube_node, ml_namespace, "predictive-maintenance", "pumps")
-    first = _status(custom, ml_namespace, "datasets", "sensors")["version"]
+    first = status(custom, ml_namespace, "datasets", "sensors")["version"]
 
     familiar = json.loads(
         _generate(node_s3, "predictive-maintenance", "--version", "1", "--requests", "1000")
@@ -268,7 +258,7 @@ def test_predictive_maintenance_shows_drift_and_retrains_on_the_new_version(
     assert during["pressure_bar"] < 0.1
 
     _generate(node_s3, "predictive-maintenance", "--version", "2")
-    _kubectl(
+    kubectl(
         kube_node,
         "annotate",
         "-n",
@@ -279,14 +269,14 @@ def test_predictive_maintenance_shows_drift_and_retrains_on_the_new_version(
     )
 
     def run_2_served() -> bool:
-        served = _status(custom, ml_namespace, "modeldeployments", "pumps")
+        served = status(custom, ml_namespace, "modeldeployments", "pumps")
         return served.get("phase") == "Ready" and (served.get("model") or {}).get("run") == "run-2"
 
-    _wait("run-2 served", run_2_served)
-    print(f"$ kubectl get modelyard\n{_kubectl(kube_node, 'get', '-n', ml_namespace, 'modelyard')}")
-    dataset = _status(custom, ml_namespace, "datasets", "sensors")
+    wait_until("run-2 served", run_2_served)
+    print(f"$ kubectl get modelyard\n{kubectl(kube_node, 'get', '-n', ml_namespace, 'modelyard')}")
+    dataset = status(custom, ml_namespace, "datasets", "sensors")
     assert dataset["version"] != first
-    served = _status(custom, ml_namespace, "modeldeployments", "pumps")
+    served = status(custom, ml_namespace, "modeldeployments", "pumps")
     assert served["model"]["datasetVersion"] == dataset["version"]
     assert served["history"][0]["model"]["run"] == "run-1"
 

@@ -4,10 +4,8 @@ zero-downtime rollout, canary, promotion gate and garbage collection."""
 from __future__ import annotations
 
 import io
-import subprocess
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 import pyarrow as pa
@@ -21,56 +19,14 @@ from modelyard.storage.config import StorageConfig
 from modelyard.storage.uri import S3Uri
 from modelyard.workloads.sources import builtin_table
 from tests.conftest import EXAMPLES
+from tests.e2e.chain import GROUP, VERSION, kubectl, status, wait_ready, wait_until
 from tests.e2e.conftest import ServiceProxy
 from tests.plugins.kube import Cluster
 from tests.plugins.s3 import S3Server
 
 pytestmark = pytest.mark.e2e
 
-GROUP, VERSION = "modelyard.dev", "v1alpha1"
 IRIS_ROW = [5.1, 3.5, 1.4, 0.2]
-TIMEOUT = 600
-
-
-def _kubectl(cluster: Cluster, *args: str) -> str:
-    result = subprocess.run(
-        ["kubectl", f"--kubeconfig={cluster.kubeconfig}", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == 0, f"kubectl {' '.join(args)}: {result.stderr}"
-    return result.stdout
-
-
-def _wait_ready(cluster: Cluster, namespace: str, resource: str) -> None:
-    """`kubectl wait --for=condition=Ready`, as a user waits on the chain."""
-    _kubectl(
-        cluster, "wait", "-n", namespace, "--for=condition=Ready", resource, f"--timeout={TIMEOUT}s"
-    )
-
-
-def _status(
-    custom: client.CustomObjectsApi, namespace: str, plural: str, name: str
-) -> dict[str, Any]:
-    body = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name)
-    return body.get("status") or {}
-
-
-def _wait(what: str, probe: Callable[[], Any], timeout: float = TIMEOUT) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out after {timeout:.0f}s waiting for {what}"
-        time.sleep(1)
-
-
-@pytest.fixture
-def custom(kube_node: Cluster) -> Any:
-    with kube_node.api_client() as api:
-        yield client.CustomObjectsApi(api)
 
 
 def _predict_v1(proxy: ServiceProxy, namespace: str, service: str, name: str) -> Any:
@@ -85,10 +41,10 @@ def test_quickstart_from_kubectl_apply_to_predictions(
     kube_node: Cluster, ml_namespace: str, proxy: ServiceProxy, custom: Any
 ) -> None:
     started = time.monotonic()
-    _kubectl(kube_node, "apply", "-n", ml_namespace, "-f", str(EXAMPLES / "quickstart"))
-    _wait_ready(kube_node, ml_namespace, "dataset/iris")
-    _wait_ready(kube_node, ml_namespace, "trainingjob/iris-classifier")
-    _wait_ready(kube_node, ml_namespace, "modeldeployment/iris")
+    kubectl(kube_node, "apply", "-n", ml_namespace, "-f", str(EXAMPLES / "quickstart"))
+    wait_ready(kube_node, ml_namespace, "dataset/iris")
+    wait_ready(kube_node, ml_namespace, "trainingjob/iris-classifier")
+    wait_ready(kube_node, ml_namespace, "modeldeployment/iris")
     assert _predict_v1(proxy, ml_namespace, "iris", "iris") == [0]
     print(f"\nkubectl apply → first prediction: {time.monotonic() - started:.1f}s")
 
@@ -101,9 +57,9 @@ def test_quickstart_from_kubectl_apply_to_predictions(
     assert v2.status_code == 200, v2.text
     assert v2.json()["outputs"][0]["data"] == [0]
 
-    dataset = _status(custom, ml_namespace, "datasets", "iris")
-    training = _status(custom, ml_namespace, "trainingjobs", "iris-classifier")
-    served = _status(custom, ml_namespace, "modeldeployments", "iris")
+    dataset = status(custom, ml_namespace, "datasets", "iris")
+    training = status(custom, ml_namespace, "trainingjobs", "iris-classifier")
+    served = status(custom, ml_namespace, "modeldeployments", "iris")
     assert served["model"]["datasetVersion"] == dataset["version"]
     assert served["model"]["run"] == training["latestRun"] == "run-1"
     assert served["model"]["digest"] == training["model"]["digest"]
@@ -228,8 +184,8 @@ def test_new_data_retrains_and_rolls_out_without_a_failed_request(
             },
         ),
     )
-    _wait_ready(kube_node, ml_namespace, "modeldeployment/flowers")
-    first = _status(custom, ml_namespace, "datasets", "flowers")["version"]
+    wait_ready(kube_node, ml_namespace, "modeldeployment/flowers")
+    first = status(custom, ml_namespace, "datasets", "flowers")["version"]
 
     with Load(proxy, ml_namespace, "flowers") as load:
         storage.put_bytes(source, _iris_csv(slice(0, 150)))
@@ -242,14 +198,14 @@ def test_new_data_retrains_and_rolls_out_without_a_failed_request(
             {"metadata": {"annotations": {"modelyard.dev/refresh": "new-data"}}},
         )
         rollout_started = time.monotonic()
-        _wait(
+        wait_until(
             "the run on the new data served",
             lambda: (
-                _status(custom, ml_namespace, "modeldeployments", "flowers")
+                status(custom, ml_namespace, "modeldeployments", "flowers")
                 .get("model", {})
                 .get("run")
                 == "run-2"
-                and _status(custom, ml_namespace, "modeldeployments", "flowers").get("phase")
+                and status(custom, ml_namespace, "modeldeployments", "flowers").get("phase")
                 == "Ready"
             ),
         )
@@ -258,10 +214,10 @@ def test_new_data_retrains_and_rolls_out_without_a_failed_request(
     print(f"\nrollout: {seconds:.1f}s, {load.sent} requests, {len(load.failed)} failed")
     assert load.sent > 20
     assert load.failed == []
-    dataset = _status(custom, ml_namespace, "datasets", "flowers")
+    dataset = status(custom, ml_namespace, "datasets", "flowers")
     assert dataset["version"] != first
     assert [h["version"] for h in dataset["history"]] == [dataset["version"], first]
-    served = _status(custom, ml_namespace, "modeldeployments", "flowers")
+    served = status(custom, ml_namespace, "modeldeployments", "flowers")
     assert served["model"]["datasetVersion"] == dataset["version"]
     assert served["history"][0]["model"]["run"] == "run-1"
 
@@ -281,14 +237,14 @@ def test_new_data_retrains_and_rolls_out_without_a_failed_request(
             }
         },
     )
-    _wait(
+    wait_until(
         "the canary serving half",
         lambda: (
-            (_status(custom, ml_namespace, "modeldeployments", "flowers").get("canary") or {}).get(
+            (status(custom, ml_namespace, "modeldeployments", "flowers").get("canary") or {}).get(
                 "trafficPercent"
             )
             == 50
-            and _status(custom, ml_namespace, "modeldeployments", "flowers").get("phase") == "Ready"
+            and status(custom, ml_namespace, "modeldeployments", "flowers").get("phase") == "Ready"
         ),
     )
     assert _predict_v1(proxy, ml_namespace, "flowers", "flowers") == [0]
@@ -299,7 +255,7 @@ def test_new_data_retrains_and_rolls_out_without_a_failed_request(
     )
     with kube_node.api_client() as api:
         apps, core = client.AppsV1Api(api), client.CoreV1Api(api)
-        _wait(
+        wait_until(
             "the serving children collected",
             lambda: (
                 not apps.list_namespaced_deployment(ml_namespace).items
@@ -312,10 +268,10 @@ def test_new_data_retrains_and_rolls_out_without_a_failed_request(
 def test_a_model_failing_the_promotion_gate_stays_out(
     kube_node: Cluster, ml_namespace: str, custom: Any
 ) -> None:
-    _kubectl(
+    kubectl(
         kube_node, "apply", "-n", ml_namespace, "-f", str(EXAMPLES / "quickstart" / "dataset.yaml")
     )
-    _kubectl(
+    kubectl(
         kube_node,
         "apply",
         "-n",
@@ -335,13 +291,13 @@ def test_a_model_failing_the_promotion_gate_stays_out(
             },
         ),
     )
-    _wait_ready(kube_node, ml_namespace, "trainingjob/iris-classifier")
-    ready = _wait(
+    wait_ready(kube_node, ml_namespace, "trainingjob/iris-classifier")
+    ready = wait_until(
         "the gate to hold",
         lambda: next(
             (
                 c
-                for c in _status(custom, ml_namespace, "modeldeployments", "strict").get(
+                for c in status(custom, ml_namespace, "modeldeployments", "strict").get(
                     "conditions"
                 )
                 or []

@@ -14,8 +14,8 @@ from kubernetes import client
 
 from modelyard.api import GROUP, VERSION
 from tests.conftest import EXAMPLES, PLURALS
+from tests.e2e.chain import kubectl, wait_ready
 from tests.e2e.conftest import CREDENTIALS_SECRET, OPERATOR_NAMESPACE
-from tests.e2e.test_lifecycle import _kubectl, _wait_ready
 from tests.plugins.kube import Cluster
 
 pytestmark = pytest.mark.e2e
@@ -97,9 +97,9 @@ def test_credentials_appear_nowhere_after_the_chain_runs(
             },
         ),
     )
-    _kubectl(kube_node, "apply", "-n", ml_namespace, "-f", str(EXAMPLES / "quickstart"))
+    kubectl(kube_node, "apply", "-n", ml_namespace, "-f", str(EXAMPLES / "quickstart"))
     for resource in ("dataset/iris", "trainingjob/iris-classifier", "modeldeployment/iris"):
-        _wait_ready(kube_node, ml_namespace, resource)
+        wait_ready(kube_node, ml_namespace, resource)
 
     # The control: the search finds the values where they are meant to be.
     secret = core.read_namespaced_secret(CREDENTIALS_SECRET, ml_namespace)
