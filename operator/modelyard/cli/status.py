@@ -13,6 +13,7 @@ from modelyard.api.common import KindInfo
 from modelyard.cli.kubeclient import Kube, Options
 from modelyard.cli.output import Cell, Painter, age, dump, short_digest, table, tone
 from modelyard.cli.refs import kind_of, parse_ref
+from modelyard.controllers.conditions import get_condition
 
 
 def add_parser(
@@ -58,7 +59,7 @@ def _objects(kube: Kube, infos: list[KindInfo]) -> list[dict[str, Any]]:
 
 
 def ready_condition(status: dict[str, Any]) -> dict[str, Any]:
-    return next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
+    return get_condition(status.get("conditions"), "Ready") or {}
 
 
 def summarize(obj: dict[str, Any]) -> dict[str, Any]:
