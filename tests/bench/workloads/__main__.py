@@ -6,16 +6,15 @@ import argparse
 import os
 import shlex
 import sys
-import tempfile
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from tests.bench.workloads import ingest, report, training
 from tests.bench.workloads.data import csv_of_size
-from tests.plugins.s3 import S3Server, running_s3_server
+from tests.bench.workloads.s3server import BenchS3, given_server, running_versitygw
 
 
 @dataclass(frozen=True)
@@ -30,14 +29,14 @@ QUICK = Sizes(ingest_mib=200, train_rows=(20_000, 200_000), rounds=2)
 
 
 @contextmanager
-def s3_server(endpoint: str | None) -> Iterator[S3Server]:
-    """The given endpoint, or a moto server of our own; this process gets its credentials."""
-    with ExitStack() as stack:
-        if endpoint:
-            server = S3Server(endpoint)
-        else:
-            logs = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="modelyard-s3-")))
-            server = stack.enter_context(running_s3_server("127.0.0.1", logs / "moto.log"))
+def s3_server(endpoint: str | None) -> Iterator[BenchS3]:
+    """The given endpoint, or a versitygw of our own; this process gets its credentials."""
+    if endpoint:
+        server = given_server(endpoint)
+        os.environ.update(server.env())
+        yield server
+        return
+    with running_versitygw() as server:
         os.environ.update(server.env())
         yield server
 
@@ -48,8 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, help="interleaved rounds per contender")
     parser.add_argument(
         "--s3-endpoint",
-        help="an S3 server to use instead of the tests' moto server (its credentials: "
-        "modelyard-test / modelyard-test-secret)",
+        help="an S3 server to use instead of a versitygw of our own (credentials: "
+        "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, else modelyard-test / modelyard-test-secret)",
     )
     parser.add_argument("--skip-training", action="store_true")
     parser.add_argument("--output", type=Path, default=report.OUT)
@@ -63,12 +62,13 @@ def main(argv: list[str] | None = None) -> int:
         ingest_rounds = ingest.run(csv, s3, rounds)
         report.print_ingest(ingest_rounds, csv)
         train_rounds = [] if args.skip_training else training.run(sizes.train_rows, s3, rounds)
+        described = s3.description
     report.write(
         args.output,
         command=command,
         when=datetime.now(UTC),
         csv=csv,
-        s3=args.s3_endpoint or "moto (tests/plugins/s3.py)",
+        s3=described,
         ingest_rounds=ingest_rounds,
         train_rounds=train_rounds,
     )
