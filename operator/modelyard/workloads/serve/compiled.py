@@ -19,8 +19,9 @@ a busy node.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -337,67 +338,171 @@ def _linear_classifier(step: Any) -> tuple[Transform, Transform | None]:
 
 @dataclass(frozen=True)
 class _Forest:
-    """Nodes of many trees in flat arrays; a leaf's children are itself."""
+    """Nodes of many trees in flat arrays, renumbered so that a split's right child directly
+    follows its left one; a leaf's child is itself and it never steps right."""
 
-    left: np.ndarray
-    right: np.ndarray
+    child: np.ndarray  # left child; the right one is child + 1
     feature: np.ndarray
-    threshold: np.ndarray
-    go_left_if_missing: np.ndarray
-    roots: np.ndarray  # first node of each tree
-    depth: int
+    threshold: np.ndarray  # +inf at leaves: nothing is greater
+    missing_right: np.ndarray  # NaN steps right here (False at leaves)
+    roots: np.ndarray  # first node of each tree, deepest trees first
+    busy: tuple[int, ...]  # per level, how many of the roots' trees are deeper than it
+    unsort: np.ndarray | None  # position in roots of each tree, in the model's order
+    source: np.ndarray  # for each node here, its index among the trees' original nodes
     as_float32: bool  # scikit-learn's trees compare float32 inputs; boosting compares float64
+    walk_from: int = 1  # batches this large or larger take the walk (see _crossover)
 
     def leaves(self, matrix: np.ndarray) -> np.ndarray:
-        """Leaf per (tree, row), shape [trees, rows].
-
-        Every split of every tree is decided at once for each row (one comparison over all
-        nodes), which gives each node's next node per row; then all (tree, row) pairs step
-        down together, one gather per level, pairs at a leaf staying put.
-        """
-        rows = len(matrix)
+        """Leaf per (tree, row), shape [trees, rows], trees in the model's order."""
         dtype = np.float32 if self.as_float32 else np.float64
-        data = np.asarray(matrix, dtype=dtype).astype(np.float64)
-        x = np.take(data, self.feature, axis=1)  # [rows, nodes], C order: the walk reads rows
-        go_left = x <= self.threshold
-        if np.isnan(x).any():
-            go_left = np.where(np.isnan(x), self.go_left_if_missing, go_left)
-        nodes = len(self.left)
-        # Next node per (row, node), as an index into the flattened [rows, nodes] table.
-        following = np.where(go_left, self.left, self.right)
-        following += (np.arange(rows, dtype=np.intp) * nodes)[:, None]
-        table = following.ravel()
-        node = (self.roots[:, None] + np.arange(rows, dtype=np.intp) * nodes).ravel()
-        for _ in range(self.depth):
-            node = table[node]
-        result: np.ndarray = node.reshape(len(self.roots), rows) % nodes  # the row's offset off
+        data = np.asarray(np.asarray(matrix, dtype=dtype), dtype=np.float64)
+        pick = self.walk if len(data) >= self.walk_from else self.every_node
+        result = pick(data).reshape(len(self.roots), len(data))
+        if self.unsort is not None:
+            result = result.take(self.unsort, axis=0)
         return result
+
+    def walk(self, data: np.ndarray) -> np.ndarray:
+        """Leaf per (tree, row) pair, flat, pairs tree-major, trees deepest first.
+
+        All pairs step down one level together: a gather each of the node's feature, the
+        row's value of it, the threshold and the child. Only nodes on the rows' paths are
+        read, and the pairs of trees already at their leaves (a tail, as the deepest trees
+        come first) are left alone.
+        """
+        rows, width = data.shape
+        values = data.ravel()
+        node = np.repeat(self.roots, rows)
+        offsets = np.arange(len(node), dtype=np.intp) % rows
+        offsets *= width
+        missing = bool(np.isnan(values).any())
+        for count in self.busy:
+            pairs = count * rows
+            current = node[:pairs]
+            index = self.feature.take(current)
+            index += offsets[:pairs]
+            x = values.take(index)
+            right = x > self.threshold.take(current)  # NaN is never greater
+            if missing:
+                right |= np.isnan(x) & self.missing_right.take(current)
+            following = self.child.take(current)
+            following += right
+            node[:pairs] = following
+        return node
+
+    def every_node(self, data: np.ndarray) -> np.ndarray:
+        """As walk(), by deciding every split of every tree for every row at once ([rows x
+        nodes] comparisons), then stepping through that table: fewer, larger numpy calls,
+        which wins for a row or two."""
+        rows = len(data)
+        nodes = len(self.child)
+        x = data.take(self.feature, axis=1)
+        right = x > self.threshold
+        if np.isnan(x).any():
+            right |= np.isnan(x) & self.missing_right
+        starts = np.arange(0, rows * nodes, nodes, dtype=np.intp)
+        following = self.child + right  # next node per (row, node), into the flat table
+        following += starts[:, None]
+        table = following.ravel()
+        node = (self.roots[:, None] + starts).ravel()
+        for count in self.busy:
+            pairs = count * rows
+            node[:pairs] = table.take(node[:pairs])
+        node %= nodes
+        return node
 
 
 def _forest(
     trees: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
-    depth: int,
+    width: int,
     as_float32: bool,
 ) -> _Forest:
-    """From per-tree (left, right, feature, threshold, missing-goes-left, is-leaf) arrays."""
-    lefts, rights, features, offsets = [], [], [], []
+    """From per-tree (left, right, feature, threshold, missing-goes-left, is-leaf) arrays, for
+    inputs of `width` columns."""
+    laid_out = [_breadth_first(*tree) for tree in trees]
+    depths = np.asarray([depth for *_, depth in laid_out])
+    order = np.argsort(-depths, kind="stable")
+    sizes = np.asarray([len(layout[0]) for layout in laid_out])
+    starts = np.concatenate(([0], np.cumsum(sizes)[:-1]))  # of each tree's original nodes
+    children, features, thresholds, missing, sources, roots = [], [], [], [], [], []
     offset = 0
-    for left, right, feature, _, _, leaf in trees:
-        here = np.arange(len(left))
-        lefts.append(np.where(leaf, here, left) + offset)
-        rights.append(np.where(leaf, here, right) + offset)
-        features.append(np.where(leaf, 0, feature))
-        offsets.append(offset)
-        offset += len(left)
-    return _Forest(
-        left=np.concatenate(lefts).astype(np.intp),
-        right=np.concatenate(rights).astype(np.intp),
+    for tree in order:
+        source, child, feature, threshold, missing_right, _ = laid_out[tree]
+        children.append(child + offset)
+        features.append(feature)
+        thresholds.append(threshold)
+        missing.append(missing_right)
+        sources.append(source + starts[tree])
+        roots.append(offset)
+        offset += len(source)
+    forest = _Forest(
+        child=np.concatenate(children).astype(np.intp),
         feature=np.concatenate(features).astype(np.intp),
-        threshold=np.concatenate([tree[3] for tree in trees]).astype(np.float64),
-        go_left_if_missing=np.concatenate([tree[4] for tree in trees]).astype(bool),
-        roots=np.asarray(offsets, dtype=np.intp),
-        depth=depth,
+        threshold=np.concatenate(thresholds).astype(np.float64),
+        missing_right=np.concatenate(missing).astype(bool),
+        roots=np.asarray(roots, dtype=np.intp),
+        busy=tuple(int((depths > level).sum()) for level in range(int(depths.max()))),
+        unsort=None if (order == np.arange(len(order))).all() else np.argsort(order),
+        source=np.concatenate(sources).astype(np.intp),
         as_float32=as_float32,
+    )
+    return replace(forest, walk_from=_crossover(forest, width))
+
+
+def _crossover(forest: _Forest, width: int) -> int:
+    """The smallest batch for which the walk is faster than deciding every node, timed here
+    once: it depends on the forest's shape and on the machine. Both give the same leaves."""
+    for rows in _CROSSOVER_BATCHES:
+        if rows * len(forest.child) > _EVERY_NODE_LIMIT:
+            return rows
+        data = np.zeros((rows, width))
+        if _fastest(forest.walk, data) <= _fastest(forest.every_node, data):
+            return rows
+    return _CROSSOVER_BATCHES[-1] * 2
+
+
+_CROSSOVER_BATCHES = (1, 2, 4, 8, 16, 32)
+_EVERY_NODE_LIMIT = 1 << 20  # [rows x nodes] elements; beyond, deciding every node is too big
+
+
+def _fastest(function: Callable[[np.ndarray], np.ndarray], data: np.ndarray) -> float:
+    best = float("inf")
+    for _ in range(5):
+        started = time.perf_counter()
+        function(data)
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def _breadth_first(
+    left: np.ndarray,
+    right: np.ndarray,
+    feature: np.ndarray,
+    threshold: np.ndarray,
+    go_left_if_missing: np.ndarray,
+    leaf: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+    """One tree renumbered breadth first, siblings side by side: (original node per new
+    node, left child, feature, threshold, missing-goes-right, depth)."""
+    source = [0]
+    child = []
+    depth_of = [0]
+    for position, node in enumerate(source):  # grows while it is walked
+        if leaf[node]:
+            child.append(position)
+        else:
+            child.append(len(source))
+            source += [int(left[node]), int(right[node])]
+            depth_of += [depth_of[position] + 1] * 2
+    nodes = np.asarray(source, dtype=np.intp)
+    is_leaf = np.asarray(leaf, dtype=bool)[nodes]
+    return (
+        nodes,
+        np.asarray(child, dtype=np.intp),
+        np.where(is_leaf, 0, np.asarray(feature)[nodes]),
+        np.where(is_leaf, np.inf, np.asarray(threshold, dtype=np.float64)[nodes]),
+        ~is_leaf & ~np.asarray(go_left_if_missing, dtype=bool)[nodes],
+        max(depth_of),
     )
 
 
@@ -422,13 +527,14 @@ def _trees(
             )
             for structure in structures
         ],
-        depth=max(structure.max_depth for structure in structures),
+        width=step.n_features_in_,
         as_float32=True,
     )
     if classifier:
         value = np.concatenate([s.value[:, 0, : len(step.classes_)] for s in structures])
     else:
         value = np.concatenate([s.value[:, 0, 0] for s in structures])
+    value = value[forest.source]
     count = len(trees)
 
     def outputs(matrix: np.ndarray) -> np.ndarray:
@@ -475,18 +581,21 @@ def _hist_gradient_boosting(step: Any) -> tuple[Transform, Transform | None]:
             )
             for n in nodes
         ],
-        depth=max(int(n["depth"].max()) for n in nodes),
+        width=step.n_features_in_,
         as_float32=False,
     )
-    value = np.concatenate([n["value"] for n in nodes]).astype(np.float64)
-    baseline = np.asarray(step._baseline_prediction, dtype=np.float64).reshape(1, per_class)
+    value = np.concatenate([n["value"] for n in nodes]).astype(np.float64)[forest.source]
+    baseline = np.asarray(step._baseline_prediction, dtype=np.float64).reshape(per_class, 1)
     iterations = len(step._predictors)
 
     def raw(matrix: np.ndarray) -> np.ndarray:
-        per_tree = value[forest.leaves(matrix)]  # [iterations * per_class, rows]
-        per_tree = per_tree.reshape(iterations, per_class, -1)
-        total: np.ndarray = np.add.reduce(per_tree, axis=0).T  # [rows, per_class]
-        total += baseline
+        leaves = forest.leaves(matrix).reshape(iterations, per_class, -1)
+        # The baseline, then each iteration's leaves, summed one after the other (a reduction
+        # over the outer axis adds in order): the very additions scikit-learn makes.
+        terms = np.empty((iterations + 1, *leaves.shape[1:]))
+        terms[0] = baseline
+        np.take(value, leaves, out=terms[1:])
+        total: np.ndarray = np.add.reduce(terms, axis=0).T  # [rows, per_class]
         return total
 
     if loss == "HalfSquaredError":
