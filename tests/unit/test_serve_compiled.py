@@ -8,6 +8,7 @@ from sklearn.base import BaseEstimator
 from sklearn.datasets import load_breast_cancer, load_iris
 from sklearn.ensemble import (
     ExtraTreesClassifier,
+    ExtraTreesRegressor,
     GradientBoostingClassifier,
     HistGradientBoostingClassifier,
     HistGradientBoostingRegressor,
@@ -27,6 +28,7 @@ from sklearn.svm import LinearSVC
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
 from modelyard.workloads.modelcard import Feature
+from modelyard.workloads.serve import compiled as compiled_module
 from modelyard.workloads.serve import model as model_module
 from modelyard.workloads.serve.compiled import Compiled
 from tests.unit.test_serve_protocol import IRIS_FEATURES, Trained, iris, mixed, train
@@ -187,6 +189,43 @@ def test_multiclass_histogram_gradient_boosting_and_its_missing_values() -> None
     assert model.accepts_missing and model.engine == "numpy"
     np.testing.assert_array_equal(model.predict(x), trained.pipeline.predict(x))
     np.testing.assert_allclose(model.predict_proba(x), trained.pipeline.predict_proba(x), rtol=1e-9)
+
+
+@pytest.mark.parametrize("walk_from", [1, 10**9], ids=["walk", "every-node"])
+@pytest.mark.parametrize(
+    "estimator",
+    [
+        RandomForestClassifier(n_estimators=30, random_state=0),
+        ExtraTreesRegressor(n_estimators=10, random_state=0),
+        HistGradientBoostingClassifier(max_iter=25, random_state=0),
+    ],
+    ids=lambda estimator: type(estimator).__name__,
+)
+def test_forests_agree_at_every_batch_size_either_way_they_are_walked(
+    estimator: BaseEstimator, walk_from: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Small batches decide every node at once, larger ones walk each row's path (the size
+    in between is timed at load): both must land on scikit-learn's leaves, NaN included."""
+    monkeypatch.setattr(compiled_module, "_crossover", lambda forest, width: walk_from)
+    x, trained = cancer(estimator)
+    compiled = compiled_module.compile_pipeline(trained.pipeline)
+    assert compiled is not None
+    rows = x * np.random.default_rng(7).normal(1.0, 0.1, x.shape)
+    rows[np.random.default_rng(8).random(rows.shape) < 0.1] = np.nan
+    for count in (1, 2, 3, 7, 64, 200):
+        batch = rows[:count]
+        expected = trained.pipeline.predict(batch)
+        if expected.dtype.kind == "f":
+            np.testing.assert_array_equal(compiled.predict(batch), expected)
+            continue
+        np.testing.assert_array_equal(compiled.predict(batch), expected)
+        assert compiled.predict_proba is not None
+        np.testing.assert_allclose(
+            compiled.predict_proba(batch),
+            trained.pipeline.predict_proba(batch),
+            rtol=1e-12,
+            atol=1e-15,
+        )
 
 
 def test_histogram_gradient_boosting_with_categories_is_served_by_scikit_learn() -> None:

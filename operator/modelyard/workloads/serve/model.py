@@ -132,6 +132,8 @@ class Model:
                 if not numeric:
                     unseen[0, column] = "\x00unseen"
             batches.append(unseen)
+        # One row as well as many: compiled forests take another path for small batches.
+        batches += [rows[:1] for rows in batches]
         try:
             for rows in batches:
                 if not _same(_outcome(self._predict, rows), _outcome(compiled.predict, rows)):
