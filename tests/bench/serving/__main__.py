@@ -9,7 +9,7 @@ import sys
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +55,16 @@ def main() -> int:
         action="store_true",
         help="write serving.md and .png again from serving.json (adds the profile if missing)",
     )
+    parser.add_argument("--models", type=_words, help="only these, e.g. hgb,rf (of lr,rf,hgb)")
+    parser.add_argument("--workers", type=_numbers, help="only these worker counts, e.g. 1")
+    parser.add_argument("--rows", type=_numbers, help="only these payload sizes, e.g. 64")
+    parser.add_argument("--concurrency", type=_numbers, help="only these levels, e.g. 8,64")
     args = parser.parse_args()
+    partial = {
+        name: value
+        for name in ("models", "workers", "rows", "concurrency")
+        if (value := getattr(args, name)) is not None
+    }
     if args.report_only:
         document = json.loads(report.RAW.read_text())
         if not document.get("profiles"):
@@ -66,6 +75,9 @@ def main() -> int:
         report.write(document)
         return 0
     matrix = QUICK if args.quick else FULL
+    if partial:
+        # Some cells only: closed loop, printed and kept in the cache, docs left alone.
+        matrix = replace(matrix, **partial, rates=[])
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     load_before = os.getloadavg()
     load.wrk()
@@ -76,15 +88,32 @@ def main() -> int:
         with running_s3_server("127.0.0.1", workdir / "moto.log") as s3:
             results = run(matrix, models, workdir, s3.env(f"bench-{uuid.uuid4().hex[:8]}"))
         document = {
-            "command": "python -m tests.bench.serving" + (" --quick" if args.quick else ""),
+            "command": "python -m tests.bench.serving " + " ".join(sys.argv[1:]),
             "started": started,
             "load": f"{load_before[0]:.1f} before, {os.getloadavg()[0]:.1f} after",
             "matrix": matrix.__dict__,
             "results": results,
             "profiles": profiles(models, matrix),
         }
+    if partial:
+        PARTIAL.parent.mkdir(parents=True, exist_ok=True)
+        PARTIAL.write_text(json.dumps(document, indent=1))
+        print("\n".join([*report.goals(document["results"])[0], "", *report.limits(document)]))
+        print(f"raw figures: {PARTIAL}", file=sys.stderr)
+        return 0
     report.write(document)
     return 0
+
+
+PARTIAL = Path.home() / ".cache" / "modelyard" / "bench" / "serving-partial.json"
+
+
+def _words(text: str) -> list[str]:
+    return [word for word in text.split(",") if word]
+
+
+def _numbers(text: str) -> list[int]:
+    return [int(word) for word in _words(text)]
 
 
 def profiles(models: list[BenchModel], matrix: Matrix) -> list[dict[str, Any]]:
