@@ -12,14 +12,17 @@ import pyarrow.compute as pc
 MAX_CLASSES = 100
 
 IndexArray = np.ndarray[Any, np.dtype[np.int64]]
+CodeArray = np.ndarray[Any, np.dtype[np.unsignedinteger[Any]]]
 
 
 class TargetColumn:
     """The target as the split needs it, gathered batch by batch in less memory than the column.
 
     While the target can be categorical (text, boolean, or integers with at most MAX_CLASSES
-    distinct values) it is kept as class codes in order of first appearance; a numeric target
-    beyond that keeps only its counts, since its split is a plain random sample.
+    distinct values) it is kept as class codes in order of first appearance, each batch's in
+    the narrowest integer type that holds the classes seen so far (one byte per row for up to
+    256 classes); a numeric target beyond that keeps only its counts, since its split is a
+    plain random sample.
     """
 
     def __init__(self, arrow_type: pa.DataType) -> None:
@@ -27,8 +30,8 @@ class TargetColumn:
         self.rows = 0
         self.nulls = 0
         could_be_classes = self.is_integer or not pa.types.is_floating(arrow_type)
-        self.chunks: list[pa.DictionaryArray] | None = [] if could_be_classes else None
-        self.distinct: set[Any] = set()
+        self.chunks: list[CodeArray] | None = [] if could_be_classes else None
+        self.classes: dict[Any, int] = {}  # class value -> code
 
     def update(self, column: pa.Array) -> None:
         self.rows += len(column)
@@ -36,26 +39,35 @@ class TargetColumn:
         if self.chunks is None:
             return
         encoded = pc.dictionary_encode(column)
-        if self.is_integer:
-            self.distinct.update(encoded.dictionary.to_pylist())
-            if len(self.distinct) > MAX_CLASSES:
-                self.chunks = None  # a number, not a class label: stop keeping codes
-                return
-        self.chunks.append(encoded)
+        values = encoded.dictionary.to_pylist()
+        for value in values:
+            self.classes.setdefault(value, len(self.classes))
+        if self.is_integer and len(self.classes) > MAX_CLASSES:
+            self.chunks = None  # a number, not a class label: stop keeping codes
+            return
+        lookup = np.array([self.classes[value] for value in values], dtype=_code_type(self.classes))
+        # A null's code does not matter: a target with nulls fails validation before the split.
+        indices = encoded.indices.fill_null(0) if encoded.indices.null_count else encoded.indices
+        self.chunks.append(lookup[indices.to_numpy()])
 
     @property
     def categorical(self) -> bool:
         return self.chunks is not None
 
-    def codes(self) -> np.ndarray[Any, np.dtype[np.int32]]:
-        """One int32 class code per row, numbered in order of first appearance."""
+    def codes(self) -> CodeArray:
+        """One class code per row, numbered in order of first appearance."""
         assert self.chunks is not None
         if not self.chunks:
-            return np.empty(0, dtype=np.int32)
-        unified = pa.chunked_array(self.chunks).unify_dictionaries()
-        return np.concatenate(
-            [np.asarray(chunk.indices.to_numpy(), dtype=np.int32) for chunk in unified.chunks]
-        )
+            return np.empty(0, dtype=np.uint8)
+        return np.concatenate(self.chunks)
+
+
+def _code_type(classes: dict[Any, int]) -> type[np.unsignedinteger[Any]]:
+    if len(classes) <= 1 << 8:
+        return np.uint8
+    if len(classes) <= 1 << 16:
+        return np.uint16
+    return np.uint32
 
 
 def choose_test_rows(
