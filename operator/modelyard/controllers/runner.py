@@ -11,9 +11,9 @@ import kopf
 from prometheus_client import start_http_server
 
 # Importing the handler modules registers their handlers with kopf.
-from modelyard.api import GROUP
 from modelyard.config import OperatorConfig
 from modelyard.controllers import (
+    bookkeeping,
     children,
     dataset,
     indexes,
@@ -21,11 +21,19 @@ from modelyard.controllers import (
     protection,
     trainingjob,
 )
+from modelyard.controllers.bookkeeping import BOOKKEEPING, FINALIZER
 from modelyard.controllers.context import Context
 from modelyard.controllers.kube import Kube
 
-BOOKKEEPING = f"operator.{GROUP}"
-HANDLER_MODULES = (children, dataset, indexes, modeldeployment, protection, trainingjob)
+HANDLER_MODULES = (
+    bookkeeping,
+    children,
+    dataset,
+    indexes,
+    modeldeployment,
+    protection,
+    trainingjob,
+)
 MANAGED = "app.kubernetes.io/managed-by=modelyard"
 
 # A watch with no server-side timeout can go quiet forever on a dropped connection. kopf resumes
@@ -66,14 +74,12 @@ def configure(settings: kopf.OperatorSettings) -> None:
     settings.watching.label_selectors["batch", "jobs"] = MANAGED
     settings.watching.label_selectors["apps", "deployments"] = MANAGED
     # kopf's bookkeeping lives in our own annotations, never in spec: Argo CD compares only the
-    # fields it applied, so these create no drift, and status stays ours alone. The prefix must
-    # not be GROUP: kopf ignores every annotation under its storage prefix, and users' own
-    # `modelyard.dev/refresh` must count as a change.
+    # fields it applied, so these create no drift, and status stays ours alone.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=BOOKKEEPING)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=BOOKKEEPING, key="last-handled-configuration"
     )
-    settings.persistence.finalizer = f"{GROUP}/protection"
+    settings.persistence.finalizer = FINALIZER
     settings.peering.name = "modelyard"
     settings.peering.mandatory = False
     # kopf pauses *every* peer when two share a priority, so replicas of one Deployment must not:
