@@ -14,7 +14,7 @@ from modelyard.controllers.context import Context, from_memo, post_event
 from modelyard.controllers.denials import reported
 from modelyard.controllers.jobs import failure_reason, outcome
 from modelyard.controllers.kube import termination_message
-from modelyard.controllers.transient import retrying
+from modelyard.controllers.transient import recorded, retrying
 from modelyard.reasons import Reason
 from modelyard.resources.jobs import Owner, build_ingest_job, ingest_job_name
 
@@ -80,36 +80,48 @@ def reconcile(context: Context, body: dict[str, Any]) -> None:
 
 
 def on_job_finished(context: Context, job: dict[str, Any], succeeded: bool) -> None:
-    """An ingest Job ended: record the version it published, or why it failed."""
+    """An ingest Job ended: record the version it published, or why it failed; then tell the
+    TrainingJobs that use the Dataset."""
     namespace = job["metadata"]["namespace"]
     name = job["metadata"]["labels"].get("modelyard.dev/dataset")
-    dataset = context.kube.custom(KIND, namespace, name) if name else None
-    if dataset is None:
+    if not name:
         return
+    job_name = job["metadata"]["name"]
+    if recorded(
+        f"recording ingest Job {namespace}/{job_name}",
+        lambda: _record_job(context, namespace, name, job, succeeded),
+    ):
+        retrying(
+            f"following Dataset {namespace}/{name}",
+            lambda: trainingjob.dataset_changed(context, namespace, name),
+        )
+
+
+def _record_job(
+    context: Context, namespace: str, name: str, job: dict[str, Any], succeeded: bool
+) -> bool:
+    """Record the Job's result in status; False when there is none to record (any more)."""
+    dataset = context.kube.custom(KIND, namespace, name)
+    if dataset is None:
+        return False
     status = dataset.get("status") or {}
     job_name = job["metadata"]["name"]
     if status.get("ingestJob") != job_name or status.get("phase") != "Ingesting":
-        return  # a superseded ingestion, or one already recorded
+        return False  # a superseded ingestion, or one already recorded
     generation = status.get("observedGeneration")
     summary = termination_message(context.kube, namespace, job_name) or {}
     if succeeded and summary.get("status") == "Succeeded":
         _record_version(context, dataset, summary, generation)
-    else:
-        reason = summary.get("reason") or failure_reason(job)
-        message = summary.get("message") or f"ingest Job {job_name} failed"
-        conditions = set_condition(
-            status.get("conditions"), "Ready", False, reason, message, generation
-        )
-        conditions = set_condition(conditions, "Ingested", False, reason, message, generation)
-        context.kube.patch_status(
-            KIND, namespace, name, {"phase": "Failed", "conditions": conditions}
-        )
-        metrics.set_phase(KIND, namespace, name, "Failed")
-        post_event(dataset, reason, message, warning=True)
-    retrying(
-        f"following Dataset {namespace}/{name}",
-        lambda: trainingjob.dataset_changed(context, namespace, name),
-    )
+        return True
+    reason = summary.get("reason") or failure_reason(job)
+    message = summary.get("message") or f"ingest Job {job_name} failed"
+    conditions = status.get("conditions")
+    for condition in ("Ready", "Ingested"):
+        conditions = set_condition(conditions, condition, False, reason, message, generation)
+    context.kube.patch_status(KIND, namespace, name, {"phase": "Failed", "conditions": conditions})
+    metrics.set_phase(KIND, namespace, name, "Failed")
+    post_event(dataset, reason, message, warning=True)
+    return True
 
 
 def _record_version(

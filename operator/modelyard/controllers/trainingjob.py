@@ -18,7 +18,7 @@ from modelyard.controllers.context import Context, from_memo, post_event
 from modelyard.controllers.denials import reported
 from modelyard.controllers.jobs import failure_reason, outcome
 from modelyard.controllers.kube import termination_message
-from modelyard.controllers.transient import retrying
+from modelyard.controllers.transient import recorded, retrying
 from modelyard.reasons import Reason
 from modelyard.resources.jobs import Owner, build_training_job, training_job_name
 
@@ -243,14 +243,18 @@ def on_job_finished(context: Context, job: dict[str, Any], succeeded: bool) -> N
     )
     if not name or not run_id:
         return
-    recorded: list[bool] = []
-    on_fresh(
-        context,
-        namespace,
-        name,
-        lambda body: recorded.append(_record_run(context, body, job, run_id, succeeded)),
-    )
-    if not any(recorded):
+
+    def record() -> bool:
+        done: list[bool] = []
+        on_fresh(
+            context,
+            namespace,
+            name,
+            lambda body: done.append(_record_run(context, body, job, run_id, succeeded)),
+        )
+        return any(done)
+
+    if not recorded(f"recording run {run_id} of TrainingJob {namespace}/{name}", record):
         return  # unknown, or recorded before: a repeated event or a relist
 
     def follow() -> None:
