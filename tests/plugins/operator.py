@@ -151,18 +151,19 @@ class OperatorProcess:
 
     def start(self) -> None:
         self.port = free_port()
-        # kopf's own entry point with our module: what `modelyard operator` runs (runner.py).
+        # What the chart's Deployment runs. Not `kopf run -m ...`: kopf's CLI switches to uvloop
+        # when it is importable (the dev environment has it for the model server), and uvloop's
+        # file descriptor reuse under connection resets (MagicStack/uvloop#653) dropped events
+        # in the API-server-restart test; the operator image has no uvloop.
         command = [
             sys.executable,
             "-m",
-            "kopf",
-            "run",
-            "-m",
-            "modelyard.controllers.runner",
+            "modelyard.cli",
+            "operator",
             "--namespace",
             self.namespace,
-            "--liveness",
-            f"http://127.0.0.1:{self.port}/healthz",
+            "--liveness-port",
+            str(self.port),
         ]
         if self.standalone:
             command.append("--standalone")

@@ -112,7 +112,8 @@ def _login(**kwargs: Any) -> kopf.ConnectionInfo | None:
 
 def run(namespaces: Sequence[str], liveness_port: int, standalone: bool) -> None:
     """Run until stopped: all namespaces when none are given."""
-    kopf.configure(verbose=False)
+    # Every line about an object names it ([namespace/name]), as `kopf run` does by default.
+    kopf.configure(verbose=False, log_prefix=True)
     kopf.run(
         clusterwide=not namespaces,
         namespaces=list(namespaces),
