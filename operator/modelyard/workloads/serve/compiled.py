@@ -400,14 +400,18 @@ class _Forest:
         right = x > self.threshold
         if np.isnan(x).any():
             right |= np.isnan(x) & self.missing_right
-        starts = np.arange(0, rows * nodes, nodes, dtype=np.intp)
         following = self.child + right  # next node per (row, node), into the flat table
+        if rows == 1:
+            node = self.roots
+            for _ in self.busy:  # whole-array steps: cheaper than slicing for so few pairs
+                node = following.take(node)
+            return node
+        starts = np.arange(0, rows * nodes, nodes, dtype=np.intp)
         following += starts[:, None]
         table = following.ravel()
         node = (self.roots[:, None] + starts).ravel()
-        for count in self.busy:
-            pairs = count * rows
-            node[:pairs] = table.take(node[:pairs])
+        for _ in self.busy:
+            node = table.take(node)
         node %= nodes
         return node
 
