@@ -179,7 +179,8 @@ def _run(
     created = workload.create_all(api, namespace, bodies)
     seen = watcher.wait([f"modelyard.dev/dataset/{n}" for n in datasets], TIMEOUT)
     storm_cpu = procstat.cpu_seconds(operator.pid) - cpu_before
-    time.sleep(3)  # the last status patches land
+    # Every write the storm's objects cause, the TrainingJobs' (which wait) included.
+    _settle(operator.pid)
     storm_writes = {plural: counter.events / storm for plural, counter in writes.items()}
     first = Storm(
         f"{storm} Datasets + {storm} TrainingJobs applied at once → ingest Jobs",

@@ -111,7 +111,7 @@ def markdown(results: Results, plot: str) -> str:
             "",
         ),
         _row(
-            "watch events per object in the first storm (each one a write)",
+            "writes per object in the first storm, until the operator settled (watch events)",
             ", ".join(f"{k} {v:.1f}" for k, v in results.writes_per_object.items()),
             "",
         ),
