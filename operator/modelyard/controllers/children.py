@@ -14,13 +14,19 @@ from modelyard.resources.jobs import INGEST_COMPONENT, TRAIN_COMPONENT
 HANDLERS = {INGEST_COMPONENT: dataset.on_job_finished, TRAIN_COMPONENT: trainingjob.on_job_finished}
 
 
-@kopf.on.event("batch", "v1", "jobs", labels={"app.kubernetes.io/managed-by": "modelyard"})
-def workload_job_event(body: kopf.Body, memo: kopf.Memo, type: str | None, **kwargs: Any) -> None:
-    if type == "DELETED":
-        return
+def finished(body: kopf.Body, type: str | None, **_: Any) -> bool:
+    """A Job that ended, of a kind we follow. kopf checks this in its event loop: the many events
+    of running Jobs (created, pod started…) never wait for one of the worker threads."""
+    component = body.metadata.labels.get("app.kubernetes.io/component")
+    return type != "DELETED" and component in HANDLERS and outcome(dict(body)) is not None
+
+
+@kopf.on.event(
+    "batch", "v1", "jobs", labels={"app.kubernetes.io/managed-by": "modelyard"}, when=finished
+)
+def workload_job_event(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
     job = dict(body)
     succeeded = outcome(job)
-    handler = HANDLERS.get(job["metadata"]["labels"].get("app.kubernetes.io/component", ""))
-    if succeeded is None or handler is None:
-        return
+    assert succeeded is not None  # `finished` let only ended Jobs through
+    handler = HANDLERS[job["metadata"]["labels"]["app.kubernetes.io/component"]]
     handler(from_memo(memo, kwargs), job, succeeded)

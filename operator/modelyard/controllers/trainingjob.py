@@ -91,7 +91,7 @@ def reconcile(context: Context, body: dict[str, Any]) -> None:
             patch["conditions"] = set_condition(
                 conditions, "Ready", False, reason, message, generation
             )
-        context.kube.patch_status(KIND, namespace, name, patch, meta.get("resourceVersion"))
+        _patch_status(context, body, patch)
         metrics.set_phase(KIND, namespace, name, patch.get("phase", status.get("phase")))
         return
     assert dataset is not None  # _dataset_version said Waiting otherwise
@@ -140,12 +140,10 @@ def reconcile(context: Context, body: dict[str, Any]) -> None:
                 body, Reason.RunStarted, f"{run_id} trains on dataset version {version[:19]}…"
             )
     phase = _phase(runs)
-    context.kube.patch_status(
-        KIND,
-        namespace,
-        name,
+    _patch_status(
+        context,
+        body,
         {"observedGeneration": generation, "conditions": conditions, "runs": runs, "phase": phase},
-        meta.get("resourceVersion"),
     )
     metrics.set_phase(KIND, namespace, name, phase)
     if job is None or created:
@@ -157,6 +155,19 @@ def reconcile(context: Context, body: dict[str, Any]) -> None:
     finished = outcome(job)
     if finished is not None:
         on_job_finished(context, job, finished)
+
+
+def _patch_status(context: Context, body: dict[str, Any], patch: dict[str, Any]) -> None:
+    """Patch status unless it holds these values already: a reconcile of a copy that is only
+    missing kopf's own later annotation (its watch event lags under load) writes nothing, and
+    so does not conflict with the write it would repeat."""
+    status = body.get("status") or {}
+    if all(status.get(key) == value for key, value in patch.items()):
+        return
+    meta = body["metadata"]
+    context.kube.patch_status(
+        KIND, meta["namespace"], meta["name"], patch, meta.get("resourceVersion")
+    )
 
 
 def uri_of(dataset: dict[str, Any], version: str) -> str | None:
