@@ -487,26 +487,32 @@ def _breadth_first(
     leaf: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
     """One tree renumbered breadth first, siblings side by side: (original node per new
-    node, left child, feature, threshold, missing-goes-right, depth)."""
-    source = [0]
-    child = []
-    depth_of = [0]
-    for position, node in enumerate(source):  # grows while it is walked
-        if leaf[node]:
-            child.append(position)
-        else:
-            child.append(len(source))
-            source += [int(left[node]), int(right[node])]
-            depth_of += [depth_of[position] + 1] * 2
-    nodes = np.asarray(source, dtype=np.intp)
-    is_leaf = np.asarray(leaf, dtype=bool)[nodes]
+    node, left child, feature, threshold, missing-goes-right, depth). Level by level, so a
+    forest of millions of nodes loads in numpy's time, not Python's."""
+    is_leaf_at = np.asarray(leaf, dtype=bool)
+    level = np.zeros(1, dtype=np.intp)
+    levels, children = [], []
+    numbered = 0  # nodes of the levels above this one
+    while len(level):
+        levels.append(level)
+        split = ~is_leaf_at[level]
+        below = numbered + len(level)  # where the next level's numbers start
+        # The k-th split of this level has its children at below + 2k and below + 2k + 1;
+        # a leaf is its own child.
+        children.append(
+            np.where(split, below + 2 * (np.cumsum(split) - 1), numbered + np.arange(len(level)))
+        )
+        numbered = below
+        level = np.column_stack((left[level[split]], right[level[split]])).ravel().astype(np.intp)
+    nodes = np.concatenate(levels)
+    is_leaf = is_leaf_at[nodes]
     return (
         nodes,
-        np.asarray(child, dtype=np.intp),
+        np.concatenate(children).astype(np.intp),
         np.where(is_leaf, 0, np.asarray(feature)[nodes]),
         np.where(is_leaf, np.inf, np.asarray(threshold, dtype=np.float64)[nodes]),
         ~is_leaf & ~np.asarray(go_left_if_missing, dtype=bool)[nodes],
-        max(depth_of),
+        len(levels) - 1,
     )
 
 
