@@ -3,12 +3,10 @@ peering, metrics. `kopf run -m modelyard.controllers.runner` loads exactly the s
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Sequence
 from typing import Any
 
-import aiohttp
 import kopf
 from prometheus_client import start_http_server
 
@@ -51,8 +49,6 @@ ERROR_BACKOFF_SECONDS = 10
 # A replica that died stops being a peer this long after its last keepalive (kopf renews it a few
 # seconds before): the time a standby replica waits before it takes over.
 PEERING_LIFETIME_SECONDS = 30
-# Requests to the API server under way at once, watches aside (see `_session`).
-MAX_REQUESTS = 16
 
 
 def configure(settings: kopf.OperatorSettings) -> None:
@@ -105,49 +101,13 @@ def _on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
 
 
 @kopf.on.login()
-async def _login(**kwargs: Any) -> kopf.AiohttpSession | None:
+def _login(**kwargs: Any) -> kopf.ConnectionInfo | None:
     """In a pod, the service account; elsewhere $KUBECONFIG as it is when the operator starts
     (the kubernetes client's own default is fixed when it is first imported)."""
     info: kopf.ConnectionInfo | None = kopf.login_with_service_account(
         **kwargs
     ) or kopf.login_with_kubeconfig(**kwargs)
-    if info is None:
-        return None
-    return kopf.AiohttpSession(
-        aiohttp_session=_session(info),
-        server=info.server,
-        priority=info.priority,
-        default_namespace=info.default_namespace,
-        expiration=info.expiration,
-    )
-
-
-def _session(info: kopf.ConnectionInfo) -> aiohttp.ClientSession:
-    """kopf's own session, but with at most MAX_REQUESTS requests under way besides watches.
-
-    kopf's session has no connection limit: each request that finds no idle connection opens
-    one. A storm of patches opened ~300 TLS connections at once, ~320 KiB each (asyncio's
-    256 KiB TLS buffer and OpenSSL's state), which the allocator kept afterwards: +96 MiB of
-    resident memory for 300 concurrent requests, +9 MiB when 20 at a time. Watches (one
-    connection each, for as long as they run) pass unlimited: a limit on them could leave no
-    connection for the requests, with many watched namespaces."""
-    slots = asyncio.Semaphore(MAX_REQUESTS)
-
-    async def bounded(
-        request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
-    ) -> aiohttp.ClientResponse:
-        if request.url.query.get("watch") == "true":
-            return await handler(request)
-        async with slots:
-            return await handler(request)
-
-    return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=0, ssl=info.as_ssl_context()),
-        headers=info.as_http_headers(),
-        proxy=info.proxy_url,
-        trust_env=info.trust_env,
-        middlewares=(bounded,),
-    )
+    return info
 
 
 def run(namespaces: Sequence[str], liveness_port: int, standalone: bool) -> None:
