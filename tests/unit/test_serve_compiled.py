@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 from sklearn.base import BaseEstimator
@@ -191,23 +193,30 @@ def test_multiclass_histogram_gradient_boosting_and_its_missing_values() -> None
     np.testing.assert_allclose(model.predict_proba(x), trained.pipeline.predict_proba(x), rtol=1e-9)
 
 
+@functools.cache
+def cancer_forest(kind: str) -> tuple[np.ndarray, Trained]:
+    """Trained once per module: both walks of a test below share the (slow) boosting fit."""
+    estimators: dict[str, BaseEstimator] = {
+        "RandomForestClassifier": RandomForestClassifier(n_estimators=30, random_state=0),
+        "ExtraTreesRegressor": ExtraTreesRegressor(n_estimators=10, random_state=0),
+        "HistGradientBoostingClassifier": HistGradientBoostingClassifier(
+            max_iter=25, random_state=0
+        ),
+    }
+    return cancer(estimators[kind])
+
+
 @pytest.mark.parametrize("walk_from", [1, 10**9], ids=["walk", "every-node"])
 @pytest.mark.parametrize(
-    "estimator",
-    [
-        RandomForestClassifier(n_estimators=30, random_state=0),
-        ExtraTreesRegressor(n_estimators=10, random_state=0),
-        HistGradientBoostingClassifier(max_iter=25, random_state=0),
-    ],
-    ids=lambda estimator: type(estimator).__name__,
+    "kind", ["RandomForestClassifier", "ExtraTreesRegressor", "HistGradientBoostingClassifier"]
 )
 def test_forests_agree_at_every_batch_size_either_way_they_are_walked(
-    estimator: BaseEstimator, walk_from: int, monkeypatch: pytest.MonkeyPatch
+    kind: str, walk_from: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Small batches decide every node at once, larger ones walk each row's path (the size
     in between is timed at load): both must land on scikit-learn's leaves, NaN included."""
     monkeypatch.setattr(compiled_module, "_crossover", lambda forest, width: walk_from)
-    x, trained = cancer(estimator)
+    x, trained = cancer_forest(kind)
     compiled = compiled_module.compile_pipeline(trained.pipeline)
     assert compiled is not None
     rows = x * np.random.default_rng(7).normal(1.0, 0.1, x.shape)
