@@ -156,8 +156,7 @@ def _limits(results: Results) -> list[str]:
         "last resourceVersion, no re-list) and, with peering, one keepalive patch every 20 to "
         "25 s.",
     ]
-    lines += results.notes
-    return lines
+    return [*lines, "", *results.notes]
 
 
 def plot(results: Results, path: Path) -> None:
