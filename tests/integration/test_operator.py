@@ -277,7 +277,12 @@ def test_modeldeployment_serves_the_trained_model_with_lineage(
     assert deployment.spec.replicas == 2
     env = {e.name: e.value for e in deployment.spec.template.spec.containers[0].env}
     assert env["MODELYARD_MODEL_DIGEST"] == MODEL_1
-    service = api.core.read_namespaced_service("iris", api.namespace)
+    # Applied right after the Deployment, in the same reconcile:
+    service = wait_for(
+        "Service iris",
+        lambda: next(iter(api.core.list_namespaced_service(api.namespace).items), None),
+    )
+    assert service.metadata.name == "iris"
     assert service.spec.ports[0].port == 80
     # A PDB for more than one replica (applied after the Deployment and Service):
     pdb = wait_for(
