@@ -27,7 +27,6 @@ from tests.bench.serving.servers import (
     Endpoint,
     Launch,
     Running,
-    kserve,
 )
 from tests.plugins.s3 import running_s3_server
 
@@ -138,10 +137,6 @@ def run(
             running: list[Running] = []
             try:
                 for start in SERVERS:
-                    if start is kserve and workers > 1:
-                        # KServe 0.21's worker processes die right after they are spawned
-                        # when the model comes from a script, as its docs show it: unmeasured.
-                        continue
                     running.append(start(launch))
                 endpoints = [endpoint for server in running for endpoint in server.endpoints]
                 check_predictions(endpoints, model)
