@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Builds etcd, the Kubernetes binaries, CoreDNS and Helm from the Go module proxy and
-# caches them by version under ${MODELYARD_CACHE_DIR}/bin/<component>-<version>/.
+# Builds etcd, the Kubernetes binaries, CoreDNS and Helm (and, asked by name, versitygw) from
+# the Go module proxy and caches them by version under ${MODELYARD_CACHE_DIR}/bin/<component>-<version>/.
 # A warm run only checks the cache.
-# Usage: build-binaries.sh [etcd] [kubernetes] [coredns] [helm]
+# Usage: build-binaries.sh [etcd] [kubernetes] [coredns] [helm] [versitygw]
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -128,6 +128,13 @@ build_coredns() {
   go_build "coredns ${COREDNS_VERSION}" "${moddir}" "${COREDNS_BIN_DIR}" "" modelyard.dev/hack/coredns
 }
 
+# Objects and multipart parts as plain files: a 2 GB upload costs the server disk, not memory.
+# Only the benchmark asks for it (bin-path.sh versitygw), never the default list.
+build_versitygw() {
+  go_build "versitygw ${VERSITYGW_VERSION}" "${HACK_DIR}/versitygw-build" "${VERSITYGW_BIN_DIR}" \
+    "-X main.Version=${VERSITYGW_VERSION}" github.com/versity/versitygw/cmd/versitygw
+}
+
 components=("$@")
 [[ ${#components[@]} -gt 0 ]] || components=(etcd kubernetes coredns helm)
 start=$SECONDS
@@ -137,7 +144,8 @@ for c in "${components[@]}"; do
     kubernetes) build_kubernetes ;;
     coredns) build_coredns ;;
     helm) build_helm ;;
-    *) die "unknown component ${c} (etcd, kubernetes, coredns, helm)" ;;
+    versitygw) build_versitygw ;;
+    *) die "unknown component ${c} (etcd, kubernetes, coredns, helm, versitygw)" ;;
   esac
 done
 log "binaries ready in $((SECONDS - start))s"

@@ -15,6 +15,8 @@ K8S_VERSION="${K8S_VERSION:-$(gomod_version "${HACK_DIR}/k8s-build/go.mod" k8s.i
 ETCD_VERSION="${ETCD_VERSION:-$(gomod_version "${HACK_DIR}/etcd-build/go.mod" go.etcd.io/etcd/server/v3)}"
 HELM_VERSION="${HELM_VERSION:-$(gomod_version "${HACK_DIR}/helm-build/go.mod" helm.sh/helm/v3)}"
 COREDNS_VERSION="${COREDNS_VERSION:-$(gomod_version "${HACK_DIR}/coredns-build/go.mod" github.com/coredns/coredns)}"
+# The S3 server of the workloads benchmark (tests/bench/workloads/s3server.py), not the cluster.
+VERSITYGW_VERSION="${VERSITYGW_VERSION:-$(gomod_version "${HACK_DIR}/versitygw-build/go.mod" github.com/versity/versitygw)}"
 
 MODELYARD_CACHE_DIR="${MODELYARD_CACHE_DIR:-${XDG_CACHE_HOME:-${HOME}/.cache}/modelyard}"
 MODELYARD_STATE_DIR="${MODELYARD_STATE_DIR:-${MODELYARD_CACHE_DIR}/cluster}"
@@ -22,6 +24,7 @@ K8S_BIN_DIR="${MODELYARD_CACHE_DIR}/bin/kubernetes-${K8S_VERSION}"
 ETCD_BIN_DIR="${MODELYARD_CACHE_DIR}/bin/etcd-${ETCD_VERSION}"
 HELM_BIN_DIR="${MODELYARD_CACHE_DIR}/bin/helm-${HELM_VERSION}"
 COREDNS_BIN_DIR="${MODELYARD_CACHE_DIR}/bin/coredns-${COREDNS_VERSION}"
+VERSITYGW_BIN_DIR="${MODELYARD_CACHE_DIR}/bin/versitygw-${VERSITYGW_VERSION}"
 
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }

@@ -1,5 +1,5 @@
 // Wrapper module that builds versitygw, the S3 server of the workloads benchmark, from the
-// Go module proxy (tests/bench/workloads/s3server.py; hack/versitygw.sh builds it).
+// Go module proxy (tests/bench/workloads/s3server.py; hack/bin-path.sh versitygw builds it).
 module modelyard.dev/hack/versitygw-build
 
 go 1.26

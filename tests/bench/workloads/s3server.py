@@ -2,8 +2,8 @@
 
 The tests' moto server keeps every object in memory and assembles a multipart upload there,
 which fails for the 1.7 GB snapshot of the 2 GiB CSV; versitygw writes objects and parts as
-files and joins the parts with copy_file_range. hack/versitygw.sh builds it once (Go module
-proxy, 1-3 minutes on two cores) and caches it under ~/.cache/modelyard/bin/.
+files and joins the parts with copy_file_range. `hack/bin-path.sh versitygw` builds it once
+(Go module proxy, 1-3 minutes on two cores) and caches it under ~/.cache/modelyard/bin/.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import requests
 
 from tests.plugins.s3 import S3Server
 
-BUILD = Path(__file__).resolve().parents[3] / "hack" / "versitygw.sh"
+BIN_PATH = Path(__file__).resolve().parents[3] / "hack" / "bin-path.sh"
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,9 @@ def given_server(endpoint: str) -> BenchS3:
 def running_versitygw() -> Iterator[BenchS3]:
     """versitygw on 127.0.0.1 (a free port) with fresh credentials and a temporary data dir,
     both gone when the context ends."""
-    binary = subprocess.run([BUILD], check=True, stdout=subprocess.PIPE, text=True).stdout
+    binary = subprocess.run(
+        [str(BIN_PATH), "versitygw"], check=True, stdout=subprocess.PIPE, text=True
+    ).stdout
     binary = binary.strip()
     version = Path(binary).parent.name.removeprefix("versitygw-")
     access_key, secret_key = secrets.token_hex(10), secrets.token_urlsafe(30)
