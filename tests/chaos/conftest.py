@@ -1,9 +1,8 @@
 """Chaos tests (`-m chaos`): the operator as its own process, killed, cut off, doubled or denied.
 Reduced sizes by default; MODELYARD_CHAOS_FULL=1 runs the sizes of docs/reliability.md.
 
-They run on a control plane of their own (etcd, API server, controller manager; no node, so
-workload pods stay Pending): no other operator (a chart installed for the e2e tier watches every
-namespace) and no other test's load can act on their objects."""
+They run on a control plane of their own (tests/plugins/controlplane.py; no node, so workload pods
+stay Pending)."""
 
 from __future__ import annotations
 
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.chaos.controlplane import ControlPlane
+from tests.plugins import controlplane
 from tests.plugins.kube import Cluster
 from tests.plugins.operator import OperatorProcess
 
@@ -24,12 +23,8 @@ OperatorFactory = Callable[..., OperatorProcess]
 
 @pytest.fixture(scope="session")
 def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    plane = ControlPlane(tmp_path_factory.mktemp("control-plane"))
-    try:
-        plane.start()
-        yield Cluster(kubeconfig=plane.kubeconfig, local=False)
-    finally:
-        plane.stop()
+    with controlplane.running(tmp_path_factory.mktemp("chaos") / "control-plane") as plane:
+        yield Cluster(kubeconfig=plane.kubeconfig, local=True)
 
 
 @pytest.fixture

@@ -12,11 +12,12 @@ import pytest
 from kubernetes import client, config
 
 from tests.chaos.conftest import FULL
-from tests.chaos.controlplane import ControlPlane
 from tests.chaos.kubelet_loop import KubeletLoop
 from tests.chaos.objects import Objects, dataset, training_job
 from tests.chaos.test_operator_killed import unfinished
 from tests.kubelet import wait_for
+from tests.plugins import controlplane
+from tests.plugins.controlplane import ControlPlane
 from tests.plugins.operator import OperatorProcess, apply_crds, modelyard_crds
 
 pytestmark = pytest.mark.chaos
@@ -32,13 +33,8 @@ CONVERGENCE_TIMEOUT = 60
 
 @pytest.fixture
 def private_plane(tmp_path: Path) -> Iterator[ControlPlane]:
-    plane = ControlPlane(tmp_path / "control-plane")
-    plane.state.mkdir()
-    try:
-        plane.start()
+    with controlplane.running(tmp_path / "control-plane") as plane:
         yield plane
-    finally:
-        plane.stop()
 
 
 def _client(plane: ControlPlane) -> client.ApiClient:

@@ -57,8 +57,8 @@ def test_rendered_chart_applies_with_server_dry_run(
             "--dry-run=server",
             "--server-side",
             "--field-manager=modelyard-test",
-            # A release already in the cluster (`make demo`'s, say) owns the cluster-scoped
-            # objects; the question here is only whether the server accepts ours.
+            # A release already in the cluster (when KUBECONFIG names yours) owns the
+            # cluster-scoped objects; the question here is only whether the server accepts ours.
             "--force-conflicts",
             "-f",
             "-",

@@ -4,7 +4,8 @@
 (a user's kind, say) is used as it is. Otherwise the local cluster from ``hack/`` is
 reused if it runs, or started: control plane only, or with a node when the session
 includes ``e2e`` tests and we are root. A cluster this session started is stopped at
-its end unless ``MODELYARD_KEEP_CLUSTER=1``.
+its end unless ``MODELYARD_KEEP_CLUSTER=1``. The integration and chaos tiers override
+it with a control plane of their own (tests/plugins/controlplane.py).
 
 ``kube_node`` (session): the same, guaranteed to have a Ready node (e2e tests).
 
@@ -49,7 +50,8 @@ class Cluster:
     """A Kubernetes cluster the tests may use."""
 
     kubeconfig: Path
-    #: True when the cluster is the one under ``hack/`` (we can add a node, import images).
+    #: True when the cluster runs our binaries from ``hack/``: the shared local cluster (we can
+    #: add a node, import images) or a private control plane (tests/plugins/controlplane.py).
     local: bool
     #: Address pods reach the host at (a server bound there is visible to pods);
     #: None when no local node runs.
@@ -96,7 +98,7 @@ def _cluster_up(request: pytest.FixtureRequest, nodes: int) -> None:
         pytest.fail(f"hack/cluster-up.sh failed (logs under {STATE_DIR / 'logs'})", pytrace=False)
 
 
-def _foreign_kubeconfig() -> Path | None:
+def foreign_kubeconfig() -> Path | None:
     """The cluster named by KUBECONFIG, if it answers and is not our own."""
     value = os.environ.get("KUBECONFIG")
     if not value:
@@ -114,7 +116,7 @@ def _foreign_kubeconfig() -> Path | None:
 
 @pytest.fixture(scope="session")
 def kube(request: pytest.FixtureRequest) -> Iterator[Cluster]:
-    foreign = _foreign_kubeconfig()
+    foreign = foreign_kubeconfig()
     if foreign is not None:
         yield Cluster(kubeconfig=foreign, local=False)
         return

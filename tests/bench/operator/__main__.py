@@ -21,8 +21,8 @@ from modelyard.controllers.kube import Kube
 from tests.bench.operator import procstat, workload
 from tests.bench.operator.report import Results, Storm, markdown, plot
 from tests.chaos import objects
-from tests.chaos.controlplane import ControlPlane
 from tests.conftest import REPO
+from tests.plugins import controlplane
 from tests.plugins.kube import LOCAL_KUBECONFIG
 from tests.plugins.operator import OperatorProcess, apply_crds, modelyard_crds
 
@@ -76,13 +76,10 @@ def main() -> None:
 @contextlib.contextmanager
 def _private_plane(state: Path) -> Iterator[Path]:
     """etcd, API server and controller manager of our own: nobody else's load or operator."""
-    state.mkdir(parents=True)
-    plane = ControlPlane(state)
     try:
-        plane.start()
-        yield plane.kubeconfig
+        with controlplane.running(state) as plane:
+            yield plane.kubeconfig
     finally:
-        plane.stop()
         shutil.rmtree(state, ignore_errors=True)
 
 
