@@ -50,7 +50,7 @@ class ControlPlane:
 
     def start(self) -> None:
         subprocess.run(
-            [str(HACK / "pki.sh"), str(self.pki), "chaos-node", "127.0.0.1"],
+            [str(HACK / "pki.sh"), str(self.pki), "private-node", "127.0.0.1"],
             check=True,
             capture_output=True,
         )
@@ -60,13 +60,13 @@ class ControlPlane:
         self._daemon(
             "etcd",
             binary("etcd"),
-            "--name=chaos",
+            "--name=private",
             f"--data-dir={self.state / 'etcd'}",
             f"--listen-client-urls=http://127.0.0.1:{self.etcd_port}",
             f"--advertise-client-urls=http://127.0.0.1:{self.etcd_port}",
             f"--listen-peer-urls=http://127.0.0.1:{etcd_peer}",
             f"--initial-advertise-peer-urls=http://127.0.0.1:{etcd_peer}",
-            f"--initial-cluster=chaos=http://127.0.0.1:{etcd_peer}",
+            f"--initial-cluster=private=http://127.0.0.1:{etcd_peer}",
             "--log-level=warn",
         )
         self.start_apiserver()
@@ -155,7 +155,7 @@ class ControlPlane:
             f"""apiVersion: v1
 kind: Config
 clusters:
-- name: chaos
+- name: private
   cluster:
     server: {self.url}
     certificate-authority-data: {data("ca.crt")}
@@ -165,9 +165,9 @@ users:
     client-certificate-data: {data(f"{user}.crt")}
     client-key-data: {data(f"{user}.key")}
 contexts:
-- name: chaos
-  context: {{cluster: chaos, user: {user}}}
-current-context: chaos
+- name: private
+  context: {{cluster: private, user: {user}}}
+current-context: private
 """
         )
 
