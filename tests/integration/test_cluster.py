@@ -7,7 +7,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from tests.plugins.kube import Cluster
+from tests.plugins.kube import LOCAL_KUBECONFIG, Cluster, foreign_kubeconfig
 
 pytestmark = pytest.mark.integration
 
@@ -19,6 +19,16 @@ def test_api_server_answers(kube: Cluster) -> None:
     if kube.local:
         # hack/k8s-build pins Kubernetes 1.34 and stamps the version into the binaries.
         assert version.git_version.startswith("v1.34."), version.git_version
+
+
+def test_tier_runs_apart_from_the_shared_local_cluster(kube: Cluster) -> None:
+    # An operator there (`make demo` leaves one, watching every namespace) would act on the
+    # tests' objects: the tier starts its own control plane unless KUBECONFIG names a cluster.
+    if foreign_kubeconfig() is not None:
+        pytest.skip("KUBECONFIG names a cluster: it is used as it is")
+    assert kube.kubeconfig.resolve() != LOCAL_KUBECONFIG.resolve()
+    with kube.api_client() as api:
+        assert client.CoreV1Api(api).list_node().items == []
 
 
 def test_rbac_denies_a_service_account_by_default(kube: Cluster, namespace: str) -> None:
