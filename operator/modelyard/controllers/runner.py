@@ -10,9 +10,10 @@ from typing import Any
 import kopf
 from prometheus_client import start_http_server
 
-# Importing the handler modules registers their handlers with kopf.
 from modelyard.config import OperatorConfig
-from modelyard.controllers import (
+
+# Importing the handler modules registers their handlers with kopf; nothing else names them.
+from modelyard.controllers import (  # noqa: F401
     bookkeeping,
     children,
     dataset,
@@ -25,15 +26,6 @@ from modelyard.controllers.bookkeeping import BOOKKEEPING, FINALIZER
 from modelyard.controllers.context import Context
 from modelyard.controllers.kube import Kube
 
-HANDLER_MODULES = (
-    bookkeeping,
-    children,
-    dataset,
-    indexes,
-    modeldeployment,
-    protection,
-    trainingjob,
-)
 MANAGED = "app.kubernetes.io/managed-by=modelyard"
 
 # A watch with no server-side timeout can go quiet forever on a dropped connection. kopf resumes
