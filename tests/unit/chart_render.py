@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import glob
+import json
 import os
 import subprocess
+import tempfile
 from collections.abc import Mapping, Sequence
 from functools import cache
 from pathlib import Path
@@ -52,24 +54,34 @@ def _set_args(values: Mapping[str, str]) -> list[str]:
 
 
 @cache
-def _render(items: tuple[tuple[str, str], ...]) -> tuple[Manifest, ...]:
-    result = run_helm(
-        "template",
-        RELEASE,
-        str(CHART),
-        "--namespace",
-        NAMESPACE,
-        "--kube-version",
-        KUBE_VERSION,
-        *_set_args(dict(items)),
-    )
+def _render(items: tuple[tuple[str, str], ...], document: str) -> tuple[Manifest, ...]:
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml") as values_file:
+        values_file.write(document)
+        values_file.flush()
+        result = run_helm(
+            "template",
+            RELEASE,
+            str(CHART),
+            "--namespace",
+            NAMESPACE,
+            "--kube-version",
+            KUBE_VERSION,
+            "--values",
+            values_file.name,
+            *_set_args(dict(items)),
+        )
     assert result.returncode == 0, result.stderr
     return tuple(doc for doc in yaml.safe_load_all(result.stdout) if doc)
 
 
-def render(values: Mapping[str, str] | None = None) -> list[Manifest]:
-    """The chart's manifests with these `--set` values (cached per set of values)."""
-    return list(_render(tuple(sorted((values or {}).items()))))
+def render(
+    values: Mapping[str, str] | None = None, document: Mapping[str, Any] | None = None
+) -> list[Manifest]:
+    """The chart's manifests with these `--set` values and a values file holding `document`,
+    for values `--set` cannot spell (lists of objects, keys with dots). Cached per input."""
+    return list(
+        _render(tuple(sorted((values or {}).items())), json.dumps(document or {}, sort_keys=True))
+    )
 
 
 def template_error(values: Mapping[str, str], *extra: str) -> str:

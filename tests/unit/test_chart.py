@@ -52,19 +52,26 @@ def _variants() -> list[Any]:
     return [pytest.param(values, id=name) for name, values in VARIANTS.items()]
 
 
-def _deployment(values: dict[str, str] | None = None) -> Manifest:
-    return one(render(values), "Deployment")
+def _deployment(
+    values: dict[str, str] | None = None, document: dict[str, Any] | None = None
+) -> Manifest:
+    return one(render(values, document), "Deployment")
 
 
-def _operator_container(values: dict[str, str] | None = None) -> Manifest:
-    containers = _deployment(values)["spec"]["template"]["spec"]["containers"]
+def _operator_container(
+    values: dict[str, str] | None = None, document: dict[str, Any] | None = None
+) -> Manifest:
+    containers = _deployment(values, document)["spec"]["template"]["spec"]["containers"]
     assert [c["name"] for c in containers] == ["operator"]
     container: Manifest = containers[0]
     return container
 
 
-def _env(values: dict[str, str] | None = None) -> dict[str, str]:
-    return {item["name"]: item["value"] for item in _operator_container(values)["env"]}
+def _env(
+    values: dict[str, str] | None = None, document: dict[str, Any] | None = None
+) -> dict[str, str]:
+    container = _operator_container(values, document)
+    return {item["name"]: item["value"] for item in container["env"]}
 
 
 def _rules(manifests: list[Manifest]) -> list[Manifest]:
@@ -147,40 +154,106 @@ def test_operator_runs_the_modelyard_command_with_probes_on_healthz() -> None:
     assert ports == {"http-metrics": 8000, "health": 8080}
 
 
-def test_operator_settings_reach_the_operator_as_it_reads_them() -> None:
-    values = {
-        "watchNamespaces": "{team-a,team-b}",
-        "storage.endpoint": "http://minio.storage:9000",
-        "storage.bucket": "ml",
-        "storage.prefix": "prod",
-        "storage.region": "eu-west-1",
-        "storage.credentialsSecret": "s3-creds",
-        "workloads.imagePullSecrets": "{regcred}",
-        "workloads.imagePullPolicy": "Always",
-        "workloads.resources.requests.cpu": "250m",
-        "workloads.resources.requests.memory": "1Gi",
-        "workloads.resources.limits.memory": "4Gi",
-        "workloads.jobTTLSeconds": "600",
-        "metrics.port": "9100",
+TOLERATIONS = [{"key": "pool", "operator": "Equal", "value": "ml", "effect": "NoSchedule"}]
+AFFINITY = {
+    "nodeAffinity": {
+        "requiredDuringSchedulingIgnoredDuringExecution": {
+            "nodeSelectorTerms": [
+                {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a", "b"]}]}
+            ]
+        }
     }
-    config = OperatorConfig.from_env(_env(values))
+}
+DIGEST = "sha256:" + "ab" * 32
+
+
+def test_operator_settings_reach_the_operator_as_it_reads_them() -> None:
+    document = {
+        "watchNamespaces": ["team-a", "team-b"],
+        "storage": {
+            "endpoint": "http://minio.storage:9000",
+            "bucket": "ml",
+            "prefix": "prod",
+            "region": "eu-west-1",
+            "credentialsSecret": "s3-creds",
+            "servingCredentialsSecret": "s3-read-only",
+            "allowOverride": True,
+            "readableLocations": {
+                "*": ["s3://public-datasets/"],
+                "team-a": ["s3://shared/team-a/", "s3://archive/a/"],
+            },
+        },
+        "workloads": {
+            "imagePullSecrets": ["regcred"],
+            "imagePullPolicy": "Always",
+            "allowedImages": ["registry.example/ml/custom", f"registry.example:5000/x@{DIGEST}"],
+            "resources": {
+                "requests": {"cpu": "250m", "memory": "1Gi"},
+                "limits": {"cpu": 2, "memory": "4Gi"},
+            },
+            "tmpSize": "20Gi",
+            "ingestDeadlineSeconds": 600,
+            "maxSearchTrials": 50,
+            "jobTTLSeconds": 600,
+            "tolerations": TOLERATIONS,
+            "affinity": AFFINITY,
+            "http": {
+                "allowedNetworks": ["10.20.0.0/16", "fd00:1::/64"],
+                "deniedNetworks": ["203.0.113.0/24"],
+            },
+        },
+        "metrics": {"port": 9100},
+    }
+    config = OperatorConfig.from_env(_env(document=document))
     assert config == OperatorConfig(
         namespaces=("team-a", "team-b"),
         image_pull_policy="Always",
         image_pull_secrets=("regcred",),
+        allowed_images=("registry.example/ml/custom", f"registry.example:5000/x@{DIGEST}"),
         s3_endpoint="http://minio.storage:9000",
         s3_bucket="ml",
         s3_prefix="prod",
         s3_region="eu-west-1",
         s3_credentials_secret="s3-creds",
+        s3_serving_credentials_secret="s3-read-only",
+        allow_storage_override=True,
+        readable_locations=(
+            ("*", ("s3://public-datasets/",)),
+            ("team-a", ("s3://archive/a/", "s3://shared/team-a/")),
+        ),
+        http_allowed_networks=("10.20.0.0/16", "fd00:1::/64"),
+        http_denied_networks=("203.0.113.0/24",),
         workload_cpu_request="250m",
         workload_memory_request="1Gi",
+        workload_cpu_limit="2",
         workload_memory_limit="4Gi",
+        workload_tmp_size="20Gi",
+        ingest_deadline_seconds=600,
+        max_search_trials=50,
         job_ttl_seconds=600,
+        workload_tolerations=json.dumps(TOLERATIONS, sort_keys=True),
+        workload_affinity=json.dumps(AFFINITY, sort_keys=True),
         metrics_port=9100,
         trainer_image="modelyard/trainer:0.1.0",
         server_image="modelyard/server:0.1.0",
     )
+    assert config.locations_readable_by("team-a") == (
+        "s3://public-datasets/",
+        "s3://archive/a/",
+        "s3://shared/team-a/",
+    )
+
+
+def test_settings_left_empty_are_not_passed_at_all() -> None:
+    # An empty JSON setting would make the operator parse "{}" or "[]": leaving the variable
+    # out keeps its own default, and `kubectl describe` shows only what was set.
+    env = _env()
+    for name in (
+        "MODELYARD_READABLE_LOCATIONS",
+        "MODELYARD_WORKLOAD_TOLERATIONS",
+        "MODELYARD_WORKLOAD_AFFINITY",
+    ):
+        assert name not in env, name
 
 
 def test_workload_node_selector_reaches_the_operator_as_key_value_pairs() -> None:
@@ -371,7 +444,26 @@ def test_crds_are_left_out_when_installed_separately() -> None:
     [
         pytest.param({"replicaCont": "2"}, "replicaCont", id="unknown-top-level-key"),
         pytest.param({"storage.bucketName": "x"}, "bucketName", id="unknown-nested-key"),
-        pytest.param({"workloads.resources.limits.cpu": "1"}, "cpu", id="cpu-limit-for-workloads"),
+        pytest.param(
+            {"workloads.allowedImages": "{modelyard/trainer:latest}"},
+            "/workloads/allowedImages/0",
+            id="allowed-image-with-a-tag",
+        ),
+        pytest.param(
+            {"workloads.allowedImages": "{modelyard/trainer@sha256:abc}"},
+            "/workloads/allowedImages/0",
+            id="allowed-image-with-a-short-digest",
+        ),
+        pytest.param(
+            {"storage.readableLocations.team-a": "{https://example.com/data}"},
+            "/storage/readableLocations/team-a/0",
+            id="readable-location-not-s3",
+        ),
+        pytest.param(
+            {"workloads.http.allowedNetworks": "{10.0.0.1}"},
+            "/workloads/http/allowedNetworks/0",
+            id="network-without-prefix-length",
+        ),
         pytest.param({"image.tag": "1"}, "/image/tag", id="number-for-a-string"),
         pytest.param({"replicaCount": "two"}, "/replicaCount", id="string-for-a-number"),
         pytest.param({"image.pullPolicy": "Sometimes"}, "/image/pullPolicy", id="not-in-enum"),
