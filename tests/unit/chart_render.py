@@ -21,6 +21,8 @@ CHART = REPO / "charts" / "modelyard"
 # Helm built from source without version ldflags assumes Kubernetes 1.20; say which we target.
 KUBE_VERSION = "1.34.0"
 RELEASE = "my"
+# The release's objects are named so (the chart's `modelyard.fullname`).
+FULLNAME = f"{RELEASE}-modelyard"
 NAMESPACE = "modelyard-system"
 
 Manifest = dict[str, Any]

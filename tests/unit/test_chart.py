@@ -15,6 +15,7 @@ import yaml
 from modelyard.config import OperatorConfig
 from tests.unit.chart_render import (
     CHART,
+    FULLNAME,
     KUBE_VERSION,
     NAMESPACE,
     Manifest,
@@ -74,10 +75,19 @@ def _env(
     return {item["name"]: item["value"] for item in container["env"]}
 
 
-def _rules(manifests: list[Manifest]) -> list[Manifest]:
+def _operator_roles(manifests: list[Manifest], *kinds: str) -> list[Manifest]:
+    """The operator's own roles or bindings (not the users' aggregated roles, nor the uninstall
+    hook's): the ones named after the release."""
     return [
-        rule for kind in RBAC_KINDS for role in of_kind(manifests, kind) for rule in role["rules"]
+        doc
+        for kind in kinds or RBAC_KINDS
+        for doc in of_kind(manifests, kind)
+        if doc["metadata"]["name"] == FULLNAME
     ]
+
+
+def _rules(manifests: list[Manifest]) -> list[Manifest]:
+    return [rule for role in _operator_roles(manifests) for rule in role["rules"]]
 
 
 def _granted(rules: list[Manifest], group: str, resource: str) -> set[str]:
@@ -290,6 +300,8 @@ def test_two_replicas_elect_a_leader_through_a_cluster_kopf_peering() -> None:
         "watch",
         "patch",
     }
+    # A cluster-wide operator peers through the ClusterKopfPeering only.
+    assert _granted(_rules(manifests), "kopf.dev", "kopfpeerings") == set()
     # kopf's CRDs are not ours: only on request.
     crds = {doc["metadata"]["name"] for doc in of_kind(manifests, "CustomResourceDefinition")}
     assert not {name for name in crds if name.endswith(".kopf.dev")}
@@ -317,7 +329,7 @@ def test_namespaced_operator_with_replicas_peers_in_each_watched_namespace() -> 
     assert sorted(p["metadata"]["namespace"] for p in peerings) == ["a", "b"]
     assert {p["metadata"]["name"] for p in peerings} == {"modelyard"}
     assert not of_kind(manifests, "ClusterKopfPeering")
-    for role in of_kind(manifests, "Role"):
+    for role in _operator_roles(manifests, "Role"):
         assert _granted(role["rules"], "kopf.dev", "kopfpeerings") == {"list", "watch", "patch"}
 
 
@@ -326,25 +338,30 @@ def test_namespaced_operator_with_replicas_peers_in_each_watched_namespace() -> 
 
 @pytest.mark.parametrize("values", _variants())
 def test_rbac_has_no_wildcards_and_nothing_on_secrets(values: dict[str, str]) -> None:
-    rules = _rules(render(values))
-    assert rules
-    for rule in rules:
+    manifests = render(values)
+    assert _rules(manifests)
+    every_rule = [
+        rule for kind in RBAC_KINDS for role in of_kind(manifests, kind) for rule in role["rules"]
+    ]
+    for rule in every_rule:
         for field in ("apiGroups", "resources", "verbs"):
             assert "*" not in rule[field], rule
         assert "secrets" not in rule["resources"], rule
-        assert "nonResourceURLs" not in rule and "resourceNames" not in rule, rule
+        assert "nonResourceURLs" not in rule, rule
+    for rule in _rules(manifests):
+        assert "resourceNames" not in rule, rule
 
 
 def test_cluster_role_grants_what_the_operator_does() -> None:
     manifests = render()
     rules = _rules(manifests)
-    assert not of_kind(manifests, "Role")
+    assert not _operator_roles(manifests, "Role")
     for kind in ("datasets", "trainingjobs", "modeldeployments"):
         assert _granted(rules, "modelyard.dev", kind) == {"get", "list", "watch", "patch"}
         assert _granted(rules, "modelyard.dev", f"{kind}/status") == {"patch"}
         assert _granted(rules, "modelyard.dev", f"{kind}/finalizers") == {"update"}
     assert _granted(rules, "batch", "jobs") == {"get", "list", "watch", "create"}
-    assert _granted(rules, "", "pods") == {"list"}
+    assert _granted(rules, "", "pods") == {"list", "watch"}
     assert _granted(rules, "apps", "deployments") == {
         "get",
         "list",
@@ -353,21 +370,19 @@ def test_cluster_role_grants_what_the_operator_does() -> None:
         "patch",
         "delete",
     }
-    assert _granted(rules, "", "services") == {"create", "patch"}
-    assert _granted(rules, "autoscaling", "horizontalpodautoscalers") == {
-        "create",
-        "patch",
-        "delete",
-    }
-    assert _granted(rules, "policy", "poddisruptionbudgets") == {"create", "patch", "delete"}
+    assert _granted(rules, "", "services") == {"get", "create", "patch"}
+    for group, resource in (
+        ("autoscaling", "horizontalpodautoscalers"),
+        ("policy", "poddisruptionbudgets"),
+    ):
+        assert _granted(rules, group, resource) == {"get", "create", "patch", "delete"}
     assert _granted(rules, "", "events") == {"create"}
     assert _granted(rules, "events.k8s.io", "events") == set()
-    assert _granted(rules, "", "namespaces") == {"list", "watch"}
-    assert _granted(rules, "apiextensions.k8s.io", "customresourcedefinitions") == {
-        "list",
-        "watch",
-    }
-    binding = one(manifests, "ClusterRoleBinding")
+    # kopf's namespace and CRD scanning is off (controllers/runner.py): nothing cluster-scoped.
+    assert _granted(rules, "", "namespaces") == set()
+    assert _granted(rules, "apiextensions.k8s.io", "customresourcedefinitions") == set()
+    assert len(rules) == 10
+    binding = _operator_roles(manifests, "ClusterRoleBinding")[0]
     account = one(manifests, "ServiceAccount")["metadata"]
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": account["name"], "namespace": NAMESPACE}
@@ -377,15 +392,14 @@ def test_cluster_role_grants_what_the_operator_does() -> None:
 def test_namespaced_rbac_binds_a_role_in_each_watched_namespace_only() -> None:
     values = VARIANTS["namespaced-rbac"]
     manifests = render(values)
-    assert not of_kind(manifests, "ClusterRole") and not of_kind(manifests, "ClusterRoleBinding")
-    roles = of_kind(manifests, "Role")
-    bindings = of_kind(manifests, "RoleBinding")
+    assert not _operator_roles(manifests, "ClusterRole")
+    assert not _operator_roles(manifests, "ClusterRoleBinding")
+    roles = _operator_roles(manifests, "Role")
+    bindings = _operator_roles(manifests, "RoleBinding")
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
     assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
     for role in roles:
-        assert _granted(role["rules"], "", "namespaces") == set()
-        assert _granted(role["rules"], "apiextensions.k8s.io", "customresourcedefinitions") == set()
-        assert _granted(role["rules"], "modelyard.dev", "trainingjobs/status") == {"patch"}
+        assert role["rules"] == _rules(render())
     assert _env(values)["MODELYARD_NAMESPACES"] == "team-a,team-b"
 
 

@@ -14,22 +14,26 @@
   verbs: ["get", "list", "watch", "create"]
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["list"]
+  verbs: ["list", "watch"]
 - apiGroups: ["apps"]
   resources: ["deployments"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: [""]
   resources: ["services"]
-  verbs: ["create", "patch"]
+  verbs: ["get", "create", "patch"]
 - apiGroups: ["autoscaling"]
   resources: ["horizontalpodautoscalers"]
-  verbs: ["create", "patch", "delete"]
+  verbs: ["get", "create", "patch", "delete"]
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
-  verbs: ["create", "patch", "delete"]
+  verbs: ["get", "create", "patch", "delete"]
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]
+{{- end }}
+
+{{/* Peering rules: a namespaced operator peers through a KopfPeering in each watched namespace, a cluster-wide one through the ClusterKopfPeering only. */}}
+{{- define "modelyard.namespacedPeeringRules" -}}
 {{- if include "modelyard.peering" . }}
 - apiGroups: ["kopf.dev"]
   resources: ["kopfpeerings"]
@@ -37,14 +41,7 @@
 {{- end }}
 {{- end }}
 
-{{/* Rules only a cluster-wide operator needs: kopf follows namespaces and CRDs as they come and go. */}}
-{{- define "modelyard.clusterRules" -}}
-- apiGroups: [""]
-  resources: ["namespaces"]
-  verbs: ["list", "watch"]
-- apiGroups: ["apiextensions.k8s.io"]
-  resources: ["customresourcedefinitions"]
-  verbs: ["list", "watch"]
+{{- define "modelyard.clusterPeeringRules" -}}
 {{- if include "modelyard.peering" . }}
 - apiGroups: ["kopf.dev"]
   resources: ["clusterkopfpeerings"]
