@@ -403,6 +403,66 @@ def test_namespaced_rbac_binds_a_role_in_each_watched_namespace_only() -> None:
     assert _env(values)["MODELYARD_NAMESPACES"] == "team-a,team-b"
 
 
+AGGREGATE = "rbac.authorization.k8s.io/aggregate-to-"
+KINDS = ("datasets", "trainingjobs", "modeldeployments")
+READ = {"get", "list", "watch"}
+WRITE = {"create", "update", "patch", "delete", "deletecollection"}
+
+
+def _user_roles(manifests: list[Manifest]) -> dict[str, Manifest]:
+    """The aggregated ClusterRoles by the built-in role they join."""
+    roles = {}
+    for role in of_kind(manifests, "ClusterRole"):
+        joins = [k[len(AGGREGATE) :] for k in role["metadata"]["labels"] if k.startswith(AGGREGATE)]
+        if joins:
+            assert len(joins) == 1, role["metadata"]
+            roles[joins[0]] = role
+    return roles
+
+
+def test_users_of_view_edit_and_admin_get_modelyard_objects_through_aggregation() -> None:
+    manifests = render()
+    roles = _user_roles(manifests)
+    assert sorted(roles) == ["admin", "edit", "view"]
+    for builtin, role in roles.items():
+        assert role["metadata"]["name"] == f"{FULLNAME}-{builtin}"
+        assert role["metadata"]["labels"][AGGREGATE + builtin] == "true"
+        rules = role["rules"]
+        assert {g for rule in rules for g in rule["apiGroups"]} == {"modelyard.dev"}
+        for kind in KINDS:
+            expected = READ if builtin == "view" else READ | WRITE
+            assert _granted(rules, "modelyard.dev", kind) == expected, (builtin, kind)
+            # Status is the operator's: users read it and never write it.
+            assert _granted(rules, "modelyard.dev", f"{kind}/status") == READ, (builtin, kind)
+            assert _granted(rules, "modelyard.dev", f"{kind}/finalizers") == set()
+    # They join the built-in roles; the chart binds them to nobody.
+    for kind in ("ClusterRoleBinding", "RoleBinding"):
+        for binding in of_kind(manifests, kind):
+            assert binding["roleRef"]["name"] not in {r["metadata"]["name"] for r in roles.values()}
+
+
+def test_aggregated_roles_can_be_left_out() -> None:
+    assert not _user_roles(render({"rbac.aggregateToDefaultRoles": "false"}))
+    assert not _user_roles(render({"rbac.create": "false"}))
+
+
+CLUSTER_SCOPED = {"ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition"}
+
+
+def test_namespaced_install_needs_nothing_cluster_scoped() -> None:
+    values = VARIANTS["namespaced-rbac"]
+    manifests = render(values)
+    # Nothing cluster-wide is bound to anyone: the only ClusterRoles are the users' aggregated
+    # roles, which the chart binds to nobody.
+    assert not of_kind(manifests, "ClusterRoleBinding")
+    assert {r["metadata"]["name"] for r in of_kind(manifests, "ClusterRole")} == {
+        r["metadata"]["name"] for r in _user_roles(manifests).values()
+    }
+    # So a namespace admin can install it when the CRDs are already there.
+    alone = render({**values, "crds.install": "false", "rbac.aggregateToDefaultRoles": "false"})
+    assert not [doc["kind"] for doc in alone if doc["kind"] in CLUSTER_SCOPED]
+
+
 def test_namespaced_rbac_without_namespaces_is_refused_with_a_reason() -> None:
     assert "watchNamespaces" in template_error({"rbac.clusterWide": "false"})
 

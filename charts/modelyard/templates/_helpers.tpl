@@ -21,12 +21,20 @@
 {{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
-{{/* Labels on every object. */}}
+{{/* Labels on every object of the operator. */}}
 {{- define "modelyard.labels" -}}
-helm.sh/chart: {{ include "modelyard.chart" . }}
-{{ include "modelyard.selectorLabels" . }}
-app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
-app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{ include "modelyard.componentLabels" (list . "operator") }}
+{{- end }}
+
+{{/* The same labels for the chart's other parts, named by their component. Call with (list . "component"). */}}
+{{- define "modelyard.componentLabels" -}}
+{{- $root := index . 0 -}}
+helm.sh/chart: {{ include "modelyard.chart" $root }}
+app.kubernetes.io/name: {{ include "modelyard.name" $root }}
+app.kubernetes.io/instance: {{ $root.Release.Name }}
+app.kubernetes.io/component: {{ index . 1 }}
+app.kubernetes.io/version: {{ $root.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ $root.Release.Service }}
 app.kubernetes.io/part-of: modelyard
 {{- end }}
 
