@@ -52,6 +52,7 @@ class Reason(StrEnum):
     # A workload ended with a problem in the data.
     SourceNotFound = "SourceNotFound"
     SourceUnreachable = "SourceUnreachable"
+    SourceAddressNotAllowed = "SourceAddressNotAllowed"
     UnknownFormat = "UnknownFormat"
     MixedFormats = "MixedFormats"
     UnreadableData = "UnreadableData"
@@ -226,6 +227,16 @@ EXPLANATIONS: dict[Reason, Explanation] = {
         True,
         "The HTTP source could not be fetched.",
         "Check the URL and network policy; the Job retries within backoffLimit.",
+    ),
+    Reason.SourceAddressNotAllowed: Explanation(
+        _DS,
+        True,
+        "The HTTP source, or a redirect it answered with, leads to an address ingest may not "
+        "reach (loopback, link-local such as cloud metadata, private, shared or a cluster "
+        "network), to a scheme other than http(s), or from https down to http. Not retried.",
+        "Serve the file from a public address, and over https to the end if it starts there; "
+        "if the network is meant to be reachable, the cluster admin adds it to the chart's "
+        "workloads.http.allowedNetworks (MODELYARD_HTTP_ALLOWED_NETWORKS).",
     ),
     Reason.UnknownFormat: Explanation(
         _DS, True, "The format cannot be inferred from the file name.", "Set spec.format."

@@ -145,7 +145,9 @@ def test_split_settings_are_part_of_the_version(
 
 
 @pytest.fixture
-def http_root(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+def http_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Path]]:
+    # Loopback is refused by default (tests/integration/test_http_source.py): allow this server.
+    monkeypatch.setenv("MODELYARD_HTTP_ALLOWED_NETWORKS", "127.0.0.1/32")
     root = tmp_path / "www"
     root.mkdir()
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))

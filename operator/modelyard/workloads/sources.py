@@ -7,11 +7,10 @@ spooled to a temporary file first (on disk, not in memory).
 from __future__ import annotations
 
 import http.client
+import os
 import re
 import shutil
 import tempfile
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -27,8 +26,10 @@ from modelyard.api.dataset import BuiltinName, DataFormat, DatasetSource
 from modelyard.reasons import Reason
 from modelyard.storage.client import ObjectNotFound, Storage
 from modelyard.storage.uri import S3Uri
+from modelyard.workloads.address_policy import AddressPolicy
+from modelyard.workloads.http_fetch import FetchFailed, FetchRefused, open_url
 from modelyard.workloads.source_stream import open_source
-from modelyard.workloads.termination import EXIT_INVALID_DATA, WorkloadError
+from modelyard.workloads.termination import EXIT_INVALID_DATA, EXIT_USAGE, WorkloadError
 
 BLOCK_BYTES = 1 << 20  # CSV/JSON block: bounds memory per batch; see docs/benchmarks/workloads.md
 _EXTENSIONS = {
@@ -148,19 +149,33 @@ def _read_http(
     url: str, data_format: DataFormat, types: dict[str, pa.DataType]
 ) -> Iterator[pa.RecordBatch]:
     try:
-        response = urllib.request.urlopen(url, timeout=60)
-    except (urllib.error.URLError, OSError) as error:
+        policy = AddressPolicy.from_env(os.environ)
+    except ValueError as error:
+        # The operator passes this setting: a bad one is its configuration's, not the user's.
+        raise WorkloadError(Reason.InvalidArguments, str(error), EXIT_USAGE) from None
+    try:
+        response = open_url(url, policy)
+    except FetchRefused as error:
         raise WorkloadError(
-            Reason.SourceUnreachable, f"spec.source.http.url: {url}: {error}"
+            Reason.SourceAddressNotAllowed, f"spec.source.http.url: {url}: {error}", EXIT_USAGE
         ) from None
+    except (FetchFailed, http.client.HTTPException, OSError) as error:
+        raise _unreachable(url, error) from None
     with response:
         try:
             yield from _read_stream(response, data_format, types, url)
         except (http.client.HTTPException, OSError) as error:
             # The server went away part-way: worth a retry, unlike bad bytes.
-            raise WorkloadError(
-                Reason.SourceUnreachable, f"spec.source.http.url: {url}: {error}"
-            ) from None
+            raise _unreachable(url, error) from None
+
+
+def _unreachable(url: str, error: Exception) -> WorkloadError:
+    if isinstance(error, http.client.HTTPException):
+        # Their text can quote what the server sent (a status line, a header): name them only.
+        detail = f"the server's answer is not valid HTTP ({type(error).__name__})"
+    else:
+        detail = str(error)
+    return WorkloadError(Reason.SourceUnreachable, f"spec.source.http.url: {url}: {detail}")
 
 
 def _read_stream(

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from tests.bench.workloads.child import Measured, measure, python
 from tests.bench.workloads.data import TARGET, warm
-from tests.bench.workloads.servers import fresh_bucket, serving_directory
+from tests.bench.workloads.servers import ALLOW_LOOPBACK, fresh_bucket, serving_directory
 from tests.plugins.s3 import S3Server
 
 PYARROW_PEER = """
@@ -51,6 +51,7 @@ def _ours(spec: dict[str, object], s3_env: dict[str, str]) -> Measured:
     with tempfile.TemporaryDirectory(prefix="modelyard-bench-") as work:
         env = {
             **os.environ,
+            **ALLOW_LOOPBACK,
             **s3_env,
             "MODELYARD_SPEC": json.dumps(spec),
             "MODELYARD_NAME": "bench",

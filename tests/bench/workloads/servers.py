@@ -18,6 +18,10 @@ from modelyard.storage.client import Storage
 from modelyard.storage.config import StorageConfig
 from tests.plugins.s3 import S3Server
 
+# HTTP sources may not reach loopback by default; a workload fetching from serving_directory's
+# server needs this in its environment.
+ALLOW_LOOPBACK = {"MODELYARD_HTTP_ALLOWED_NETWORKS": "127.0.0.1/32"}
+
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 from tests.bench.workloads.child import Measured, measure, python
 from tests.bench.workloads.data import TARGET, csv_of_rows
-from tests.bench.workloads.servers import fresh_bucket, serving_directory
+from tests.bench.workloads.servers import ALLOW_LOOPBACK, fresh_bucket, serving_directory
 from tests.plugins.s3 import S3Server
 
 ESTIMATORS: dict[str, dict[str, Any]] = {
@@ -67,6 +67,7 @@ def _worker(command: str, spec: dict[str, Any], s3_env: dict[str, str], *args: s
     with tempfile.TemporaryDirectory(prefix="modelyard-bench-") as work:
         env = {
             **os.environ,
+            **ALLOW_LOOPBACK,
             **SINGLE_THREADED,
             **s3_env,
             "MODELYARD_SPEC": json.dumps(spec),
