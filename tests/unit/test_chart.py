@@ -75,9 +75,9 @@ def _env(
     return {item["name"]: item["value"] for item in container["env"]}
 
 
-def _operator_roles(manifests: list[Manifest], *kinds: str) -> list[Manifest]:
-    """The operator's own roles or bindings (not the users' aggregated roles, nor the uninstall
-    hook's): the ones named after the release."""
+def _operator_objects(manifests: list[Manifest], *kinds: str) -> list[Manifest]:
+    """The operator's own objects of these kinds (default: its roles), not the users' aggregated
+    roles nor the uninstall hook's: the ones named after the release."""
     return [
         doc
         for kind in kinds or RBAC_KINDS
@@ -87,7 +87,7 @@ def _operator_roles(manifests: list[Manifest], *kinds: str) -> list[Manifest]:
 
 
 def _rules(manifests: list[Manifest]) -> list[Manifest]:
-    return [rule for role in _operator_roles(manifests) for rule in role["rules"]]
+    return [rule for role in _operator_objects(manifests) for rule in role["rules"]]
 
 
 def _granted(rules: list[Manifest], group: str, resource: str) -> set[str]:
@@ -136,8 +136,8 @@ def test_namespaced_objects_go_to_the_release_or_a_watched_namespace(
 # --- the operator pod --------------------------------------------------------------------------
 
 
-def test_operator_pod_meets_the_restricted_pod_security_standard() -> None:
-    pod = _deployment()["spec"]["template"]["spec"]
+def _assert_restricted(pod: Manifest) -> None:
+    """The `restricted` Pod Security Standard, as docs/security.md lists it."""
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["runAsUser"] == 65532
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
@@ -150,6 +150,10 @@ def test_operator_pod_meets_the_restricted_pod_security_standard() -> None:
         assert "privileged" not in context
         assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
     assert {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}} in pod["volumes"]
+
+
+def test_operator_pod_meets_the_restricted_pod_security_standard() -> None:
+    _assert_restricted(_deployment()["spec"]["template"]["spec"])
 
 
 def test_operator_runs_the_modelyard_command_with_probes_on_healthz() -> None:
@@ -329,7 +333,7 @@ def test_namespaced_operator_with_replicas_peers_in_each_watched_namespace() -> 
     assert sorted(p["metadata"]["namespace"] for p in peerings) == ["a", "b"]
     assert {p["metadata"]["name"] for p in peerings} == {"modelyard"}
     assert not of_kind(manifests, "ClusterKopfPeering")
-    for role in _operator_roles(manifests, "Role"):
+    for role in _operator_objects(manifests, "Role"):
         assert _granted(role["rules"], "kopf.dev", "kopfpeerings") == {"list", "watch", "patch"}
 
 
@@ -355,7 +359,7 @@ def test_rbac_has_no_wildcards_and_nothing_on_secrets(values: dict[str, str]) ->
 def test_cluster_role_grants_what_the_operator_does() -> None:
     manifests = render()
     rules = _rules(manifests)
-    assert not _operator_roles(manifests, "Role")
+    assert not _operator_objects(manifests, "Role")
     for kind in ("datasets", "trainingjobs", "modeldeployments"):
         assert _granted(rules, "modelyard.dev", kind) == {"get", "list", "watch", "patch"}
         assert _granted(rules, "modelyard.dev", f"{kind}/status") == {"patch"}
@@ -382,8 +386,8 @@ def test_cluster_role_grants_what_the_operator_does() -> None:
     assert _granted(rules, "", "namespaces") == set()
     assert _granted(rules, "apiextensions.k8s.io", "customresourcedefinitions") == set()
     assert len(rules) == 10
-    binding = _operator_roles(manifests, "ClusterRoleBinding")[0]
-    account = one(manifests, "ServiceAccount")["metadata"]
+    binding = _operator_objects(manifests, "ClusterRoleBinding")[0]
+    account = _operator_objects(manifests, "ServiceAccount")[0]["metadata"]
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": account["name"], "namespace": NAMESPACE}
     ]
@@ -392,10 +396,10 @@ def test_cluster_role_grants_what_the_operator_does() -> None:
 def test_namespaced_rbac_binds_a_role_in_each_watched_namespace_only() -> None:
     values = VARIANTS["namespaced-rbac"]
     manifests = render(values)
-    assert not _operator_roles(manifests, "ClusterRole")
-    assert not _operator_roles(manifests, "ClusterRoleBinding")
-    roles = _operator_roles(manifests, "Role")
-    bindings = _operator_roles(manifests, "RoleBinding")
+    assert not _operator_objects(manifests, "ClusterRole")
+    assert not _operator_objects(manifests, "ClusterRoleBinding")
+    roles = _operator_objects(manifests, "Role")
+    bindings = _operator_objects(manifests, "RoleBinding")
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
     assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
     for role in roles:
@@ -465,6 +469,127 @@ def test_namespaced_install_needs_nothing_cluster_scoped() -> None:
 
 def test_namespaced_rbac_without_namespaces_is_refused_with_a_reason() -> None:
     assert "watchNamespaces" in template_error({"rbac.clusterWide": "false"})
+
+
+# --- uninstall -------------------------------------------------------------------------------
+
+
+HOOK = f"{FULLNAME}-uninstall"
+HOOK_POLICY = "before-hook-creation,hook-succeeded"
+
+
+def _hook_objects(manifests: list[Manifest]) -> list[Manifest]:
+    return [
+        doc
+        for doc in manifests
+        if doc["metadata"].get("annotations", {}).get("helm.sh/hook") == "pre-delete"
+    ]
+
+
+def _hook_grants(manifests: list[Manifest]) -> dict[tuple[str | None, str, str], set[str]]:
+    """(namespace or None for cluster-wide, group, resource) → verbs the hook's account has."""
+    roles = {
+        (doc["kind"], doc["metadata"].get("namespace"), doc["metadata"]["name"]): doc
+        for doc in _hook_objects(manifests)
+        if doc["kind"] in RBAC_KINDS
+    }
+    grants: dict[tuple[str | None, str, str], set[str]] = {}
+    for binding in _hook_objects(manifests):
+        if binding["kind"] not in ("RoleBinding", "ClusterRoleBinding"):
+            continue
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": HOOK, "namespace": NAMESPACE}
+        ]
+        namespace = binding["metadata"].get("namespace")
+        ref = binding["roleRef"]
+        role = roles[(ref["kind"], namespace if ref["kind"] == "Role" else None, ref["name"])]
+        for rule in role["rules"]:
+            for group in rule["apiGroups"]:
+                for resource in rule["resources"]:
+                    key = (namespace, group, resource)
+                    grants.setdefault(key, set()).update(rule["verbs"])
+    return grants
+
+
+def test_uninstall_runs_a_hook_that_stops_the_operator_and_releases_its_finalizers() -> None:
+    manifests = render()
+    job = one(_hook_objects(manifests), "Job")
+    pod = job["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["image"] == _operator_container()["image"]
+    assert container["command"] == ["modelyard", "uninstall-cleanup"]
+    # The Deployment it stops is the operator's own; no namespace list: all of them.
+    assert f"--deployment={_deployment()['metadata']['name']}" in container["args"]
+    assert f"--namespace={NAMESPACE}" in container["args"]
+    assert not [arg for arg in container["args"] if arg.startswith("--watch-namespace")]
+    assert pod["serviceAccountName"] == HOOK
+    assert pod["restartPolicy"] == "Never"
+    _assert_restricted(pod)
+
+
+def test_uninstall_hook_resources_exist_before_the_job_and_go_after_it_succeeded() -> None:
+    hooks = _hook_objects(render())
+    assert sorted(doc["kind"] for doc in hooks) == [
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Job",
+        "Role",
+        "RoleBinding",
+        "ServiceAccount",
+    ]
+    weight = {
+        doc["kind"]: int(doc["metadata"]["annotations"]["helm.sh/hook-weight"]) for doc in hooks
+    }
+    # Helm creates hooks by weight (a tie goes by name): the account, then its roles, then the
+    # bindings, then the Job that uses them.
+    assert weight["ServiceAccount"] < weight["Role"] == weight["ClusterRole"]
+    assert weight["Role"] < weight["RoleBinding"] == weight["ClusterRoleBinding"] < weight["Job"]
+    for doc in hooks:
+        assert doc["metadata"]["annotations"]["helm.sh/hook-delete-policy"] == HOOK_POLICY
+        assert doc["metadata"]["labels"]["app.kubernetes.io/component"] == "uninstall"
+
+
+def test_uninstall_hook_may_delete_only_the_operator_and_only_patch_the_objects() -> None:
+    manifests = render()
+    grants = _hook_grants(manifests)
+    assert grants == {
+        (NAMESPACE, "apps", "deployments"): {"get", "delete"},
+        (NAMESPACE, "", "pods"): {"list"},
+        (None, "modelyard.dev", "datasets"): {"get", "list", "patch"},
+        (None, "modelyard.dev", "trainingjobs"): {"get", "list", "patch"},
+        (None, "modelyard.dev", "modeldeployments"): {"get", "list", "patch"},
+    }
+    (deployments,) = [
+        rule
+        for doc in _hook_objects(manifests)
+        if doc["kind"] == "Role"
+        for rule in doc["rules"]
+        if "deployments" in rule["resources"]
+    ]
+    assert deployments["resourceNames"] == [FULLNAME]
+
+
+def test_namespaced_uninstall_hook_works_in_the_watched_namespaces_only() -> None:
+    manifests = render(VARIANTS["namespaced-rbac"])
+    job = one(_hook_objects(manifests), "Job")
+    args = job["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert [a for a in args if a.startswith("--watch-namespace")] == [
+        "--watch-namespace=team-a",
+        "--watch-namespace=team-b",
+    ]
+    grants = _hook_grants(manifests)
+    assert {namespace for namespace, _, _ in grants} == {NAMESPACE, "team-a", "team-b"}
+    assert grants[("team-b", "modelyard.dev", "datasets")] == {"get", "list", "patch"}
+    assert not [doc for doc in _hook_objects(manifests) if doc["kind"].startswith("Cluster")]
+
+
+@pytest.mark.parametrize(
+    "values",
+    [{"uninstall.releaseFinalizers": "false"}, {"rbac.create": "false"}],
+    ids=["turned-off", "no-rbac"],
+)
+def test_uninstall_hook_can_be_left_out(values: dict[str, str]) -> None:
+    assert not _hook_objects(render(values))
 
 
 # --- CRDs ---------------------------------------------------------------------------------------
