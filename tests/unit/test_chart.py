@@ -13,6 +13,9 @@ import pytest
 import yaml
 
 from modelyard.config import OperatorConfig
+from modelyard.resources.common import labels as workload_labels
+from modelyard.resources.jobs import INGEST_COMPONENT, TRAIN_COMPONENT
+from modelyard.resources.serving import COMPONENT as SERVER_COMPONENT
 from tests.unit.chart_render import (
     CHART,
     FULLNAME,
@@ -46,6 +49,7 @@ VARIANTS: dict[str, dict[str, str]] = {
         "metrics.dashboard.enabled": "true",
     },
     "no-crds": {"crds.install": "false"},
+    "network-policy": {"workloads.networkPolicy.enabled": "true", "watchNamespaces": "{team-a}"},
 }
 
 
@@ -590,6 +594,78 @@ def test_namespaced_uninstall_hook_works_in_the_watched_namespaces_only() -> Non
 )
 def test_uninstall_hook_can_be_left_out(values: dict[str, str]) -> None:
     assert not _hook_objects(render(values))
+
+
+# --- network policy ------------------------------------------------------------------------------
+
+
+S3_RULE = {
+    "to": [{"ipBlock": {"cidr": "10.0.5.0/24"}}],
+    "ports": [{"protocol": "TCP", "port": 9000}],
+}
+WORKLOAD_COMPONENTS = (INGEST_COMPONENT, TRAIN_COMPONENT, SERVER_COMPONENT)
+
+
+def _selects(selector: Manifest, pod_labels: dict[str, str]) -> bool:
+    """What the API server does with a label selector (the operators the chart uses)."""
+    if not selector["matchLabels"].items() <= pod_labels.items():
+        return False
+    for expression in selector.get("matchExpressions", []):
+        assert expression["operator"] == "In", expression
+        if pod_labels.get(expression["key"]) not in expression["values"]:
+            return False
+    return True
+
+
+def test_no_network_policy_unless_asked() -> None:
+    assert not of_kind(render(), "NetworkPolicy")
+
+
+def test_network_policy_limits_workload_egress_to_dns_and_the_given_rules() -> None:
+    document = {
+        "watchNamespaces": ["team-a", "team-b"],
+        "workloads": {"networkPolicy": {"enabled": True, "egress": [S3_RULE]}},
+    }
+    policies = of_kind(render(document=document), "NetworkPolicy")
+    assert sorted(p["metadata"]["namespace"] for p in policies) == ["team-a", "team-b"]
+    for policy in policies:
+        spec = policy["spec"]
+        # Egress only: clients must still reach the model servers.
+        assert spec["policyTypes"] == ["Egress"]
+        assert "ingress" not in spec
+        for component in WORKLOAD_COMPONENTS:
+            pod = workload_labels("Dataset", "iris", component)
+            assert _selects(spec["podSelector"], pod), component
+        operator_pod = _deployment()["spec"]["template"]["metadata"]["labels"]
+        assert not _selects(spec["podSelector"], operator_pod)
+        dns, *rest = spec["egress"]
+        assert dns["to"] == [
+            {
+                "namespaceSelector": {
+                    "matchLabels": {"kubernetes.io/metadata.name": "kube-system"}
+                },
+                "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
+            }
+        ]
+        assert sorted((p["protocol"], p["port"]) for p in dns["ports"]) == [
+            ("TCP", 53),
+            ("UDP", 53),
+        ]
+        assert rest == [S3_RULE]
+
+
+def test_network_policy_namespaces_can_differ_from_the_watched_ones() -> None:
+    values = {
+        "workloads.networkPolicy.enabled": "true",
+        "workloads.networkPolicy.namespaces": "{ml}",
+    }
+    policies = of_kind(render(values), "NetworkPolicy")
+    assert [p["metadata"]["namespace"] for p in policies] == ["ml"]
+
+
+def test_network_policy_without_namespaces_is_refused_with_a_reason() -> None:
+    error = template_error({"workloads.networkPolicy.enabled": "true"})
+    assert "workloads.networkPolicy.namespaces" in error and "watchNamespaces" in error
 
 
 # --- CRDs ---------------------------------------------------------------------------------------
