@@ -3,10 +3,14 @@ runs the operator locked down and least-privileged, and refuses values it doesn'
 
 from __future__ import annotations
 
+import http.server
 import json
 import re
+import subprocess
+import sys
+import threading
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 import kubernetes_validate
 import pytest
@@ -16,6 +20,7 @@ from modelyard.config import OperatorConfig
 from modelyard.resources.common import labels as workload_labels
 from modelyard.resources.jobs import INGEST_COMPONENT, TRAIN_COMPONENT
 from modelyard.resources.serving import COMPONENT as SERVER_COMPONENT
+from tests.conftest import REPO
 from tests.unit.chart_render import (
     CHART,
     FULLNAME,
@@ -50,6 +55,7 @@ VARIANTS: dict[str, dict[str, str]] = {
     },
     "no-crds": {"crds.install": "false"},
     "network-policy": {"workloads.networkPolicy.enabled": "true", "watchNamespaces": "{team-a}"},
+    "prediction-test": {"tests.modelDeployment.name": "iris"},
 }
 
 
@@ -112,6 +118,24 @@ def test_chart_lints_clean(strict: bool) -> None:
     result = run_helm(*args)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "[WARNING]" not in result.stdout and "[ERROR]" not in result.stdout, result.stdout
+
+
+def test_chart_metadata_matches_the_docs_and_the_crds() -> None:
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    minimum = re.fullmatch(r">=(\d+)\.(\d+)\.0-0", chart["kubeVersion"])
+    assert minimum, chart["kubeVersion"]
+    supported = f"Kubernetes {minimum[1]}.{minimum[2]} or newer"
+    for page in (CHART / "README.md", REPO / "docs" / "operations.md"):
+        assert supported in page.read_text(), page
+    assert tuple(map(int, KUBE_VERSION.split(".")[:2])) >= (int(minimum[1]), int(minimum[2]))
+    listed = yaml.safe_load(chart["annotations"]["artifacthub.io/crds"])
+    generated = [
+        yaml.safe_load(p.read_text()) for p in sorted((CHART / "files/crds").glob("*.yaml"))
+    ]
+    assert sorted((c["name"], c["kind"], c["version"]) for c in listed) == sorted(
+        (crd["metadata"]["name"], crd["spec"]["names"]["kind"], crd["spec"]["versions"][0]["name"])
+        for crd in generated
+    )
 
 
 @pytest.mark.parametrize("values", _variants())
@@ -528,6 +552,7 @@ def test_uninstall_runs_a_hook_that_stops_the_operator_and_releases_its_finalize
     assert not [arg for arg in container["args"] if arg.startswith("--watch-namespace")]
     assert pod["serviceAccountName"] == HOOK
     assert pod["restartPolicy"] == "Never"
+    assert job["metadata"]["annotations"]["helm.sh/hook-output-log-policy"] == "hook-failed"
     _assert_restricted(pod)
 
 
@@ -666,6 +691,127 @@ def test_network_policy_namespaces_can_differ_from_the_watched_ones() -> None:
 def test_network_policy_without_namespaces_is_refused_with_a_reason() -> None:
     error = template_error({"workloads.networkPolicy.enabled": "true"})
     assert "workloads.networkPolicy.namespaces" in error and "watchNamespaces" in error
+
+
+# --- helm test --------------------------------------------------------------------------------
+
+
+def _test_pods(manifests: list[Manifest]) -> dict[str, Manifest]:
+    return {
+        pod["metadata"]["name"]: pod
+        for pod in of_kind(manifests, "Pod")
+        if pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    }
+
+
+def _run_check(pod: Manifest, *args: str) -> subprocess.CompletedProcess[str]:
+    """The test pod's own command, run here (the operator image's Python is this one)."""
+    (container,) = pod["spec"]["containers"]
+    command = [sys.executable if word == "python" else word for word in container["command"]]
+    return subprocess.run(
+        [*command, *(args or container["args"])],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+class _Answers(http.server.BaseHTTPRequestHandler):
+    """A stand-in Service: GET gives `metrics`; POST gives `status` and `body` and keeps the
+    request it got."""
+
+    metrics: ClassVar[str] = ""
+    status: ClassVar[int] = 200
+    body: ClassVar[Any] = None
+    received: ClassVar[list[Any]] = []
+
+    def do_GET(self) -> None:
+        self._answer(200, self.metrics.encode())
+
+    def do_POST(self) -> None:
+        length = int(self.headers["Content-Length"])
+        _Answers.received.append(json.loads(self.rfile.read(length)))
+        self._answer(self.status, json.dumps(self.body).encode())
+
+    def _answer(self, status: int, payload: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *_: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def service() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Answers)
+    _Answers.received = []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_helm_test_checks_the_operator_behind_its_metrics_service() -> None:
+    manifests = render()
+    pods = _test_pods(manifests)
+    assert list(pods) == [f"{FULLNAME}-test-operator"]
+    pod = pods[f"{FULLNAME}-test-operator"]
+    service = one(manifests, "Service")
+    port = service["spec"]["ports"][0]["port"]
+    url = f"http://{service['metadata']['name']}.{NAMESPACE}.svc:{port}/metrics"
+    assert pod["spec"]["containers"][0]["args"] == ["metrics", url]
+    assert pod["spec"]["containers"][0]["image"] == _operator_container()["image"]
+    assert pod["spec"]["automountServiceAccountToken"] is False
+    assert pod["metadata"]["annotations"]["helm.sh/hook-output-log-policy"] == (
+        "hook-succeeded,hook-failed"
+    )
+    _assert_restricted(pod["spec"])
+    assert not _test_pods(render({"metrics.service.enabled": "false"}))
+
+
+def test_helm_test_sends_a_prediction_to_the_model_deployment_named() -> None:
+    values = {"tests.modelDeployment.name": "iris", "tests.modelDeployment.namespace": "ml"}
+    pod = _test_pods(render(values))[f"{FULLNAME}-test-predict"]
+    assert pod["spec"]["containers"][0]["args"] == [
+        "predict",
+        "http://iris.ml.svc.cluster.local/v1/models/iris:predict",
+        "[[5.1,3.5,1.4,0.2]]",
+    ]
+    _assert_restricted(pod["spec"])
+    error = template_error(
+        {"tests.modelDeployment.name": "iris", "tests.modelDeployment.instances": "null"}
+    )
+    assert "tests.modelDeployment.instances" in error
+
+
+def test_the_operator_check_passes_only_on_the_operators_metrics(service: str) -> None:
+    pod = _test_pods(render())[f"{FULLNAME}-test-operator"]
+    _Answers.metrics = "# HELP modelyard_objects Objects by kind and phase.\n"
+    passed = _run_check(pod, "metrics", f"{service}/metrics")
+    assert passed.returncode == 0, passed.stderr
+    _Answers.metrics = "# HELP go_goroutines Number of goroutines.\n"
+    failed = _run_check(pod, "metrics", f"{service}/metrics")
+    assert failed.returncode != 0 and "not the Modelyard operator" in failed.stderr
+
+
+def test_the_prediction_check_wants_one_prediction_per_instance(service: str) -> None:
+    values = {"tests.modelDeployment.name": "iris"}
+    pod = _test_pods(render(values))[f"{FULLNAME}-test-predict"]
+    url = f"{service}/v1/models/iris:predict"
+    instances = pod["spec"]["containers"][0]["args"][2]
+    _Answers.status, _Answers.body = 200, {"predictions": [0]}
+    passed = _run_check(pod, "predict", url, instances)
+    assert passed.returncode == 0, passed.stderr
+    assert _Answers.received == [{"instances": [[5.1, 3.5, 1.4, 0.2]]}]
+    _Answers.body = {"predictions": []}
+    assert _run_check(pod, "predict", url, instances).returncode != 0
+    _Answers.status, _Answers.body = 400, {"error": "expected 4 features, got 3"}
+    refused = _run_check(pod, "predict", url, instances)
+    assert refused.returncode != 0 and "HTTP 400" in refused.stderr
+    assert "expected 4 features" in refused.stderr
 
 
 # --- CRDs ---------------------------------------------------------------------------------------
