@@ -45,6 +45,11 @@ def add_parser(
         parents=parents,
         help="stop the operator and take its finalizer off every Modelyard object, so that they "
         "can be deleted without it (the Helm chart's pre-delete hook); the objects stay",
+        description="Deletes the operator's Deployment and waits until its pods are gone, then "
+        "removes the operator's finalizer (and no other) from every Dataset, TrainingJob and "
+        "ModelDeployment in the watched namespaces. The objects stay, and can then be deleted "
+        "without an operator; a new operator puts its finalizer back. `helm uninstall` runs "
+        "this first (the chart's pre-delete hook).",
     )
     parser.add_argument(
         "--deployment",
