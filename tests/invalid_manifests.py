@@ -185,11 +185,21 @@ CATALOGUE: tuple[Invalid, ...] = (
         cel=True,
     ),
     Invalid(
+        "modeldeployment-uri-without-card-digest",
+        {**MODEL_DEPLOYMENT, "spec": {"model": {"uri": "s3://models/m.joblib", "digest": DIGEST}}},
+        "spec.model.cardDigest",
+        "uri and cardDigest go together",
+        cel=True,
+    ),
+    Invalid(
         "modeldeployment-traffic-over-100",
         _with(
             MODEL_DEPLOYMENT,
             "canary",
-            {"model": {"uri": "s3://models/m.joblib", "digest": DIGEST}, "trafficPercent": 150},
+            {
+                "model": {"uri": "s3://models/m.joblib", "digest": DIGEST, "cardDigest": DIGEST},
+                "trafficPercent": 150,
+            },
         ),
         "spec.canary.trafficPercent",
         "less than or equal to 100",
@@ -369,7 +379,13 @@ CATALOGUE: tuple[Invalid, ...] = (
         "modeldeployment-model-uri-over-http",
         {
             **MODEL_DEPLOYMENT,
-            "spec": {"model": {"uri": "https://models.example/m.joblib", "digest": DIGEST}},
+            "spec": {
+                "model": {
+                    "uri": "https://models.example/m.joblib",
+                    "digest": DIGEST,
+                    "cardDigest": DIGEST,
+                }
+            },
         },
         "spec.model.uri",
         "s3://",
@@ -378,7 +394,13 @@ CATALOGUE: tuple[Invalid, ...] = (
         "modeldeployment-md5-digest",
         {
             **MODEL_DEPLOYMENT,
-            "spec": {"model": {"uri": "s3://models/m.joblib", "digest": "md5:" + "0" * 32}},
+            "spec": {
+                "model": {
+                    "uri": "s3://models/m.joblib",
+                    "digest": "md5:" + "0" * 32,
+                    "cardDigest": DIGEST,
+                }
+            },
         },
         "spec.model.digest",
         "sha256",
@@ -425,6 +447,49 @@ CATALOGUE: tuple[Invalid, ...] = (
         _with(MODEL_DEPLOYMENT, "image", ""),
         "spec.image",
         "at least 1",
+    ),
+    # Names that children could not carry, or that would collide with another object's children.
+    Invalid(
+        "dataset-name-longer-than-a-label",
+        {**DATASET, "metadata": {"name": "d" * 64}},
+        "metadata.name",
+        "at most 63 characters",
+        cel=True,
+    ),
+    Invalid(
+        "trainingjob-name-longer-than-a-label",
+        {**TRAINING_JOB, "metadata": {"name": "t" * 64}},
+        "metadata.name",
+        "at most 63 characters",
+        cel=True,
+    ),
+    Invalid(
+        "modeldeployment-name-with-a-dot",
+        {**MODEL_DEPLOYMENT, "metadata": {"name": "iris.v2"}},
+        "metadata.name",
+        "no dots",
+        cel=True,
+    ),
+    Invalid(
+        "modeldeployment-name-starting-with-a-digit",
+        {**MODEL_DEPLOYMENT, "metadata": {"name": "2iris"}},
+        "metadata.name",
+        "start with a letter",
+        cel=True,
+    ),
+    Invalid(
+        "modeldeployment-name-too-long-for-its-canary",
+        {**MODEL_DEPLOYMENT, "metadata": {"name": "m" * 57}},
+        "metadata.name",
+        "at most 56 characters",
+        cel=True,
+    ),
+    Invalid(
+        "modeldeployment-name-ending-like-a-canary",
+        {**MODEL_DEPLOYMENT, "metadata": {"name": "iris-canary"}},
+        "metadata.name",
+        "must not end in '-canary'",
+        cel=True,
     ),
 )
 
@@ -588,6 +653,7 @@ ALLOWED_CHANGES: tuple[Change, ...] = (
                     "trainingJobRef": None,
                     "uri": "s3://models/m.joblib",
                     "digest": DIGEST,
+                    "cardDigest": DIGEST,
                 }
             }
         },

@@ -167,6 +167,9 @@ def render_crd(model: type[ResourceBase]) -> dict[str, Any]:
             "status": model_schema(model, "status"),
         },
     }
+    if model.rules:
+        # Rules on the object's own name: the one part of metadata a CRD's CEL may read.
+        open_api["x-kubernetes-validations"] = [rule.to_validation() for rule in model.rules]
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",

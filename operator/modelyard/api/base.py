@@ -21,7 +21,10 @@ from pydantic_core import CoreSchema, PydanticCustomError
 
 
 def _validation(cel: str, message: str, field_path: str | None) -> dict[str, str]:
-    """One `x-kubernetes-validations` entry; the API server reports it at `fieldPath`."""
+    """One `x-kubernetes-validations` entry; the API server reports it at `fieldPath`. It cannot
+    point into metadata (the schema does not declare it), so such rules name it in the message."""
+    if field_path and field_path.startswith(".metadata."):
+        return {"rule": cel, "message": f"{field_path[1:]}: {message}"}
     entry = {"rule": cel, "message": message}
     if field_path:
         entry["fieldPath"] = field_path

@@ -16,7 +16,7 @@ from pydantic import (
     WithJsonSchema,
 )
 
-from modelyard.api.base import ApiModel
+from modelyard.api.base import ApiModel, Rule
 
 GROUP = "modelyard.dev"
 VERSION = "v1alpha1"
@@ -59,6 +59,8 @@ Quantity = Annotated[
 ]
 
 Digest = Annotated[str, StringConstraints(pattern=r"^sha256:[a-f0-9]{64}$", max_length=71)]
+# The label values a name becomes on children are at most this long.
+LABEL_VALUE_MAX = 63
 S3Uri = Annotated[
     str,
     StringConstraints(pattern=r"^s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/.*)?$", max_length=2048),
@@ -198,6 +200,16 @@ class StatusBase(ApiModel):
     )
     conditions: Conditions | None = Field(
         default=None, description="Current state in metav1.Condition form; always includes Ready."
+    )
+
+
+def name_at_most(limit: int, why: str) -> Rule:
+    """A rule on the object's own name (the only part of metadata CEL may read)."""
+    return Rule(
+        cel=f"size(self.metadata.name) <= {limit}",
+        message=f"must be at most {limit} characters: {why}",
+        check=lambda resource: len(resource.metadata.name or "") <= limit,
+        field_path=".metadata.name",
     )
 
 

@@ -11,6 +11,7 @@ from pydantic import Field, StringConstraints
 from modelyard.api.base import ApiModel, Rule, Transition, count_set, immutable
 from modelyard.api.common import (
     AGE_COLUMN,
+    LABEL_VALUE_MAX,
     PHASE_COLUMN,
     READY_COLUMN,
     Digest,
@@ -20,6 +21,7 @@ from modelyard.api.common import (
     S3Uri,
     StatusBase,
     StorageSpec,
+    name_at_most,
 )
 
 ColumnName = Annotated[str, StringConstraints(min_length=1, max_length=256)]
@@ -251,6 +253,12 @@ class DatasetStatus(StatusBase):
     ingest_job: str | None = Field(
         default=None, description="Name of the Job of the latest ingestion."
     )
+    ingest_job_uid: str | None = Field(
+        default=None,
+        max_length=64,
+        description="UID of that Job: only its result is recorded, never that of another Job "
+        "under the same name.",
+    )
 
 
 class Dataset(ResourceBase):
@@ -270,6 +278,7 @@ class Dataset(ResourceBase):
         ),
         description="A versioned, validated snapshot of tabular data in S3 storage.",
     )
+    rules = (name_at_most(LABEL_VALUE_MAX, "it labels the ingest Jobs and pods made for it"),)
 
     kind: Literal["Dataset"] = "Dataset"
     spec: DatasetSpec

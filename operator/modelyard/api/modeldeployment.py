@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Literal
 
@@ -21,8 +22,13 @@ from modelyard.api.common import (
     ResourceRequirements,
     S3Uri,
     StatusBase,
+    name_at_most,
 )
 from modelyard.api.trainingjob import Metric
+
+# The canary track's children are named <name>-canary; the main track's, <name>.
+CANARY_SUFFIX = "-canary"
+NAME_MAX = 63 - len(CANARY_SUFFIX)
 
 
 class TrainingJobRef(ApiModel):
@@ -50,13 +56,29 @@ class ModelSource(ApiModel):
             check=lambda m: (m.uri is None) == (m.digest is None),
             field_path=".digest",
         ),
+        Rule(
+            cel="has(self.uri) == has(self.cardDigest)",
+            message="uri and cardDigest go together: the model card is only read after its "
+            "digest matches",
+            check=lambda m: (m.uri is None) == (m.card_digest is None),
+            field_path=".cardDigest",
+        ),
     )
 
     training_job_ref: TrainingJobRef | None = Field(
         default=None, description="Serve a model trained by a TrainingJob."
     )
-    uri: S3Uri | None = Field(default=None, description="s3:// URI of a model.joblib file.")
+    uri: S3Uri | None = Field(
+        default=None,
+        description="s3:// URI of a model.joblib file, in this namespace's storage or a "
+        "location the operator allows it to read.",
+    )
     digest: Digest | None = Field(default=None, description="sha256:… digest of that file.")
+    card_digest: Digest | None = Field(
+        default=None,
+        description="sha256:… digest of its model card (model.json beside it), as the "
+        "TrainingJob run that made it recorded.",
+    )
 
 
 class Autoscaling(ApiModel):
@@ -135,6 +157,9 @@ class ServedModel(ApiModel):
 
     uri: S3Uri = Field(description="Where the model file lives.")
     digest: Digest = Field(description="sha256 of the model file.")
+    card_digest: Digest | None = Field(
+        default=None, description="sha256 of its model card, checked before the card is read."
+    )
     training_job: str | None = Field(default=None, description="TrainingJob that produced it.")
     run: str | None = Field(default=None, description="Run id within that TrainingJob.")
     dataset: str | None = Field(default=None, description="Dataset it was trained on.")
@@ -190,6 +215,25 @@ class ModelDeployment(ResourceBase):
             AGE_COLUMN,
         ),
         description="Serves a model over HTTP (Open Inference Protocol V2 and KServe V1).",
+    )
+    rules = (
+        Rule(
+            cel="self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')",
+            message="must start with a letter and hold only lowercase letters, digits and '-' "
+            "(no dots): it names the model's Service",
+            check=lambda d: bool(
+                re.fullmatch(r"[a-z]([-a-z0-9]*[a-z0-9])?", d.metadata.name or "a")
+            ),
+            field_path=".metadata.name",
+        ),
+        name_at_most(NAME_MAX, f"its canary Deployment is named <name>{CANARY_SUFFIX}, at most 63"),
+        Rule(
+            cel=f"!self.metadata.name.endsWith('{CANARY_SUFFIX}')",
+            message=f"must not end in '{CANARY_SUFFIX}': that suffix names the canary "
+            "Deployment of the ModelDeployment without it",
+            check=lambda d: not (d.metadata.name or "").endswith(CANARY_SUFFIX),
+            field_path=".metadata.name",
+        ),
     )
 
     kind: Literal["ModelDeployment"] = "ModelDeployment"

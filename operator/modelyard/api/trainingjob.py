@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
@@ -11,6 +12,7 @@ from pydantic import Field
 from modelyard.api.base import ApiModel, Transition
 from modelyard.api.common import (
     AGE_COLUMN,
+    LABEL_VALUE_MAX,
     PHASE_COLUMN,
     READY_COLUMN,
     Digest,
@@ -22,6 +24,7 @@ from modelyard.api.common import (
     ResourceRequirements,
     S3Uri,
     StatusBase,
+    name_at_most,
 )
 
 
@@ -124,6 +127,12 @@ class SearchSpec(ApiModel):
     )
 
 
+def search_candidates(search: SearchSpec) -> int:
+    """How many parameter combinations a search fits (each once per cross-validation fold)."""
+    grid = math.prod(len(v) if isinstance(v, list) else 1 for v in search.params.values())
+    return grid if search.strategy == SearchStrategy.GRID else min(grid, search.max_trials)
+
+
 class Objective(ApiModel):
     """A quality bar: a run that misses it is recorded with reason ObjectiveNotMet."""
 
@@ -167,6 +176,11 @@ class TrainingJobSpec(ApiModel):
 class ModelArtifact(ApiModel):
     uri: S3Uri = Field(description="Where the model file lives.")
     digest: Digest = Field(description="sha256 of the model file, checked before loading.")
+    card_digest: Digest | None = Field(
+        default=None,
+        description="sha256 of the model card (model.json beside the model file), checked "
+        "before it is read.",
+    )
 
 
 RunPhase = Literal["Pending", "Running", "Succeeded", "Failed"]
@@ -176,6 +190,12 @@ class Run(ApiModel):
     id: str = Field(max_length=63, description="Run identifier, e.g. run-3.")
     dataset_version: Digest | None = Field(default=None, description="Dataset version trained on.")
     job: str | None = Field(default=None, description="Name of the Kubernetes Job of this run.")
+    job_uid: str | None = Field(
+        default=None,
+        max_length=64,
+        description="UID of that Job: only its result is recorded, never that of another Job "
+        "under the same name.",
+    )
     generation: int | None = Field(
         default=None, ge=0, description="The TrainingJob's metadata.generation this run trained."
     )
@@ -237,6 +257,7 @@ class TrainingJob(ResourceBase):
         ),
         description="Fits a scikit-learn estimator on a Dataset version, recording each run.",
     )
+    rules = (name_at_most(LABEL_VALUE_MAX, "it labels the training Jobs and pods made for it"),)
 
     kind: Literal["TrainingJob"] = "TrainingJob"
     spec: TrainingJobSpec
