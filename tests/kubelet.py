@@ -43,23 +43,58 @@ def finish_job(
     timeout: float = 60,
 ) -> None:
     """The Job's pod ends with `exit_code`, leaving `message` as its termination message."""
+    finish_pod(
+        core, namespace, f"batch.kubernetes.io/job-name={job_name}", message, exit_code, timeout
+    )
+
+
+def finish_pod(
+    core: client.CoreV1Api,
+    namespace: str,
+    selector: str,
+    message: dict[str, Any],
+    exit_code: int = 0,
+    timeout: float = 60,
+) -> None:
+    """The first pod matching `selector` ends with `exit_code`, leaving `message`."""
     pod = wait_for(
-        f"a pod of Job {job_name}",
-        lambda: next(iter(pods(core, namespace, f"batch.kubernetes.io/job-name={job_name}")), None),
+        f"a pod matching {selector}",
+        lambda: next(iter(pods(core, namespace, selector)), None),
         timeout,
     )
     terminate(core, pod, message, exit_code)
 
 
+def ingest_pods_of(dataset: str) -> str:
+    """The selector of a Dataset's ingest pods (its Job's name carries the Dataset's UID)."""
+    return f"modelyard.dev/dataset={dataset},app.kubernetes.io/component=ingest"
+
+
+def published_where_told(pod: client.V1Pod, message: dict[str, Any]) -> dict[str, Any]:
+    """`message` with the locations a real workload would report: under the output prefix the
+    operator gave the pod (MODELYARD_OUTPUT_URI), unless the message names its own."""
+    env = {var.name: var.value for var in pod.spec.containers[0].env or []}
+    output = env.get("MODELYARD_OUTPUT_URI")
+    if output is None:
+        return message
+    filled = dict(message)
+    if "version" in filled and "uri" not in filled:
+        filled["uri"] = output + filled["version"].removeprefix("sha256:")
+    if "model" in filled and "uri" not in filled["model"]:
+        filled["model"] = {"uri": output + "model.joblib", **filled["model"]}
+    return filled
+
+
 def terminate(
     core: client.CoreV1Api, pod: client.V1Pod, message: dict[str, Any], exit_code: int = 0
 ) -> None:
-    """The pod's container ends with `exit_code`, leaving `message` as its termination message."""
+    """The pod's container ends with `exit_code`, leaving `message` as its termination message
+    (with the locations filled in where the workload would have published)."""
     container = pod.spec.containers[0]
     terminated = {
         "exitCode": exit_code,
         "reason": "Completed" if exit_code == 0 else "Error",
-        "message": json.dumps(message),
+        "message": json.dumps(published_where_told(pod, message)),
         "startedAt": _stamp(),
         "finishedAt": _stamp(),
     }
@@ -88,6 +123,10 @@ def version_of(dataset: str) -> str:
 
 def model_digest_of(training_job: str, run: str) -> str:
     return "sha256:" + hashlib.sha256(f"{training_job}/{run}".encode()).hexdigest()
+
+
+def card_digest_of(model_digest: str) -> str:
+    return "sha256:" + hashlib.sha256(f"card of {model_digest}".encode()).hexdigest()
 
 
 def finish_workloads(core: client.CoreV1Api, namespace: str) -> int:
@@ -150,7 +189,6 @@ def ingest_summary(version: str, rows: int = 150) -> dict[str, Any]:
     return {
         "status": "Succeeded",
         "version": version,
-        "uri": f"s3://modelyard/datasets/ns/iris/{version[7:]}",
         "format": "parquet",
         "rows": rows,
         "columns": 5,
@@ -181,10 +219,7 @@ def train_summary(run: str, version: str, digest: str, accuracy: float) -> dict[
         "status": "Succeeded",
         "run": run,
         "datasetVersion": version,
-        "model": {
-            "uri": f"s3://modelyard/models/ns/iris-classifier/{run}/model.joblib",
-            "digest": digest,
-        },
+        "model": {"digest": digest, "cardDigest": card_digest_of(digest)},
         "metrics": {"accuracy": accuracy, "f1_macro": accuracy},
         "params": {"n_estimators": 100},
         "task": "classification",

@@ -81,6 +81,16 @@ class Reason(StrEnum):
     DeadlineExceeded = "DeadlineExceeded"
     PodFailurePolicy = "PodFailurePolicy"
     PermissionDenied = "PermissionDenied"
+    # The operator refused what a spec asked, or a result it did not trust.
+    ImageNotAllowed = "ImageNotAllowed"
+    LocationNotAllowed = "LocationNotAllowed"
+    StorageNotAllowed = "StorageNotAllowed"
+    SearchTooLarge = "SearchTooLarge"
+    NameConflict = "NameConflict"
+    ForeignJob = "ForeignJob"
+    ResultRejected = "ResultRejected"
+    JobVanished = "JobVanished"
+    ModelNotPublished = "ModelNotPublished"
 
 
 @dataclass(frozen=True)
@@ -367,5 +377,70 @@ EXPLANATIONS: dict[Reason, Explanation] = {
         "The API server refused the operator a call; the message names the verb and the resource "
         "(e.g. create jobs.batch). The operator retries every minute and touches nothing else.",
         "Grant the operator's service account that permission (the Helm chart's RBAC has it).",
+    ),
+    Reason.ImageNotAllowed: Explanation(
+        f"{_TJ}, {_MD}",
+        True,
+        "spec.image names an image the operator's configuration does not allow: workload images "
+        "run with the storage credentials and write the results the operator records.",
+        "Remove spec.image, or ask the cluster admin to list the image in workloads.allowedImages.",
+    ),
+    Reason.LocationNotAllowed: Explanation(
+        f"{_DS}, {_MD}",
+        True,
+        "An s3 URI in the spec (a Dataset's source, a ModelDeployment's model) lies outside the "
+        "namespace's own storage prefix and the locations the operator lets it read.",
+        "Copy the data into this namespace's prefix, or ask the cluster admin to list the "
+        "location in storage.readableLocations for this namespace.",
+    ),
+    Reason.StorageNotAllowed: Explanation(
+        _DS,
+        True,
+        "spec.storage moves the endpoint, bucket or prefix, which this operator does not allow: "
+        "every namespace's artifacts live in its own prefix of the operator's storage.",
+        "Remove those fields (credentialsSecretRef and region stay allowed), or ask the cluster "
+        "admin for storage.allowOverride.",
+    ),
+    Reason.SearchTooLarge: Explanation(
+        _TJ,
+        True,
+        "spec.search would fit more candidates than the operator allows "
+        "(workloads.maxSearchTrials).",
+        "Use fewer candidate values, or random search with a smaller maxTrials.",
+    ),
+    Reason.NameConflict: Explanation(
+        _MD,
+        True,
+        "A Deployment, Service or other child this object needs already exists and belongs to "
+        "another object; the operator does not take it over.",
+        "Rename one of the two objects, or delete the other object's child.",
+    ),
+    Reason.ForeignJob: Explanation(
+        _WORKLOADS,
+        True,
+        "A Job with the name of this object's ingestion or run exists but was not made by the "
+        "operator for it (another owner, or another pod template); its result is not used.",
+        "Delete that Job; the operator then creates its own.",
+    ),
+    Reason.ResultRejected: Explanation(
+        _WORKLOADS,
+        True,
+        "The workload's result did not come from the operator's own Job and pod, or does not "
+        "match what the operator asked of it (another location, dataset version or shape).",
+        "Read the message; refresh the Dataset or change the TrainingJob to run again.",
+    ),
+    Reason.JobVanished: Explanation(
+        _WORKLOADS,
+        True,
+        "The Job of an ingestion or run was deleted before the operator recorded its result "
+        "(deleted by hand, or removed by its TTL while the operator was down).",
+        "Refresh the Dataset (annotation modelyard.dev/refresh) or change the TrainingJob to "
+        "run again; raise workloads.jobTTLSeconds if the operator is often down that long.",
+    ),
+    Reason.ModelNotPublished: Explanation(
+        _SERVER,
+        True,
+        "The model's directory has no manifest.json: training never finished publishing it.",
+        "Serve a model from a successful run.",
     ),
 }

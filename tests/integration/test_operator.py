@@ -13,7 +13,14 @@ from kubernetes import client
 from modelyard.api import GROUP, VERSION
 from tests.chaos.objects import Objects
 from tests.conftest import EXAMPLES, PLURALS
-from tests.kubelet import finish_job, ingest_summary, make_ready, train_summary, wait_for
+from tests.kubelet import (
+    card_digest_of,
+    finish_job,
+    ingest_summary,
+    make_ready,
+    train_summary,
+    wait_for,
+)
 from tests.plugins.kube import Cluster
 from tests.plugins.operator import Operator
 
@@ -127,11 +134,15 @@ def test_dataset_ingests_into_a_version(api: Api, operator: Operator) -> None:
     assert job.metadata.owner_references[0].kind == "Dataset"
     pod_security = job.spec.template.spec.security_context
     assert pod_security.run_as_non_root and pod_security.seccomp_profile.type == "RuntimeDefault"
-    api.wait_condition("Dataset", "iris", "Ready", "False", "Ingesting")
+    # In progress, not failing: Ready=Unknown and Reconciling=True (kstatus), never Ready=False.
+    api.wait_condition("Dataset", "iris", "Ready", "Unknown", "Ingesting")
+    api.wait_condition("Dataset", "iris", "Reconciling", "True", "Ingesting")
     assert api.status("Dataset", "iris")["phase"] == "Ingesting"
+    assert api.condition("Dataset", "iris", "Stalled") is None
 
     finish_job(api.core, api.namespace, job.metadata.name, ingest_summary(V1))
     api.wait_condition("Dataset", "iris", "Ready", "True", "Ingested")
+    assert api.condition("Dataset", "iris", "Reconciling") is None
     status = api.status("Dataset", "iris")
     assert (status["phase"], status["version"], status["rows"], status["columns"]) == (
         "Ready",
@@ -159,6 +170,7 @@ def test_failed_ingestion_reports_the_workloads_reason(api: Api, operator: Opera
     finish_job(api.core, api.namespace, job.metadata.name, failure, exit_code=4)
     ready = api.wait_condition("Dataset", "iris", "Ready", "False", "ValidationFailed")
     assert "column 'age'" in ready["message"]
+    api.wait_condition("Dataset", "iris", "Stalled", "True", "ValidationFailed")
     assert api.status("Dataset", "iris")["phase"] == "Failed"
     job = api.batch.read_namespaced_job(job.metadata.name, api.namespace)
     assert job.status.failed == 1, "a deterministic failure is not retried"
@@ -186,6 +198,8 @@ def test_trainingjob_waits_for_its_dataset_then_trains(api: Api, operator: Opera
         "TrainingJob", "iris-classifier", "DatasetReady", "False", "DatasetNotFound"
     )
     assert "iris" in waiting["message"]
+    # Waiting for a dependency is progress.
+    api.wait_condition("TrainingJob", "iris-classifier", "Ready", "Unknown", "DatasetNotFound")
     assert not api.jobs("modelyard.dev/trainingjob=iris-classifier")
     _ready_dataset(api)
     job = api.wait_job("modelyard.dev/run=run-1")
@@ -198,9 +212,12 @@ def test_trainingjob_waits_for_its_dataset_then_trains(api: Api, operator: Opera
     api.wait_condition("TrainingJob", "iris-classifier", "Ready", "True", "Succeeded")
     status = api.status("TrainingJob", "iris-classifier")
     assert status["phase"] == "Succeeded"
+    uid = api.get("TrainingJob", "iris-classifier")["metadata"]["uid"]
     assert status["model"] == {
-        "uri": "s3://modelyard/models/ns/iris-classifier/run-1/model.joblib",
+        "uri": f"s3://modelyard/namespaces/{api.namespace}/models/iris-classifier/{uid}/run-1/"
+        "model.joblib",
         "digest": MODEL_1,
+        "cardDigest": card_digest_of(MODEL_1),
     }
     assert status["datasetVersion"] == V1 and status["latestRun"] == "run-1"
     assert status["primaryMetric"] == {"name": "accuracy", "value": 0.95}
@@ -261,7 +278,7 @@ def test_modeldeployment_serves_the_trained_model_with_lineage(
     _ready_dataset(api)
     api.create(_quickstart("TrainingJob"))
     api.create(_quickstart("ModelDeployment"))
-    api.wait_condition("ModelDeployment", "iris", "Ready", "False", "ModelNotReady")
+    api.wait_condition("ModelDeployment", "iris", "Ready", "Unknown", "ModelNotReady")
     _trained(api, "run-1", V1, MODEL_1, 0.95)
     deployment = wait_for(
         "Deployment iris",
@@ -301,9 +318,12 @@ def test_modeldeployment_serves_the_trained_model_with_lineage(
     api.wait_condition("ModelDeployment", "iris", "Ready", "True", "Serving")
     status = api.status("ModelDeployment", "iris")
     assert status["url"] == f"http://iris.{api.namespace}.svc.cluster.local"
+    uid = api.get("TrainingJob", "iris-classifier")["metadata"]["uid"]
     assert status["model"] == {
-        "uri": "s3://modelyard/models/ns/iris-classifier/run-1/model.joblib",
+        "uri": f"s3://modelyard/namespaces/{api.namespace}/models/iris-classifier/{uid}/run-1/"
+        "model.joblib",
         "digest": MODEL_1,
+        "cardDigest": card_digest_of(MODEL_1),
         "trainingJob": "iris-classifier",
         "run": "run-1",
         "dataset": "iris",
@@ -369,7 +389,11 @@ def test_canary_splits_replicas_under_one_service(api: Api, operator: Operator) 
     api.create(_quickstart("TrainingJob"))
     deployment = _quickstart("ModelDeployment")
     deployment["spec"]["canary"] = {
-        "model": {"uri": "s3://modelyard/models/candidate/model.joblib", "digest": MODEL_2},
+        "model": {
+            "uri": f"s3://modelyard/namespaces/{api.namespace}/candidates/model.joblib",
+            "digest": MODEL_2,
+            "cardDigest": MODEL_2,
+        },
         "trafficPercent": 50,
     }
     api.create(deployment)

@@ -57,7 +57,11 @@ STORAGE = StorageSpec.model_validate(
 def _ingest(config: OperatorConfig, spec: Manifest) -> Manifest:
     owner = Owner("Dataset", "iris", "ns", "uid-1")
     return build_ingest_job(
-        owner, DatasetSpec.model_validate(spec), ingest_job_name("iris", 1, ""), config
+        owner,
+        DatasetSpec.model_validate(spec),
+        ingest_job_name("iris", "uid-1", 1, ""),
+        "s3://b/namespaces/ns/datasets/iris/",
+        config,
     )
 
 
@@ -72,12 +76,15 @@ def _train(config: OperatorConfig, storage: StorageSpec | None) -> Manifest:
         }
     )
     owner = Owner("TrainingJob", "iris", "ns", "uid-2")
-    return build_training_job(owner, spec, "run-1", "s3://b/d", DIGEST, storage, config)
+    output = "s3://b/namespaces/ns/models/iris/uid-2/run-1/"
+    return build_training_job(owner, spec, "run-1", "s3://b/d", DIGEST, storage, output, config)
 
 
 def _serve(config: OperatorConfig, track: str, storage: StorageSpec | None) -> Manifest:
     owner = Owner("ModelDeployment", "iris", "ns", "uid-3")
-    return build_deployment(owner, SERVING, track, ModelRef("s3://m/m", DIGEST, storage), 2, config)
+    return build_deployment(
+        owner, SERVING, track, ModelRef("s3://m/m", DIGEST, DIGEST, storage), 2, config
+    )
 
 
 def _operator(values: dict[str, str]) -> Manifest:

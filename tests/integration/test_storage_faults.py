@@ -107,10 +107,12 @@ def test_ingest_during_an_s3_outage_publishes_nothing_and_the_next_run_succeeds(
     _assert_storage_unavailable(_ingest(worker, bucket))
 
     s3_outage.restore()
-    assert _manifests(storage, bucket, "datasets") == [], f"{fault}: a version became visible"
+    assert _manifests(storage, bucket, "namespaces/ml/datasets") == [], (
+        f"{fault}: a version became visible"
+    )
     retried = _ingest(worker, bucket)
     assert retried.exit_code == 0, retried.message
-    assert _manifests(storage, bucket, "datasets") == [
+    assert _manifests(storage, bucket, "namespaces/ml/datasets") == [
         f"{S3Uri.parse(retried.message['uri']).key}/{MANIFEST}"
     ]
 
@@ -142,7 +144,11 @@ def test_training_during_an_s3_outage_publishes_no_model_and_the_next_run_succee
     _assert_storage_unavailable(worker.train(TRAIN_SPEC, dataset.message, name="data"))
 
     s3_outage.restore()
-    assert _manifests(storage, bucket, "models") == [], f"{fault}: a model became visible"
+    assert _manifests(storage, bucket, "namespaces/ml/models") == [], (
+        f"{fault}: a model became visible"
+    )
     retried = worker.train(TRAIN_SPEC, dataset.message, name="data")
     assert retried.exit_code == 0, retried.message
-    assert _manifests(storage, bucket, "models") == [f"models/ml/data/run-1/{MANIFEST}"]
+    assert _manifests(storage, bucket, "namespaces/ml/models") == [
+        f"namespaces/ml/models/data/local/run-1/{MANIFEST}"
+    ]

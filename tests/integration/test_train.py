@@ -50,11 +50,13 @@ def test_iris_model_is_published_with_card_and_lineage(
     assert message["metrics"]["accuracy"] > 0.85
     assert (message["trainRows"], message["testRows"]) == (120, 30)
     model_uri = S3Uri.parse(message["model"]["uri"])
-    assert model_uri.key == "models/ml/tj/run-1/model.joblib"
+    assert model_uri.key == "namespaces/ml/models/tj/local/run-1/model.joblib"
     model_bytes = storage.get_bytes(model_uri)
     assert bytes_digest(model_bytes) == message["model"]["digest"]
-    run_prefix = S3Uri(model_uri.bucket, "models/ml/tj/run-1")
-    card = ModelCard.model_validate_json(storage.get_bytes(run_prefix.join("model.json")))
+    run_prefix = S3Uri(model_uri.bucket, "namespaces/ml/models/tj/local/run-1")
+    card_bytes = storage.get_bytes(run_prefix.join("model.json"))
+    assert bytes_digest(card_bytes) == message["model"]["cardDigest"]
+    card = ModelCard.model_validate_json(card_bytes)
     assert card.digest == message["model"]["digest"]
     assert card.classes == [0, 1, 2]
     assert card.features[0].name == "sepal length (cm)"
@@ -65,6 +67,7 @@ def test_iris_model_is_published_with_card_and_lineage(
     assert model.predict(np.array([[5.1, 3.5, 1.4, 0.2]])).tolist() == [0]
     manifest = storage.get_json(run_prefix.join("manifest.json"))
     assert manifest["digest"] == message["model"]["digest"]
+    assert manifest["cardDigest"] == message["model"]["cardDigest"]
 
 
 def test_breast_cancer_with_grid_search_records_best_params(worker: Worker) -> None:

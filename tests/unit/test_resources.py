@@ -13,8 +13,14 @@ from modelyard.api.dataset import DatasetSpec
 from modelyard.api.modeldeployment import ModelDeploymentSpec
 from modelyard.api.trainingjob import TrainingJobSpec
 from modelyard.config import OperatorConfig
-from modelyard.resources.common import child_name
-from modelyard.resources.jobs import Owner, build_ingest_job, build_training_job, ingest_job_name
+from modelyard.resources.common import EPHEMERAL_STORAGE_REQUEST, child_name
+from modelyard.resources.jobs import (
+    Owner,
+    build_ingest_job,
+    build_training_job,
+    ingest_job_name,
+    training_job_name,
+)
 from modelyard.resources.serving import (
     ModelRef,
     build_deployment,
@@ -26,6 +32,7 @@ from modelyard.resources.serving import (
 
 CONFIG = OperatorConfig(s3_endpoint="http://10.0.0.1:8333", s3_credentials_secret="s3-creds")
 DIGEST = "sha256:" + "ab" * 32
+CARD_DIGEST = "sha256:" + "cd" * 32
 DATASET = Owner("Dataset", "iris", "ml", "uid-1")
 TRAINING_JOB = Owner("TrainingJob", "iris-classifier", "ml", "uid-2")
 DEPLOYMENT = Owner("ModelDeployment", "iris", "ml", "uid-3")
@@ -55,7 +62,13 @@ def _validate(manifest: dict[str, Any]) -> None:
 
 def _ingest(spec: dict[str, Any] | None = None) -> dict[str, Any]:
     dataset_spec = DatasetSpec.model_validate(spec or {"source": {"builtin": {"name": "iris"}}})
-    return build_ingest_job(DATASET, dataset_spec, ingest_job_name("iris", 1, ""), CONFIG)
+    return build_ingest_job(
+        DATASET,
+        dataset_spec,
+        ingest_job_name("iris", "uid-1", 1, ""),
+        "s3://modelyard/namespaces/ml/datasets/iris/",
+        CONFIG,
+    )
 
 
 @pytest.mark.parametrize(
@@ -72,10 +85,18 @@ def test_child_names_are_deterministic_dns_labels(parts: tuple[str, ...], unique
     assert len(name) <= 63 and name[0].isalnum() and name[-1].isalnum()
 
 
-def test_ingest_job_name_changes_with_generation_and_refresh_only() -> None:
-    assert ingest_job_name("iris", 1, "") == ingest_job_name("iris", 1, "")
-    assert ingest_job_name("iris", 2, "") != ingest_job_name("iris", 1, "")
-    assert ingest_job_name("iris", 1, "now") != ingest_job_name("iris", 1, "")
+def test_ingest_job_name_changes_with_generation_refresh_and_object_only() -> None:
+    assert ingest_job_name("iris", "u1", 1, "") == ingest_job_name("iris", "u1", 1, "")
+    assert ingest_job_name("iris", "u1", 2, "") != ingest_job_name("iris", "u1", 1, "")
+    assert ingest_job_name("iris", "u1", 1, "now") != ingest_job_name("iris", "u1", 1, "")
+    # A Dataset created again under the same name never adopts the first one's Job.
+    assert ingest_job_name("iris", "u2", 1, "") != ingest_job_name("iris", "u1", 1, "")
+
+
+def test_training_job_name_differs_for_an_object_created_again() -> None:
+    assert training_job_name("tj", "u1", "run-1") == training_job_name("tj", "u1", "run-1")
+    assert training_job_name("tj", "u2", "run-1") != training_job_name("tj", "u1", "run-1")
+    assert len(training_job_name("t" * 63, "u1", "run-1000")) <= 63
 
 
 def test_ingest_job_is_owned_hardened_and_valid() -> None:
@@ -103,8 +124,10 @@ def test_ingest_job_is_owned_hardened_and_valid() -> None:
         "name": "AWS_SECRET_ACCESS_KEY",
         "valueFrom": {"secretKeyRef": {"name": "s3-creds", "key": "AWS_SECRET_ACCESS_KEY"}},
     }
+    assert env["MODELYARD_OUTPUT_URI"]["value"] == "s3://modelyard/namespaces/ml/datasets/iris/"
     assert pod["restartPolicy"] == "Never"
     assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
+    assert job["spec"]["activeDeadlineSeconds"] == CONFIG.ingest_deadline_seconds
     rule = job["spec"]["podFailurePolicy"]["rules"][0]
     assert rule["action"] == "FailJob" and rule["onExitCodes"]["values"] == [2, 3, 4]
 
@@ -137,22 +160,35 @@ def test_training_job_honours_limits_resources_and_image() -> None:
         TRAINING_JOB,
         spec,
         "run-3",
-        "s3://modelyard/datasets/ml/iris/abc",
+        "s3://modelyard/namespaces/ml/datasets/iris/abc",
         DIGEST,
         StorageSpec(bucket="team-data"),
+        "s3://team-data/namespaces/ml/models/iris-classifier/uid-2/run-3/",
         CONFIG,
     )
     _validate(job)
-    assert job["metadata"]["name"] == "iris-classifier-run-3"
+    assert job["metadata"]["name"] == training_job_name("iris-classifier", "uid-2", "run-3")
     assert job["metadata"]["labels"]["modelyard.dev/run"] == "run-3"
     assert (job["spec"]["backoffLimit"], job["spec"]["activeDeadlineSeconds"]) == (0, 600)
     container = _pod_spec(job)["containers"][0]
     assert container["image"] == "registry.example/trainer:1"
     assert container["resources"] == {
-        "requests": {"cpu": 2, "memory": CONFIG.workload_memory_request},
-        "limits": {"memory": "4Gi"},
+        "requests": {
+            "cpu": 2,
+            "memory": CONFIG.workload_memory_request,
+            "ephemeral-storage": EPHEMERAL_STORAGE_REQUEST,
+        },
+        "limits": {
+            "cpu": CONFIG.workload_cpu_limit,
+            "memory": "4Gi",
+            "ephemeral-storage": CONFIG.workload_tmp_size,
+        },
     }
     env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["MODELYARD_OUTPUT_URI"] == (
+        "s3://team-data/namespaces/ml/models/iris-classifier/uid-2/run-3/"
+    )
+    assert env["MODELYARD_MAX_SEARCH_TRIALS"] == str(CONFIG.max_search_trials)
     assert env["MODELYARD_DATASET_VERSION"] == DIGEST
     assert env["MODELYARD_RUN"] == "run-3"
     assert env["MODELYARD_S3_BUCKET"] == "team-data"
@@ -185,7 +221,12 @@ def _serving_spec(**fields: Any) -> ModelDeploymentSpec:
 
 def test_server_deployment_rolls_without_downtime_and_verifies_digest() -> None:
     deployment = build_deployment(
-        DEPLOYMENT, _serving_spec(), "main", ModelRef("s3://m/model.joblib", DIGEST), 2, CONFIG
+        DEPLOYMENT,
+        _serving_spec(),
+        "main",
+        ModelRef("s3://m/model.joblib", DIGEST, CARD_DIGEST),
+        2,
+        CONFIG,
     )
     _validate(deployment)
     spec = deployment["spec"]
@@ -197,6 +238,7 @@ def test_server_deployment_rolls_without_downtime_and_verifies_digest() -> None:
     assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["MODELYARD_MODEL_DIGEST"] == DIGEST
+    assert env["MODELYARD_MODEL_CARD_DIGEST"] == CARD_DIGEST
     assert env["MODELYARD_MODEL_NAME"] == "iris"
     assert spec["selector"]["matchLabels"]["modelyard.dev/track"] == "main"
     assert (
@@ -207,7 +249,7 @@ def test_server_deployment_rolls_without_downtime_and_verifies_digest() -> None:
 def test_autoscaled_deployment_leaves_replicas_to_the_hpa() -> None:
     spec = _serving_spec(autoscaling={"minReplicas": 2, "maxReplicas": 5})
     deployment = build_deployment(
-        DEPLOYMENT, spec, "main", ModelRef("s3://m/x", DIGEST), None, CONFIG
+        DEPLOYMENT, spec, "main", ModelRef("s3://m/x", DIGEST, CARD_DIGEST), None, CONFIG
     )
     assert "replicas" not in deployment["spec"]
     assert spec.autoscaling is not None
@@ -221,10 +263,10 @@ def test_service_selects_both_tracks_and_pdb_limits_disruption() -> None:
     service = build_service(DEPLOYMENT)
     _validate(service)
     main = build_deployment(
-        DEPLOYMENT, _serving_spec(), "main", ModelRef("s3://m/a", DIGEST), 1, CONFIG
+        DEPLOYMENT, _serving_spec(), "main", ModelRef("s3://m/a", DIGEST, CARD_DIGEST), 1, CONFIG
     )
     canary = build_deployment(
-        DEPLOYMENT, _serving_spec(), "canary", ModelRef("s3://m/b", DIGEST), 1, CONFIG
+        DEPLOYMENT, _serving_spec(), "canary", ModelRef("s3://m/b", DIGEST, CARD_DIGEST), 1, CONFIG
     )
     for deployment in (main, canary):
         pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
@@ -240,9 +282,50 @@ def test_server_reads_the_model_from_its_datasets_storage() -> None:
     model = ModelRef(
         "s3://team-data/models/m.joblib",
         DIGEST,
+        CARD_DIGEST,
         StorageSpec(endpoint="http://team-s3:9000", credentialsSecretRef={"name": "team"}),
     )
     deployment = build_deployment(DEPLOYMENT, _serving_spec(), "main", model, 1, CONFIG)
     env = {e["name"]: e for e in _pod_spec(deployment)["containers"][0]["env"]}
     assert env["MODELYARD_S3_ENDPOINT"]["value"] == "http://team-s3:9000"
     assert env["AWS_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"]["name"] == "team"
+
+
+def test_workload_pods_have_bounded_scratch_space_cpu_and_placement() -> None:
+    config = OperatorConfig(
+        workload_tmp_size="1Gi",
+        workload_tolerations='[{"key": "gpu", "operator": "Exists"}]',
+        workload_affinity='{"nodeAffinity": {}}',
+    )
+    job = build_ingest_job(
+        DATASET,
+        DatasetSpec.model_validate({"source": {"builtin": {"name": "iris"}}}),
+        "iris-ingest",
+        "s3://modelyard/namespaces/ml/datasets/iris/",
+        config,
+    )
+    server = build_deployment(
+        DEPLOYMENT, _serving_spec(), "main", ModelRef("s3://m/a", DIGEST, None), 1, config
+    )
+    for manifest in (job, server):
+        _validate(manifest)
+        pod = _pod_spec(manifest)
+        assert pod["volumes"] == [{"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}]
+        limits = pod["containers"][0]["resources"]["limits"]
+        assert limits["ephemeral-storage"] == "1Gi" and limits["cpu"] == config.workload_cpu_limit
+        assert pod["tolerations"] == [{"key": "gpu", "operator": "Exists"}]
+        assert pod["affinity"] == {"nodeAffinity": {}}
+
+
+def test_model_servers_use_the_read_only_serving_credentials() -> None:
+    config = OperatorConfig(s3_credentials_secret="rw", s3_serving_credentials_secret="ro")
+    server = build_deployment(
+        DEPLOYMENT, _serving_spec(), "main", ModelRef("s3://m/a", DIGEST, None), 1, config
+    )
+    env = {e["name"]: e for e in _pod_spec(server)["containers"][0]["env"]}
+    assert env["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "ro"
+    assert "MODELYARD_MODEL_CARD_DIGEST" not in env  # a run from before card digests
+    job = _ingest()
+    assert {e["name"]: e for e in _pod_spec(job)["containers"][0]["env"]}["AWS_SECRET_ACCESS_KEY"][
+        "valueFrom"
+    ]["secretKeyRef"]["name"] == CONFIG.s3_credentials_secret

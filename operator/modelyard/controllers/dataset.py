@@ -5,22 +5,27 @@ from __future__ import annotations
 from typing import Any
 
 import kopf
+from kubernetes.dynamic.exceptions import ConflictError
 
+from modelyard import summaries
 from modelyard.api import GROUP, VERSION
 from modelyard.api.dataset import DatasetSpec
-from modelyard.controllers import metrics, trainingjob
-from modelyard.controllers.conditions import now, set_condition
+from modelyard.controllers import metrics, provenance, trainingjob
+from modelyard.controllers.conditions import now, progressing, set_condition, settled, stalled
 from modelyard.controllers.context import Context, from_memo, post_event
 from modelyard.controllers.denials import reported
-from modelyard.controllers.jobs import failure_reason, outcome
-from modelyard.controllers.kube import termination_message
+from modelyard.controllers.jobs import failure_of, job_output, outcome
 from modelyard.controllers.transient import recorded, retrying
+from modelyard.policy import locations
 from modelyard.reasons import Reason
 from modelyard.resources.jobs import Owner, build_ingest_job, ingest_job_name
+from modelyard.storage import layout
+from modelyard.storage.uri import S3Uri
 
 KIND = "Dataset"
 REFRESH_ANNOTATION = "modelyard.dev/refresh"
 HISTORY_LIMIT = 20
+ATTEMPTS = 5
 
 
 @kopf.on.resume(GROUP, VERSION, "datasets")
@@ -29,7 +34,33 @@ HISTORY_LIMIT = 20
 def dataset_changed(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
     context, plain = from_memo(memo, kwargs), dict(body)
     with metrics.reconciling(KIND), reported(context, KIND, plain):
-        reconcile(context, plain)
+        try:
+            reconcile(context, plain)
+        except ConflictError as error:  # a Job's event recorded a result meanwhile
+            raise kopf.TemporaryError("status changed meanwhile", delay=1) from error
+
+
+def versions_prefix(context: Context, body: dict[str, Any], spec: DatasetSpec) -> S3Uri:
+    """Where this Dataset's versions are written: the operator's choice, never the workload's."""
+    meta = body["metadata"]
+    root = locations.dataset_root(context.config, spec.storage)
+    return layout.datasets_prefix(root, meta["namespace"], meta["name"])
+
+
+def refusal(context: Context, namespace: str, spec: DatasetSpec) -> tuple[str, str] | None:
+    """(reason, message) when the spec asks for storage this namespace may not use."""
+    config = context.config
+    moved = locations.storage_override_refusal(config, spec.storage)
+    if moved:
+        return Reason.StorageNotAllowed, moved
+    if spec.source.s3 is not None:
+        roots = (locations.default_root(config), locations.dataset_root(config, spec.storage))
+        outside = locations.location_refusal(
+            "spec.source.s3.uri", spec.source.s3.uri, namespace, roots, config
+        )
+        if outside:
+            return Reason.LocationNotAllowed, outside
+    return None
 
 
 def reconcile(context: Context, body: dict[str, Any]) -> None:
@@ -37,46 +68,145 @@ def reconcile(context: Context, body: dict[str, Any]) -> None:
     meta = body["metadata"]
     if meta.get("deletionTimestamp"):
         return
+    namespace, name, uid = meta["namespace"], meta["name"], meta["uid"]
     status = body.get("status") or {}
     generation = meta.get("generation", 1)
     refresh = (meta.get("annotations") or {}).get(REFRESH_ANNOTATION, "")
-    job_name = ingest_job_name(meta["name"], generation, refresh)
+    job_name = ingest_job_name(name, uid, generation, refresh)
     if status.get("ingestJob") == job_name:
+        if status.get("phase") == "Ingesting":
+            _check_job_present(context, body)
         return  # this ingestion was started already; its Job's events carry it on
     spec = DatasetSpec.model_validate(body["spec"])
-    owner = Owner(KIND, meta["name"], meta["namespace"], meta["uid"])
-    job, created = context.kube.create(build_ingest_job(owner, spec, job_name, context.config))
-    has_version = bool(status.get("version"))
-    conditions = status.get("conditions")
-    if not has_version:
-        conditions = set_condition(
-            conditions,
-            "Ready",
-            False,
-            Reason.Ingesting,
-            f"ingest Job {job_name} is running",
-            generation,
-        )
+    refused = refusal(context, namespace, spec)
+    if refused is not None:
+        _stall(context, body, *refused, observed=generation)
+        return
+    owner = Owner(KIND, name, namespace, uid)
+    desired = build_ingest_job(
+        owner, spec, job_name, str(versions_prefix(context, body, spec)), context.config
+    )
+    job, created = context.kube.create(desired)
+    foreign = None if created else provenance.foreign_job(job, uid, desired)
+    if foreign is not None:
+        _stall(context, body, Reason.ForeignJob, foreign, observed=generation)
+        return
+    message = f"ingest Job {job_name} is running"
+    conditions = progressing(
+        status.get("conditions"),
+        Reason.Ingesting,
+        message,
+        generation,
+        keep_ready=bool(status.get("version")),
+    )
     patch = {
         "phase": "Ingesting",
         "ingestJob": job_name,
+        "ingestJobUid": job["metadata"]["uid"],
         "observedGeneration": generation,
         "conditions": set_condition(
-            conditions, "Ingested", "Unknown", Reason.Ingesting, f"Job {job_name}", generation
+            conditions, "Ingested", "Unknown", Reason.Ingesting, message, generation
         ),
     }
-    context.kube.patch_status(KIND, meta["namespace"], meta["name"], patch)
-    metrics.set_phase(KIND, meta["namespace"], meta["name"], "Ingesting")
+    _patch(context, body, patch)
+    metrics.set_phase(KIND, namespace, name, "Ingesting")
     if created:
         post_event(body, Reason.IngestStarted, f"started ingest Job {job_name}")
         return
     # The Job was made by a reconcile that died before recording it. If it ended meanwhile, its
     # last event may have come while our status did not name it yet: read it again now that the
     # status does (a later event will find the status naming it) and record its result.
-    job = context.kube.get("batch/v1", "Job", meta["namespace"], job_name) or job
+    job = context.kube.get("batch/v1", "Job", namespace, job_name) or job
     finished = outcome(job)
     if finished is not None:
         on_job_finished(context, job, finished)
+
+
+def _patch(context: Context, body: dict[str, Any], patch: dict[str, Any]) -> None:
+    """Patch status only if nobody changed the object since `body` was read: a late handler
+    for an older Job never overwrites a newer ingestion (ConflictError instead)."""
+    meta = body["metadata"]
+    context.kube.patch_status(
+        KIND, meta["namespace"], meta["name"], patch, meta.get("resourceVersion")
+    )
+
+
+def _stall(
+    context: Context,
+    body: dict[str, Any],
+    reason: str,
+    message: str,
+    observed: int | None = None,
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """Stop with a problem only a human can fix: Failed, Ready=False and Stalled=True."""
+    meta = body["metadata"]
+    status = body.get("status") or {}
+    generation = meta.get("generation")
+    conditions = stalled(status.get("conditions"), reason, message, generation)
+    conditions = set_condition(conditions, "Ingested", False, reason, message, generation)
+    patch: dict[str, Any] = {"phase": "Failed", "conditions": conditions, **(extra or {})}
+    if observed is not None:
+        patch["observedGeneration"] = observed
+    if all(status.get(key) == value for key, value in patch.items()):
+        return  # reported already: a resumed operator adds no event
+    _patch(context, body, patch)
+    metrics.set_phase(KIND, meta["namespace"], meta["name"], "Failed")
+    post_event(body, reason, message, warning=True)
+
+
+def _check_job_present(context: Context, body: dict[str, Any]) -> None:
+    """An ingestion whose Job is gone before its result was recorded (deleted by hand, or by its
+    TTL while the operator was down) would say Ingesting forever: fail it with the reason."""
+    meta, status = body["metadata"], body.get("status") or {}
+    job = context.kube.get("batch/v1", "Job", meta["namespace"], status["ingestJob"])
+    if job is None or job["metadata"]["uid"] != status.get("ingestJobUid"):
+        _vanished(context, body)
+
+
+def _vanished(context: Context, body: dict[str, Any]) -> None:
+    job_name = (body.get("status") or {}).get("ingestJob")
+    _stall(
+        context,
+        body,
+        Reason.JobVanished,
+        f"ingest Job {job_name} was deleted before its result was recorded; "
+        f"refresh the Dataset (annotate {REFRESH_ANNOTATION}) to ingest again",
+    )
+
+
+def on_job_deleted(context: Context, job: dict[str, Any]) -> None:
+    """A Job of ours went away: if its ingestion was still waiting for it, that ends it."""
+    namespace = job["metadata"]["namespace"]
+    name = job["metadata"]["labels"].get("modelyard.dev/dataset")
+    if not name:
+        return
+
+    def vanish(dataset: dict[str, Any]) -> None:
+        status = dataset.get("status") or {}
+        if (
+            status.get("phase") == "Ingesting"
+            and status.get("ingestJobUid") == (job["metadata"]["uid"])
+        ):
+            _vanished(context, dataset)
+
+    _on_fresh(context, namespace, name, vanish)
+
+
+def _on_fresh(
+    context: Context, namespace: str, name: str, action: Any, attempts: int = ATTEMPTS
+) -> Any:
+    """`action` on the Dataset as it is now; again on a new read when it changed between our
+    read and our patch. None when the Dataset is gone."""
+    for _ in range(attempts):
+        dataset = context.kube.custom(KIND, namespace, name)
+        if dataset is None:
+            return None
+        try:
+            return action(dataset)
+        except ConflictError:
+            continue
+    raise RuntimeError(f"{KIND} {namespace}/{name} kept changing under {attempts} attempts")
 
 
 def on_job_finished(context: Context, job: dict[str, Any], succeeded: bool) -> None:
@@ -89,7 +219,14 @@ def on_job_finished(context: Context, job: dict[str, Any], succeeded: bool) -> N
     job_name = job["metadata"]["name"]
     if recorded(
         f"recording ingest Job {namespace}/{job_name}",
-        lambda: _record_job(context, namespace, name, job, succeeded),
+        lambda: bool(
+            _on_fresh(
+                context,
+                namespace,
+                name,
+                lambda dataset: _record_job(context, dataset, job, succeeded),
+            )
+        ),
     ):
         retrying(
             f"following Dataset {namespace}/{name}",
@@ -98,75 +235,71 @@ def on_job_finished(context: Context, job: dict[str, Any], succeeded: bool) -> N
 
 
 def _record_job(
-    context: Context, namespace: str, name: str, job: dict[str, Any], succeeded: bool
+    context: Context, dataset: dict[str, Any], job: dict[str, Any], succeeded: bool
 ) -> bool:
-    """Record the Job's result in status; False when there is none to record (any more)."""
-    dataset = context.kube.custom(KIND, namespace, name)
-    if dataset is None:
-        return False
+    """Record the Job's result in status; False when there is none to record (any more). Only
+    the Job this Dataset's status names, by name and UID, counts: a Job that merely carries our
+    labels is never read."""
     status = dataset.get("status") or {}
-    job_name = job["metadata"]["name"]
-    if status.get("ingestJob") != job_name or status.get("phase") != "Ingesting":
-        return False  # a superseded ingestion, or one already recorded
-    generation = status.get("observedGeneration")
-    summary = termination_message(context.kube, namespace, job_name) or {}
-    if succeeded and summary.get("status") == "Succeeded":
-        _record_version(context, dataset, summary, generation)
+    job_meta = job["metadata"]
+    if (
+        status.get("ingestJob") != job_meta["name"]
+        or status.get("ingestJobUid") != job_meta["uid"]
+        or status.get("phase") != "Ingesting"
+        or provenance.controller_uid(job_meta) != dataset["metadata"]["uid"]
+    ):
+        return False  # a superseded ingestion, one already recorded, or not ours
+    summary = provenance.termination_summary(context.kube, job) or {}
+    if not (succeeded and summary.get("status") == "Succeeded"):
+        _stall(context, dataset, *failure_of(job, summary, "ingest Job"))
         return True
-    reason = summary.get("reason") or failure_reason(job)
-    message = summary.get("message") or f"ingest Job {job_name} failed"
-    conditions = status.get("conditions")
-    for condition in ("Ready", "Ingested"):
-        conditions = set_condition(conditions, condition, False, reason, message, generation)
-    context.kube.patch_status(KIND, namespace, name, {"phase": "Failed", "conditions": conditions})
-    metrics.set_phase(KIND, namespace, name, "Failed")
-    post_event(dataset, reason, message, warning=True)
+    try:
+        result = summaries.expect_ingest(summary, job_output(job))
+    except summaries.Rejected as rejected:
+        _stall(
+            context, dataset, Reason.ResultRejected, f"ingest Job {job_meta['name']}: {rejected}"
+        )
+        return True
+    _record_version(context, dataset, result)
     return True
 
 
 def _record_version(
-    context: Context, dataset: dict[str, Any], summary: dict[str, Any], generation: int | None
+    context: Context, dataset: dict[str, Any], result: summaries.IngestResult
 ) -> None:
     meta = dataset["metadata"]
     status = dataset.get("status") or {}
-    version = summary["version"]
+    generation = status.get("observedGeneration")
+    version = result.version
     history = [h for h in status.get("history") or [] if h.get("version") != version]
     previous = next((h for h in status.get("history") or [] if h.get("version") == version), None)
     record = {
         "version": version,
-        "uri": summary["uri"],
-        "rows": summary["rows"],
-        "createdAt": (previous or {}).get("createdAt") or summary.get("createdAt") or now(),
+        "uri": result.uri,
+        "rows": result.rows,
+        "createdAt": (previous or {}).get("createdAt") or result.created_at or now(),
     }
     new_version = status.get("version") != version
-    message = f"version {version[:19]}… with {summary['rows']} rows"
-    conditions = set_condition(
-        status.get("conditions"), "Ready", True, Reason.Ingested, message, generation
-    )
+    message = f"version {version[:19]}… with {result.rows} rows"
+    conditions = settled(status.get("conditions"), Reason.Ingested, message, generation)
     conditions = set_condition(conditions, "Ingested", True, Reason.Ingested, message, generation)
     patch = {
         "phase": "Ready",
         "version": version,
-        "uri": summary["uri"],
-        "format": summary.get("format"),
-        "rows": summary["rows"],
-        "columns": summary.get("columns"),
-        "sizeBytes": summary.get("sizeBytes"),
-        "trainRows": summary.get("trainRows"),
-        "testRows": summary.get("testRows"),
-        "statistics": [_statistics(column) for column in summary.get("statistics") or []],
+        "uri": result.uri,
+        "format": result.format,
+        "rows": result.rows,
+        "columns": result.columns,
+        "sizeBytes": result.size_bytes,
+        "trainRows": result.train_rows,
+        "testRows": result.test_rows,
+        "statistics": [column.to_dict() for column in result.statistics],
         "history": ([record, *history])[:HISTORY_LIMIT],
         "conditions": conditions,
     }
-    context.kube.patch_status(KIND, meta["namespace"], meta["name"], patch)
+    _patch(context, dataset, patch)
     metrics.set_phase(KIND, meta["namespace"], meta["name"], "Ready")
     if new_version:
         post_event(dataset, Reason.NewVersion, f"ingested {message}")
     else:
         post_event(dataset, Reason.Unchanged, f"content unchanged: still {message}")
-
-
-def _statistics(column: dict[str, Any]) -> dict[str, Any]:
-    """Status keeps the fields the CRD declares; the summary may carry more."""
-    keys = ("name", "type", "count", "nulls", "min", "max", "mean", "std", "categories")
-    return {key: column[key] for key in keys if key in column}

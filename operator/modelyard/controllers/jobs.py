@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from modelyard import summaries
 from modelyard.reasons import Reason
+from modelyard.resources.jobs import OUTPUT_URI
+from modelyard.storage.uri import InvalidUri, S3Uri
 
 
 def outcome(job: dict[str, Any]) -> bool | None:
@@ -25,3 +28,28 @@ def failure_reason(job: dict[str, Any]) -> str:
         if condition.get("type") == "Failed" and condition.get("status") == "True":
             return str(condition.get("reason") or Reason.JobFailed)
     return Reason.JobFailed
+
+
+def job_output(job: dict[str, Any]) -> S3Uri:
+    """Where the operator told the Job's workload to publish (its MODELYARD_OUTPUT_URI)."""
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    value = next(
+        (e.get("value") for e in container.get("env") or [] if e["name"] == OUTPUT_URI), None
+    )
+    try:
+        return S3Uri.parse(value or "")
+    except InvalidUri:
+        raise summaries.Rejected(
+            f"Job {job['metadata']['name']} names no output location"
+        ) from None
+
+
+def failure_of(job: dict[str, Any], summary: dict[str, Any], what: str) -> tuple[str, str]:
+    """(reason, message) of a failed workload: its own report when it left one, else what
+    Kubernetes says stopped the Job."""
+    failure = summaries.failure(summary)
+    reason = (
+        failure.reason if failure and failure.reason != Reason.JobFailed else failure_reason(job)
+    )
+    message = (failure.message if failure else "") or f"{what} {job['metadata']['name']} failed"
+    return reason, message

@@ -9,18 +9,22 @@ from typing import Any
 import kopf
 from kubernetes.dynamic.exceptions import ConflictError
 
+from modelyard import summaries
 from modelyard.api import GROUP, VERSION
 from modelyard.api.dataset import DatasetSpec
-from modelyard.api.trainingjob import Metric, RetrainPolicy, TrainingJobSpec
-from modelyard.controllers import metrics, modeldeployment
-from modelyard.controllers.conditions import now, set_condition
+from modelyard.api.trainingjob import Metric, RetrainPolicy, TrainingJobSpec, search_candidates
+from modelyard.controllers import metrics, modeldeployment, provenance
+from modelyard.controllers.conditions import now, progressing, set_condition, settled, stalled
 from modelyard.controllers.context import Context, from_memo, post_event
 from modelyard.controllers.denials import reported
-from modelyard.controllers.jobs import failure_reason, outcome
-from modelyard.controllers.kube import termination_message
+from modelyard.controllers.jobs import failure_of, job_output, outcome
 from modelyard.controllers.transient import recorded, retrying
+from modelyard.policy import locations
+from modelyard.policy.images import image_allowed
 from modelyard.reasons import Reason
-from modelyard.resources.jobs import Owner, build_training_job, training_job_name
+from modelyard.resources.jobs import Owner, build_training_job
+from modelyard.storage import layout
+from modelyard.storage.uri import S3Uri
 
 KIND = "TrainingJob"
 ACTIVE = ("Pending", "Running")
@@ -70,6 +74,34 @@ def on_fresh(
     raise RuntimeError(f"{KIND} {namespace}/{name} kept changing under {ATTEMPTS} attempts")
 
 
+def model_output(
+    context: Context, body: dict[str, Any], dataset: dict[str, Any], run: str
+) -> S3Uri:
+    """Where a run's model goes: beside its Dataset's versions, under this object's UID, so a
+    TrainingJob created again under the same name never writes over the first one's models."""
+    meta = body["metadata"]
+    storage = DatasetSpec.model_validate(dataset["spec"]).storage
+    root = locations.dataset_root(context.config, storage)
+    return layout.model_prefix(root, meta["namespace"], meta["name"], meta["uid"], run)
+
+
+def refusal(context: Context, spec: TrainingJobSpec) -> tuple[str, str] | None:
+    """(reason, message) when the spec asks for what this operator does not run."""
+    config = context.config
+    if spec.image and not image_allowed(spec.image, (config.trainer_image,), config.allowed_images):
+        return Reason.ImageNotAllowed, (
+            f"spec.image: {spec.image} is not an image this operator runs (workloads.allowedImages)"
+        )
+    if spec.search is not None:
+        candidates = search_candidates(spec.search)
+        if candidates > config.max_search_trials:
+            return Reason.SearchTooLarge, (
+                f"spec.search: {candidates} candidates, more than the {config.max_search_trials} "
+                "this operator allows (workloads.maxSearchTrials)"
+            )
+    return None
+
+
 def reconcile(context: Context, body: dict[str, Any]) -> None:
     meta = body["metadata"]
     if meta.get("deletionTimestamp"):
@@ -79,18 +111,22 @@ def reconcile(context: Context, body: dict[str, Any]) -> None:
     status = body.get("status") or {}
     runs: list[dict[str, Any]] = list(status.get("runs") or [])
     conditions = status.get("conditions")
+    has_model = bool(status.get("model"))
 
     dataset = context.kube.custom("Dataset", namespace, spec.dataset_ref.name)
     resolved = _dataset_version(dataset, spec)
     if isinstance(resolved, Waiting):
         reason, message = resolved.reason, resolved.message
         conditions = set_condition(conditions, "DatasetReady", False, reason, message, generation)
-        patch: dict[str, Any] = {"observedGeneration": generation, "conditions": conditions}
-        if not runs:
-            patch["phase"] = "Pending"
-            patch["conditions"] = set_condition(
-                conditions, "Ready", False, reason, message, generation
-            )
+        patch: dict[str, Any] = {"observedGeneration": generation}
+        if not any(run["phase"] in ACTIVE for run in runs):
+            if resolved.failed:
+                conditions = stalled(conditions, reason, message, generation)
+            else:
+                conditions = progressing(conditions, reason, message, generation, has_model)
+            if not runs:
+                patch["phase"] = "Pending"
+        patch["conditions"] = conditions
         _patch_status(context, body, patch)
         metrics.set_phase(KIND, namespace, name, patch.get("phase", status.get("phase")))
         return
@@ -110,35 +146,51 @@ def reconcile(context: Context, body: dict[str, Any]) -> None:
     created = False
     if active:
         run = active[-1]
-        job, created = _start_job(
-            context,
-            body,
-            spec,
-            run["id"],
-            run["datasetVersion"],
-            dataset,
-            uri_of(dataset, run["datasetVersion"]) or uri,
-        )
+        run_version = run["datasetVersion"]
+        job = context.kube.get("batch/v1", "Job", namespace, run["job"])
+        if job is None or (run.get("jobUid") and job["metadata"]["uid"] != run["jobUid"]):
+            # Gone before its result was recorded (deleted, or removed by its TTL while the
+            # operator was down): the run would say Running forever.
+            _vanish_run(context, body, run["id"])
+            return
+        if not run.get("jobUid"):
+            run["jobUid"] = job["metadata"]["uid"]
+        uri = uri_of(dataset, run_version) or uri
     elif _needs_run(spec, latest, generation, version):
+        refused = refusal(context, spec)
+        if refused is not None:
+            _stall(context, body, conditions, *refused)
+            return
         run_id = f"run-{len(runs) + 1}"
-        job, created = _start_job(context, body, spec, run_id, version, dataset, uri)
+        started = _start_job(context, body, spec, run_id, version, dataset, uri)
+        if isinstance(started, str):
+            _stall(context, body, conditions, Reason.ForeignJob, started)
+            return
+        job, created = started
         runs.append(
             {
                 "id": run_id,
                 "datasetVersion": version,
-                "job": training_job_name(name, run_id),
+                "job": job["metadata"]["name"],
+                "jobUid": job["metadata"]["uid"],
                 "generation": generation,
                 "phase": "Running",
                 "startedAt": now(),
             }
         )
-        conditions = set_condition(
-            conditions, "Ready", False, Reason.Training, f"{run_id} on {version[:19]}…", generation
-        )
         if created:
             post_event(
                 body, Reason.RunStarted, f"{run_id} trains on dataset version {version[:19]}…"
             )
+    if any(run["phase"] in ACTIVE for run in runs):
+        run = [r for r in runs if r["phase"] in ACTIVE][-1]
+        conditions = progressing(
+            conditions,
+            Reason.Training,
+            f"{run['id']} on {run['datasetVersion'][:19]}…",
+            generation,
+            keep_ready=has_model,
+        )
     phase = _phase(runs)
     _patch_status(
         context,
@@ -170,6 +222,29 @@ def _patch_status(context: Context, body: dict[str, Any], patch: dict[str, Any])
     )
 
 
+def _stall(
+    context: Context,
+    body: dict[str, Any],
+    conditions: list[dict[str, Any]] | None,
+    reason: str,
+    message: str,
+) -> None:
+    """Refuse to start a run: Ready=False and Stalled=True with the reason, and an Event."""
+    meta = body["metadata"]
+    generation = meta.get("generation")
+    status = body.get("status") or {}
+    patch = {
+        "observedGeneration": generation,
+        "conditions": stalled(conditions, reason, message, generation),
+        "phase": "Failed",
+    }
+    if all(status.get(key) == value for key, value in patch.items()):
+        return
+    _patch_status(context, body, patch)
+    metrics.set_phase(KIND, meta["namespace"], meta["name"], "Failed")
+    post_event(body, reason, message, warning=True)
+
+
 def uri_of(dataset: dict[str, Any], version: str) -> str | None:
     status = dataset.get("status") or {}
     if status.get("version") == version:
@@ -182,10 +257,11 @@ def uri_of(dataset: dict[str, Any], version: str) -> str | None:
 
 @dataclass(frozen=True)
 class Waiting:
-    """Why there is no dataset version to train on yet."""
+    """Why there is no dataset version to train on yet; `failed`: not until a human acts."""
 
     reason: str
     message: str
+    failed: bool = False
 
 
 def _dataset_version(
@@ -205,7 +281,9 @@ def _dataset_version(
         return ref.version, uri
     if status.get("phase") != "Ready" or not status.get("version"):
         phase = status.get("phase") or "Pending"
-        return Waiting(Reason.DatasetNotReady, f"Dataset {ref.name} is {phase}")
+        return Waiting(
+            Reason.DatasetNotReady, f"Dataset {ref.name} is {phase}", failed=phase == "Failed"
+        )
     return str(status["version"]), str(status["uri"])
 
 
@@ -228,13 +306,19 @@ def _start_job(
     version: str,
     dataset: dict[str, Any],
     uri: str,
-) -> tuple[dict[str, Any], bool]:
-    """The run's Job, created unless it exists, and whether this call created it."""
+) -> tuple[dict[str, Any], bool] | str:
+    """The run's Job, created unless it exists, and whether this call created it; or why a Job
+    under its name is not the operator's."""
     meta = body["metadata"]
     owner = Owner(KIND, meta["name"], meta["namespace"], meta["uid"])
     dataset_storage = DatasetSpec.model_validate(dataset["spec"]).storage
-    job = build_training_job(owner, spec, run_id, uri, version, dataset_storage, context.config)
-    return context.kube.create(job)
+    output = model_output(context, body, dataset, run_id)
+    desired = build_training_job(
+        owner, spec, run_id, uri, version, dataset_storage, str(output), context.config
+    )
+    job, created = context.kube.create(desired)
+    foreign = None if created else provenance.foreign_job(job, meta["uid"], desired)
+    return foreign if foreign is not None else (job, created)
 
 
 def _phase(runs: list[dict[str, Any]]) -> str:
@@ -244,16 +328,20 @@ def _phase(runs: list[dict[str, Any]]) -> str:
     return "Running" if latest in ACTIVE else str(latest)
 
 
+def _run_of(job: dict[str, Any]) -> tuple[str, str, str] | None:
+    labels = job["metadata"]["labels"]
+    name, run_id = labels.get("modelyard.dev/trainingjob"), labels.get("modelyard.dev/run")
+    if not name or not run_id:
+        return None
+    return job["metadata"]["namespace"], name, run_id
+
+
 def on_job_finished(context: Context, job: dict[str, Any], succeeded: bool) -> None:
     """A training Job ended: record the run, promote its model, tell ModelDeployments."""
-    labels = job["metadata"]["labels"]
-    namespace, name, run_id = (
-        job["metadata"]["namespace"],
-        labels.get("modelyard.dev/trainingjob"),
-        labels.get("modelyard.dev/run"),
-    )
-    if not name or not run_id:
+    found = _run_of(job)
+    if found is None:
         return
+    namespace, name, run_id = found
 
     def record() -> bool:
         done: list[bool] = []
@@ -276,64 +364,141 @@ def on_job_finished(context: Context, job: dict[str, Any], succeeded: bool) -> N
     retrying(f"following TrainingJob {namespace}/{name}", follow)
 
 
+def on_job_deleted(context: Context, job: dict[str, Any]) -> None:
+    """A Job of ours went away: if its run was still waiting for it, that run has failed."""
+    found = _run_of(job)
+    if found is None:
+        return
+    namespace, name, run_id = found
+
+    def vanish(body: dict[str, Any]) -> None:
+        run = next(
+            (r for r in (body.get("status") or {}).get("runs") or [] if r["id"] == run_id), None
+        )
+        if run and run["phase"] in ACTIVE and run.get("jobUid") == job["metadata"]["uid"]:
+            _vanish_run(context, body, run_id)
+
+    on_fresh(context, namespace, name, vanish)
+
+
+def _vanish_run(context: Context, body: dict[str, Any], run_id: str) -> None:
+    runs = list((body.get("status") or {}).get("runs") or [])
+    index = next(i for i, run in enumerate(runs) if run["id"] == run_id)
+    message = (
+        f"training Job {runs[index].get('job')} was deleted before its result was recorded; "
+        "change the TrainingJob to train again"
+    )
+    _end_run(
+        context,
+        body,
+        runs,
+        index,
+        {"phase": "Failed", "reason": Reason.JobVanished, "message": message},
+    )
+
+
 def _record_run(
     context: Context, body: dict[str, Any], job: dict[str, Any], run_id: str, succeeded: bool
 ) -> bool:
-    """Record the run's result in status; False when there is none to record (any more)."""
-    namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+    """Record the run's result in status; False when there is none to record (any more). Only
+    the Job this run's record names, by name and UID, counts: a Job that merely carries our
+    labels is never read."""
     status = body.get("status") or {}
     runs = list(status.get("runs") or [])
     index = next((i for i, run in enumerate(runs) if run["id"] == run_id), None)
     if index is None or runs[index]["phase"] not in ACTIVE:
         return False
-    summary = termination_message(context.kube, namespace, job["metadata"]["name"]) or {}
-    run = dict(runs[index])
-    run["finishedAt"] = now()
-    for key in ("metrics", "model", "params"):
-        if summary.get(key) is not None:
-            run[key] = summary[key]
-    generation = body["metadata"].get("generation")
+    run = runs[index]
+    job_meta = job["metadata"]
+    if (
+        job_meta["name"] != run.get("job")
+        or job_meta["uid"] != run.get("jobUid")
+        or provenance.controller_uid(job_meta) != body["metadata"]["uid"]
+    ):
+        return False  # not the Job the operator started for this run
+    summary = provenance.termination_summary(context.kube, job) or {}
+    if summary.get("status") not in ("Succeeded", "Failed") or "model" not in summary:
+        # No model to report: the workload failed before training, or left nothing.
+        reason, message = failure_of(job, summary, "training Job")
+        _end_run(
+            context, body, runs, index, {"phase": "Failed", "reason": reason, "message": message}
+        )
+        return True
+    try:
+        result = summaries.expect_training(summary, run_id, run["datasetVersion"], job_output(job))
+    except summaries.Rejected as rejected:
+        message = f"training Job {job_meta['name']}: {rejected}"
+        _end_run(
+            context,
+            body,
+            runs,
+            index,
+            {"phase": "Failed", "reason": Reason.ResultRejected, "message": message},
+        )
+        return True
+    fields: dict[str, Any] = {
+        "metrics": {str(k): v for k, v in result.metrics.items()},
+        "model": result.model.model_dump(by_alias=True),
+    }
+    if result.params is not None:
+        fields["params"] = result.params
+    if succeeded and result.status == "Succeeded":
+        fields.update(phase="Succeeded", reason=Reason.Succeeded)
+    else:  # trained and published, but missed its objective (or the Job failed after all)
+        reason, message = failure_of(job, summary, "training Job")
+        fields.update(phase="Failed", reason=reason, message=message)
+    _end_run(context, body, runs, index, fields, result.task)
+    return True
+
+
+def _end_run(
+    context: Context,
+    body: dict[str, Any],
+    runs: list[dict[str, Any]],
+    index: int,
+    fields: dict[str, Any],
+    task: str | None = None,
+) -> None:
+    """Record how run `index` ended, and what that makes of the TrainingJob's status."""
+    meta = body["metadata"]
+    namespace, name, generation = meta["namespace"], meta["name"], meta.get("generation")
+    status = body.get("status") or {}
+    run = {**runs[index], **fields, "finishedAt": now()}
+    runs = [*runs[:index], run, *runs[index + 1 :]]
     conditions = status.get("conditions")
     patch: dict[str, Any] = {}
-    if succeeded and summary.get("status") == "Succeeded":
-        run["phase"] = "Succeeded"
-        run["reason"] = Reason.Succeeded
+    if run["phase"] == "Succeeded":
         spec = TrainingJobSpec.model_validate(body["spec"])
         patch.update(
             model=run.get("model"),
             metrics=run.get("metrics"),
             datasetVersion=run.get("datasetVersion"),
-            latestRun=run_id,
-            primaryMetric=_primary_metric(spec, summary),
+            latestRun=run["id"],
+            primaryMetric=_primary_metric(spec, run.get("metrics") or {}, task),
         )
-        message = f"{run_id}: " + ", ".join(
+        message = f"{run['id']}: " + ", ".join(
             f"{k}={v:g}" for k, v in (run.get("metrics") or {}).items()
         )
-        conditions = set_condition(conditions, "Ready", True, Reason.Succeeded, message, generation)
+        conditions = settled(conditions, Reason.Succeeded, message, generation)
         metrics.RUNS.labels(namespace, name, "succeeded").inc()
         post_event(body, Reason.RunSucceeded, message)
     else:
-        run["phase"] = "Failed"
-        run["reason"] = summary.get("reason") or failure_reason(job)
-        run["message"] = summary.get("message") or f"training Job {job['metadata']['name']} failed"
-        conditions = set_condition(
-            conditions, "Ready", False, run["reason"], f"{run_id}: {run['message']}", generation
-        )
+        message = f"{run['id']}: {run.get('message')}"
+        conditions = stalled(conditions, run["reason"], message, generation)
         metrics.RUNS.labels(namespace, name, "failed").inc()
-        post_event(body, run["reason"], f"{run_id}: {run['message']}", warning=True)
-    runs[index] = run
+        post_event(body, run["reason"], message, warning=True)
     patch.update(runs=runs, conditions=conditions, phase=_phase(runs))
-    context.kube.patch_status(KIND, namespace, name, patch, body["metadata"]["resourceVersion"])
+    context.kube.patch_status(KIND, namespace, name, patch, meta["resourceVersion"])
     metrics.set_phase(KIND, namespace, name, patch["phase"])
-    return True
 
 
-def _primary_metric(spec: TrainingJobSpec, summary: dict[str, Any]) -> dict[str, Any] | None:
-    values: dict[str, float] = summary.get("metrics") or {}
+def _primary_metric(
+    spec: TrainingJobSpec, values: dict[str, float], task: str | None
+) -> dict[str, Any] | None:
     if spec.objective:
         metric = str(spec.objective.metric)
     else:
-        metric = DEFAULT_METRIC.get(summary.get("task", ""), Metric.ACCURACY).value
+        metric = DEFAULT_METRIC.get(task or "", Metric.ACCURACY).value
     if metric not in values:
         return None
     return {"name": metric, "value": values[metric]}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from typing import Any
 
 from modelyard.api import API_VERSION
@@ -82,25 +83,42 @@ def container_security_context() -> Manifest:
     }
 
 
-TMP_VOLUME = {"name": "tmp", "emptyDir": {}}
 TMP_MOUNT = {"name": "tmp", "mountPath": "/tmp"}
+EPHEMERAL_STORAGE_REQUEST = "256Mi"
+
+
+def tmp_volume(config: OperatorConfig) -> Manifest:
+    """The only writable place in a workload's file system, bounded: past its size the kubelet
+    evicts the pod instead of letting it fill the node's disk."""
+    return {"name": "tmp", "emptyDir": {"sizeLimit": config.workload_tmp_size}}
 
 
 def resources(spec: ResourceRequirements | None, config: OperatorConfig) -> Manifest:
-    """The spec's requests/limits, or the operator defaults for what it leaves out."""
+    """The spec's requests/limits, or the operator defaults for what it leaves out. CPU and
+    scratch space are limited too: one object must not take every core or the node's disk."""
     requests: dict[str, Any] = {
         "cpu": config.workload_cpu_request,
         "memory": config.workload_memory_request,
+        # Without it, the request would default to the limit and every pod would reserve
+        # the whole scratch size on its node.
+        "ephemeral-storage": EPHEMERAL_STORAGE_REQUEST,
     }
-    limits: dict[str, Any] = {"memory": config.workload_memory_limit}
+    limits: dict[str, Any] = {
+        "cpu": config.workload_cpu_limit,
+        "memory": config.workload_memory_limit,
+        "ephemeral-storage": config.workload_tmp_size,
+    }
     if spec is not None:
         requests.update(spec.requests or {})
         limits.update(spec.limits or {})
     return {"requests": requests, "limits": limits}
 
 
-def storage_env(config: OperatorConfig, override: StorageSpec | None = None) -> list[Manifest]:
-    """Where the workload finds S3, with credentials only as a Secret reference."""
+def storage_env(
+    config: OperatorConfig, override: StorageSpec | None = None, serving: bool = False
+) -> list[Manifest]:
+    """Where the workload finds S3, with credentials only as a Secret reference. Model servers
+    (`serving`) get the read-only serving credentials when the operator has them."""
     endpoint = (override.endpoint if override else None) or config.s3_endpoint
     values = {
         "MODELYARD_S3_ENDPOINT": endpoint,
@@ -111,10 +129,15 @@ def storage_env(config: OperatorConfig, override: StorageSpec | None = None) -> 
     env: list[Manifest] = [
         {"name": name, "value": value} for name, value in values.items() if value
     ]
+    default_secret = (
+        config.s3_serving_credentials_secret or config.s3_credentials_secret
+        if serving
+        else config.s3_credentials_secret
+    )
     secret = (
         override.credentials_secret_ref.name
         if override and override.credentials_secret_ref
-        else config.s3_credentials_secret
+        else default_secret
     )
     if secret:
         env += [
@@ -131,4 +154,8 @@ def placement(config: OperatorConfig) -> Manifest:
         fields["imagePullSecrets"] = [{"name": name} for name in config.image_pull_secrets]
     if config.workload_node_selector:
         fields["nodeSelector"] = dict(config.workload_node_selector)
+    if config.workload_tolerations:
+        fields["tolerations"] = json.loads(config.workload_tolerations)
+    if config.workload_affinity:
+        fields["affinity"] = json.loads(config.workload_affinity)
     return fields

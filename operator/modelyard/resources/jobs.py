@@ -13,7 +13,6 @@ from modelyard.config import OperatorConfig
 from modelyard.exitcodes import EXIT_INVALID_DATA, EXIT_OBJECTIVE_NOT_MET, EXIT_USAGE
 from modelyard.resources.common import (
     TMP_MOUNT,
-    TMP_VOLUME,
     Manifest,
     child_name,
     container_security_context,
@@ -22,12 +21,15 @@ from modelyard.resources.common import (
     pod_security_context,
     resources,
     storage_env,
+    tmp_volume,
 )
 
 INGEST_COMPONENT = "ingest"
 TRAIN_COMPONENT = "train"
 INGEST_BACKOFF_LIMIT = 2
 DETERMINISTIC_EXIT_CODES = (EXIT_USAGE, EXIT_OBJECTIVE_NOT_MET, EXIT_INVALID_DATA)
+# Where the operator tells a workload to publish: it chooses every storage key.
+OUTPUT_URI = "MODELYARD_OUTPUT_URI"
 
 
 @dataclass(frozen=True)
@@ -40,22 +42,31 @@ class Owner:
     uid: str
 
 
-def ingest_job_name(dataset: str, generation: int, refresh: str) -> str:
-    """Changes with the spec (generation) and with the refresh annotation, nothing else."""
-    return child_name(dataset, "ingest", unique=f"{generation}/{refresh}")
+def ingest_job_name(dataset: str, uid: str, generation: int, refresh: str) -> str:
+    """Changes with the spec (generation) and with the refresh annotation, and differs for a
+    Dataset created again under the same name (uid): a new object never adopts an old Job."""
+    return child_name(dataset, "ingest", unique=f"{uid}/{generation}/{refresh}")
 
 
-def training_job_name(training_job: str, run: str) -> str:
-    return child_name(training_job, run)
+def training_job_name(training_job: str, uid: str, run: str) -> str:
+    return child_name(training_job, run, unique=uid)
 
 
 def build_ingest_job(
-    owner: Owner, spec: DatasetSpec, job_name: str, config: OperatorConfig
+    owner: Owner, spec: DatasetSpec, job_name: str, output_uri: str, config: OperatorConfig
 ) -> Manifest:
+    """`output_uri`: the prefix the operator chose for the Dataset's versions."""
     env = [
         {"name": "MODELYARD_SPEC", "value": _spec_json(spec)},
         {"name": "MODELYARD_NAMESPACE", "value": owner.namespace},
         {"name": "MODELYARD_NAME", "value": owner.name},
+        {"name": OUTPUT_URI, "value": output_uri},
+        *_settings_env(
+            {
+                "MODELYARD_HTTP_ALLOWED_NETWORKS": ",".join(config.http_allowed_networks),
+                "MODELYARD_HTTP_DENIED_NETWORKS": ",".join(config.http_denied_networks),
+            }
+        ),
         *storage_env(config, spec.storage),
     ]
     return _job(
@@ -67,7 +78,7 @@ def build_ingest_job(
         config.trainer_image,
         resources(None, config),
         INGEST_BACKOFF_LIMIT,
-        None,
+        config.ingest_deadline_seconds,
         config,
     )
 
@@ -79,21 +90,26 @@ def build_training_job(
     dataset_uri: str,
     dataset_version: str,
     dataset_storage: StorageSpec | None,
+    output_uri: str,
     config: OperatorConfig,
 ) -> Manifest:
-    """A run reads its Dataset's storage and writes the model beside it."""
+    """A run reads its Dataset's storage and writes the model beside it, at `output_uri` (the
+    prefix the operator chose for this run)."""
     env = [
         {"name": "MODELYARD_SPEC", "value": _spec_json(spec)},
         {"name": "MODELYARD_NAMESPACE", "value": owner.namespace},
         {"name": "MODELYARD_NAME", "value": owner.name},
+        {"name": "MODELYARD_UID", "value": owner.uid},
         {"name": "MODELYARD_RUN", "value": run},
         {"name": "MODELYARD_DATASET_URI", "value": dataset_uri},
         {"name": "MODELYARD_DATASET_VERSION", "value": dataset_version},
+        {"name": OUTPUT_URI, "value": output_uri},
+        {"name": "MODELYARD_MAX_SEARCH_TRIALS", "value": str(config.max_search_trials)},
         *storage_env(config, dataset_storage),
     ]
     job = _job(
         owner,
-        training_job_name(owner.name, run),
+        training_job_name(owner.name, owner.uid, run),
         TRAIN_COMPONENT,
         ["modelyard-worker", "train"],
         env,
@@ -106,6 +122,10 @@ def build_training_job(
     job["metadata"]["labels"]["modelyard.dev/run"] = run
     job["spec"]["template"]["metadata"]["labels"]["modelyard.dev/run"] = run
     return job
+
+
+def _settings_env(values: dict[str, str]) -> list[Manifest]:
+    return [{"name": name, "value": value} for name, value in values.items() if value]
 
 
 def _spec_json(spec: Any) -> str:
@@ -143,7 +163,7 @@ def _job(
                 "terminationMessagePolicy": "FallbackToLogsOnError",
             }
         ],
-        "volumes": [TMP_VOLUME],
+        "volumes": [tmp_volume(config)],
     }
     pod_spec.update(placement(config))
     job_spec: Manifest = {

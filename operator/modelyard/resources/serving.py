@@ -10,7 +10,6 @@ from modelyard.api.modeldeployment import Autoscaling, ModelDeploymentSpec
 from modelyard.config import OperatorConfig
 from modelyard.resources.common import (
     TMP_MOUNT,
-    TMP_VOLUME,
     Manifest,
     child_name,
     container_security_context,
@@ -20,6 +19,7 @@ from modelyard.resources.common import (
     pod_security_context,
     resources,
     storage_env,
+    tmp_volume,
 )
 from modelyard.resources.jobs import Owner
 
@@ -36,6 +36,7 @@ DRAIN_SECONDS = 10  # the server drains in-flight requests this long on SIGTERM
 class ModelRef:
     uri: str
     digest: str
+    card_digest: str | None
     # The storage of the Dataset the model was trained on: its model lives beside it.
     storage: StorageSpec | None = None
 
@@ -85,10 +86,15 @@ def build_deployment(
     env = [
         {"name": "MODELYARD_MODEL_URI", "value": model.uri},
         {"name": "MODELYARD_MODEL_DIGEST", "value": model.digest},
+        *(
+            [{"name": "MODELYARD_MODEL_CARD_DIGEST", "value": model.card_digest}]
+            if model.card_digest
+            else []
+        ),
         {"name": "MODELYARD_MODEL_NAME", "value": owner.name},
         {"name": "MODELYARD_PORT", "value": str(PORT)},
         {"name": "HOME", "value": "/tmp"},
-        *storage_env(config, model.storage),
+        *storage_env(config, model.storage, serving=True),
     ]
     pod_spec: Manifest = {
         "automountServiceAccountToken": False,
@@ -126,7 +132,7 @@ def build_deployment(
                 "terminationMessagePolicy": "FallbackToLogsOnError",
             }
         ],
-        "volumes": [TMP_VOLUME],
+        "volumes": [tmp_volume(config)],
     }
     pod_spec.update(placement(config))
     deployment_spec: Manifest = {

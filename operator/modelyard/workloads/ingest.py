@@ -30,7 +30,7 @@ from modelyard.workloads import termination
 from modelyard.workloads.parquet_sink import ParquetSink
 from modelyard.workloads.prefetch import prefetch
 from modelyard.workloads.sources import BUILTIN_TARGET, read_source
-from modelyard.workloads.spec import load_spec, storage_config
+from modelyard.workloads.spec import load_spec, parse_uri, storage_config
 from modelyard.workloads.split import TargetColumn, choose_test_rows
 from modelyard.workloads.stats import StatisticsAccumulator
 from modelyard.workloads.tabular import (
@@ -55,6 +55,12 @@ def main(argv: Sequence[str]) -> int:
     )
     parser.add_argument("--namespace", default=os.environ.get("MODELYARD_NAMESPACE", "default"))
     parser.add_argument("--name", default=os.environ.get("MODELYARD_NAME"))
+    parser.add_argument(
+        "--output-uri",
+        default=os.environ.get("MODELYARD_OUTPUT_URI"),
+        help="s3:// prefix the operator chose for this Dataset's versions "
+        "(default: the layout's, from --namespace and --name)",
+    )
     args = parser.parse_args(argv)
 
     def body() -> termination.Completed:
@@ -64,7 +70,12 @@ def main(argv: Sequence[str]) -> int:
                 Reason.InvalidArguments, "--name (or $MODELYARD_NAME) is required", EXIT_USAGE
             )
         config = storage_config(spec.storage)
-        summary, statistics = ingest(spec, args.namespace, args.name, Storage(config), config.root)
+        output = (
+            parse_uri("--output-uri", args.output_uri)
+            if args.output_uri
+            else layout.datasets_prefix(config.root, args.namespace, args.name)
+        )
+        summary, statistics = ingest(spec, args.namespace, args.name, Storage(config), output)
         return termination.Completed(summary, [_compact(column) for column in statistics])
 
     code = termination.run(body)
@@ -73,9 +84,10 @@ def main(argv: Sequence[str]) -> int:
 
 
 def ingest(
-    spec: DatasetSpec, namespace: str, name: str, storage: Storage, root: S3Uri
+    spec: DatasetSpec, namespace: str, name: str, storage: Storage, output: S3Uri
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Publish (or find) the version of the source's current content; summary + statistics."""
+    """Publish (or find) the version of the source's current content under `output` (the
+    Dataset's versions prefix); summary + statistics."""
     declared = {
         column.name: ARROW_TYPES[logical_type_of(column.type)]
         for column in (spec.schema_.columns if spec.schema_ else [])
@@ -94,7 +106,7 @@ def ingest(
                 "split": spec.split.model_dump(by_alias=True, mode="json"),
             }
         )
-        prefix = layout.dataset_prefix(root, namespace, name, version)
+        prefix = layout.dataset_version_prefix(output, version)
         manifest = layout.read_manifest(storage, prefix)
         if manifest is None:
             manifest = _publish(

@@ -14,6 +14,7 @@ from modelyard.api.common import StorageSpec
 from modelyard.manifests import describe
 from modelyard.reasons import Reason
 from modelyard.storage.config import StorageConfig
+from modelyard.storage.uri import InvalidUri, S3Uri
 from modelyard.workloads.termination import EXIT_USAGE, WorkloadError
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
@@ -48,3 +49,11 @@ def storage_config(storage: StorageSpec | None) -> StorageConfig:
         prefix=storage.prefix,
         region=storage.region,
     )
+
+
+def parse_uri(flag: str, value: str) -> S3Uri:
+    """An s3:// argument, or a usage error naming the flag."""
+    try:
+        return S3Uri.parse(value)
+    except InvalidUri as error:
+        raise WorkloadError(Reason.InvalidArguments, f"{flag}: {error}", EXIT_USAGE) from None

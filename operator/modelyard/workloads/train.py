@@ -25,12 +25,13 @@ from sklearn.model_selection import GridSearchCV, RandomizedSearchCV
 from sklearn.pipeline import Pipeline
 from sklearn.utils._param_validation import InvalidParameterError
 
-from modelyard.api.trainingjob import Metric, TrainingJobSpec, meets
+from modelyard.api.trainingjob import Metric, TrainingJobSpec, meets, search_candidates
+from modelyard.config import OperatorConfig
 from modelyard.reasons import Reason
 from modelyard.storage import layout
 from modelyard.storage.client import Storage
-from modelyard.storage.digest import file_digest
-from modelyard.storage.uri import InvalidUri, S3Uri
+from modelyard.storage.digest import bytes_digest, file_digest
+from modelyard.storage.uri import S3Uri
 from modelyard.workloads import termination
 from modelyard.workloads.baseline import feature_baselines
 from modelyard.workloads.evaluation import (
@@ -44,7 +45,7 @@ from modelyard.workloads.evaluation import (
 from modelyard.workloads.features import table_to_matrix
 from modelyard.workloads.modelcard import DatasetLineage, Feature, ModelCard
 from modelyard.workloads.pipeline import ESTIMATOR_STEP, build_estimator, build_pipeline, task_of
-from modelyard.workloads.spec import load_spec, storage_config
+from modelyard.workloads.spec import load_spec, parse_uri, storage_config
 from modelyard.workloads.termination import (
     EXIT_INVALID_DATA,
     EXIT_OBJECTIVE_NOT_MET,
@@ -52,6 +53,9 @@ from modelyard.workloads.termination import (
     WorkloadError,
 )
 from modelyard.workloads.timing import log_peak_memory, phase
+
+# The operator passes its own limit; run by hand, the operator's default applies.
+DEFAULT_MAX_SEARCH_TRIALS = OperatorConfig.max_search_trials
 
 
 def main(argv: Sequence[str]) -> int:
@@ -71,6 +75,15 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--namespace", default=env("MODELYARD_NAMESPACE", "default"))
     parser.add_argument("--name", default=env("MODELYARD_NAME"), help="TrainingJob name")
     parser.add_argument("--run", default=env("MODELYARD_RUN"), help="run id, e.g. run-1")
+    parser.add_argument(
+        "--output-uri",
+        default=env("MODELYARD_OUTPUT_URI"),
+        help="s3:// prefix the operator chose for this run's model "
+        "(default: the layout's, from --namespace, --name, --uid and --run)",
+    )
+    parser.add_argument(
+        "--uid", default=env("MODELYARD_UID", "local"), help="the TrainingJob's metadata.uid"
+    )
     args = parser.parse_args(argv)
 
     def body() -> termination.Completed:
@@ -90,13 +103,12 @@ def main(argv: Sequence[str]) -> int:
             )
         config = storage_config(None)
         storage = Storage(config)
-        try:
-            dataset_uri = S3Uri.parse(args.dataset_uri)
-        except InvalidUri as error:
-            raise WorkloadError(
-                Reason.InvalidArguments, f"--dataset-uri: {error}", EXIT_USAGE
-            ) from None
-        output = layout.model_prefix(config.root, args.namespace, args.name, args.run)
+        dataset_uri = parse_uri("--dataset-uri", args.dataset_uri)
+        output = (
+            parse_uri("--output-uri", args.output_uri)
+            if args.output_uri
+            else layout.model_prefix(config.root, args.namespace, args.name, args.uid, args.run)
+        )
         return train(
             spec,
             storage,
@@ -214,18 +226,17 @@ def train(
             run=run,
             created_at=datetime.now(UTC),
         )
+        card_bytes = card.model_dump_json(indent=2).encode()
+        card_digest = bytes_digest(card_bytes)
         storage.ensure_bucket(output.bucket)
         storage.upload_file(model_path, output.join(layout.MODEL_FILE))
-        storage.put_bytes(
-            output.join(layout.MODEL_CARD),
-            card.model_dump_json(indent=2).encode(),
-            "application/json",
-        )
+        storage.put_bytes(output.join(layout.MODEL_CARD), card_bytes, "application/json")
         layout.publish_manifest(
             storage,
             output,
             {
                 "digest": digest,
+                "cardDigest": card_digest,
                 "modelFile": layout.MODEL_FILE,
                 "card": layout.MODEL_CARD,
                 "createdAt": card.created_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -236,7 +247,11 @@ def train(
         "status": "Succeeded",
         "run": run,
         "datasetVersion": manifest["version"],
-        "model": {"uri": str(output.join(layout.MODEL_FILE)), "digest": digest},
+        "model": {
+            "uri": str(output.join(layout.MODEL_FILE)),
+            "digest": digest,
+            "cardDigest": card_digest,
+        },
         "metrics": metrics,
         "params": best_params,
         "task": task,
@@ -295,6 +310,14 @@ def _search(spec: TrainingJobSpec, pipeline: Pipeline, task: str) -> Any:
         else (Metric.ACCURACY if task == "classification" else Metric.R2)
     )
     scoring = SCORERS[Metric(metric)]
+    limit = int(os.environ.get("MODELYARD_MAX_SEARCH_TRIALS") or DEFAULT_MAX_SEARCH_TRIALS)
+    candidates = search_candidates(spec.search)
+    if candidates > limit:
+        raise WorkloadError(
+            Reason.SearchTooLarge,
+            f"spec.search: {candidates} candidates, more than the {limit} allowed",
+            EXIT_USAGE,
+        )
     if spec.search.strategy == "grid":
         return GridSearchCV(pipeline, grid, cv=spec.search.cv, scoring=scoring, n_jobs=1)
     return RandomizedSearchCV(

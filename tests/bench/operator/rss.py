@@ -17,11 +17,10 @@ from typing import Any
 
 from kubernetes import client, config
 
-from modelyard.resources.jobs import ingest_job_name
 from tests.bench.operator import procstat, workload
 from tests.bench.operator.__main__ import CACHE, _private_plane, _settle, _wait_default_account
 from tests.chaos import objects
-from tests.kubelet import finish_job, ingest_summary, wait_for
+from tests.kubelet import finish_pod, ingest_pods_of, ingest_summary, wait_for
 from tests.plugins.operator import OperatorProcess, apply_crds, modelyard_crds
 
 TIMEOUT = 900
@@ -54,9 +53,7 @@ def measure(kubeconfig: Path, namespace: str, count: int, idle: float, env: dict
         started_rss = procstat.memory_kib(operator.pid)["VmRSS"] / 1024
         names = objects.Objects(api, namespace)
         names.create(objects.dataset(READY))
-        finish_job(
-            core, namespace, ingest_job_name(READY, 1, ""), ingest_summary("sha256:" + "0" * 64)
-        )
+        finish_pod(core, namespace, ingest_pods_of(READY), ingest_summary("sha256:" + "0" * 64))
         wait_for(f"Dataset {READY} ready", lambda: _ready(names.get("Dataset", READY)), 120)
         started = time.monotonic()
         bodies = []

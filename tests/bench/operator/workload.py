@@ -17,7 +17,7 @@ from modelyard.config import OperatorConfig
 from modelyard.controllers.kube import Kube
 from modelyard.resources.jobs import Owner, build_ingest_job, ingest_job_name
 from tests.chaos.objects import dataset
-from tests.kubelet import finish_job, ingest_summary
+from tests.kubelet import finish_pod, ingest_pods_of, ingest_summary
 
 # The bench's own client threads: as many as the operator's worker threads.
 THREADS = 8
@@ -106,9 +106,8 @@ def finish_ingestions(api: client.ApiClient, namespace: str, names: list[str]) -
 
     def finish(index_name: tuple[int, str]) -> None:
         index, name = index_name
-        job = ingest_job_name(name, 1, "")
         version = f"sha256:{index:064x}"
-        finish_job(core, namespace, job, ingest_summary(version), timeout=600)
+        finish_pod(core, namespace, ingest_pods_of(name), ingest_summary(version), timeout=600)
         finished[name] = time.monotonic()
 
     run_threaded(finish, list(enumerate(names)))
@@ -123,7 +122,11 @@ def baseline(kube: Kube, namespace: str, prefix: str, count: int, threads: int) 
     for index in range(count):
         name = f"{prefix}-{index}"
         job = build_ingest_job(
-            Owner("Dataset", name, namespace, "0"), spec, ingest_job_name(name, 1, ""), config
+            Owner("Dataset", name, namespace, "0"),
+            spec,
+            ingest_job_name(name, "0", 1, ""),
+            f"s3://modelyard/namespaces/{namespace}/datasets/{name}/",
+            config,
         )
         # Nothing owns these: no owner reference for the garbage collector to act on.
         del job["metadata"]["ownerReferences"]

@@ -1,0 +1,130 @@
+"""The serving children of a ModelDeployment, applied only where they are its own.
+
+Children have stable, user-visible names (the Service is the model's URL), so a name can already
+be taken: by another object's child, or by something a user made. The operator applies and
+deletes a child only when its controller is this ModelDeployment, or a ModelDeployment of the
+same name that no longer exists (an orphan of `kubectl delete --cascade=orphan`, taken over);
+anything else is a NameConflict, reported, never overwritten.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from modelyard.api.dataset import DatasetSpec
+from modelyard.api.modeldeployment import ModelDeploymentSpec
+from modelyard.controllers.context import Context
+from modelyard.controllers.kube import Manifest
+from modelyard.controllers.provenance import controller_uid
+from modelyard.resources.jobs import Owner
+from modelyard.resources.serving import (
+    CANARY,
+    MAIN,
+    ModelRef,
+    build_deployment,
+    build_hpa,
+    build_pdb,
+    build_service,
+    deployment_name,
+    split_replicas,
+)
+
+KIND = "ModelDeployment"
+
+
+class NameConflict(Exception):
+    """A child's name is held by an object that is not this ModelDeployment's."""
+
+
+def _holder(context: Context, owner: Owner, existing: Manifest) -> str | None:
+    """Who holds `existing` when it is not ours to change, or None when it is."""
+    uid = controller_uid(existing["metadata"])
+    if uid == owner.uid:
+        return None
+    reference = next(
+        (r for r in existing["metadata"].get("ownerReferences") or [] if r.get("controller")), None
+    )
+    if reference is not None and reference.get("kind") == KIND and reference["name"] == owner.name:
+        return None  # our predecessor under this name is gone (its UID differs from ours)
+    if reference is None:
+        return "nobody (it was not made by the operator)"
+    return f"{reference.get('kind')} {reference.get('name')}"
+
+
+def _check(
+    context: Context, owner: Owner, api_version: str, kind: str, name: str
+) -> Manifest | None:
+    existing = context.kube.get(api_version, kind, owner.namespace, name)
+    if existing is not None:
+        holder = _holder(context, owner, existing)
+        if holder is not None:
+            raise NameConflict(f"{kind} {name} exists and belongs to {holder}")
+    return existing
+
+
+def _apply(context: Context, owner: Owner, manifest: Manifest) -> None:
+    meta = manifest["metadata"]
+    _check(context, owner, manifest["apiVersion"], manifest["kind"], meta["name"])
+    context.kube.apply(manifest)
+
+
+def _delete(context: Context, owner: Owner, api_version: str, kind: str, name: str) -> None:
+    existing = context.kube.get(api_version, kind, owner.namespace, name)
+    if existing is not None and controller_uid(existing["metadata"]) == owner.uid:
+        context.kube.delete(api_version, kind, owner.namespace, name)
+
+
+def apply_children(
+    context: Context,
+    body: dict[str, Any],
+    spec: ModelDeploymentSpec,
+    main: dict[str, Any],
+    canary: dict[str, Any] | None,
+) -> None:
+    meta = body["metadata"]
+    owner = Owner(KIND, meta["name"], meta["namespace"], meta["uid"])
+    config = context.config
+    percent = spec.canary.traffic_percent if spec.canary and canary else None
+    if spec.autoscaling:
+        main_replicas: int | None = None  # the HPA owns the count
+        canary_replicas = max(1, round(spec.autoscaling.min_replicas * (percent or 0) / 100))
+        total = spec.autoscaling.min_replicas
+    else:
+        total = 1 if spec.replicas is None else spec.replicas
+        main_replicas, canary_replicas = split_replicas(total, percent)
+    _apply(
+        context,
+        owner,
+        build_deployment(owner, spec, MAIN, model_ref(context, owner, main), main_replicas, config),
+    )
+    if canary and percent:
+        model = model_ref(context, owner, canary)
+        _apply(
+            context, owner, build_deployment(owner, spec, CANARY, model, canary_replicas, config)
+        )
+    else:
+        _delete(context, owner, "apps/v1", "Deployment", deployment_name(owner.name, CANARY))
+    service = build_service(owner)
+    _apply(context, owner, service)
+    hpa = build_hpa(owner, spec.autoscaling) if spec.autoscaling else None
+    if hpa:
+        _apply(context, owner, hpa)
+    else:
+        _delete(
+            context, owner, "autoscaling/v2", "HorizontalPodAutoscaler", service["metadata"]["name"]
+        )
+    pdb = build_pdb(owner)
+    if total > 1:
+        _apply(context, owner, pdb)
+    else:
+        _delete(context, owner, "policy/v1", "PodDisruptionBudget", pdb["metadata"]["name"])
+
+
+def model_ref(context: Context, owner: Owner, model: dict[str, Any]) -> ModelRef:
+    """The model, with its Dataset's storage settings when it came from a training run."""
+    storage = None
+    if model.get("dataset"):
+        dataset = context.kube.custom("Dataset", owner.namespace, model["dataset"])
+        if dataset is not None:
+            storage = DatasetSpec.model_validate(dataset["spec"]).storage
+    return ModelRef(model["uri"], model["digest"], model.get("cardDigest"), storage)

@@ -1,0 +1,81 @@
+"""How far a ModelDeployment's rollout is, from its Deployments' own status."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from modelyard.controllers import metrics
+from modelyard.controllers.conditions import get_condition, progressing, settled
+from modelyard.controllers.context import Context, post_event
+from modelyard.controllers.modeldeployment.resolve import describe
+from modelyard.reasons import Reason
+from modelyard.resources.serving import CANARY, MAIN, deployment_name
+
+KIND = "ModelDeployment"
+# Stalls the reconcile decided (it applied nothing): the Deployments' status must not hide them.
+REFUSALS = frozenset({Reason.ImageNotAllowed, Reason.LocationNotAllowed, Reason.NameConflict})
+
+
+def report_rollout(
+    context: Context, body: dict[str, Any], canary_model: dict[str, Any] | None = None
+) -> None:
+    """Replica counts, canary share, phase and Ready from the Deployments' own status."""
+    meta = body["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
+    status = body.get("status") or {}
+    refused = (get_condition(status.get("conditions"), "Stalled") or {}).get("reason")
+    if not status.get("model") or refused in REFUSALS:
+        return
+    main = context.kube.get("apps/v1", "Deployment", namespace, deployment_name(name, MAIN))
+    canary = context.kube.get("apps/v1", "Deployment", namespace, deployment_name(name, CANARY))
+    tracks = [d for d in (main, canary) if d is not None]
+    if main is None:
+        return
+    ready = {
+        d["metadata"]["name"]: (d.get("status") or {}).get("readyReplicas") or 0 for d in tracks
+    }
+    main_ready = ready[main["metadata"]["name"]]
+    canary_ready = ready[canary["metadata"]["name"]] if canary else 0
+    done = all(_rolled_out(d) for d in tracks)
+    generation = meta.get("generation")
+    conditions = status.get("conditions")
+    if done and main_ready + canary_ready > 0:
+        phase, reason = "Ready", Reason.Serving
+        message = f"{main_ready + canary_ready} replicas serve {describe(status['model'])}"
+        conditions = settled(conditions, reason, message, generation)
+    else:
+        phase, reason = "Progressing", Reason.RollingOut
+        message = f"{main_ready + canary_ready} replicas ready; rollout in progress"
+        conditions = progressing(conditions, reason, message, generation, keep_ready=True)
+    patch: dict[str, Any] = {
+        "phase": phase,
+        "conditions": conditions,
+        "replicas": (main.get("spec") or {}).get("replicas") or 0,
+        "readyReplicas": main_ready + canary_ready,
+    }
+    if canary is not None:
+        model = canary_model or (status.get("canary") or {}).get("model")
+        if model is not None:
+            total_ready = main_ready + canary_ready
+            patch["canary"] = {
+                "model": model,
+                "replicas": (canary.get("spec") or {}).get("replicas") or 0,
+                "trafficPercent": round(100 * canary_ready / total_ready) if total_ready else 0,
+            }
+    was_ready = status.get("phase") == "Ready"
+    context.kube.patch_status(KIND, namespace, name, patch)
+    metrics.set_phase(KIND, namespace, name, phase)
+    if phase == "Ready" and not was_ready:
+        post_event(body, Reason.Serving, message)
+
+
+def _rolled_out(deployment: dict[str, Any]) -> bool:
+    spec = deployment.get("spec") or {}
+    status = deployment.get("status") or {}
+    desired = spec.get("replicas", 1)
+    return bool(
+        status.get("observedGeneration", 0) >= deployment["metadata"].get("generation", 1)
+        and (status.get("updatedReplicas") or 0) >= desired
+        and (status.get("availableReplicas") or 0) >= desired
+        and (status.get("replicas") or 0) <= desired
+    )
