@@ -6,7 +6,6 @@ One dynamic client for everything, so builders' plain dicts go to the API server
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import threading
 from typing import Any
@@ -126,25 +125,6 @@ class Kube:
 
     def customs(self, kind: str, namespace: str) -> list[Manifest]:
         return self.list_objects(API_VERSION, kind, namespace)
-
-
-def termination_message(kube: Kube, namespace: str, job_name: str) -> dict[str, Any] | None:
-    """The JSON a Job's workload left in its termination message (newest pod that ended)."""
-    pods = kube.list_objects("v1", "Pod", namespace, f"batch.kubernetes.io/job-name={job_name}")
-    ended = []
-    for pod in pods:
-        for status in (pod.get("status") or {}).get("containerStatuses") or []:
-            terminated = (status.get("state") or {}).get("terminated")
-            if terminated and terminated.get("message"):
-                ended.append((terminated.get("finishedAt") or "", terminated["message"]))
-    for _, message in sorted(ended, reverse=True):
-        try:
-            parsed = json.loads(message)
-        except json.JSONDecodeError:
-            continue  # FallbackToLogsOnError put log lines here: not our summary
-        if isinstance(parsed, dict):
-            return parsed
-    return None
 
 
 def _plain(obj: Any) -> Manifest:
