@@ -146,11 +146,20 @@ def test_a_redirect_to_a_refused_address_is_refused(
     assert server.requests == []
 
 
-def test_a_host_name_that_resolves_to_loopback_is_refused(worker: Worker, server: Server) -> None:
+@pytest.mark.parametrize("host", ["localhost", "2130706433", "0x7f.0.0.1", "127.1"])
+def test_a_host_that_resolves_to_loopback_is_refused(
+    worker: Worker, server: Server, host: str
+) -> None:
+    """Names and the odd spellings of 127.0.0.1 alike: what is checked is the resolved address."""
     server.file("/data.csv")
-    result, log = _ingest(worker, f"http://localhost:{server.port}/data.csv")
-    _assert_refused(result, log, "localhost (", "a loopback address")
+    result, log = _ingest(worker, f"http://{host}:{server.port}/data.csv")
+    _assert_refused(result, log, f"{host} (", "a loopback address")
     assert server.requests == []
+
+
+def test_an_ipv4_mapped_ipv6_literal_is_refused(worker: Worker, server: Server) -> None:
+    result, log = _ingest(worker, f"http://[::ffff:127.0.0.1]:{server.port}/data.csv")
+    _assert_refused(result, log, "::ffff:127.0.0.1 (::ffff:7f00:1), which is a loopback address")
 
 
 def test_five_redirects_are_followed_and_a_sixth_is_not(
