@@ -36,6 +36,31 @@ def test_the_environment_configures_a_pod_and_flags_override_it() -> None:
     assert parse(["--port", "8081", "--name", "flower"], env=env).port == 8081
 
 
+def test_the_limits_under_abuse_have_defaults_and_settings() -> None:
+    model = ["--model-uri", "s3://models/a/model.joblib"]
+    config = parse(model, env={})
+    assert (
+        config.max_connections,
+        config.max_inflight_bytes,
+        config.max_queued_requests,
+        config.write_seconds,
+    ) == (1024, 64 * 2**20, 4096, 60.0)
+    env = {
+        "MODELYARD_MAX_CONNECTIONS": "10",
+        "MODELYARD_MAX_INFLIGHT_BYTES": str(2**30),
+        "MODELYARD_MAX_QUEUED_REQUESTS": "20",
+        "MODELYARD_WRITE_SECONDS": "2.5",
+    }
+    config = parse(model, env=env)
+    assert (
+        config.max_connections,
+        config.max_inflight_bytes,
+        config.max_queued_requests,
+        config.write_seconds,
+    ) == (10, 2**30, 20, 2.5)
+    assert parse([*model, "--max-connections", "11"], env=env).max_connections == 11
+
+
 @pytest.mark.parametrize(
     ("argv", "env", "message"),
     [
@@ -53,6 +78,21 @@ def test_the_environment_configures_a_pod_and_flags_override_it() -> None:
             "needs a fixed --port",
         ),
         (["--model-uri", "s3://models/model.joblib"], {"MODELYARD_PORT": "http"}, "MODELYARD_PORT"),
+        (
+            ["--model-uri", "s3://models/model.joblib", "--max-connections", "0"],
+            {},
+            "--max-connections 0: must be positive",
+        ),
+        (
+            ["--model-uri", "s3://models/model.joblib", "--write-seconds", "0"],
+            {},
+            "--write-seconds 0.0: must be positive",
+        ),
+        (
+            ["--model-uri", "s3://models/model.joblib", "--max-inflight-bytes", "1000"],
+            {},
+            "must be at least --max-body-bytes",
+        ),
     ],
 )
 def test_bad_settings_are_refused_by_name(

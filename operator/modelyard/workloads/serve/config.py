@@ -17,6 +17,12 @@ DEFAULT_DRAIN_SECONDS = 25.0  # under Kubernetes' default 30 s terminationGraceP
 # A request must arrive whole within this, and a new connection must start one within it, so
 # slow trickles (slow-loris) cannot hold connections forever.
 DEFAULT_REQUEST_SECONDS = 60.0
+# What abusive clients can make one server process hold (docs/serving.md, "Limits under abuse").
+DEFAULT_MAX_CONNECTIONS = 1024
+DEFAULT_MAX_INFLIGHT_BYTES = 64 * 1024 * 1024
+DEFAULT_MAX_QUEUED_REQUESTS = 4096
+# A client that reads none of its answers for this long is cut off (nginx's send_timeout).
+DEFAULT_WRITE_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -32,6 +38,10 @@ class ServeConfig:
     drift_window: int
     drain_seconds: float
     request_seconds: float = DEFAULT_REQUEST_SECONDS
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    max_inflight_bytes: int = DEFAULT_MAX_INFLIGHT_BYTES
+    max_queued_requests: int = DEFAULT_MAX_QUEUED_REQUESTS
+    write_seconds: float = DEFAULT_WRITE_SECONDS
 
 
 class UsageError(ValueError):
@@ -110,6 +120,34 @@ def parse(argv: Sequence[str], env: Mapping[str, str] | None = None) -> ServeCon
         help="a request must arrive whole within this (slow-loris guard); a new connection "
         "must start one within it too [env MODELYARD_REQUEST_SECONDS]",
     )
+    parser.add_argument(
+        "--max-connections",
+        type=int,
+        default=_number(env, "MODELYARD_MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS, int),
+        help="open connections per process; more are answered 503 and closed "
+        "[env MODELYARD_MAX_CONNECTIONS]",
+    )
+    parser.add_argument(
+        "--max-inflight-bytes",
+        type=int,
+        default=_number(env, "MODELYARD_MAX_INFLIGHT_BYTES", DEFAULT_MAX_INFLIGHT_BYTES, int),
+        help="bytes of requests in progress per process (bodies, queued requests, answers not "
+        "yet read); bodies past it get 503 [env MODELYARD_MAX_INFLIGHT_BYTES]",
+    )
+    parser.add_argument(
+        "--max-queued-requests",
+        type=int,
+        default=_number(env, "MODELYARD_MAX_QUEUED_REQUESTS", DEFAULT_MAX_QUEUED_REQUESTS, int),
+        help="pipelined requests waiting per process; more get 503 "
+        "[env MODELYARD_MAX_QUEUED_REQUESTS]",
+    )
+    parser.add_argument(
+        "--write-seconds",
+        type=float,
+        default=_number(env, "MODELYARD_WRITE_SECONDS", DEFAULT_WRITE_SECONDS, float),
+        help="a client that reads none of its answers for this long is cut off "
+        "[env MODELYARD_WRITE_SECONDS]",
+    )
     args = parser.parse_args(list(argv))
 
     if not args.model_uri:
@@ -130,6 +168,18 @@ def parse(argv: Sequence[str], env: Mapping[str, str] | None = None) -> ServeCon
         raise UsageError(f"--max-body-bytes {args.max_body_bytes}: must be positive")
     if args.request_seconds <= 0:
         raise UsageError(f"--request-seconds {args.request_seconds}: must be positive")
+    for flag, value in (
+        ("--max-connections", args.max_connections),
+        ("--max-queued-requests", args.max_queued_requests),
+        ("--write-seconds", args.write_seconds),
+    ):
+        if value <= 0:
+            raise UsageError(f"{flag} {value}: must be positive")
+    if args.max_inflight_bytes < args.max_body_bytes:
+        raise UsageError(
+            f"--max-inflight-bytes {args.max_inflight_bytes}: must be at least --max-body-bytes "
+            f"({args.max_body_bytes}), or no body that large could ever be read"
+        )
     if args.drift_window < 1:
         raise UsageError(f"--drift-window {args.drift_window}: must be positive")
     return ServeConfig(
@@ -144,4 +194,8 @@ def parse(argv: Sequence[str], env: Mapping[str, str] | None = None) -> ServeCon
         drift_window=args.drift_window,
         drain_seconds=args.drain_seconds,
         request_seconds=args.request_seconds,
+        max_connections=args.max_connections,
+        max_inflight_bytes=args.max_inflight_bytes,
+        max_queued_requests=args.max_queued_requests,
+        write_seconds=args.write_seconds,
     )

@@ -2,8 +2,15 @@
 
 Keep-alive by default, pipelining-safe (responses leave in request order, even when one of
 them waits on a worker thread), bodies capped at a configured size (413, then the connection
-closes because the rest of the body cannot be skipped reliably), and a drain on shutdown:
+closes, as the rest of the body cannot be skipped reliably), and a drain on shutdown:
 stop accepting, let in-flight requests finish, close each connection after its last response.
+
+What abusive clients can make one process hold is bounded: open connections, bytes of requests
+in progress (bodies being read, queued pipelined requests, answers a slow reader has not taken
+yet) and queued requests have global caps past which the server answers 503; a client that
+stops reading is not answered further and is cut off after `write_seconds`. A refused request's
+connection closes the way nginx's lingering close does, so that clients still sending their
+body read the refusal instead of a reset.
 """
 
 from __future__ import annotations
@@ -19,7 +26,13 @@ import httptools
 import orjson
 
 from modelyard.workloads.serve.app import JSON, OTHER, App, Offload, Outcome, Response
-from modelyard.workloads.serve.config import DEFAULT_REQUEST_SECONDS
+from modelyard.workloads.serve.config import (
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_INFLIGHT_BYTES,
+    DEFAULT_MAX_QUEUED_REQUESTS,
+    DEFAULT_REQUEST_SECONDS,
+    DEFAULT_WRITE_SECONDS,
+)
 
 _REASONS = {
     200: "OK",
@@ -37,7 +50,8 @@ _STATUS_LINES = {
     code: f"HTTP/1.1 {code} {reason}\r\n".encode() for code, reason in _REASONS.items()
 }
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-# Pipelined requests queued behind a slow one before the connection stops reading.
+# Pipelined requests queued behind a slow one (or a client not reading): the connection stops
+# reading at this many, and answers 503 to more that were already read, then closes.
 _MAX_QUEUED = 64
 # Bounds on what a client can make the server hold; model inputs travel in bodies, not here.
 MAX_URL_BYTES = 8 * 1024
@@ -46,6 +60,11 @@ MAX_HEADER_BYTES = 64 * 1024
 # balancers, so that they, not we, close first and never reuse a connection we just closed.
 KEEPALIVE_SECONDS = 75.0
 SWEEP_SECONDS = 5.0
+# After a refusal, what the client still sends is read and dropped until it has been silent for
+# LINGER_IDLE_SECONDS, LINGER_SECONDS at most (nginx's lingering_timeout and lingering_time).
+LINGER_IDLE_SECONDS = 5.0
+LINGER_SECONDS = 30.0
+_RETRY_LATER = b"retry-after: 1\r\n"
 
 
 class Request(NamedTuple):
@@ -59,15 +78,33 @@ class Request(NamedTuple):
 
 
 class Server:
-    """State shared by every connection of one process."""
+    """State shared by every connection of one process, and its limits."""
 
     def __init__(
-        self, app: App, max_body_bytes: int, request_seconds: float = DEFAULT_REQUEST_SECONDS
+        self,
+        app: App,
+        max_body_bytes: int,
+        request_seconds: float = DEFAULT_REQUEST_SECONDS,
+        *,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        max_inflight_bytes: int = DEFAULT_MAX_INFLIGHT_BYTES,
+        max_queued_requests: int = DEFAULT_MAX_QUEUED_REQUESTS,
+        write_seconds: float = DEFAULT_WRITE_SECONDS,
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.request_seconds = request_seconds
+        self.max_connections = max_connections
+        self.max_inflight_bytes = max_inflight_bytes
+        self.max_queued_requests = max_queued_requests
+        self.write_seconds = write_seconds
         self.connections: set[Connection] = set()
+        # Connections over max_connections, answered 503 and lingering; as many at most.
+        self.turned_away: set[Connection] = set()
+        # Bytes held for requests in progress: bodies (being read, queued or being predicted
+        # on) and answers waiting in the write buffer of a client that does not read them.
+        self.inflight = 0
+        self.queued = 0  # pipelined requests waiting, over all connections
         self.draining = False
         self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="predict")
         self._date_second = 0
@@ -84,11 +121,12 @@ class Server:
         return Connection(self)
 
     async def sweep(self) -> None:
-        """Close connections idle past KEEPALIVE_SECONDS or stuck mid-request; runs forever."""
+        """Close connections idle, stalled or lingering past their time; runs forever."""
+        period = min(SWEEP_SECONDS, self.request_seconds / 2, self.write_seconds / 2)
         while True:
-            await asyncio.sleep(min(SWEEP_SECONDS, self.request_seconds / 2))
+            await asyncio.sleep(period)
             now = time.monotonic()
-            for connection in list(self.connections):
+            for connection in [*self.connections, *self.turned_away]:
                 connection.expire(now)
 
     async def drain(self, seconds: float) -> None:
@@ -99,7 +137,7 @@ class Server:
         deadline = time.monotonic() + seconds
         while self.connections and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
-        for connection in list(self.connections):
+        for connection in [*self.connections, *self.turned_away]:
             connection.abort()
         self.pool.shutdown(wait=False, cancel_futures=True)
 
@@ -113,7 +151,7 @@ class Connection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._url = b""
         self._body: list[bytes] = []
-        self._size = 0
+        self._size = 0  # of the body being read, counted in server.inflight until answered
         self._expect_continue = False
         self._header_bytes = 0
         self._in_message = False
@@ -121,26 +159,58 @@ class Connection(asyncio.Protocol):
         self._message_started = 0.0
         self._answered = False  # until the first response, idling counts as a stalled request
         self._closed = False  # no more input is read (refused, closing, or lost)
-        # While one request waits on a worker thread, later pipelined ones queue here so the
-        # responses go out in order. None: nothing pending, requests are answered inline.
+        # While one request waits on a worker thread, or the client does not read its answers,
+        # later pipelined ones queue here so the responses go out in order. None: nothing
+        # pending, requests are answered inline.
         self._queue: deque[Request] | None = None
+        self._offloading = False
         self._reading_paused = False
+        self._writing_paused = False
+        self._write_paused_at = 0.0
+        self._unsent = 0  # write buffer counted in server.inflight while writing is paused
+        self._linger_started = 0.0  # set once the connection only drops what it reads
 
     # --- asyncio.Protocol --------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
         self._transport = cast(asyncio.Transport, transport)
-        self._server.connections.add(self)
+        server = self._server
+        if len(server.connections) < server.max_connections:
+            server.connections.add(self)
+        elif len(server.turned_away) < server.max_connections:
+            # Accept, answer 503 and close rather than leave the connection in the backlog or
+            # reset it: an HTTP client reads an answer it can act on (retry later, or elsewhere)
+            # where a refused or reset connection reads as the server being down.
+            server.turned_away.add(self)
+            self._refuse(
+                503,
+                f"the server has {server.max_connections} connections open, its limit "
+                "(--max-connections); retry later",
+            )
+        else:
+            self._transport.abort()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
-        self._server.connections.discard(self)
+        server = self._server
+        server.connections.discard(self)
+        server.turned_away.discard(self)
+        # Free what this connection held; an answer being computed frees its own when done.
+        if self._in_message:
+            server.inflight -= self._size
+            self._size = 0
+        server.inflight -= self._unsent
+        self._unsent = 0
+        if self._queue:
+            server.queued -= len(self._queue)
+            server.inflight -= sum(len(request.body) for request in self._queue)
+            self._queue.clear()
 
     def data_received(self, data: bytes) -> None:
-        if self._closed:
-            return
         self._last_active = time.monotonic()
+        if self._closed:
+            return  # refused and lingering: dropped, never buffered
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -150,11 +220,22 @@ class Connection(asyncio.Protocol):
                 self._refuse(400, f"malformed HTTP request: {failure}")
 
     def pause_writing(self) -> None:
-        # The client is not reading its responses: stop reading its requests too.
+        # The client is not reading its answers: stop reading its requests, queue the ones
+        # already read instead of answering them (an answer can be far larger than its
+        # request), and count what waits in the write buffer.
+        self._writing_paused = True
+        self._write_paused_at = time.monotonic()
+        if self._queue is None:
+            self._queue = deque()
         self._pause_reading()
+        self._count_unsent()
 
     def resume_writing(self) -> None:
-        self._resume_reading()
+        self._writing_paused = False
+        self._server.inflight -= self._unsent
+        self._unsent = 0
+        if not self._offloading:
+            self._answer_queued()
 
     # --- httptools callbacks -----------------------------------------------------------------
 
@@ -179,8 +260,12 @@ class Connection(asyncio.Protocol):
             return
         name = name.lower()
         if name == b"content-length":
-            if value.isdigit() and int(value) > self._limit:
-                self._refuse_too_large()
+            if value.isdigit():
+                length = int(value)
+                if length > self._limit:
+                    self._refuse_too_large()
+                elif self._server.inflight + length > self._server.max_inflight_bytes:
+                    self._refuse_busy()
         elif name == b"expect" and value.lower() == b"100-continue":
             self._expect_continue = True
 
@@ -191,11 +276,15 @@ class Connection(asyncio.Protocol):
     def on_body(self, body: bytes) -> None:
         if self._closed:
             return
+        server = self._server
         self._size += len(body)
+        server.inflight += len(body)
         if self._size > self._limit:
             self._refuse_too_large()
-            return
-        self._body.append(body)
+        elif server.inflight > server.max_inflight_bytes:
+            self._refuse_busy()
+        else:
+            self._body.append(body)
 
     def on_message_complete(self) -> None:
         self._in_message = False
@@ -215,42 +304,65 @@ class Connection(asyncio.Protocol):
         result = self._app.handle(request.method, request.path, request.body)
         if isinstance(result, Offload):
             self._queue = deque()
-            asyncio.get_running_loop().create_task(self._offloaded(request, result))
+            self._offload(request, result)
         else:
+            self._server.inflight -= self._size
             self._send(request, result)
 
     # --- responses ---------------------------------------------------------------------------
 
+    def _offload(self, request: Request, offload: Offload) -> None:
+        self._offloading = True
+        asyncio.get_running_loop().create_task(self._offloaded(request, offload))
+
     async def _offloaded(self, request: Request, offload: Offload) -> None:
         loop = asyncio.get_running_loop()
-        pending: Offload | None = offload
+        outcome: Outcome | BaseException
         try:
-            while pending is not None:
-                outcome: Outcome | BaseException
-                try:
-                    outcome = await loop.run_in_executor(self._server.pool, pending.compute)
-                except Exception as failure:
-                    outcome = failure
-                self._send(request, self._app.finish(pending, outcome))
-                pending = None
-                # Answer what queued up meanwhile, inline, until the next one to offload.
-                while self._queue and pending is None:
-                    request = self._queue.popleft()
-                    if request.refusal is not None:
-                        self._send(request, request.refusal)
-                        continue
-                    result = self._app.handle(request.method, request.path, request.body)
-                    if isinstance(result, Offload):
-                        pending = result
-                    else:
-                        self._send(request, result)
+            outcome = await loop.run_in_executor(self._server.pool, offload.compute)
+        except Exception as failure:
+            outcome = failure
         finally:
+            self._server.inflight -= len(request.body)
+            self._offloading = False
+        self._send(request, self._app.finish(offload, outcome))
+        self._answer_queued()
+
+    def _answer_queued(self) -> None:
+        """Answer queued requests in order while the client reads, up to one to offload."""
+        queue = self._queue
+        server = self._server
+        while queue and not self._writing_paused:
+            request = queue.popleft()
+            server.queued -= 1
+            if request.refusal is not None:
+                self._send(request, request.refusal)
+                continue
+            result = self._app.handle(request.method, request.path, request.body)
+            if isinstance(result, Offload):
+                self._offload(request, result)
+                return
+            server.inflight -= len(request.body)
+            self._send(request, result)
+        if not queue and not self._writing_paused:
             self._queue = None
             self._resume_reading()
 
     def _enqueue(self, request: Request) -> None:
         assert self._queue is not None
+        server = self._server
+        if len(self._queue) >= _MAX_QUEUED or server.queued >= server.max_queued_requests:
+            # Reading stops at _MAX_QUEUED, but httptools cannot stop mid-chunk: what was read
+            # past a cap is refused rather than held.
+            server.inflight -= len(request.body)
+            self._refuse(
+                503,
+                f"too many pipelined requests waiting: {_MAX_QUEUED} on a connection, "
+                f"{server.max_queued_requests} in all (--max-queued-requests); retry later",
+            )
+            return
         self._queue.append(request)
+        server.queued += 1
         if len(self._queue) >= _MAX_QUEUED:
             self._pause_reading()
 
@@ -278,7 +390,11 @@ class Connection(asyncio.Protocol):
                 )
             )
         )
-        if not keep_alive:
+        if self._writing_paused:
+            self._count_unsent()
+        if request.refusal is not None:
+            self._linger(transport)
+        elif not keep_alive:
             self._closed = True
             transport.close()
 
@@ -288,19 +404,57 @@ class Connection(asyncio.Protocol):
             f"request body exceeds {self._limit} bytes (the server's --max-body-bytes)",
         )
 
+    def _refuse_busy(self) -> None:
+        self._refuse(
+            503,
+            f"the server holds {self._server.max_inflight_bytes} bytes of requests in "
+            "progress, its limit (--max-inflight-bytes); retry later",
+        )
+
     def _refuse(self, status: int, message: str) -> None:
         """Answer a request that cannot be parsed or read on, then close the connection."""
         if self._closed:
             return
-        refusal = Response(status, orjson.dumps({"error": message}), OTHER, JSON)
+        refusal = Response(
+            status,
+            orjson.dumps({"error": message}),
+            OTHER,
+            JSON,
+            _RETRY_LATER if status == 503 else b"",
+        )
         request = Request(b"", b"", b"", False, time.perf_counter(), refusal)
         self._closed = True  # read nothing more; the rest of the stream is unusable
+        if self._in_message:  # the body read so far is dropped
+            self._server.inflight -= self._size
+            self._size = 0
+            self._body = []
         if self._queue is not None:
             self._queue.append(request)  # after the responses it must not overtake
+            self._server.queued += 1
         else:
             self._send(request, refusal)
 
+    def _linger(self, transport: asyncio.Transport) -> None:
+        """Half-close after a refusal, and drop what the client still sends for a while.
+
+        Closing at once, with the client's body still arriving, makes the kernel reset the
+        connection, and a client that sends its whole body before reading (urllib, requests)
+        then gets a broken pipe instead of the answer. expire() closes it in the end.
+        """
+        self._linger_started = time.monotonic()
+        if transport.can_write_eof():
+            transport.write_eof()
+        if self._reading_paused:
+            self._reading_paused = False
+            transport.resume_reading()
+
     # --- flow control and shutdown -----------------------------------------------------------
+
+    def _count_unsent(self) -> None:
+        assert self._transport is not None
+        unsent = self._transport.get_write_buffer_size()
+        self._server.inflight += unsent - self._unsent
+        self._unsent = unsent
 
     def _pause_reading(self) -> None:
         if not self._reading_paused and self._transport is not None:
@@ -313,15 +467,28 @@ class Connection(asyncio.Protocol):
             self._transport.resume_reading()
 
     def expire(self, now: float) -> None:
-        if self._queue is not None or self._transport is None:
+        transport = self._transport
+        if transport is None:
+            return
+        if self._linger_started:
+            if (
+                now - self._last_active > LINGER_IDLE_SECONDS
+                or now - self._linger_started > LINGER_SECONDS
+            ):
+                transport.abort()
+        elif self._writing_paused:
+            # The client stopped reading its answers: free them with the connection.
+            if now - self._write_paused_at > self._server.write_seconds:
+                transport.abort()
+        elif self._queue is not None:
             return  # a response is being computed: the connection is not idle
-        if self._in_message or not self._answered:
+        elif self._in_message or not self._answered:
             started = self._message_started if self._in_message else self._last_active
             if now - started > self._server.request_seconds:
-                self._transport.abort()
+                transport.abort()
         elif now - self._last_active > KEEPALIVE_SECONDS:
             self._closed = True
-            self._transport.close()
+            transport.close()
 
     def close_if_idle(self) -> None:
         if not self._in_message and self._queue is None and self._transport is not None:

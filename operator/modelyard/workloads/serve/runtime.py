@@ -70,7 +70,15 @@ async def _serve(config: ServeConfig, sock: socket.socket, preloaded: loader.Loa
     loop = asyncio.get_running_loop()
     metrics = Metrics()
     app = App(config.name, metrics, config.drift_window)
-    server = Server(app, config.max_body_bytes, config.request_seconds)
+    server = Server(
+        app,
+        config.max_body_bytes,
+        config.request_seconds,
+        max_connections=config.max_connections,
+        max_inflight_bytes=config.max_inflight_bytes,
+        max_queued_requests=config.max_queued_requests,
+        write_seconds=config.write_seconds,
+    )
     listener = await loop.create_server(server.connection, sock=sock)
     sweeper = loop.create_task(server.sweep())
     host, port = sock.getsockname()[:2]
