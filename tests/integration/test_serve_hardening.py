@@ -1,6 +1,7 @@
 """The model server under abuse, as a real process: fuzzed against its own OpenAPI description
 (schemathesis) and with generated payloads (hypothesis), slow-loris connections, bodies past
-the limit, and S3 going away. Zero 5xx, the process stays up, its memory stays flat.
+the limit, more connections than allowed, clients that never read, and S3 going away. Zero 5xx,
+the process stays up, its memory stays flat or within what its limits allow.
 
 Sizes are small in `make test`; MODELYARD_FUZZ_EXAMPLES raises them (docs/serving.md).
 Each test prints its counts (requests sent, failures seen) for docs/reliability.md.
@@ -8,6 +9,7 @@ Each test prints its counts (requests sent, failures seen) for docs/reliability.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -16,7 +18,9 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +30,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from modelyard.reasons import Reason
+from tests.bench.serving.abuse import Abuse, attack
 from tests.plugins.s3 import S3Server, running_s3_server
 from tests.serving import Bucket, Served, bucket_on, start
 from tests.unit.test_serve_protocol import IRIS_FEATURES, Trained, iris
@@ -297,6 +302,151 @@ def test_a_declared_oversized_body_is_refused_before_it_is_sent(server: Served) 
     assert head.startswith(b"HTTP/1.1 413 ")
     assert b"connection: close" in head
     assert f"exceeds {MAX_BODY} bytes" in json.loads(body)["error"]
+
+
+@pytest.mark.parametrize("client", ["requests", "requests chunked", "urllib"])
+def test_an_oversized_body_is_answered_413_while_the_client_still_sends_it(
+    server: Served, client: str
+) -> None:
+    """Clients that send their whole body before reading read the 413, not a broken pipe."""
+    body = b"[" * (16 * 2**20)
+    url = f"{server.url}/v1/models/iris:predict"
+    if client == "urllib":
+        request = urllib.request.Request(url, body, {"content-type": "application/json"})
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=30)
+        status, document = refused.value.code, json.loads(refused.value.read())
+    else:
+        chunks = (body[i : i + 2**16] for i in range(0, len(body), 2**16))
+        answer = requests.post(url, data=body if client == "requests" else chunks, timeout=30)
+        status, document = answer.status_code, answer.json()
+    assert status == 413
+    assert f"exceeds {MAX_BODY} bytes" in document["error"]
+
+
+# --- limits under abuse: connections, bytes in progress, clients that never read ------------
+
+WRITE_SECONDS = 2.0
+OPENAPI = b"GET /openapi.json HTTP/1.1\r\nhost: x\r\n\r\n"  # 31 bytes in, 8 KiB out
+
+
+@pytest.fixture
+def limited(bucket: Bucket, workdir: Path, iris_model: Trained) -> Iterator[Callable[..., Served]]:
+    """Starts servers with the given limits; each test gets its own process to measure."""
+    started: list[Served] = []
+    uri = bucket.publish(iris_model)
+
+    def serve(*flags: str) -> Served:
+        started.append(start(bucket.env, uri, workdir, *flags))
+        return started[-1]
+
+    yield serve
+    for served in started:
+        assert served.stop() == 0, served.log()
+
+
+def test_connections_over_the_cap_are_answered_503_and_the_server_serves_on(
+    limited: Callable[..., Served],
+) -> None:
+    cap = 16
+    served = limited("--max-connections", str(cap))
+    live = b"GET /v2/health/live HTTP/1.1\r\nhost: x\r\n\r\n"
+    held: list[socket.socket] = []
+    deadline = time.monotonic() + 10
+    while len(held) < cap:  # answered, then open and idle: keep-alive holds them 75 s
+        sock = socket.create_connection(("127.0.0.1", served.port), timeout=10)
+        sock.sendall(live)
+        if sock.recv(65536).startswith(b"HTTP/1.1 200 "):
+            held.append(sock)
+        else:  # the start-up probe's connection is not gone yet
+            sock.close()
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    answer = requests.get(f"{served.url}/v2/health/live", timeout=10)
+    assert answer.status_code == 503
+    assert answer.headers["connection"] == "close"
+    assert f"{cap} connections open" in answer.json()["error"]
+    body = json.dumps({"instances": [ROW] * 20000}).encode()  # still being sent when refused
+    answer = requests.post(f"{served.url}/v1/models/iris:predict", data=body, timeout=10)
+    assert answer.status_code == 503
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(f"{served.url}/v2/health/live", timeout=10)
+    assert refused.value.code == 503
+    for sock in held:
+        sock.close()
+    deadline = time.monotonic() + 10
+    while requests.get(f"{served.url}/v2/health/live", timeout=10).status_code != 200:
+        assert time.monotonic() < deadline, "the server never took a connection again"
+        time.sleep(0.1)
+    report("connections over the cap", cap=cap, refused=3)
+
+
+def closed_by_peer(sock: socket.socket) -> bool:
+    """The server reset or closed it (TCP state CLOSE or CLOSE_WAIT), without reading it."""
+    return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0] in (7, 8)
+
+
+def test_clients_that_never_read_are_cut_off_and_hold_little(
+    limited: Callable[..., Served],
+) -> None:
+    served = limited("--write-seconds", str(WRITE_SECONDS))
+    for _ in range(50):
+        requests.get(f"{served.url}/openapi.json", timeout=10)
+    before = rss_bytes(served)
+    clients: list[socket.socket] = []
+    for _ in range(8):  # 32k requests each, 270 MiB of answers each if they were all answered
+        sock = socket.create_connection(("127.0.0.1", served.port), timeout=10)
+        sock.setblocking(False)
+        with contextlib.suppress(BlockingIOError):  # the server stopped reading: enough
+            sock.send(OPENAPI * 32768)
+        clients.append(sock)
+    growth = 0
+    deadline = time.monotonic() + WRITE_SECONDS * 5 + 10
+    while not all(closed_by_peer(sock) for sock in clients):
+        growth = max(growth, rss_bytes(served) - before)
+        # A write buffer at the high-water mark and 64 queued requests each, a few MiB in all.
+        assert growth < 32 * 2**20, f"RSS grew by {growth / 2**20:.1f} MiB"
+        assert time.monotonic() < deadline, "clients that never read were not cut off"
+        time.sleep(0.05)
+    for sock in clients:
+        sock.close()
+    assert requests.get(f"{served.url}/openapi.json", timeout=10).status_code == 200
+    report("clients that never read", clients=len(clients), rss_growth_kib=growth // 1024)
+
+
+def test_memory_stays_within_the_limits_under_every_abuse_at_once(
+    limited: Callable[..., Served],
+) -> None:
+    body, inflight, connections = 4 * 2**20, 8 * 2**20, 128
+    served = limited(
+        *("--max-body-bytes", str(body), "--max-inflight-bytes", str(inflight)),
+        *("--max-connections", str(connections), "--write-seconds", str(WRITE_SECONDS)),
+    )
+    # 64 bodies of 4 MiB (256 MiB; half chunked) started and stalled, 8 clients that would be
+    # sent 270 MiB of answers each if they read, and 16 pipelining ones that read: 89
+    # connections.
+    abuse = Abuse(
+        seconds=5,
+        pipelined=16,
+        depth=16,
+        stalled=8,
+        stalled_bytes=1 * 2**20,
+        uploaders=64,
+        upload_bytes=body,
+    )
+    figures = asyncio.run(attack(served, abuse))
+    # What the limits let it hold: the in-flight bytes, and per connection a write buffer at
+    # the high-water mark (64 KiB) and an answer; plus 32 MiB for the allocator's arenas.
+    bound = inflight + connections * 128 * 1024 + 32 * 2**20
+    assert figures.growth_mib * 2**20 < bound, figures
+    assert figures.alive, figures
+    assert set(figures.answers["probe"]) == {"200"}, figures
+    assert figures.answers["pipelined"].get("200", 0) > 0, figures
+    report(
+        "every abuse at once",
+        rss_growth_kib=int(figures.growth_mib * 1024),
+        bound_kib=bound // 1024,
+    )
 
 
 # --- S3 going away --------------------------------------------------------------------------
