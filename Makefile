@@ -8,7 +8,7 @@ VENV ?= .venv
 PY ?= $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: help install lint format crds test test-unit test-integration test-chaos test-e2e demo bench bench-quick
+.PHONY: help install lint format crds test test-unit test-integration test-adversarial test-chaos test-e2e demo bench bench-quick
 
 help: ## list the verbs
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -42,13 +42,16 @@ test-unit: install ## pure tests: models, CRD rendering, builders (no network)
 test-integration: install ## against a real kube-apiserver and S3 server started by the tests
 	$(PY) -m pytest tests/integration -m integration $(PYTEST_ARGS)
 
+test-adversarial: install ## tenants attacking each other through the operator (real API and S3 servers)
+	$(PY) -m pytest tests/adversarial -m adversarial $(PYTEST_ARGS)
+
 test-e2e: install ## the whole chain on the local node (root; builds images); MODELYARD_EXAMPLES=all: every example
 	$(PY) -m pytest tests/e2e -m e2e $(PYTEST_ARGS)
 
 test-chaos: install ## faults: operator kills, API server restarts, peering (MODELYARD_CHAOS_FULL=1: full size)
 	$(PY) -m pytest tests/chaos -m chaos $(PYTEST_ARGS)
 
-test: lint test-unit test-integration test-chaos test-e2e ## everything CI runs
+test: lint test-unit test-integration test-adversarial test-chaos test-e2e ## everything CI runs
 
 demo: install ## the quickstart end to end: cluster, S3, images, chart, a prediction
 	hack/demo.sh

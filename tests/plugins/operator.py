@@ -133,12 +133,13 @@ def free_port() -> int:
 
 
 class OperatorProcess:
-    """`modelyard operator` in a process of its own, for one namespace, logging to a file."""
+    """`modelyard operator` in a process of its own, for one namespace (None: every namespace,
+    as the chart's cluster-wide install), logging to a file."""
 
     def __init__(
         self,
         kubeconfig: Path,
-        namespace: str,
+        namespace: str | None,
         log: Path,
         standalone: bool = True,
         env: Mapping[str, str] | None = None,
@@ -160,8 +161,7 @@ class OperatorProcess:
             "-m",
             "modelyard.cli",
             "operator",
-            "--namespace",
-            self.namespace,
+            *(["--namespace", self.namespace] if self.namespace else []),
             "--liveness-port",
             str(self.port),
         ]

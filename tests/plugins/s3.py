@@ -1,11 +1,16 @@
-"""An S3-compatible server on loopback for the tests: moto's standalone server in a subprocess.
+"""S3-compatible servers for the tests, on loopback: moto's standalone server in a subprocess
+(where a test needs a failure a real server cannot be made to produce, or speed), and versitygw,
+a real S3 implementation that keeps objects as files (built from Go modules once, cached under
+~/.cache/modelyard/bin by `hack/bin-path.sh versitygw`).
 
-Tests talk to it over real HTTP with boto3, exactly as the workloads do in a cluster.
+Tests talk to them over real HTTP with boto3, exactly as the workloads do in a cluster.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
+import secrets
 import socket
 import struct
 import subprocess
@@ -24,6 +29,7 @@ import requests
 from modelyard.storage.client import Storage
 from modelyard.storage.config import StorageConfig
 from modelyard.storage.uri import S3Uri
+from tests.plugins.kube import HACK
 
 ACCESS_KEY = "modelyard-test"
 SECRET_KEY = "modelyard-test-secret"
@@ -32,14 +38,17 @@ SECRET_KEY = "modelyard-test-secret"
 @dataclass(frozen=True)
 class S3Server:
     endpoint: str
+    access_key: str = ACCESS_KEY
+    secret_key: str = SECRET_KEY
+    description: str = "moto"
 
     def env(self, bucket: str = "modelyard") -> dict[str, str]:
         """The environment a workload gets in-cluster (credentials as if from a Secret)."""
         return {
             "MODELYARD_S3_ENDPOINT": self.endpoint,
             "MODELYARD_S3_BUCKET": bucket,
-            "AWS_ACCESS_KEY_ID": ACCESS_KEY,
-            "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+            "AWS_ACCESS_KEY_ID": self.access_key,
+            "AWS_SECRET_ACCESS_KEY": self.secret_key,
             "AWS_REGION": "us-east-1",
         }
 
@@ -71,6 +80,51 @@ def running_s3_server(host: str, log: Path) -> Iterator[S3Server]:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+@contextmanager
+def running_versitygw(
+    data: Path, host: str = "127.0.0.1", port: int = 0, log: Path | None = None
+) -> Iterator[S3Server]:
+    """versitygw's posix backend on `host`:`port` (a free port when 0), storing objects under
+    `data`, with fresh credentials; stopped when the context ends (the data stays)."""
+    binary = subprocess.run(
+        [str(HACK / "bin-path.sh"), "versitygw"], check=True, stdout=subprocess.PIPE, text=True
+    ).stdout.strip()
+    version = Path(binary).parent.name.removeprefix("versitygw-")
+    access_key, secret_key = secrets.token_hex(10), secrets.token_urlsafe(30)
+    data.mkdir(parents=True, exist_ok=True)
+    if not port:
+        with socket.socket() as sock:
+            sock.bind((host, 0))
+            port = sock.getsockname()[1]
+    log = log or data.parent / f"versitygw-{port}.log"
+    # Credentials by environment, never on the command line (visible in ps).
+    env = {**os.environ, "ROOT_ACCESS_KEY_ID": access_key, "ROOT_SECRET_ACCESS_KEY": secret_key}
+    with log.open("w") as output:
+        process = subprocess.Popen(
+            [binary, "--port", f"{host}:{port}", "--quiet", "posix", str(data)],
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    endpoint = f"http://{host}:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                requests.get(endpoint, timeout=1)  # any answer (403 without a signature) will do
+                break
+            except requests.ConnectionError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"versitygw did not start:\n{log.read_text()}") from None
+                time.sleep(0.1)
+        yield S3Server(
+            endpoint, access_key, secret_key, f"versitygw {version} (posix backend, {host})"
+        )
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
 
 
 @pytest.fixture(scope="session")

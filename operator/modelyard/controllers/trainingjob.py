@@ -113,6 +113,10 @@ def reconcile(context: Context, body: dict[str, Any]) -> None:
     conditions = status.get("conditions")
     has_model = bool(status.get("model"))
 
+    refused = refusal(context, spec)
+    if refused is not None:
+        _stall(context, body, conditions, *refused)
+        return
     dataset = context.kube.custom("Dataset", namespace, spec.dataset_ref.name)
     resolved = _dataset_version(dataset, spec)
     if isinstance(resolved, Waiting):
@@ -157,10 +161,6 @@ def reconcile(context: Context, body: dict[str, Any]) -> None:
             run["jobUid"] = job["metadata"]["uid"]
         uri = uri_of(dataset, run_version) or uri
     elif _needs_run(spec, latest, generation, version):
-        refused = refusal(context, spec)
-        if refused is not None:
-            _stall(context, body, conditions, *refused)
-            return
         run_id = f"run-{len(runs) + 1}"
         started = _start_job(context, body, spec, run_id, version, dataset, uri)
         if isinstance(started, str):

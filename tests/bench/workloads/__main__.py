@@ -14,7 +14,8 @@ from pathlib import Path
 
 from tests.bench.workloads import ingest, report, training
 from tests.bench.workloads.data import csv_of_size
-from tests.bench.workloads.s3server import BenchS3, given_server, running_versitygw
+from tests.bench.workloads.s3server import bench_versitygw, given_server
+from tests.plugins.s3 import S3Server
 
 
 @dataclass(frozen=True)
@@ -29,14 +30,14 @@ QUICK = Sizes(ingest_mib=200, train_rows=(20_000, 200_000), rounds=2)
 
 
 @contextmanager
-def s3_server(endpoint: str | None) -> Iterator[BenchS3]:
+def s3_server(endpoint: str | None) -> Iterator[S3Server]:
     """The given endpoint, or a versitygw of our own; this process gets its credentials."""
     if endpoint:
         server = given_server(endpoint)
         os.environ.update(server.env())
         yield server
         return
-    with running_versitygw() as server:
+    with bench_versitygw() as server:
         os.environ.update(server.env())
         yield server
 
