@@ -113,12 +113,19 @@ build_kubernetes() {
 }
 
 build_helm() {
-  local pinned moddir
+  local pinned moddir client_go minor ldflags p
   pinned="$(gomod_version "${HACK_DIR}/helm-build/go.mod" helm.sh/helm/v3)"
   moddir="$(wrapper_for "${HACK_DIR}/helm-build" helm.sh/helm/v3 "${pinned}" "${HELM_VERSION}")"
-  go_build "helm ${HELM_VERSION}" "${moddir}" "${HELM_BIN_DIR}" \
-    "-X helm.sh/helm/v3/internal/version.version=${HELM_VERSION} -X helm.sh/helm/v3/internal/version.gitTreeState=clean" \
-    helm.sh/helm/v3/cmd/helm
+  ldflags="-X helm.sh/helm/v3/internal/version.version=${HELM_VERSION} -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+  # Without these, `helm template` and `helm lint` assume Kubernetes v1.20.0 and refuse any
+  # chart with a newer kubeVersion. Upstream's Makefile stamps 1.<client-go minor>, the
+  # newest version the client it was built with knows.
+  client_go="$(gomod_version "${moddir}/go.mod" k8s.io/client-go)"
+  minor="$(cut -d. -f2 <<<"${client_go#v}")"
+  for p in helm.sh/helm/v3/pkg/chartutil helm.sh/helm/v3/pkg/lint/rules; do
+    ldflags+=" -X ${p}.k8sVersionMajor=1 -X ${p}.k8sVersionMinor=${minor}"
+  done
+  go_build "helm ${HELM_VERSION}" "${moddir}" "${HELM_BIN_DIR}" "${ldflags}" helm.sh/helm/v3/cmd/helm
 }
 
 build_coredns() {

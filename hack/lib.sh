@@ -22,7 +22,9 @@ MODELYARD_CACHE_DIR="${MODELYARD_CACHE_DIR:-${XDG_CACHE_HOME:-${HOME}/.cache}/mo
 MODELYARD_STATE_DIR="${MODELYARD_STATE_DIR:-${MODELYARD_CACHE_DIR}/cluster}"
 K8S_BIN_DIR="${MODELYARD_CACHE_DIR}/bin/kubernetes-${K8S_VERSION}"
 ETCD_BIN_DIR="${MODELYARD_CACHE_DIR}/bin/etcd-${ETCD_VERSION}"
-HELM_BIN_DIR="${MODELYARD_CACHE_DIR}/bin/helm-${HELM_VERSION}"
+# -r2: Helm stamped with the Kubernetes version of its client-go (build_helm). The cache is
+# keyed by directory, so a changed build recipe gets a new revision and older caches rebuild.
+HELM_BIN_DIR="${MODELYARD_CACHE_DIR}/bin/helm-${HELM_VERSION}-r2"
 COREDNS_BIN_DIR="${MODELYARD_CACHE_DIR}/bin/coredns-${COREDNS_VERSION}"
 VERSITYGW_BIN_DIR="${MODELYARD_CACHE_DIR}/bin/versitygw-${VERSITYGW_VERSION}"
 
