@@ -3,6 +3,7 @@ models published to a real S3 server the way training lays them out."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -21,7 +22,8 @@ import requests
 
 from modelyard.storage.client import Storage
 from modelyard.storage.config import StorageConfig
-from modelyard.storage.layout import MODEL_CARD, MODEL_FILE
+from modelyard.storage.digest import bytes_digest
+from modelyard.storage.layout import MANIFEST, MODEL_CARD, MODEL_FILE
 from modelyard.storage.uri import S3Uri
 from tests.plugins.s3 import S3Server
 from tests.unit.test_serve_protocol import Trained
@@ -50,12 +52,21 @@ class Bucket:
     env: dict[str, str]
     root: S3Uri
 
-    def publish(self, trained: Trained, card: dict[str, Any] | None = None) -> S3Uri:
-        """Upload a model and its card (optionally altered) the way training lays them out."""
+    def publish(
+        self, trained: Trained, card: dict[str, Any] | None = None, manifest: bool = True
+    ) -> S3Uri:
+        """Upload a model and its card (optionally altered) the way training lays them out:
+        payload first, then the manifest naming both digests (unless `manifest` is False)."""
         prefix = self.root.join("models", "default", trained.card.name, uuid.uuid4().hex[:8])
         self.storage.put_bytes(prefix.join(MODEL_FILE), trained.data)
         document = card if card is not None else trained.card.model_dump(mode="json")
-        self.storage.put_json(prefix.join(MODEL_CARD), document)
+        card_bytes = json.dumps(document, indent=2).encode()
+        self.storage.put_bytes(prefix.join(MODEL_CARD), card_bytes, "application/json")
+        if manifest:
+            self.storage.put_json(
+                prefix.join(MANIFEST),
+                {"digest": bytes_digest(trained.data), "cardDigest": bytes_digest(card_bytes)},
+            )
         return prefix.join(MODEL_FILE)
 
 

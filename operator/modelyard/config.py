@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from modelyard import __version__
@@ -110,8 +111,8 @@ class OperatorConfig:
             ),
             allow_storage_override=get("ALLOW_STORAGE_OVERRIDE", "false").lower() == "true",
             readable_locations=_locations(env.get("MODELYARD_READABLE_LOCATIONS", "")),
-            http_allowed_networks=split("HTTP_ALLOWED_NETWORKS"),
-            http_denied_networks=split("HTTP_DENIED_NETWORKS"),
+            http_allowed_networks=_networks("HTTP_ALLOWED_NETWORKS", split),
+            http_denied_networks=_networks("HTTP_DENIED_NETWORKS", split),
             workload_cpu_request=get("WORKLOAD_CPU_REQUEST", defaults.workload_cpu_request),
             workload_memory_request=get(
                 "WORKLOAD_MEMORY_REQUEST", defaults.workload_memory_request
@@ -134,6 +135,17 @@ class OperatorConfig:
             workload_affinity=_json_setting(env, "WORKLOAD_AFFINITY", dict),
             metrics_port=number("METRICS_PORT", defaults.metrics_port),
         )
+
+
+def _networks(name: str, split: Callable[[str], tuple[str, ...]]) -> tuple[str, ...]:
+    """CIDRs, checked here so that a typo stops the operator, not every ingest pod."""
+    networks = split(name)
+    for network in networks:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError as error:
+            raise ConfigError(f"MODELYARD_{name}: {error}") from None
+    return networks
 
 
 def _json_setting(env: Mapping[str, str], name: str, kind: type) -> str:
@@ -167,5 +179,6 @@ def _locations(text: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
             "MODELYARD_READABLE_LOCATIONS: expected {namespace: [s3://bucket/prefix/, …]}"
         )
     return tuple(
-        (str(namespace), tuple(sorted(locations))) for namespace, locations in sorted(document.items())
+        (str(namespace), tuple(sorted(locations)))
+        for namespace, locations in sorted(document.items())
     )

@@ -20,7 +20,9 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import Ridge
 from sklearn.pipeline import make_pipeline
 
-from modelyard.storage.layout import MODEL_FILE
+from modelyard.storage.digest import bytes_digest
+from modelyard.storage.layout import MANIFEST, MODEL_CARD, MODEL_FILE
+from modelyard.storage.uri import S3Uri
 from modelyard.workloads.modelcard import Feature
 from tests.plugins.s3 import S3Server
 from tests.serving import Bucket, Served, bucket_on, start
@@ -642,9 +644,57 @@ def test_refuses_a_scikit_learn_version_skew(
 def test_refuses_a_model_without_its_card(bucket: Bucket, workdir: Path) -> None:
     uri = bucket.root.join("models", "default", "orphan", MODEL_FILE)
     bucket.storage.put_bytes(uri, b"not even a pickle")
+    manifest = S3Uri(uri.bucket, uri.key.rsplit("/", 1)[0]).join(MANIFEST)
+    bucket.storage.put_json(manifest, {"digest": bytes_digest(b"not even a pickle")})
     code, message = refused(start(bucket.env, uri, workdir))
     assert code != 0
     assert message["reason"] == "ModelCardNotFound"
+
+
+def test_refuses_a_model_that_was_never_published(
+    bucket: Bucket, workdir: Path, iris_model: Trained
+) -> None:
+    """No manifest: training wrote it last, so the model may be half-written."""
+    code, message = refused(start(bucket.env, bucket.publish(iris_model, manifest=False), workdir))
+    assert code != 0
+    assert message["reason"] == "ModelNotPublished"
+
+
+def test_refuses_a_card_other_than_the_one_recorded(
+    bucket: Bucket, workdir: Path, iris_model: Trained
+) -> None:
+    """A bucket writer swaps the feature order in the card and its manifest; the card digest
+    the operator recorded at training time still tells, before the card is read."""
+    card = iris_model.card.model_dump(mode="json")
+    recorded = bytes_digest(json.dumps(card, indent=2).encode())
+    card["features"] = list(reversed(card["features"]))
+    served = start(
+        bucket.env,
+        bucket.publish(iris_model, card),
+        workdir,
+        extra_env={"MODELYARD_MODEL_CARD_DIGEST": recorded},
+    )
+    code, message = refused(served)
+    assert code != 0
+    assert message["reason"] == "DigestMismatch"
+    assert (
+        "model.json" in message["message"]
+        and f"but {recorded} was expected" in (message["message"])
+    )
+
+
+def test_refuses_a_card_that_differs_from_its_manifest(
+    bucket: Bucket, workdir: Path, iris_model: Trained
+) -> None:
+    uri = bucket.publish(iris_model)
+    card_uri = S3Uri(uri.bucket, uri.key.rsplit("/", 1)[0]).join(MODEL_CARD)
+    card = iris_model.card.model_dump(mode="json")
+    card["features"] = list(reversed(card["features"]))
+    bucket.storage.put_json(card_uri, card)
+    code, message = refused(start(bucket.env, uri, workdir))
+    assert code != 0
+    assert message["reason"] == "DigestMismatch"
+    assert "its manifest" in message["message"]
 
 
 def test_workers_refuse_a_bad_model_before_starting(

@@ -110,5 +110,7 @@ def test_readable_locations_come_from_json_and_bad_json_is_refused_at_start() ->
     assert config.locations_readable_by("b") == ("s3://lake/public/",)
     with pytest.raises(ConfigError, match="MODELYARD_READABLE_LOCATIONS"):
         OperatorConfig.from_env({"MODELYARD_READABLE_LOCATIONS": '{"a": "s3://x/"}'})
+    with pytest.raises(ConfigError, match="MODELYARD_HTTP_ALLOWED_NETWORKS"):
+        OperatorConfig.from_env({"MODELYARD_HTTP_ALLOWED_NETWORKS": "10.0.0.0/33"})
     with pytest.raises(ConfigError, match="MODELYARD_WORKLOAD_TOLERATIONS"):
         OperatorConfig.from_env({"MODELYARD_WORKLOAD_TOLERATIONS": '{"key": "x"}'})

@@ -29,7 +29,9 @@ DEFAULT_WRITE_SECONDS = 60.0
 class ServeConfig:
     model_uri: S3Uri
     card_uri: S3Uri
+    manifest_uri: S3Uri
     expected_digest: str | None
+    expected_card_digest: str | None
     name: str | None  # None: the card's name, known once the card is read
     host: str
     port: int
@@ -81,6 +83,12 @@ def parse(argv: Sequence[str], env: Mapping[str, str] | None = None) -> ServeCon
         default=env.get("MODELYARD_MODEL_DIGEST") or None,
         help="sha256:<hex> the model file must have, on top of the card's digest "
         "[env MODELYARD_MODEL_DIGEST]",
+    )
+    parser.add_argument(
+        "--card-digest",
+        default=env.get("MODELYARD_MODEL_CARD_DIGEST") or None,
+        help="sha256:<hex> the model card (model.json) must have before it is read "
+        "[env MODELYARD_MODEL_CARD_DIGEST]",
     )
     parser.add_argument(
         "--name",
@@ -157,9 +165,14 @@ def parse(argv: Sequence[str], env: Mapping[str, str] | None = None) -> ServeCon
         model_uri = model_uri.join(layout.MODEL_FILE)
     directory, _, _ = model_uri.key.rpartition("/")
     card_uri = S3Uri(model_uri.bucket, directory).join(layout.MODEL_CARD)
+    manifest_uri = S3Uri(model_uri.bucket, directory).join(layout.MANIFEST)
 
-    if args.model_digest is not None and not args.model_digest.startswith("sha256:"):
-        raise UsageError(f"--model-digest {args.model_digest!r}: expected sha256:<hex>")
+    for flag, digest in (
+        ("--model-digest", args.model_digest),
+        ("--card-digest", args.card_digest),
+    ):
+        if digest is not None and not digest.startswith("sha256:"):
+            raise UsageError(f"{flag} {digest!r}: expected sha256:<hex>")
     if args.workers < 1:
         raise UsageError(f"--workers {args.workers}: must be at least 1")
     if args.workers > 1 and args.port == 0:
@@ -185,7 +198,9 @@ def parse(argv: Sequence[str], env: Mapping[str, str] | None = None) -> ServeCon
     return ServeConfig(
         model_uri=model_uri,
         card_uri=card_uri,
+        manifest_uri=manifest_uri,
         expected_digest=args.model_digest,
+        expected_card_digest=args.card_digest,
         name=args.name,
         host=args.host,
         port=args.port,

@@ -1,8 +1,11 @@
 """Fetch a model and its card from S3, verify both, and only then unpickle the model.
 
-Unpickling runs arbitrary code, so nothing is unpickled until the bytes are proven to be the
-ones training wrote (the card's digest) and the ones the operator deployed (the expected
-digest), and the runtime's scikit-learn can read them (same major.minor as at training).
+Unpickling runs arbitrary code, and the card says which column is which feature, so nothing is
+read before it is proven: the model is published (its manifest, written last, exists), the card's
+bytes are the ones the operator recorded (the expected card digest) before they are parsed, the
+model's bytes are the ones training wrote (the card's and the manifest's digest) and the operator
+deployed (the expected digest), and the runtime's scikit-learn can read them (same major.minor as
+at training).
 """
 
 from __future__ import annotations
@@ -36,38 +39,74 @@ def load(config: ServeConfig, storage: Storage | None = None) -> Loaded:
     """The ready-to-serve model, or a WorkloadError whose message says what is wrong."""
     started = time.perf_counter()
     storage = storage or Storage(StorageConfig.from_env())
-    card = read_card(storage, config)
+    manifest = read_manifest(storage, config)
+    card = read_card(storage, config, manifest)
     try:
         data = storage.get_bytes(config.model_uri)
     except ObjectNotFound:
         raise WorkloadError(Reason.ModelNotFound, f"{config.model_uri} does not exist") from None
-    verify(card, data, config)
+    verify(card, data, config, manifest)
     estimator = unpickle(data, config)
     model = Model(card, estimator, config.name or card.name)
     return Loaded(model, time.perf_counter() - started)
 
 
-def read_card(storage: Storage, config: ServeConfig) -> ModelCard:
+def read_manifest(storage: Storage, config: ServeConfig) -> dict[str, Any]:
+    """The model's manifest: training writes it last, so without it the model is half-written."""
     try:
-        document = storage.get_json(config.card_uri)
+        manifest = storage.get_json(config.manifest_uri)
+    except ObjectNotFound:
+        raise WorkloadError(
+            Reason.ModelNotPublished,
+            f"{config.manifest_uri} does not exist: the model was never (or not yet fully) "
+            "published",
+        ) from None
+    except ValueError as error:
+        raise WorkloadError(
+            Reason.InvalidModelCard, f"{config.manifest_uri}: not JSON: {error}"
+        ) from None
+    if not isinstance(manifest, dict):
+        raise WorkloadError(Reason.InvalidModelCard, f"{config.manifest_uri}: not a JSON object")
+    return manifest
+
+
+def read_card(storage: Storage, config: ServeConfig, manifest: dict[str, Any]) -> ModelCard:
+    try:
+        document = storage.get_bytes(config.card_uri)
     except ObjectNotFound:
         raise WorkloadError(
             Reason.ModelCardNotFound,
             f"{config.card_uri} does not exist: a model is served only with the card "
             "training writes beside it",
         ) from None
-    except ValueError as error:
-        raise WorkloadError(
-            Reason.InvalidModelCard, f"{config.card_uri}: not JSON: {error}"
-        ) from None
+    actual = bytes_digest(document)
+    for expected, source in (
+        (config.expected_card_digest, "expected (MODELYARD_MODEL_CARD_DIGEST)"),
+        (manifest.get("cardDigest"), f"its manifest {config.manifest_uri} says"),
+    ):
+        if expected is not None and actual != expected:
+            raise WorkloadError(
+                Reason.DigestMismatch,
+                f"{config.card_uri} has digest {actual} but {expected} was {source}: "
+                "refusing to read a model card that is not the one trained",
+            )
     try:
-        return ModelCard.model_validate(document)
+        return ModelCard.model_validate_json(document)
     except ValidationError as error:
         raise WorkloadError(Reason.InvalidModelCard, f"{config.card_uri}: {error}") from None
 
 
-def verify(card: ModelCard, data: bytes, config: ServeConfig) -> None:
+def verify(
+    card: ModelCard, data: bytes, config: ServeConfig, manifest: dict[str, Any] | None = None
+) -> None:
     actual = bytes_digest(data)
+    published = (manifest or {}).get("digest")
+    if published is not None and actual != published:
+        raise WorkloadError(
+            Reason.DigestMismatch,
+            f"{config.model_uri} has digest {actual} but its manifest {config.manifest_uri} "
+            f"says {published}: refusing to load a model file that is not the one published",
+        )
     if actual != card.digest:
         raise WorkloadError(
             Reason.DigestMismatch,
