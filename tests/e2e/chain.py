@@ -9,7 +9,7 @@ from typing import Any
 
 from kubernetes import client
 
-from tests.plugins.kube import Cluster
+from tests.plugins.kube import Cluster, kubectl_binary
 
 GROUP, VERSION = "modelyard.dev", "v1alpha1"
 TIMEOUT = 600
@@ -17,7 +17,7 @@ TIMEOUT = 600
 
 def kubectl(cluster: Cluster, *args: str) -> str:
     result = subprocess.run(
-        ["kubectl", f"--kubeconfig={cluster.kubeconfig}", *args],
+        [kubectl_binary(), f"--kubeconfig={cluster.kubeconfig}", *args],
         capture_output=True,
         text=True,
         check=False,

@@ -13,7 +13,7 @@ import pytest
 
 from modelyard.exitcodes import EXIT_USAGE
 from tests.conftest import EXAMPLES
-from tests.plugins.kube import Cluster
+from tests.plugins.kube import Cluster, kubectl_binary
 
 pytestmark = pytest.mark.e2e
 
@@ -56,7 +56,7 @@ def test_wait_predict_and_logs_on_the_quickstart(
 ) -> None:
     subprocess.run(
         [
-            "kubectl",
+            kubectl_binary(),
             f"--kubeconfig={kube_node.kubeconfig}",
             "apply",
             "-n",

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from collections.abc import Iterator
 from typing import Any
@@ -27,7 +26,7 @@ from tests.invalid_manifests import (
     Change,
     Invalid,
 )
-from tests.plugins.kube import Cluster
+from tests.plugins.kube import Cluster, kubectl_binary
 
 pytestmark = pytest.mark.integration
 
@@ -138,10 +137,7 @@ def test_explicit_nulls_are_pruned_so_rules_see_them_absent(
 
 @pytest.fixture
 def kubectl(crds: Cluster) -> Iterator[list[str]]:
-    binary = shutil.which("kubectl")
-    if binary is None:
-        pytest.skip("kubectl is not on PATH")
-    yield [binary, f"--kubeconfig={crds.kubeconfig}"]
+    yield [kubectl_binary(), f"--kubeconfig={crds.kubeconfig}"]
 
 
 def test_kubectl_explain_prints_the_field_docs(kubectl: list[str]) -> None:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 
 import pytest
 
 from tests.conftest import REPO
-from tests.plugins.kube import Cluster
-from tests.unit.chart_render import find_helm
+from tests.plugins.kube import Cluster, kubectl_binary
+from tests.unit.chart_render import helm
 
 pytestmark = pytest.mark.integration
 
@@ -30,19 +29,14 @@ VARIANTS = {
 def test_rendered_chart_applies_with_server_dry_run(
     crds: Cluster, namespace: str, arguments: list[str]
 ) -> None:
-    helm, kubectl = find_helm(), shutil.which("kubectl")
-    if helm is None or kubectl is None:
-        pytest.skip("needs helm (hack/build-binaries.sh helm) and kubectl")
     rendered = subprocess.run(
         [
-            helm,
+            helm(),
             "template",
             "modelyard",
             str(REPO / "charts" / "modelyard"),
             "--namespace",
             namespace,
-            "--kube-version",
-            "1.34.0",
             *(argument.format(namespace=namespace) for argument in arguments),
         ],
         capture_output=True,
@@ -51,7 +45,7 @@ def test_rendered_chart_applies_with_server_dry_run(
     ).stdout
     applied = subprocess.run(
         [
-            kubectl,
+            kubectl_binary(),
             f"--kubeconfig={crds.kubeconfig}",
             "apply",
             "--dry-run=server",

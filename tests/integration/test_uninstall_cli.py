@@ -24,7 +24,7 @@ from modelyard.api import GROUP, VERSION
 from modelyard.controllers.bookkeeping import FINALIZER
 from tests.conftest import EXAMPLES, PLURALS
 from tests.plugins.kube import Cluster
-from tests.unit.chart_render import CHART, KUBE_VERSION, find_helm
+from tests.unit.chart_render import CHART, helm
 
 pytestmark = pytest.mark.integration
 
@@ -257,19 +257,14 @@ def _hook_account(crds: Cluster, api: client.ApiClient, namespace: str, tmp_path
     """The chart's uninstall hook objects but its Job, created as Helm would create them for a
     release `modelyard` in `namespace` watching `namespace`, and a kubeconfig with a token of
     the hook's ServiceAccount."""
-    helm = find_helm()
-    if helm is None:
-        pytest.skip("needs helm (hack/build-binaries.sh helm)")
     rendered = subprocess.run(
         [
-            helm,
+            helm(),
             "template",
             "modelyard",
             str(CHART),
             "--namespace",
             namespace,
-            "--kube-version",
-            KUBE_VERSION,
             "--set",
             "rbac.clusterWide=false",
             "--set",

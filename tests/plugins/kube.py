@@ -23,6 +23,7 @@ import uuid
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -43,6 +44,21 @@ STATE_DIR = Path(os.environ.get("MODELYARD_STATE_DIR", _CACHE / "cluster"))
 LOCAL_KUBECONFIG = STATE_DIR / "kubeconfig"
 # Where pods reach the host: the gateway of the node's pod bridge (hack/lib.sh).
 NODE_IP = os.environ.get("MODELYARD_NODE_IP", "10.244.0.1")
+
+
+@cache
+def built_binary(name: str) -> str:
+    """The path of a binary hack/ builds and caches (kubectl, helm, versitygw...), building it
+    on first use. Tests use these, never whatever the machine has on PATH: a kubectl of another
+    version, or none, must not change what a test checks or make it skip."""
+    return subprocess.run(
+        [str(HACK / "bin-path.sh"), name], check=True, stdout=subprocess.PIPE, text=True
+    ).stdout.strip()
+
+
+def kubectl_binary() -> str:
+    """The kubectl of the cluster's own Kubernetes version (hack/build-binaries.sh)."""
+    return built_binary("kubectl")
 
 
 @dataclass
