@@ -8,7 +8,7 @@ VENV ?= .venv
 PY ?= $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: help install lint format crds test test-unit test-integration test-adversarial test-chaos test-e2e demo bench bench-quick
+.PHONY: help install test-deps lint format crds test test-unit test-integration test-adversarial test-chaos test-e2e demo bench bench-quick
 
 help: ## list the verbs
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -21,6 +21,9 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 install: $(VENV)/.installed ## create the virtualenv and install the package with dev tools
+
+test-deps: ## apt-install the tools the tests run besides Python: lua5.1, redis-server, git (root)
+	hack/install-deps.sh test
 
 lint: install ## ruff (lint + format check) and mypy
 	$(VENV)/bin/ruff check operator tests
@@ -36,19 +39,19 @@ crds: install ## regenerate crds/, docs/api.md and the reason tables of docs/ope
 	$(VENV)/bin/modelyard crds --output-dir charts/modelyard/files/crds
 	$(PY) -m modelyard.reasonsdoc docs/operations.md
 
-test-unit: install ## pure tests: models, CRD rendering, builders (no network)
+test-unit: install test-deps ## pure tests: models, CRD rendering, builders (no network)
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
-test-integration: install ## against a real kube-apiserver and S3 server started by the tests
+test-integration: install test-deps ## against a real kube-apiserver and S3 server started by the tests
 	$(PY) -m pytest tests/integration -m integration $(PYTEST_ARGS)
 
-test-adversarial: install ## tenants attacking each other through the operator (real API and S3 servers)
+test-adversarial: install test-deps ## tenants attacking each other through the operator (real API and S3 servers)
 	$(PY) -m pytest tests/adversarial -m adversarial $(PYTEST_ARGS)
 
-test-e2e: install ## the whole chain on the local node (root; builds images); MODELYARD_EXAMPLES=all: every example
+test-e2e: install test-deps ## the whole chain on the local node (root; builds images); MODELYARD_EXAMPLES=all: every example
 	$(PY) -m pytest tests/e2e -m e2e $(PYTEST_ARGS)
 
-test-chaos: install ## faults: operator kills, API server restarts, peering (MODELYARD_CHAOS_FULL=1: full size)
+test-chaos: install test-deps ## faults: operator kills, API server restarts, peering (MODELYARD_CHAOS_FULL=1: full size)
 	$(PY) -m pytest tests/chaos -m chaos $(PYTEST_ARGS)
 
 test: lint test-unit test-integration test-adversarial test-chaos test-e2e ## everything CI runs
