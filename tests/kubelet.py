@@ -226,3 +226,57 @@ def train_summary(run: str, version: str, digest: str, accuracy: float) -> dict[
         "trainRows": 120,
         "testRows": 30,
     }
+
+
+def wait_with(core: client.CoreV1Api, pod: client.V1Pod, reason: str, message: str) -> None:
+    """The pod's container waits, as the kubelet reports a container it cannot start."""
+    container = pod.spec.containers[0]
+    waiting = {"reason": reason, "message": message}
+    status = {
+        "phase": "Pending",
+        "containerStatuses": [
+            {
+                "name": container.name,
+                "image": container.image,
+                "imageID": "",
+                "ready": False,
+                "restartCount": 0,
+                "started": False,
+                "state": {"waiting": waiting},
+            }
+        ],
+    }
+    core.patch_namespaced_pod_status(pod.metadata.name, pod.metadata.namespace, {"status": status})
+
+
+def unschedulable(core: client.CoreV1Api, pod: client.V1Pod, message: str) -> None:
+    """The scheduler's verdict on a pod no node can take."""
+    condition = {
+        "type": "PodScheduled",
+        "status": "False",
+        "reason": "Unschedulable",
+        "message": message,
+        "lastTransitionTime": _stamp(),
+    }
+    status = {"phase": "Pending", "conditions": [condition]}
+    core.patch_namespaced_pod_status(pod.metadata.name, pod.metadata.namespace, {"status": status})
+
+
+def running(core: client.CoreV1Api, pod: client.V1Pod) -> None:
+    """The pod's container runs (not yet ready)."""
+    container = pod.spec.containers[0]
+    status = {
+        "phase": "Running",
+        "containerStatuses": [
+            {
+                "name": container.name,
+                "image": container.image,
+                "imageID": "",
+                "ready": False,
+                "restartCount": 0,
+                "started": True,
+                "state": {"running": {"startedAt": _stamp()}},
+            }
+        ],
+    }
+    core.patch_namespaced_pod_status(pod.metadata.name, pod.metadata.namespace, {"status": status})

@@ -91,6 +91,18 @@ class Reason(StrEnum):
     ResultRejected = "ResultRejected"
     JobVanished = "JobVanished"
     ModelNotPublished = "ModelNotPublished"
+    # A child pod cannot start or keeps dying (the kubelet's own reasons).
+    CreateContainerConfigError = "CreateContainerConfigError"
+    CreateContainerError = "CreateContainerError"
+    ErrImagePull = "ErrImagePull"
+    ImagePullBackOff = "ImagePullBackOff"
+    InvalidImageName = "InvalidImageName"
+    ErrImageNeverPull = "ErrImageNeverPull"
+    RunContainerError = "RunContainerError"
+    Unschedulable = "Unschedulable"
+    OOMKilled = "OOMKilled"
+    CrashLoopBackOff = "CrashLoopBackOff"
+    ReadinessNeverReached = "ReadinessNeverReached"
 
 
 @dataclass(frozen=True)
@@ -107,6 +119,11 @@ _DS, _TJ, _MD = "Dataset", "TrainingJob", "ModelDeployment"
 _WORKLOADS = "Dataset, TrainingJob"
 _SERVER = "model server (pod logs, ModelDeployment events)"
 _FIX_SPEC = "Fix the field named in the message and apply again; the operator retries at once."
+_ALL = "Dataset, TrainingJob, ModelDeployment"
+_POD_EVENTS = "Read the pod's events (`kubectl describe pod`); the message names the cause."
+_IMAGE_FIX = (
+    "Check the image name and the node's access to it (pull secrets: workloads.imagePullSecrets)."
+)
 
 EXPLANATIONS: dict[Reason, Explanation] = {
     Reason.Ingesting: Explanation(_DS, False, "An ingest Job is running.", "Wait."),
@@ -442,5 +459,58 @@ EXPLANATIONS: dict[Reason, Explanation] = {
         True,
         "The model's directory has no manifest.json: training never finished publishing it.",
         "Serve a model from a successful run.",
+    ),
+    Reason.CreateContainerConfigError: Explanation(
+        _ALL,
+        True,
+        "A child pod cannot start: a Secret or ConfigMap it references (e.g. the storage "
+        "credentials) or one of its keys is missing. The message is the kubelet's.",
+        "Create the Secret with the keys named (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) in "
+        "this namespace; the pod starts by itself.",
+    ),
+    Reason.CreateContainerError: Explanation(
+        _ALL, True, "The container runtime could not create the container.", _POD_EVENTS
+    ),
+    Reason.ErrImagePull: Explanation(
+        _ALL, True, "The node could not pull the workload image.", _IMAGE_FIX
+    ),
+    Reason.ImagePullBackOff: Explanation(
+        _ALL, True, "The node keeps failing to pull the workload image.", _IMAGE_FIX
+    ),
+    Reason.InvalidImageName: Explanation(
+        _ALL, True, "The workload image reference cannot be parsed.", _IMAGE_FIX
+    ),
+    Reason.ErrImageNeverPull: Explanation(
+        _ALL, True, "The image is not on the node and the pull policy is Never.", _IMAGE_FIX
+    ),
+    Reason.RunContainerError: Explanation(
+        _ALL, True, "The container runtime could not start the container.", _POD_EVENTS
+    ),
+    Reason.Unschedulable: Explanation(
+        _ALL,
+        True,
+        "No node can take the pod (resources, node selector, taints); the message is the "
+        "scheduler's.",
+        "Lower the requests, or fix workloads.nodeSelector / tolerations, or add nodes.",
+    ),
+    Reason.OOMKilled: Explanation(
+        _ALL,
+        True,
+        "A workload container was killed for using more memory than its limit.",
+        "Raise spec.resources.limits.memory (or workloads.resources.limits.memory).",
+    ),
+    Reason.CrashLoopBackOff: Explanation(
+        _ALL,
+        True,
+        "A container keeps exiting; when the workload reported why, that reason is shown "
+        "instead (e.g. DigestMismatch).",
+        "Read the message and `kubectl logs`.",
+    ),
+    Reason.ReadinessNeverReached: Explanation(
+        _MD,
+        True,
+        "New model server pods run but never pass their readiness probe within the "
+        "Deployment's progress deadline.",
+        "Read the server pods' logs; a model that loads slowly needs more memory or CPU.",
     ),
 }

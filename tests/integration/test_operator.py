@@ -18,8 +18,11 @@ from tests.kubelet import (
     finish_job,
     ingest_summary,
     make_ready,
+    running,
     train_summary,
+    unschedulable,
     wait_for,
+    wait_with,
 )
 from tests.plugins.kube import Cluster
 from tests.plugins.operator import Operator
@@ -487,3 +490,65 @@ def test_children_are_garbage_collected_with_their_owner(api: Api, operator: Ope
         ),
         timeout=90,
     )
+
+
+def _pod(api: Api, selector: str) -> client.V1Pod:
+    return wait_for(
+        f"a pod matching {selector}",
+        lambda: next(
+            iter(api.core.list_namespaced_pod(api.namespace, label_selector=selector).items), None
+        ),
+    )
+
+
+def test_an_ingest_pod_that_cannot_start_stalls_its_dataset_with_the_kubelets_words(
+    api: Api, operator: Operator
+) -> None:
+    api.create(_quickstart("Dataset"))
+    pod = _pod(api, "modelyard.dev/dataset=iris")
+    missing = 'secret "modelyard-s3" not found'
+    wait_with(api.core, pod, "CreateContainerConfigError", missing)
+    stalled = api.wait_condition("Dataset", "iris", "Stalled", "True", "CreateContainerConfigError")
+    assert missing in stalled["message"] and pod.metadata.name in stalled["message"]
+    api.wait_condition("Dataset", "iris", "Ready", "False", "CreateContainerConfigError")
+    assert api.status("Dataset", "iris")["phase"] == "Ingesting"
+    # The Secret arrives, the pod starts: in progress again, not failed.
+    running(api.core, pod)
+    api.wait_condition("Dataset", "iris", "Ready", "Unknown", "Ingesting")
+    assert api.condition("Dataset", "iris", "Stalled") is None
+    finish_job(
+        api.core, api.namespace, api.status("Dataset", "iris")["ingestJob"], ingest_summary(V1)
+    )
+    api.wait_condition("Dataset", "iris", "Ready", "True", "Ingested")
+
+
+def test_a_training_pod_no_node_can_take_stalls_its_trainingjob(
+    api: Api, operator: Operator
+) -> None:
+    _ready_dataset(api)
+    api.create(_quickstart("TrainingJob"))
+    pod = _pod(api, "modelyard.dev/run=run-1")
+    verdict = "0/3 nodes are available: 3 Insufficient memory."
+    unschedulable(api.core, pod, verdict)
+    stalled = api.wait_condition(
+        "TrainingJob", "iris-classifier", "Stalled", "True", "Unschedulable"
+    )
+    assert verdict in stalled["message"] and stalled["message"].startswith("run-1: ")
+
+
+def test_a_server_pod_whose_image_cannot_be_pulled_stalls_the_rollout(
+    api: Api, operator: Operator
+) -> None:
+    _ready_dataset(api)
+    api.create(_quickstart("TrainingJob"))
+    api.create(_quickstart("ModelDeployment"))
+    _trained(api, "run-1", V1, MODEL_1, 0.95)
+    pod = _pod(api, "modelyard.dev/modeldeployment=iris")
+    pull = 'Back-off pulling image "modelyard/server:0.1.0"'
+    wait_with(api.core, pod, "ImagePullBackOff", pull)
+    stalled = api.wait_condition("ModelDeployment", "iris", "Stalled", "True", "ImagePullBackOff")
+    assert pull in stalled["message"]
+    api.wait_condition("ModelDeployment", "iris", "Ready", "False", "ImagePullBackOff")
+    _serving(api, 2)
+    api.wait_condition("ModelDeployment", "iris", "Ready", "True", "Serving")
+    assert api.condition("ModelDeployment", "iris", "Stalled") is None

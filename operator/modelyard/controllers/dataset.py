@@ -10,8 +10,15 @@ from kubernetes.dynamic.exceptions import ConflictError
 from modelyard import summaries
 from modelyard.api import GROUP, VERSION
 from modelyard.api.dataset import DatasetSpec
-from modelyard.controllers import metrics, provenance, trainingjob
-from modelyard.controllers.conditions import now, progressing, set_condition, settled, stalled
+from modelyard.controllers import metrics, pods, provenance, trainingjob
+from modelyard.controllers.conditions import (
+    get_condition,
+    now,
+    progressing,
+    set_condition,
+    settled,
+    stalled,
+)
 from modelyard.controllers.context import Context, from_memo, post_event
 from modelyard.controllers.denials import reported
 from modelyard.controllers.jobs import failure_of, job_output, outcome
@@ -209,6 +216,40 @@ def _on_fresh(
     raise RuntimeError(f"{KIND} {namespace}/{name} kept changing under {attempts} attempts")
 
 
+def on_pod(context: Context, pod: dict[str, Any]) -> None:
+    """A pod of an ingest Job changed: a pod that cannot start stalls the ingestion with the
+    pod's own reason; once it runs again, the ingestion is back in progress."""
+    namespace = pod["metadata"]["namespace"]
+    name = pod["metadata"]["labels"].get("modelyard.dev/dataset")
+    if not name:
+        return
+    found = pods.problem(pod)
+
+    def report(dataset: dict[str, Any]) -> None:
+        status = dataset.get("status") or {}
+        if status.get("phase") != "Ingesting" or provenance.controller_uid(
+            pod["metadata"]
+        ) != status.get("ingestJobUid"):
+            return  # not the pod of the ingestion in flight
+        conditions = status.get("conditions")
+        generation = dataset["metadata"].get("generation")
+        stall = get_condition(conditions, "Stalled") or {}
+        if found is not None:
+            if (stall.get("reason"), stall.get("message")) == (found.reason, found.message):
+                return
+            conditions = stalled(conditions, found.reason, found.message, generation)
+            _patch(context, dataset, {"conditions": conditions})
+            post_event(dataset, found.reason, found.message, warning=True)
+        elif pods.started(pod) and stall.get("reason") in pods.POD_REASONS:
+            message = f"ingest Job {status['ingestJob']} is running"
+            conditions = progressing(
+                conditions, Reason.Ingesting, message, generation, bool(status.get("version"))
+            )
+            _patch(context, dataset, {"conditions": conditions})
+
+    _on_fresh(context, namespace, name, report)
+
+
 def on_job_finished(context: Context, job: dict[str, Any], succeeded: bool) -> None:
     """An ingest Job ended: record the version it published, or why it failed; then tell the
     TrainingJobs that use the Dataset."""
@@ -249,9 +290,10 @@ def _record_job(
         or provenance.controller_uid(job_meta) != dataset["metadata"]["uid"]
     ):
         return False  # a superseded ingestion, one already recorded, or not ours
-    summary = provenance.termination_summary(context.kube, job) or {}
+    own = provenance.own_pods(context.kube, job)
+    summary = provenance.termination_summary(job, own) or {}
     if not (succeeded and summary.get("status") == "Succeeded"):
-        _stall(context, dataset, *failure_of(job, summary, "ingest Job"))
+        _stall(context, dataset, *failure_of(job, summary, own, "ingest Job"))
         return True
     try:
         result = summaries.expect_ingest(summary, job_output(job))

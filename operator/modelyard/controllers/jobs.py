@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from modelyard import summaries
+from modelyard.controllers.pods import problem
 from modelyard.reasons import Reason
 from modelyard.resources.jobs import OUTPUT_URI
 from modelyard.storage.uri import InvalidUri, S3Uri
@@ -44,12 +45,16 @@ def job_output(job: dict[str, Any]) -> S3Uri:
         ) from None
 
 
-def failure_of(job: dict[str, Any], summary: dict[str, Any], what: str) -> tuple[str, str]:
+def failure_of(
+    job: dict[str, Any], summary: dict[str, Any], pods: list[dict[str, Any]], what: str
+) -> tuple[str, str]:
     """(reason, message) of a failed workload: its own report when it left one, else what
-    Kubernetes says stopped the Job."""
+    stopped its pods (killed for memory…), else what Kubernetes says stopped the Job."""
     failure = summaries.failure(summary)
-    reason = (
-        failure.reason if failure and failure.reason != Reason.JobFailed else failure_reason(job)
-    )
+    if failure and failure.reason != Reason.JobFailed:
+        return failure.reason, failure.message or f"{what} {job['metadata']['name']} failed"
+    stopped = next((found for pod in pods if (found := problem(pod)) is not None), None)
+    if stopped is not None:
+        return stopped.reason, stopped.message
     message = (failure.message if failure else "") or f"{what} {job['metadata']['name']} failed"
-    return reason, message
+    return failure_reason(job), message

@@ -65,20 +65,28 @@ def foreign_job(job: Manifest, owner_uid: str, desired: Manifest) -> str | None:
     return None
 
 
-def termination_summary(kube: Kube, job: Manifest) -> dict[str, Any] | None:
-    """The JSON summary the Job's own pods left in their termination message (newest first),
-    or None when none of them left one."""
+def own_pods(kube: Kube, job: Manifest) -> list[Manifest]:
+    """The Job's own pods: made by it (by UID) from its template. A pod that copied the Job's
+    labels and owner reference but runs something else is not among them."""
     meta = job["metadata"]
     uid = meta["uid"]
     template = _template_spec(job)
-    container = template["containers"][0]["name"]
     pods = kube.list_objects(
         "v1", "Pod", meta["namespace"], f"batch.kubernetes.io/controller-uid={uid}"
     )
+    return [
+        pod
+        for pod in pods
+        if controller_uid(pod["metadata"]) == uid and same_workload(pod["spec"], template)
+    ]
+
+
+def termination_summary(job: Manifest, pods: list[Manifest]) -> dict[str, Any] | None:
+    """The JSON summary the Job's own `pods` left in their termination message (newest first),
+    or None when none of them left one."""
+    container = _template_spec(job)["containers"][0]["name"]
     ended = []
     for pod in pods:
-        if controller_uid(pod["metadata"]) != uid or not same_workload(pod["spec"], template):
-            continue  # a pod that copied the Job's labels: not its result
         for status in (pod.get("status") or {}).get("containerStatuses") or []:
             terminated = (status.get("state") or {}).get("terminated")
             if status.get("name") == container and terminated and terminated.get("message"):

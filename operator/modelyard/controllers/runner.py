@@ -65,6 +65,7 @@ def configure(settings: kopf.OperatorSettings) -> None:
     # namespace cost neither memory nor CPU here.
     settings.watching.label_selectors["batch", "jobs"] = MANAGED
     settings.watching.label_selectors["apps", "deployments"] = MANAGED
+    settings.watching.label_selectors["", "v1", "pods"] = MANAGED
     # kopf's bookkeeping lives in our own annotations, never in spec: Argo CD compares only the
     # fields it applied, so these create no drift, and status stays ours alone.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=BOOKKEEPING)

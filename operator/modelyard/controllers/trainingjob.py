@@ -13,8 +13,15 @@ from modelyard import summaries
 from modelyard.api import GROUP, VERSION
 from modelyard.api.dataset import DatasetSpec
 from modelyard.api.trainingjob import Metric, RetrainPolicy, TrainingJobSpec, search_candidates
-from modelyard.controllers import metrics, modeldeployment, provenance
-from modelyard.controllers.conditions import now, progressing, set_condition, settled, stalled
+from modelyard.controllers import metrics, modeldeployment, pods, provenance
+from modelyard.controllers.conditions import (
+    get_condition,
+    now,
+    progressing,
+    set_condition,
+    settled,
+    stalled,
+)
 from modelyard.controllers.context import Context, from_memo, post_event
 from modelyard.controllers.denials import reported
 from modelyard.controllers.jobs import failure_of, job_output, outcome
@@ -364,6 +371,44 @@ def on_job_finished(context: Context, job: dict[str, Any], succeeded: bool) -> N
     retrying(f"following TrainingJob {namespace}/{name}", follow)
 
 
+def on_pod(context: Context, pod: dict[str, Any]) -> None:
+    """A pod of a run's Job changed: a pod that cannot start stalls the TrainingJob with the
+    pod's own reason; once it runs again, training is back in progress."""
+    labels = pod["metadata"]["labels"]
+    name, run_id = labels.get("modelyard.dev/trainingjob"), labels.get("modelyard.dev/run")
+    if not name or not run_id:
+        return
+    found = pods.problem(pod)
+
+    def report(body: dict[str, Any]) -> None:
+        status = body.get("status") or {}
+        run = next((r for r in status.get("runs") or [] if r["id"] == run_id), None)
+        if (
+            run is None
+            or run["phase"] not in ACTIVE
+            or provenance.controller_uid(pod["metadata"]) != run.get("jobUid")
+        ):
+            return  # not the pod of the run in flight
+        conditions = status.get("conditions")
+        generation = body["metadata"].get("generation")
+        stall = get_condition(conditions, "Stalled") or {}
+        if found is not None:
+            message = f"{run_id}: {found.message}"
+            if (stall.get("reason"), stall.get("message")) == (found.reason, message):
+                return
+            conditions = stalled(conditions, found.reason, message, generation)
+            _patch_status(context, body, {"conditions": conditions})
+            post_event(body, found.reason, message, warning=True)
+        elif pods.started(pod) and stall.get("reason") in pods.POD_REASONS:
+            message = f"{run_id} on {run['datasetVersion'][:19]}…"
+            conditions = progressing(
+                conditions, Reason.Training, message, generation, bool(status.get("model"))
+            )
+            _patch_status(context, body, {"conditions": conditions})
+
+    on_fresh(context, pod["metadata"]["namespace"], name, report)
+
+
 def on_job_deleted(context: Context, job: dict[str, Any]) -> None:
     """A Job of ours went away: if its run was still waiting for it, that run has failed."""
     found = _run_of(job)
@@ -416,10 +461,11 @@ def _record_run(
         or provenance.controller_uid(job_meta) != body["metadata"]["uid"]
     ):
         return False  # not the Job the operator started for this run
-    summary = provenance.termination_summary(context.kube, job) or {}
+    own = provenance.own_pods(context.kube, job)
+    summary = provenance.termination_summary(job, own) or {}
     if summary.get("status") not in ("Succeeded", "Failed") or "model" not in summary:
         # No model to report: the workload failed before training, or left nothing.
-        reason, message = failure_of(job, summary, "training Job")
+        reason, message = failure_of(job, summary, own, "training Job")
         _end_run(
             context, body, runs, index, {"phase": "Failed", "reason": reason, "message": message}
         )
@@ -445,7 +491,7 @@ def _record_run(
     if succeeded and result.status == "Succeeded":
         fields.update(phase="Succeeded", reason=Reason.Succeeded)
     else:  # trained and published, but missed its objective (or the Job failed after all)
-        reason, message = failure_of(job, summary, "training Job")
+        reason, message = failure_of(job, summary, own, "training Job")
         fields.update(phase="Failed", reason=reason, message=message)
     _end_run(context, body, runs, index, fields, result.task)
     return True

@@ -30,7 +30,7 @@ from modelyard.resources.serving import service_url
 KIND = "ModelDeployment"
 HISTORY_LIMIT = 20
 
-__all__ = ["reconcile", "report_rollout", "trainingjob_changed"]
+__all__ = ["pod_changed", "reconcile", "report_rollout", "trainingjob_changed"]
 
 
 @kopf.on.resume(GROUP, VERSION, "modeldeployments")
@@ -52,6 +52,13 @@ def server_deployment_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     owner = body["metadata"]["labels"].get("modelyard.dev/modeldeployment")
     context = from_memo(memo)
     deployment = context.kube.custom(KIND, body["metadata"]["namespace"], owner) if owner else None
+    if deployment is not None and not deployment["metadata"].get("deletionTimestamp"):
+        report_rollout(context, deployment)
+
+
+def pod_changed(context: Context, namespace: str, name: str) -> None:
+    """A server pod cannot start, or started: the rollout's state may have changed."""
+    deployment = context.kube.custom(KIND, namespace, name)
     if deployment is not None and not deployment["metadata"].get("deletionTimestamp"):
         report_rollout(context, deployment)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from modelyard.controllers import metrics
-from modelyard.controllers.conditions import get_condition, progressing, settled
+from modelyard.controllers import metrics, pods
+from modelyard.controllers.conditions import get_condition, progressing, settled, stalled
 from modelyard.controllers.context import Context, post_event
 from modelyard.controllers.modeldeployment.resolve import describe
 from modelyard.reasons import Reason
@@ -39,7 +39,11 @@ def report_rollout(
     done = all(_rolled_out(d) for d in tracks)
     generation = meta.get("generation")
     conditions = status.get("conditions")
-    if done and main_ready + canary_ready > 0:
+    stuck = None if done else _stuck(context, namespace, tracks)
+    if stuck is not None:
+        phase, reason, message = "Progressing", stuck.reason, stuck.message
+        conditions = stalled(conditions, reason, message, generation)
+    elif done and main_ready + canary_ready > 0:
         phase, reason = "Ready", Reason.Serving
         message = f"{main_ready + canary_ready} replicas serve {describe(status['model'])}"
         conditions = settled(conditions, reason, message, generation)
@@ -63,10 +67,51 @@ def report_rollout(
                 "trafficPercent": round(100 * canary_ready / total_ready) if total_ready else 0,
             }
     was_ready = status.get("phase") == "Ready"
+    was_stuck = get_condition(status.get("conditions"), "Stalled") or {}
     context.kube.patch_status(KIND, namespace, name, patch)
     metrics.set_phase(KIND, namespace, name, phase)
     if phase == "Ready" and not was_ready:
         post_event(body, Reason.Serving, message)
+    if stuck is not None and (was_stuck.get("reason"), was_stuck.get("message")) != (
+        stuck.reason,
+        stuck.message,
+    ):
+        post_event(body, stuck.reason, stuck.message, warning=True)
+
+
+def _stuck(
+    context: Context, namespace: str, tracks: list[dict[str, Any]]
+) -> pods.PodProblem | None:
+    """Why the rollout cannot finish: a server pod that cannot start or keeps crashing (its
+    own reason), or a Deployment past its progress deadline with pods that never get ready."""
+    for deployment in tracks:
+        name = deployment["metadata"]["name"]
+        selector = ",".join(
+            f"{k}={v}" for k, v in deployment["spec"]["selector"]["matchLabels"].items()
+        )
+        for pod in context.kube.list_objects("v1", "Pod", namespace, selector):
+            owner: dict[str, Any] = next(
+                (r for r in pod["metadata"].get("ownerReferences") or [] if r.get("controller")),
+                {},
+            )
+            # The Deployment's own pods: made by one of its ReplicaSets (<deployment>-<hash>).
+            if owner.get("kind") != "ReplicaSet" or not owner.get("name", "").startswith(
+                f"{name}-"
+            ):
+                continue
+            found = pods.problem(pod)
+            if found is not None:
+                return found
+        for condition in (deployment.get("status") or {}).get("conditions") or []:
+            if condition.get("type") == "Progressing" and condition.get("reason") == (
+                "ProgressDeadlineExceeded"
+            ):
+                return pods.PodProblem(
+                    Reason.ReadinessNeverReached,
+                    f"Deployment {name}: {condition.get('message')}; its new pods never passed "
+                    "their readiness probe (see their logs: the model may still be loading)",
+                )
+    return None
 
 
 def _rolled_out(deployment: dict[str, Any]) -> bool:

@@ -1,0 +1,91 @@
+"""What stops a child pod, read from its status as the kubelet and scheduler write it."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from modelyard.controllers.pods import POD_REASONS, problem, started
+
+
+def _pod(**status: Any) -> dict[str, Any]:
+    return {"metadata": {"name": "iris-7d9f-x2"}, "status": status}
+
+
+def _container(state: dict[str, Any], last: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"name": "server", "state": state, "lastState": last or {}}
+
+
+def test_a_crashing_server_shows_the_reason_it_reported_before_exiting() -> None:
+    report = {"status": "Failed", "reason": "DigestMismatch", "message": "model.json has digest"}
+    pod = _pod(
+        containerStatuses=[
+            _container(
+                {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 40s"}},
+                {"terminated": {"exitCode": 1, "reason": "Error", "message": json.dumps(report)}},
+            )
+        ]
+    )
+    found = problem(pod)
+    assert found is not None and found.reason == "DigestMismatch"
+    assert found.message == "pod iris-7d9f-x2: model.json has digest"
+
+
+def test_a_crash_without_a_report_is_a_crash_loop_with_the_logs_tail() -> None:
+    pod = _pod(
+        containerStatuses=[
+            _container(
+                {"waiting": {"reason": "CrashLoopBackOff"}},
+                {"terminated": {"exitCode": 139, "reason": "Error", "message": "Segfault\n"}},
+            )
+        ]
+    )
+    found = problem(pod)
+    assert found is not None and found.reason == "CrashLoopBackOff"
+    assert "exit code 139" in found.message and "Segfault" in found.message
+
+
+@pytest.mark.parametrize(
+    "container",
+    [
+        _container({"terminated": {"exitCode": 137, "reason": "OOMKilled"}}),
+        _container({"running": {}}, {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}),
+    ],
+)
+def test_a_container_killed_for_memory_says_so(container: dict[str, Any]) -> None:
+    found = problem(_pod(containerStatuses=[container]))
+    assert found is not None and found.reason == "OOMKilled"
+    assert "limits.memory" in found.message
+
+
+def test_a_reported_reason_unknown_to_modelyard_is_not_taken() -> None:
+    report = {"status": "Failed", "reason": "AllFine", "message": "nothing to see"}
+    pod = _pod(
+        containerStatuses=[
+            _container(
+                {"waiting": {"reason": "CrashLoopBackOff"}},
+                {"terminated": {"exitCode": 1, "message": json.dumps(report)}},
+            )
+        ]
+    )
+    found = problem(pod)
+    assert found is not None and found.reason == "CrashLoopBackOff"
+
+
+def test_a_pending_or_running_pod_has_no_problem() -> None:
+    assert problem(_pod(phase="Pending")) is None
+    assert (
+        problem(_pod(containerStatuses=[_container({"waiting": {"reason": "ContainerCreating"}})]))
+        is None
+    )
+    running = _pod(containerStatuses=[_container({"running": {"startedAt": "now"}})])
+    assert problem(running) is None and started(running)
+    assert not started(_pod(phase="Pending"))
+
+
+def test_every_pod_reason_is_documented() -> None:
+    from modelyard.reasons import EXPLANATIONS
+
+    assert POD_REASONS <= EXPLANATIONS.keys()
