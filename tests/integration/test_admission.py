@@ -13,7 +13,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from modelyard.api import GROUP, VERSION, Dataset
+from modelyard.api import GROUP, KINDS, VERSION, Dataset
 from modelyard.manifests import parse
 from tests.conftest import PLURALS
 from tests.invalid_manifests import (
@@ -171,3 +171,30 @@ def test_kubectl_get_category_lists_all_kinds_with_columns(
     assert "modeldeployment.modelyard.dev/bad" in result.stdout
     header = result.stdout.splitlines()[0].split()
     assert header[:3] == ["NAME", "READY", "PHASE"] and header[-1] == "AGE"
+
+
+def test_short_names_are_ours_alone_in_discovery(kubectl: list[str]) -> None:
+    """`kubectl get dset|tj|mdep` can only mean our kinds: no built-in resource (nor any other
+    installed) answers to those names, and none of ours takes a built-in's (`ds` is DaemonSet)."""
+
+    def discover(path: str) -> Any:
+        raw = subprocess.run([*kubectl, "get", "--raw", path], capture_output=True, check=True)
+        return json.loads(raw.stdout)
+
+    groups = discover("/apis")["groups"]
+    paths = ["/api/v1"] + [f"/apis/{g['preferredVersion']['groupVersion']}" for g in groups]
+    owners: dict[str, set[str]] = {}
+    for path in paths:
+        found = discover(path)
+        group = found["groupVersion"].rpartition("/")[0] or "core"
+        for resource in found["resources"]:
+            if "/" in resource["name"]:
+                continue  # a subresource
+            for name in [resource["name"], resource.get("singularName") or ""] + (
+                resource.get("shortNames") or []
+            ):
+                owners.setdefault(name, set()).add(group)
+    assert owners["ds"] == {"apps"}, "ds is DaemonSet's"
+    for kind in KINDS:
+        for name in (*kind.info.short_names, kind.info.plural, kind.info.singular):
+            assert owners.get(name) == {GROUP}, f"{name}: {owners.get(name)}"

@@ -268,7 +268,7 @@ class Dataset(ResourceBase):
         kind="Dataset",
         plural="datasets",
         singular="dataset",
-        short_names=("ds",),
+        short_names=("dset",),
         columns=(
             READY_COLUMN,
             PHASE_COLUMN,
