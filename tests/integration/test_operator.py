@@ -552,3 +552,26 @@ def test_a_server_pod_whose_image_cannot_be_pulled_stalls_the_rollout(
     _serving(api, 2)
     api.wait_condition("ModelDeployment", "iris", "Ready", "True", "Serving")
     assert api.condition("ModelDeployment", "iris", "Stalled") is None
+
+
+def test_run_history_is_bounded_but_keeps_the_runs_in_use(api: Api, operator: Operator) -> None:
+    _ready_dataset(api)
+    training_job = _quickstart("TrainingJob")
+    training_job["spec"]["runHistoryLimit"] = 2
+    del training_job["spec"]["objective"]
+    api.create(training_job)
+    deployment = _quickstart("ModelDeployment")
+    deployment["spec"]["model"]["trainingJobRef"]["run"] = "run-1"
+    api.create(deployment)
+    digests = {}
+    for number in range(1, 6):
+        run = f"run-{number}"
+        digests[run] = "sha256:" + f"{number:x}" * 64
+        if number > 1:
+            params = {"spec": {"estimator": {"params": {"max_depth": number}}}}
+            api.patch("TrainingJob", "iris-classifier", params)
+        _trained(api, run, V1, digests[run], 0.9)
+    ids = [run["id"] for run in api.status("TrainingJob", "iris-classifier")["runs"]]
+    # The pinned run-1 stays, and the two newest: run ids are never reused.
+    assert ids == ["run-1", "run-4", "run-5"], ids
+    assert api.status("ModelDeployment", "iris")["model"]["digest"] == digests["run-1"]

@@ -168,6 +168,14 @@ class TrainingJobSpec(ApiModel):
     backoff_limit: int = Field(
         default=2, ge=0, le=10, description="Retries of a failed training pod before the run fails."
     )
+    run_history_limit: int = Field(
+        default=10,
+        ge=1,
+        le=100,
+        description="Most runs kept in status.runs. Older finished runs are dropped from status, "
+        "except the latest successful one and those a ModelDeployment serves or pins; their "
+        "models and cards stay in storage.",
+    )
     active_deadline_seconds: int | None = Field(
         default=None, ge=1, description="Longest a run may take before it is stopped and failed."
     )

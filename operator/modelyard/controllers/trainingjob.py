@@ -168,7 +168,7 @@ def reconcile(context: Context, body: dict[str, Any]) -> None:
             run["jobUid"] = job["metadata"]["uid"]
         uri = uri_of(dataset, run_version) or uri
     elif _needs_run(spec, latest, generation, version):
-        run_id = f"run-{len(runs) + 1}"
+        run_id = f"run-{_next_run_number(runs)}"
         started = _start_job(context, body, spec, run_id, version, dataset, uri)
         if isinstance(started, str):
             _stall(context, body, conditions, Reason.ForeignJob, started)
@@ -185,6 +185,7 @@ def reconcile(context: Context, body: dict[str, Any]) -> None:
                 "startedAt": now(),
             }
         )
+        runs = _bounded(context, body, runs, spec.run_history_limit)
         if created:
             post_event(
                 body, Reason.RunStarted, f"{run_id} trains on dataset version {version[:19]}…"
@@ -326,6 +327,51 @@ def _start_job(
     job, created = context.kube.create(desired)
     foreign = None if created else provenance.foreign_job(job, meta["uid"], desired)
     return foreign if foreign is not None else (job, created)
+
+
+def _next_run_number(runs: list[dict[str, Any]]) -> int:
+    """One more than the highest run number: ids are never reused, though old runs are dropped
+    from status (the newest run, which carries the highest number, is never dropped)."""
+    return 1 + max((int(run["id"].rpartition("-")[2]) for run in runs), default=0)
+
+
+def _bounded(
+    context: Context, body: dict[str, Any], runs: list[dict[str, Any]], limit: int
+) -> list[dict[str, Any]]:
+    """`runs` with the oldest finished ones dropped until at most `limit` are left, keeping
+    every run in progress, the latest successful run and the runs ModelDeployments serve or pin:
+    status must not grow toward etcd's object size limit under retrainOn: DatasetChange."""
+    if len(runs) <= limit:
+        return runs
+    meta = body["metadata"]
+    kept = _runs_in_use(context, meta["namespace"], meta["name"])
+    succeeded = [run["id"] for run in runs if run["phase"] == "Succeeded"]
+    if succeeded:
+        kept.add(succeeded[-1])
+    excess = len(runs) - limit
+    dropped: set[str] = set()
+    for run in runs[:-1]:
+        if len(dropped) == excess:
+            break
+        if run["phase"] not in ACTIVE and run["id"] not in kept:
+            dropped.add(run["id"])
+    return [run for run in runs if run["id"] not in dropped]
+
+
+def _runs_in_use(context: Context, namespace: str, name: str) -> set[str]:
+    """Runs of this TrainingJob that ModelDeployments serve (main or canary) or pin."""
+    used: set[str] = set()
+    for deployment_name in context.related().modeldeployments_using(namespace, name):
+        deployment = context.kube.custom("ModelDeployment", namespace, deployment_name) or {}
+        spec, status = deployment.get("spec") or {}, deployment.get("status") or {}
+        for source in (spec.get("model"), (spec.get("canary") or {}).get("model")):
+            ref = (source or {}).get("trainingJobRef") or {}
+            if ref.get("name") == name and ref.get("run"):
+                used.add(ref["run"])
+        for served in (status.get("model") or {}, (status.get("canary") or {}).get("model") or {}):
+            if served.get("trainingJob") == name and served.get("run"):
+                used.add(served["run"])
+    return used
 
 
 def _phase(runs: list[dict[str, Any]]) -> str:
