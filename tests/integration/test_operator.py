@@ -25,7 +25,7 @@ from tests.kubelet import (
     wait_with,
 )
 from tests.plugins.kube import Cluster
-from tests.plugins.operator import Operator
+from tests.plugins.operator import TEST_ENV, Operator
 
 pytestmark = pytest.mark.integration
 
@@ -221,6 +221,7 @@ def test_trainingjob_waits_for_its_dataset_then_trains(api: Api, operator: Opera
         "model.joblib",
         "digest": MODEL_1,
         "cardDigest": card_digest_of(MODEL_1),
+        "endpoint": TEST_ENV["MODELYARD_S3_ENDPOINT"],
     }
     assert status["datasetVersion"] == V1 and status["latestRun"] == "run-1"
     assert status["primaryMetric"] == {"name": "accuracy", "value": 0.95}
@@ -327,6 +328,7 @@ def test_modeldeployment_serves_the_trained_model_with_lineage(
         "model.joblib",
         "digest": MODEL_1,
         "cardDigest": card_digest_of(MODEL_1),
+        "endpoint": TEST_ENV["MODELYARD_S3_ENDPOINT"],
         "trainingJob": "iris-classifier",
         "run": "run-1",
         "dataset": "iris",
@@ -575,3 +577,37 @@ def test_run_history_is_bounded_but_keeps_the_runs_in_use(api: Api, operator: Op
     # The pinned run-1 stays, and the two newest: run ids are never reused.
     assert ids == ["run-1", "run-4", "run-5"], ids
     assert api.status("ModelDeployment", "iris")["model"]["digest"] == digests["run-1"]
+
+
+def test_a_change_of_storage_settings_does_not_move_running_servers(
+    api: Api, operator: Operator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The operator restarted with another S3 endpoint (an upgrade, a re-install with other
+    values) keeps reading served models where they were written: no rollout onto a store that
+    does not hold them. A model trained afterwards is read from the new store."""
+    _ready_dataset(api)
+    api.create(_quickstart("TrainingJob"))
+    api.create(_quickstart("ModelDeployment"))
+    _trained(api, "run-1", V1, MODEL_1, 0.95)
+    _serving(api, 2)
+    api.wait_condition("ModelDeployment", "iris", "Ready", "True", "Serving")
+    before = api.apps.read_namespaced_deployment("iris", api.namespace)
+    operator.stop()
+    monkeypatch.setenv("MODELYARD_S3_ENDPOINT", "http://127.0.0.1:10")
+    operator.start()
+    api.patch(
+        "TrainingJob", "iris-classifier", {"spec": {"estimator": {"params": {"max_depth": 9}}}}
+    )
+    wait_for("run-2", lambda: api.jobs("modelyard.dev/run=run-2"))
+    after = api.apps.read_namespaced_deployment("iris", api.namespace)
+    assert after.metadata.generation == before.metadata.generation, "the servers were rolled"
+    env = {e.name: e.value for e in after.spec.template.spec.containers[0].env}
+    assert env["MODELYARD_S3_ENDPOINT"] == TEST_ENV["MODELYARD_S3_ENDPOINT"]
+    _trained(api, "run-2", V1, MODEL_2, 0.97)
+    wait_for(
+        "run-2 served from the new store",
+        lambda: (
+            api.status("ModelDeployment", "iris").get("model", {}).get("endpoint")
+            == "http://127.0.0.1:10"
+        ),
+    )

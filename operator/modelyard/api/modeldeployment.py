@@ -160,6 +160,12 @@ class ServedModel(ApiModel):
     card_digest: Digest | None = Field(
         default=None, description="sha256 of its model card, checked before the card is read."
     )
+    endpoint: str | None = Field(
+        default=None,
+        max_length=2048,
+        description="S3 endpoint the model is read from: where it was written, kept when the "
+        "operator's storage settings change later.",
+    )
     training_job: str | None = Field(default=None, description="TrainingJob that produced it.")
     run: str | None = Field(default=None, description="Run id within that TrainingJob.")
     dataset: str | None = Field(default=None, description="Dataset it was trained on.")

@@ -189,6 +189,12 @@ class ModelArtifact(ApiModel):
         description="sha256 of the model card (model.json beside the model file), checked "
         "before it is read.",
     )
+    endpoint: str | None = Field(
+        default=None,
+        max_length=2048,
+        description="S3 endpoint the model was written to; its servers read it there even "
+        "after the operator's storage settings change.",
+    )
 
 
 RunPhase = Literal["Pending", "Running", "Succeeded", "Failed"]

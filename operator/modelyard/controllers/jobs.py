@@ -31,12 +31,15 @@ def failure_reason(job: dict[str, Any]) -> str:
     return Reason.JobFailed
 
 
+def job_env(job: dict[str, Any], name: str) -> str | None:
+    """A plain environment value of the Job's workload container, as the operator set it."""
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    return next((e.get("value") for e in container.get("env") or [] if e["name"] == name), None)
+
+
 def job_output(job: dict[str, Any]) -> S3Uri:
     """Where the operator told the Job's workload to publish (its MODELYARD_OUTPUT_URI)."""
-    container = job["spec"]["template"]["spec"]["containers"][0]
-    value = next(
-        (e.get("value") for e in container.get("env") or [] if e["name"] == OUTPUT_URI), None
-    )
+    value = job_env(job, OUTPUT_URI)
     try:
         return S3Uri.parse(value or "")
     except InvalidUri:

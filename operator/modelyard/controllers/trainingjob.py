@@ -24,7 +24,7 @@ from modelyard.controllers.conditions import (
 )
 from modelyard.controllers.context import Context, from_memo, post_event
 from modelyard.controllers.denials import reported
-from modelyard.controllers.jobs import failure_of, job_output, outcome
+from modelyard.controllers.jobs import failure_of, job_env, job_output, outcome
 from modelyard.controllers.transient import recorded, retrying
 from modelyard.policy import locations
 from modelyard.policy.images import image_allowed
@@ -528,9 +528,13 @@ def _record_run(
             {"phase": "Failed", "reason": Reason.ResultRejected, "message": message},
         )
         return True
+    model = result.model.model_dump(by_alias=True)
+    endpoint = job_env(job, "MODELYARD_S3_ENDPOINT")
+    if endpoint:
+        model["endpoint"] = endpoint  # where it was written, whatever the settings become
     fields: dict[str, Any] = {
         "metrics": {str(k): v for k, v in result.metrics.items()},
-        "model": result.model.model_dump(by_alias=True),
+        "model": model,
     }
     if result.params is not None:
         fields["params"] = result.params

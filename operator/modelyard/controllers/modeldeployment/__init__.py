@@ -103,7 +103,17 @@ def reconcile(context: Context, body: dict[str, Any]) -> None:
         _stall(context, body, *refused)
         return
     main = resolve(context, namespace, spec.model, spec.promotion, status.get("model"))
-    canary = resolve(context, namespace, spec.canary.model, None, None) if spec.canary else None
+    canary = (
+        resolve(
+            context,
+            namespace,
+            spec.canary.model,
+            None,
+            (status.get("canary") or {}).get("model"),
+        )
+        if spec.canary
+        else None
+    )
     problem = main if main.model is None else canary if canary and canary.model is None else None
     if problem is not None:
         conditions = set_condition(

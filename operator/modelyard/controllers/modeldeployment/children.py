@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from modelyard.api.common import StorageSpec
 from modelyard.api.dataset import DatasetSpec
 from modelyard.api.modeldeployment import ModelDeploymentSpec
 from modelyard.controllers.context import Context
@@ -127,4 +128,8 @@ def model_ref(context: Context, owner: Owner, model: dict[str, Any]) -> ModelRef
         dataset = context.kube.custom("Dataset", owner.namespace, model["dataset"])
         if dataset is not None:
             storage = DatasetSpec.model_validate(dataset["spec"]).storage
+    if model.get("endpoint"):
+        # Read where it was written: a later change of the operator's storage settings must not
+        # roll its servers onto a store that does not hold it.
+        storage = (storage or StorageSpec()).model_copy(update={"endpoint": model["endpoint"]})
     return ModelRef(model["uri"], model["digest"], model.get("cardDigest"), storage)

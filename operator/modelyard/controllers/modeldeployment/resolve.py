@@ -33,6 +33,11 @@ def resolve(
 ) -> Resolution:
     if source.uri is not None and source.digest is not None:
         model = {"uri": source.uri, "digest": source.digest, "cardDigest": source.card_digest}
+        # Where it was first served from stays where it is read, whatever the settings become.
+        same = current is not None and all(current.get(k) == v for k, v in model.items())
+        endpoint = current.get("endpoint") if same and current else context.config.s3_endpoint
+        if endpoint:
+            model["endpoint"] = endpoint
         return Resolution(model, Reason.Resolved, f"serving {source.uri}")
     ref = source.training_job_ref
     assert ref is not None  # the API allows exactly one of uri and trainingJobRef
@@ -101,6 +106,7 @@ def lineage(training_job: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]
         "uri": run["model"]["uri"],
         "digest": run["model"]["digest"],
         "cardDigest": run["model"].get("cardDigest"),
+        "endpoint": run["model"].get("endpoint"),
         "trainingJob": training_job["metadata"]["name"],
         "run": run["id"],
         "dataset": training_job["spec"]["datasetRef"]["name"],
