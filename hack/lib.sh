@@ -17,6 +17,8 @@ HELM_VERSION="${HELM_VERSION:-$(gomod_version "${HACK_DIR}/helm-build/go.mod" he
 COREDNS_VERSION="${COREDNS_VERSION:-$(gomod_version "${HACK_DIR}/coredns-build/go.mod" github.com/coredns/coredns)}"
 # The S3 server of the workloads benchmark (tests/bench/workloads/s3server.py), not the cluster.
 VERSITYGW_VERSION="${VERSITYGW_VERSION:-$(gomod_version "${HACK_DIR}/versitygw-build/go.mod" github.com/versity/versitygw)}"
+# Argo CD for tests/e2e/test_argocd.py (application controller, repo server, CLI), not the cluster.
+ARGOCD_VERSION="${ARGOCD_VERSION:-$(gomod_version "${HACK_DIR}/argocd-build/go.mod" github.com/argoproj/argo-cd/v3)}"
 
 MODELYARD_CACHE_DIR="${MODELYARD_CACHE_DIR:-${XDG_CACHE_HOME:-${HOME}/.cache}/modelyard}"
 MODELYARD_STATE_DIR="${MODELYARD_STATE_DIR:-${MODELYARD_CACHE_DIR}/cluster}"
@@ -27,6 +29,7 @@ ETCD_BIN_DIR="${MODELYARD_CACHE_DIR}/bin/etcd-${ETCD_VERSION}"
 HELM_BIN_DIR="${MODELYARD_CACHE_DIR}/bin/helm-${HELM_VERSION}-r2"
 COREDNS_BIN_DIR="${MODELYARD_CACHE_DIR}/bin/coredns-${COREDNS_VERSION}"
 VERSITYGW_BIN_DIR="${MODELYARD_CACHE_DIR}/bin/versitygw-${VERSITYGW_VERSION}"
+ARGOCD_BIN_DIR="${MODELYARD_CACHE_DIR}/bin/argocd-${ARGOCD_VERSION}"
 
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
