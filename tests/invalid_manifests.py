@@ -488,7 +488,14 @@ CATALOGUE: tuple[Invalid, ...] = (
         "modeldeployment-name-ending-like-a-canary",
         {**MODEL_DEPLOYMENT, "metadata": {"name": "iris-canary"}},
         "metadata.name",
-        "must not end in '-canary'",
+        "must not end in -canary, -stable, -router",
+        cel=True,
+    ),
+    Invalid(
+        "modeldeployment-name-ending-like-a-router",
+        {**MODEL_DEPLOYMENT, "metadata": {"name": "iris-router"}},
+        "metadata.name",
+        "must not end in -canary, -stable, -router",
         cel=True,
     ),
 )

@@ -22,6 +22,7 @@ class OperatorConfig:
     namespaces: tuple[str, ...] = ()
     trainer_image: str = f"{DEFAULT_IMAGE_REPOSITORY}/trainer:{__version__}"
     server_image: str = f"{DEFAULT_IMAGE_REPOSITORY}/server:{__version__}"
+    router_image: str = f"{DEFAULT_IMAGE_REPOSITORY}/router:{__version__}"
     image_pull_policy: str = "IfNotPresent"
     image_pull_secrets: tuple[str, ...] = ()
     # Images a spec.image may name besides the two above: "repository" (any tag or digest) or
@@ -98,6 +99,7 @@ class OperatorConfig:
             namespaces=split("NAMESPACES"),
             trainer_image=get("TRAINER_IMAGE", defaults.trainer_image),
             server_image=get("SERVER_IMAGE", defaults.server_image),
+            router_image=get("ROUTER_IMAGE", defaults.router_image),
             image_pull_policy=get("IMAGE_PULL_POLICY", defaults.image_pull_policy),
             image_pull_secrets=split("IMAGE_PULL_SECRETS"),
             allowed_images=split("ALLOWED_IMAGES"),

@@ -110,7 +110,7 @@ def test_wait_predict_and_logs_on_the_quickstart(
     assert follow.returncode == 0, follow.stderr
     assert follow.stdout == logs.stdout  # the pod has ended: following prints it all and stops
 
-    ingest = modelyard(kube_node, ml_namespace, "logs", "ds/iris")
+    ingest = modelyard(kube_node, ml_namespace, "logs", "dset/iris")
     assert ingest.returncode == 0, ingest.stderr
     assert _summary(ingest.stdout)["status"] == "Succeeded"
 

@@ -389,7 +389,7 @@ def test_better_run_rolls_out_and_earlier_model_goes_to_history(
     )
 
 
-def test_canary_splits_replicas_under_one_service(api: Api, operator: Operator) -> None:
+def test_canary_takes_its_share_through_a_weighted_router(api: Api, operator: Operator) -> None:
     _ready_dataset(api)
     api.create(_quickstart("TrainingJob"))
     deployment = _quickstart("ModelDeployment")
@@ -399,7 +399,7 @@ def test_canary_splits_replicas_under_one_service(api: Api, operator: Operator) 
             "digest": MODEL_2,
             "cardDigest": MODEL_2,
         },
-        "trafficPercent": 50,
+        "trafficPercent": 10,
     }
     api.create(deployment)
     _trained(api, "run-1", V1, MODEL_1, 0.95)
@@ -416,19 +416,60 @@ def test_canary_splits_replicas_under_one_service(api: Api, operator: Operator) 
     )
     main = api.apps.read_namespaced_deployment("iris", api.namespace)
     assert (main.spec.replicas, canary.spec.replicas) == (1, 1)
+    config = wait_for(
+        "the router's configuration",
+        lambda: next(
+            iter(
+                api.core.list_namespaced_config_map(
+                    api.namespace, label_selector="modelyard.dev/modeldeployment=iris"
+                ).items
+            ),
+            None,
+        ),
+    )
+    assert "weight=90" in config.data["nginx.conf"] and "weight=10" in config.data["nginx.conf"]
+    # Until the router is ready, the model's URL stays on the main track.
+    service = wait_for(
+        "Service iris",
+        lambda: next(
+            iter(
+                api.core.list_namespaced_service(
+                    api.namespace, field_selector="metadata.name=iris"
+                ).items
+            ),
+            None,
+        ),
+    )
+    assert service.spec.selector["modelyard.dev/track"] == "main"
     _serving(api, 2)
+    make_ready(api.core, api.namespace, "modelyard.dev/track=router", 1)
+    wait_for(
+        "the URL on the router",
+        lambda: (
+            api.core.read_namespaced_service("iris", api.namespace).spec.selector[
+                "modelyard.dev/track"
+            ]
+            == "router"
+        ),
+    )
+    stable = api.core.read_namespaced_service("iris-stable", api.namespace)
+    assert stable.spec.selector["modelyard.dev/track"] == "main"
     wait_for(
         "canary status",
-        lambda: api.status("ModelDeployment", "iris").get("canary", {}).get("trafficPercent") == 50,
+        lambda: api.status("ModelDeployment", "iris").get("canary", {}).get("trafficPercent") == 10,
     )
     assert api.status("ModelDeployment", "iris")["canary"]["model"]["digest"] == MODEL_2
     api.patch("ModelDeployment", "iris", {"spec": {"canary": None}})
     wait_for(
-        "the canary removed",
+        "the canary and its router removed",
         lambda: (
             not api.apps.list_namespaced_deployment(
-                api.namespace, label_selector="modelyard.dev/track=canary"
+                api.namespace, label_selector="modelyard.dev/track in (canary,router)"
             ).items
+            and api.core.read_namespaced_service("iris", api.namespace).spec.selector[
+                "modelyard.dev/track"
+            ]
+            == "main"
         ),
     )
 

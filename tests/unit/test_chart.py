@@ -278,6 +278,7 @@ def test_operator_settings_reach_the_operator_as_it_reads_them() -> None:
         metrics_port=9100,
         trainer_image="modelyard/trainer:0.1.0",
         server_image="modelyard/server:0.1.0",
+        router_image="modelyard/router:0.1.0",
     )
     assert config.locations_readable_by("team-a") == (
         "s3://public-datasets/",
@@ -312,6 +313,7 @@ def test_workload_images_follow_the_operator_image_repository_and_tag() -> None:
     env = _env({"image.repository": "registry.example/ml/operator", "image.tag": "1.2.3"})
     assert env["MODELYARD_TRAINER_IMAGE"] == "registry.example/ml/trainer:1.2.3"
     assert env["MODELYARD_SERVER_IMAGE"] == "registry.example/ml/server:1.2.3"
+    assert env["MODELYARD_ROUTER_IMAGE"] == "registry.example/ml/router:1.2.3"
     explicit = _env({"workloads.serverImage": "mine/server:dev"})
     assert explicit["MODELYARD_SERVER_IMAGE"] == "mine/server:dev"
 
@@ -402,7 +404,8 @@ def test_cluster_role_grants_what_the_operator_does() -> None:
         "patch",
         "delete",
     }
-    assert _granted(rules, "", "services") == {"get", "create", "patch"}
+    assert _granted(rules, "", "services") == {"get", "create", "patch", "delete"}
+    assert _granted(rules, "", "configmaps") == {"get", "create", "patch", "delete"}
     for group, resource in (
         ("autoscaling", "horizontalpodautoscalers"),
         ("policy", "poddisruptionbudgets"),
@@ -413,7 +416,7 @@ def test_cluster_role_grants_what_the_operator_does() -> None:
     # kopf's namespace and CRD scanning is off (controllers/runner.py): nothing cluster-scoped.
     assert _granted(rules, "", "namespaces") == set()
     assert _granted(rules, "apiextensions.k8s.io", "customresourcedefinitions") == set()
-    assert len(rules) == 10
+    assert len(rules) == 11
     binding = _operator_objects(manifests, "ClusterRoleBinding")[0]
     account = _operator_objects(manifests, "ServiceAccount")[0]["metadata"]
     assert binding["subjects"] == [

@@ -78,7 +78,7 @@ def test_validate_names_the_bad_field(tmp_path: Path, capsys: pytest.CaptureFixt
         ("modeldeployments.v1alpha1.modelyard.dev/iris", "ModelDeployment"),
         ("tj/iris", "TrainingJob"),
         ("trainingjobs/iris", "TrainingJob"),
-        ("ds/iris", "Dataset"),
+        ("dset/iris", "Dataset"),
         ("dataset.modelyard.dev/iris", "Dataset"),
     ],
 )
@@ -93,7 +93,7 @@ def test_resources_are_named_as_kubectl_names_them(text: str, kind: str) -> None
     [
         (
             ["status", "pods/x"],
-            "error: unknown resource type 'pods': expected one of dataset (ds), "
+            "error: unknown resource type 'pods': expected one of dataset (dset), "
             "trainingjob (tj), modeldeployment (mdep)\n",
         ),
         (["lineage", "iris"], "error: expected KIND/NAME such as mdep/iris, got 'iris'\n"),
@@ -107,7 +107,7 @@ def test_resources_are_named_as_kubectl_names_them(text: str, kind: str) -> None
             "not a modeldeployment\n",
         ),
         (
-            ["logs", "ds/iris", "--run", "2"],
+            ["logs", "dset/iris", "--run", "2"],
             "error: --run selects a TrainingJob's run; a Dataset has ingestions\n",
         ),
         (

@@ -21,6 +21,12 @@ from modelyard.resources.jobs import (
     ingest_job_name,
     training_job_name,
 )
+from modelyard.resources.router import (
+    build_router,
+    build_router_config,
+    build_track_service,
+    nginx_config,
+)
 from modelyard.resources.serving import (
     ModelRef,
     build_deployment,
@@ -259,23 +265,73 @@ def test_autoscaled_deployment_leaves_replicas_to_the_hpa() -> None:
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 5)
 
 
-def test_service_selects_both_tracks_and_pdb_limits_disruption() -> None:
-    service = build_service(DEPLOYMENT)
-    _validate(service)
+def test_the_models_service_fronts_one_track_and_the_pdb_covers_them_all() -> None:
     main = build_deployment(
         DEPLOYMENT, _serving_spec(), "main", ModelRef("s3://m/a", DIGEST, CARD_DIGEST), 1, CONFIG
     )
     canary = build_deployment(
         DEPLOYMENT, _serving_spec(), "canary", ModelRef("s3://m/b", DIGEST, CARD_DIGEST), 1, CONFIG
     )
-    for deployment in (main, canary):
-        pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
-        assert service["spec"]["selector"].items() <= pod_labels.items()
-    assert main["metadata"]["name"] != canary["metadata"]["name"]
+    router = build_router(DEPLOYMENT, 10, 2, CONFIG)
+    pods = {
+        d["spec"]["template"]["metadata"]["labels"]["modelyard.dev/track"]: d
+        for d in (main, canary, router)
+    }
+    for track in ("main", "canary", "router"):
+        service = build_service(DEPLOYMENT, track)
+        _validate(service)
+        assert service["metadata"]["name"] == "iris"
+        selected = [
+            name
+            for name, d in pods.items()
+            if service["spec"]["selector"].items()
+            <= d["spec"]["template"]["metadata"]["labels"].items()
+        ]
+        assert selected == [track]
     pdb = build_pdb(DEPLOYMENT)
     _validate(pdb)
     assert pdb["spec"]["maxUnavailable"] == 1
-    assert pdb["spec"]["selector"]["matchLabels"] == service["spec"]["selector"]
+    for deployment in (main, canary, router):
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        assert pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()
+
+
+@pytest.mark.parametrize("percent", [1, 10, 50, 99])
+def test_the_router_splits_by_weight_between_the_track_services(percent: int) -> None:
+    config = nginx_config(DEPLOYMENT, percent)
+    stable = f"iris-stable.ml.svc.cluster.local:80 weight={100 - percent} "
+    canary = f"iris-canary.ml.svc.cluster.local:80 weight={percent} "
+    assert stable in config and canary in config
+    assert "worker_processes 1;" in config  # one worker: the weights hold exactly
+    for track in ("main", "canary"):
+        service = build_track_service(DEPLOYMENT, track)
+        _validate(service)
+        assert service["spec"]["selector"]["modelyard.dev/track"] == track
+    assert build_track_service(DEPLOYMENT, "main")["metadata"]["name"] == "iris-stable"
+
+
+def test_a_new_weight_rolls_the_router_and_its_pods_are_hardened() -> None:
+    ten, twenty = build_router(DEPLOYMENT, 10, 1, CONFIG), build_router(DEPLOYMENT, 20, 1, CONFIG)
+    _validate(ten)
+    _validate(build_router_config(DEPLOYMENT, 10))
+    annotation = "modelyard.dev/router-config"
+    assert (
+        ten["spec"]["template"]["metadata"]["annotations"][annotation]
+        != twenty["spec"]["template"]["metadata"]["annotations"][annotation]
+    )
+    pod = _pod_spec(ten)
+    _assert_restricted(pod)
+    assert pod["containers"][0]["image"] == CONFIG.router_image
+    assert {"name": "tmp", "mountPath": "/tmp"} in pod["containers"][0]["volumeMounts"]
+
+
+def test_the_canary_autoscales_within_its_share() -> None:
+    spec = _serving_spec(autoscaling={"minReplicas": 2, "maxReplicas": 10})
+    assert spec.autoscaling is not None
+    canary = build_hpa(DEPLOYMENT, spec.autoscaling, "canary", 25)
+    _validate(canary)
+    assert canary["metadata"]["name"] == canary["spec"]["scaleTargetRef"]["name"] == "iris-canary"
+    assert (canary["spec"]["minReplicas"], canary["spec"]["maxReplicas"]) == (1, 3)
 
 
 def test_server_reads_the_model_from_its_datasets_storage() -> None:

@@ -26,9 +26,11 @@ from modelyard.api.common import (
 )
 from modelyard.api.trainingjob import Metric
 
-# The canary track's children are named <name>-canary; the main track's, <name>.
-CANARY_SUFFIX = "-canary"
-NAME_MAX = 63 - len(CANARY_SUFFIX)
+# Children beside <name>: the canary track (<name>-canary), and while a canary takes a share,
+# the main track's Service (<name>-stable) and the weighted router (<name>-router). A name
+# ending in one of these would collide with another ModelDeployment's child.
+RESERVED_SUFFIXES = ("-canary", "-stable", "-router")
+NAME_MAX = 63 - max(len(suffix) for suffix in RESERVED_SUFFIXES)
 
 
 class TrainingJobRef(ApiModel):
@@ -105,14 +107,15 @@ class Autoscaling(ApiModel):
 
 
 class Canary(ApiModel):
-    """A second model served beside the main one under the same Service."""
+    """A second model served beside the main one under the same Service URL."""
 
     model: ModelSource = Field(description="The candidate model.")
     traffic_percent: int = Field(
         ge=0,
         le=100,
-        description="Share of traffic for the candidate, realized as a proportional split of "
-        "replicas (so its precision is one replica in the total).",
+        description="Share of requests for the candidate, by weight (a router in front of both "
+        "tracks), whatever the replica counts and autoscaling do. 0 runs it without traffic; "
+        "100 sends it everything.",
     )
 
 
@@ -175,7 +178,7 @@ class ServedModel(ApiModel):
 class CanaryStatus(ApiModel):
     model: ServedModel = Field(description="The candidate and its lineage.")
     traffic_percent: int = Field(
-        ge=0, le=100, description="Share of ready replicas serving it, in percent."
+        ge=0, le=100, description="Share of requests it receives now, in percent."
     )
     replicas: int = Field(ge=0, description="Replicas serving the candidate.")
 
@@ -232,12 +235,12 @@ class ModelDeployment(ResourceBase):
             ),
             field_path=".metadata.name",
         ),
-        name_at_most(NAME_MAX, f"its canary Deployment is named <name>{CANARY_SUFFIX}, at most 63"),
+        name_at_most(NAME_MAX, "its children are named <name>-canary, -stable, -router"),
         Rule(
-            cel=f"!self.metadata.name.endsWith('{CANARY_SUFFIX}')",
-            message=f"must not end in '{CANARY_SUFFIX}': that suffix names the canary "
-            "Deployment of the ModelDeployment without it",
-            check=lambda d: not (d.metadata.name or "").endswith(CANARY_SUFFIX),
+            cel=" && ".join(f"!self.metadata.name.endsWith('{s}')" for s in RESERVED_SUFFIXES),
+            message=f"must not end in {', '.join(RESERVED_SUFFIXES)}: those suffixes name the "
+            "children of the ModelDeployment without them",
+            check=lambda d: not (d.metadata.name or "").endswith(RESERVED_SUFFIXES),
             field_path=".metadata.name",
         ),
     )

@@ -3,6 +3,7 @@ an HPA when autoscaling, a PodDisruptionBudget when more than one replica serves
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from modelyard.api.common import StorageSpec
@@ -81,7 +82,7 @@ def build_deployment(
     name = deployment_name(owner.name, track)
     meta = metadata(name, owner.namespace, KIND, owner.name, owner.uid, COMPONENT)
     meta["labels"][TRACK_LABEL] = track
-    selector = {**_selector(owner.name), TRACK_LABEL: track}
+    selector = {**selector_labels(owner.name), TRACK_LABEL: track}
     pod_labels = {**meta["labels"]}
     env = [
         {"name": "MODELYARD_MODEL_URI", "value": model.uri},
@@ -162,8 +163,9 @@ def build_deployment(
     }
 
 
-def build_service(owner: Owner) -> Manifest:
-    """One Service over both tracks: traffic splits by ready replicas."""
+def build_service(owner: Owner, track: str = MAIN) -> Manifest:
+    """The model's Service (its URL), in front of `track`: the main track's pods, the canary's
+    when it takes all traffic, or the weighted router's while a canary takes a share."""
     meta = metadata(
         service_name(owner.name), owner.namespace, KIND, owner.name, owner.uid, COMPONENT
     )
@@ -173,7 +175,7 @@ def build_service(owner: Owner) -> Manifest:
         "metadata": meta,
         "spec": {
             "type": "ClusterIP",
-            "selector": _selector(owner.name),
+            "selector": {**selector_labels(owner.name), TRACK_LABEL: track},
             "ports": [
                 {"name": "http", "port": SERVICE_PORT, "targetPort": "http", "protocol": "TCP"}
             ],
@@ -181,8 +183,15 @@ def build_service(owner: Owner) -> Manifest:
     }
 
 
-def build_hpa(owner: Owner, autoscaling: Autoscaling) -> Manifest:
-    meta = metadata(child_name(owner.name), owner.namespace, KIND, owner.name, owner.uid, COMPONENT)
+def build_hpa(
+    owner: Owner, autoscaling: Autoscaling, track: str = MAIN, share: int = 100
+) -> Manifest:
+    """An autoscaler for one track: the canary's scales on its own, up to its `share` (percent)
+    of the main track's maximum, since its traffic share is fixed by weight."""
+    name = deployment_name(owner.name, track)
+    meta = metadata(name, owner.namespace, KIND, owner.name, owner.uid, COMPONENT)
+    minimum = autoscaling.min_replicas if track == MAIN else 1
+    maximum = max(minimum, math.ceil(autoscaling.max_replicas * share / 100))
     return {
         "apiVersion": "autoscaling/v2",
         "kind": "HorizontalPodAutoscaler",
@@ -191,10 +200,10 @@ def build_hpa(owner: Owner, autoscaling: Autoscaling) -> Manifest:
             "scaleTargetRef": {
                 "apiVersion": "apps/v1",
                 "kind": "Deployment",
-                "name": deployment_name(owner.name, MAIN),
+                "name": name,
             },
-            "minReplicas": autoscaling.min_replicas,
-            "maxReplicas": autoscaling.max_replicas,
+            "minReplicas": minimum,
+            "maxReplicas": maximum,
             "metrics": [
                 {
                     "type": "Resource",
@@ -218,11 +227,12 @@ def build_pdb(owner: Owner) -> Manifest:
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
         "metadata": meta,
-        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": _selector(owner.name)}},
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector_labels(owner.name)}},
     }
 
 
-def _selector(owner: str) -> dict[str, str]:
+def selector_labels(owner: str) -> dict[str, str]:
+    """The labels every pod serving `owner` carries, whatever its track (router included)."""
     all_labels = labels(KIND, owner, COMPONENT)
     return {
         key: all_labels[key]

@@ -25,7 +25,8 @@ from modelyard.controllers.modeldeployment.rollout import report_rollout
 from modelyard.policy import locations
 from modelyard.policy.images import image_allowed
 from modelyard.reasons import Reason
-from modelyard.resources.serving import service_url
+from modelyard.resources.router import ROUTER
+from modelyard.resources.serving import TRACK_LABEL, service_url
 
 KIND = "ModelDeployment"
 HISTORY_LIMIT = 20
@@ -48,11 +49,18 @@ def modeldeployment_changed(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> 
     "deployments",
     labels={"app.kubernetes.io/managed-by": "modelyard", "app.kubernetes.io/component": "server"},
 )
-def server_deployment_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    owner = body["metadata"]["labels"].get("modelyard.dev/modeldeployment")
-    context = from_memo(memo)
+def server_deployment_event(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
+    labels = body["metadata"]["labels"]
+    owner = labels.get("modelyard.dev/modeldeployment")
+    context = from_memo(memo, kwargs)
     deployment = context.kube.custom(KIND, body["metadata"]["namespace"], owner) if owner else None
-    if deployment is not None and not deployment["metadata"].get("deletionTimestamp"):
+    if deployment is None or deployment["metadata"].get("deletionTimestamp"):
+        return
+    if labels.get(TRACK_LABEL) == ROUTER:
+        # The router came up (or went): the model's URL may move onto it now.
+        with metrics.reconciling(KIND), reported(context, KIND, deployment, retry=False):
+            reconcile(context, deployment)
+    else:
         report_rollout(context, deployment)
 
 

@@ -18,6 +18,14 @@ from modelyard.controllers.context import Context
 from modelyard.controllers.kube import Manifest
 from modelyard.controllers.provenance import controller_uid
 from modelyard.resources.jobs import Owner
+from modelyard.resources.router import (
+    ROUTER,
+    build_router,
+    build_router_config,
+    build_track_service,
+    router_name,
+    track_service_name,
+)
 from modelyard.resources.serving import (
     CANARY,
     MAIN,
@@ -85,40 +93,61 @@ def apply_children(
     meta = body["metadata"]
     owner = Owner(KIND, meta["name"], meta["namespace"], meta["uid"])
     config = context.config
-    percent = spec.canary.traffic_percent if spec.canary and canary else None
+    percent = (spec.canary.traffic_percent if spec.canary and canary else 0) or 0
     if spec.autoscaling:
         main_replicas: int | None = None  # the HPA owns the count
-        canary_replicas = max(1, round(spec.autoscaling.min_replicas * (percent or 0) / 100))
         total = spec.autoscaling.min_replicas
+        canary_replicas = split_replicas(total, percent)[1]
     else:
         total = 1 if spec.replicas is None else spec.replicas
         main_replicas, canary_replicas = split_replicas(total, percent)
-    _apply(
-        context,
-        owner,
-        build_deployment(owner, spec, MAIN, model_ref(context, owner, main), main_replicas, config),
-    )
+    main_model = model_ref(context, owner, main)
+    _apply(context, owner, build_deployment(owner, spec, MAIN, main_model, main_replicas, config))
     if canary and percent:
         model = model_ref(context, owner, canary)
-        _apply(
-            context, owner, build_deployment(owner, spec, CANARY, model, canary_replicas, config)
-        )
-    else:
+        replicas = None if spec.autoscaling else canary_replicas
+        _apply(context, owner, build_deployment(owner, spec, CANARY, model, replicas, config))
+    routing = 0 < percent < 100
+    if routing:
+        for track in (MAIN, CANARY):
+            _apply(context, owner, build_track_service(owner, track))
+        _apply(context, owner, build_router_config(owner, percent))
+        _apply(context, owner, build_router(owner, percent, 2 if total > 1 else 1, config))
+    # The model's URL moves to the router only once it is ready, and off it before it goes.
+    front = MAIN if percent < 100 else CANARY
+    if routing and _ready(context, owner, router_name(owner.name)):
+        front = ROUTER
+    _apply(context, owner, build_service(owner, front))
+    if not routing:
+        _delete(context, owner, "apps/v1", "Deployment", router_name(owner.name))
+        _delete(context, owner, "v1", "ConfigMap", router_name(owner.name))
+        for track in (MAIN, CANARY):
+            _delete(context, owner, "v1", "Service", track_service_name(owner.name, track))
+    if not (canary and percent):
         _delete(context, owner, "apps/v1", "Deployment", deployment_name(owner.name, CANARY))
-    service = build_service(owner)
-    _apply(context, owner, service)
-    hpa = build_hpa(owner, spec.autoscaling) if spec.autoscaling else None
-    if hpa:
-        _apply(context, owner, hpa)
-    else:
-        _delete(
-            context, owner, "autoscaling/v2", "HorizontalPodAutoscaler", service["metadata"]["name"]
-        )
+    _apply_autoscalers(context, owner, spec, percent if canary else 0)
     pdb = build_pdb(owner)
     if total > 1:
         _apply(context, owner, pdb)
     else:
         _delete(context, owner, "policy/v1", "PodDisruptionBudget", pdb["metadata"]["name"])
+
+
+def _apply_autoscalers(
+    context: Context, owner: Owner, spec: ModelDeploymentSpec, percent: int
+) -> None:
+    """An autoscaler per track that serves: with weights, each track scales on its own load."""
+    for track, share in ((MAIN, 100), (CANARY, percent)):
+        if spec.autoscaling and share:
+            _apply(context, owner, build_hpa(owner, spec.autoscaling, track, share))
+        else:
+            name = deployment_name(owner.name, track)
+            _delete(context, owner, "autoscaling/v2", "HorizontalPodAutoscaler", name)
+
+
+def _ready(context: Context, owner: Owner, deployment: str) -> bool:
+    found = context.kube.get("apps/v1", "Deployment", owner.namespace, deployment) or {}
+    return bool((found.get("status") or {}).get("readyReplicas"))
 
 
 def model_ref(context: Context, owner: Owner, model: dict[str, Any]) -> ModelRef:

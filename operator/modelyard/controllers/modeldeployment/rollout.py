@@ -9,7 +9,14 @@ from modelyard.controllers.conditions import get_condition, progressing, settled
 from modelyard.controllers.context import Context, post_event
 from modelyard.controllers.modeldeployment.resolve import describe
 from modelyard.reasons import Reason
-from modelyard.resources.serving import CANARY, MAIN, deployment_name
+from modelyard.resources.router import ROUTER, router_name
+from modelyard.resources.serving import (
+    CANARY,
+    MAIN,
+    TRACK_LABEL,
+    deployment_name,
+    service_name,
+)
 
 KIND = "ModelDeployment"
 # Stalls the reconcile decided (it applied nothing): the Deployments' status must not hide them.
@@ -28,7 +35,8 @@ def report_rollout(
         return
     main = context.kube.get("apps/v1", "Deployment", namespace, deployment_name(name, MAIN))
     canary = context.kube.get("apps/v1", "Deployment", namespace, deployment_name(name, CANARY))
-    tracks = [d for d in (main, canary) if d is not None]
+    router = context.kube.get("apps/v1", "Deployment", namespace, router_name(name))
+    tracks = [d for d in (main, canary, router) if d is not None]
     if main is None:
         return
     ready = {
@@ -60,11 +68,10 @@ def report_rollout(
     if canary is not None:
         model = canary_model or (status.get("canary") or {}).get("model")
         if model is not None:
-            total_ready = main_ready + canary_ready
             patch["canary"] = {
                 "model": model,
                 "replicas": (canary.get("spec") or {}).get("replicas") or 0,
-                "trafficPercent": round(100 * canary_ready / total_ready) if total_ready else 0,
+                "trafficPercent": _canary_share(context, body),
             }
     was_ready = status.get("phase") == "Ready"
     was_stuck = get_condition(status.get("conditions"), "Stalled") or {}
@@ -77,6 +84,16 @@ def report_rollout(
         stuck.message,
     ):
         post_event(body, stuck.reason, stuck.message, warning=True)
+
+
+def _canary_share(context: Context, body: dict[str, Any]) -> int:
+    """The share of requests the canary gets now: what the model's Service points at says."""
+    meta = body["metadata"]
+    service = context.kube.get("v1", "Service", meta["namespace"], service_name(meta["name"]))
+    front = ((service or {}).get("spec") or {}).get("selector", {}).get(TRACK_LABEL)
+    if front == ROUTER:
+        return int(body["spec"]["canary"]["trafficPercent"])
+    return 100 if front == CANARY else 0
 
 
 def _stuck(

@@ -1,0 +1,187 @@
+"""The canary's weighted router: nginx in front of the two tracks, only while a canary takes a
+share of the traffic that is neither none nor all.
+
+A Service over both tracks splits traffic by ready replicas, so the share follows replica
+arithmetic (10 % with 2 main replicas is 33 %) and drifts as an autoscaler moves one track. The
+router sends each request to one of two track Services by weight, with nginx's smooth weighted
+round robin: the share is the one asked for, whatever the replica counts. Each track Service
+balances across its own pods.
+
+    Service <name>          → router pods (while routing), else the track taking all traffic
+    Service <name>-stable   → main track pods
+    Service <name>-canary   → canary track pods
+    Deployment <name>-router, ConfigMap <name>-router (nginx.conf)
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from modelyard.config import OperatorConfig
+from modelyard.resources.common import (
+    TMP_MOUNT,
+    Manifest,
+    child_name,
+    container_security_context,
+    metadata,
+    placement,
+    pod_security_context,
+    tmp_volume,
+)
+from modelyard.resources.jobs import Owner
+from modelyard.resources.serving import COMPONENT, KIND, TRACK_LABEL, selector_labels
+
+ROUTER = "router"
+STABLE = "stable"
+PORT = 8080
+CONFIG_DIR = "/etc/modelyard-router"
+# nginx keeps this many idle connections to each track open: no TCP handshake per request.
+KEEPALIVE = 32
+
+
+def router_name(owner: str) -> str:
+    return child_name(owner, ROUTER)
+
+
+def track_service_name(owner: str, track: str) -> str:
+    """The Service of one track behind the router: <name>-stable (main) or <name>-canary."""
+    return child_name(owner, STABLE if track == "main" else track)
+
+
+def nginx_config(owner: Owner, canary_percent: int) -> str:
+    """nginx.conf for a router sending `canary_percent` of requests to the canary track."""
+    domain = f"{owner.namespace}.svc.cluster.local"
+    stable = f"{track_service_name(owner.name, 'main')}.{domain}:80"
+    canary = f"{track_service_name(owner.name, 'canary')}.{domain}:80"
+    # Everything writable lives in /tmp: the root file system is read-only.
+    return f"""worker_processes 1;
+pid /tmp/nginx.pid;
+error_log stderr warn;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  client_body_temp_path /tmp/client_body;
+  proxy_temp_path /tmp/proxy;
+  fastcgi_temp_path /tmp/fastcgi;
+  uwsgi_temp_path /tmp/uwsgi;
+  scgi_temp_path /tmp/scgi;
+  # The model server enforces its own body limit (413) and timeouts.
+  client_max_body_size 0;
+  upstream tracks {{
+    # One worker, smooth weighted round robin: exactly {canary_percent} of every 100 requests.
+    server {stable} weight={100 - canary_percent} max_fails=0;
+    server {canary} weight={canary_percent} max_fails=0;
+    keepalive {KEEPALIVE};
+  }}
+  server {{
+    listen {PORT};
+    location = /healthz {{ return 200 "ok\\n"; }}
+    location / {{
+      proxy_pass http://tracks;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host $host;
+      proxy_request_buffering off;
+      proxy_buffering off;
+      # A request that could not reach its track goes to the other; an answer never does.
+      proxy_next_upstream error timeout;
+    }}
+  }}
+}}
+"""
+
+
+def build_router_config(owner: Owner, canary_percent: int) -> Manifest:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": metadata(
+            router_name(owner.name), owner.namespace, KIND, owner.name, owner.uid, COMPONENT
+        ),
+        "data": {"nginx.conf": nginx_config(owner, canary_percent)},
+    }
+
+
+def build_router(
+    owner: Owner, canary_percent: int, replicas: int, config: OperatorConfig
+) -> Manifest:
+    """The router Deployment; a new weight rolls it (the config's hash is in the template)."""
+    name = router_name(owner.name)
+    meta = metadata(name, owner.namespace, KIND, owner.name, owner.uid, COMPONENT)
+    meta["labels"][TRACK_LABEL] = ROUTER
+    selector = {**selector_labels(owner.name), TRACK_LABEL: ROUTER}
+    checksum = hashlib.sha256(nginx_config(owner, canary_percent).encode()).hexdigest()[:16]
+    pod_spec: Manifest = {
+        "automountServiceAccountToken": False,
+        "securityContext": pod_security_context(),
+        "containers": [
+            {
+                "name": ROUTER,
+                "image": config.router_image,
+                "imagePullPolicy": config.image_pull_policy,
+                "command": ["nginx", "-c", f"{CONFIG_DIR}/nginx.conf", "-g", "daemon off;"],
+                "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
+                "readinessProbe": {
+                    "httpGet": {"path": "/healthz", "port": "http"},
+                    "periodSeconds": 2,
+                },
+                "livenessProbe": {
+                    "httpGet": {"path": "/healthz", "port": "http"},
+                    "periodSeconds": 10,
+                },
+                "resources": {
+                    "requests": {"cpu": "50m", "memory": "32Mi"},
+                    "limits": {"cpu": config.workload_cpu_limit, "memory": "128Mi"},
+                },
+                "securityContext": container_security_context(),
+                "volumeMounts": [
+                    TMP_MOUNT,
+                    {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
+                ],
+            }
+        ],
+        "volumes": [tmp_volume(config), {"name": "config", "configMap": {"name": name}}],
+    }
+    pod_spec.update(placement(config))
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": meta,
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": selector},
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+            },
+            "template": {
+                "metadata": {
+                    "labels": {**meta["labels"]},
+                    "annotations": {"modelyard.dev/router-config": checksum},
+                },
+                "spec": pod_spec,
+            },
+        },
+    }
+
+
+def build_track_service(owner: Owner, track: str) -> Manifest:
+    """The Service the router sends one track's share to."""
+    meta = metadata(
+        track_service_name(owner.name, track),
+        owner.namespace,
+        KIND,
+        owner.name,
+        owner.uid,
+        COMPONENT,
+    )
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": meta,
+        "spec": {
+            "type": "ClusterIP",
+            "selector": {**selector_labels(owner.name), TRACK_LABEL: track},
+            "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }
