@@ -23,6 +23,7 @@ from modelyard.api.modeldeployment import ModelDeploymentSpec
 from modelyard.api.trainingjob import TrainingJobSpec
 from modelyard.config import OperatorConfig
 from modelyard.resources.jobs import Owner, build_ingest_job, build_training_job, ingest_job_name
+from modelyard.resources.router import build_router
 from modelyard.resources.serving import CANARY, MAIN, ModelRef, build_deployment
 from tests.plugins.kube import Cluster
 from tests.unit.chart_render import one, render
@@ -108,6 +109,9 @@ TEMPLATES = {
     "train-with-secret-and-dataset-storage": lambda: _train(FULL, STORAGE),
     "server-main-defaults": lambda: _serve(BARE, MAIN, None),
     "server-canary-with-secret": lambda: _serve(FULL, CANARY, STORAGE),
+    "canary-router": lambda: build_router(
+        Owner("ModelDeployment", "iris", "ns", "uid-3"), 10, 2, FULL
+    ),
     "operator-chart-defaults": lambda: _operator({}),
     "operator-chart-peering-with-secret": lambda: _operator(
         {"replicaCount": "2", "storage.credentialsSecret": "s3-creds"}
