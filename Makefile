@@ -8,7 +8,7 @@ VENV ?= .venv
 PY ?= $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: help install test-deps lint format crds test test-unit test-integration test-adversarial test-chaos test-e2e demo bench bench-quick
+.PHONY: help install test-deps lock lint format crds test test-unit test-integration test-adversarial test-chaos test-e2e demo bench bench-quick
 
 help: ## list the verbs
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -24,6 +24,9 @@ install: $(VENV)/.installed ## create the virtualenv and install the package wit
 
 test-deps: ## apt-install the tools the tests run besides Python: lua5.1, redis-server, git (root)
 	hack/install-deps.sh test
+
+lock: install ## re-resolve uv.lock from pyproject.toml, export each image's requirements.txt (PyPI)
+	hack/lock.sh
 
 lint: install ## ruff (lint + format check) and mypy
 	$(VENV)/bin/ruff check operator tests
