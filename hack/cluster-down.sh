@@ -56,8 +56,8 @@ if pid_of kube-proxy >/dev/null; then
 fi
 stop_daemon kube-scheduler kube-controller-manager kube-apiserver
 stop_daemon etcd
-# Whatever else was started with start_daemon under this state dir (make demo's S3
-# server, for one).
+# Whatever else was started with start_daemon under this state dir: the S3 server
+# (hack/s3.sh), whose objects and credentials stay in ${S3_DIR} for the next cluster-up.
 for f in "${RUN_DIR}"/*.pid; do
   [[ -e "${f}" ]] || continue
   name="$(basename "${f}" .pid)"

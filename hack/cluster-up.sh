@@ -147,5 +147,11 @@ for d in "${daemons[@]}"; do
   pid_of "${d}" >/dev/null || die "${d} is not running; see ${LOG_DIR}/${d}.log"
 done
 
+# The S3 server of make demo and the e2e tier, on the node address, serving what it stored
+# before the last cluster-down (hack/s3.sh).
+if [[ "${CLUSTER_NODES}" == 1 ]]; then
+  "${HACK_DIR}/s3.sh" up
+fi
+
 log "cluster ready in $((SECONDS - start))s ($([[ "${CLUSTER_NODES}" == 1 ]] && echo "node ${NODE_NAME} at ${NODE_IP}" || echo "control plane only"))"
 echo "export KUBECONFIG=${KUBECONFIG_PATH}"

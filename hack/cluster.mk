@@ -12,7 +12,7 @@ HELM ?= $(shell hack/bin-path.sh helm)
 
 export CLUSTER_NODES MODELYARD_CACHE_DIR MODELYARD_STATE_DIR IMAGE_TAG
 
-.PHONY: cluster-deps binaries cluster-up cluster-down images images-test
+.PHONY: cluster-deps binaries cluster-up cluster-down s3-wipe images images-test
 
 cluster-deps: ## apt-install containerd, runc, CNI plugins, buildah, debootstrap... (root)
 	hack/install-deps.sh
@@ -20,11 +20,14 @@ cluster-deps: ## apt-install containerd, runc, CNI plugins, buildah, debootstrap
 binaries: ## build etcd, Kubernetes, CoreDNS and Helm from Go modules (cached by version)
 	hack/build-binaries.sh
 
-cluster-up: ## start the local cluster; CLUSTER_NODES=0 for the control plane only
+cluster-up: ## start the local cluster (and its S3 server); CLUSTER_NODES=0 for the control plane only
 	hack/cluster-up.sh
 
-cluster-down: ## stop every cluster process and remove the cluster's state
+cluster-down: ## stop every cluster process and remove the cluster's state (S3 data stays)
 	hack/cluster-down.sh
+
+s3-wipe: ## stop the local S3 server, delete its objects and credentials (~/.cache/modelyard/s3)
+	hack/s3.sh wipe
 
 images: ## build images/*/Dockerfile on the local base, import into the node (root)
 	hack/images.sh build

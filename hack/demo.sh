@@ -7,12 +7,12 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 NAMESPACE="${DEMO_NAMESPACE:-modelyard-demo}"
 RELEASE_NAMESPACE="${DEMO_RELEASE_NAMESPACE:-modelyard-system}"
-PYTHON="${PYTHON:-${REPO_ROOT}/.venv/bin/python}"
-S3_PORT="${MODELYARD_DEMO_S3_PORT:-9333}"
-S3_KEY="modelyard-demo"
-S3_SECRET="modelyard-demo-secret"
 t_start=$SECONDS
 step() { printf '\n\033[1m[%4ds] %s\033[0m\n' "$((SECONDS - t_start))" "$*"; }
+
+# kubectl and helm are the ones hack/ builds, whatever else is on PATH.
+"${HACK_DIR}/build-binaries.sh" kubernetes helm
+PATH="${K8S_BIN_DIR}:${HELM_BIN_DIR}:${PATH}"
 
 # --- cluster --------------------------------------------------------------------------
 local_cluster=true
@@ -23,36 +23,35 @@ if [[ -n "${KUBECONFIG:-}" && "${KUBECONFIG}" != "${KUBECONFIG_PATH}" ]] &&
   [[ -n "${MODELYARD_S3_ENDPOINT:-}" ]] ||
     die "with your own cluster, set MODELYARD_S3_ENDPOINT to an S3 endpoint its pods reach (and load the images: see README)"
   S3_ENDPOINT="${MODELYARD_S3_ENDPOINT}"
+  S3_KEY="${AWS_ACCESS_KEY_ID:?with your own cluster, set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY for the S3 endpoint}"
+  S3_SECRET="${AWS_SECRET_ACCESS_KEY:?set AWS_SECRET_ACCESS_KEY too}"
 else
   step "local cluster (binaries are built once and cached; a cold build takes many minutes)"
   "${HACK_DIR}/install-deps.sh"
   CLUSTER_NODES=1 "${HACK_DIR}/cluster-up.sh"
   export KUBECONFIG="${KUBECONFIG_PATH}"
-  step "S3-compatible server on the node's bridge address ${NODE_IP}:${S3_PORT}"
-  # The launcher lives in the state dir, so that the daemon's command line names it and
-  # cluster-down can tell it is ours.
-  mkdir -p "${MODELYARD_STATE_DIR}/s3"
-  printf 'import sys\nfrom moto.server import main\nsys.exit(main(sys.argv[1:]))\n' \
-    >"${MODELYARD_STATE_DIR}/s3/server.py"
-  start_daemon s3 "${PYTHON}" "${MODELYARD_STATE_DIR}/s3/server.py" -H "${NODE_IP}" -p "${S3_PORT}"
+  step "S3-compatible server (versitygw) on the node's bridge address ${NODE_IP}:${S3_PORT}"
+  # cluster-up has started it; its objects and credentials outlive the cluster (hack/s3.sh).
+  "${HACK_DIR}/s3.sh" up
   S3_ENDPOINT="http://${NODE_IP}:${S3_PORT}"
-  wait_for "the S3 server" 30 curl -sf "${S3_ENDPOINT}/moto-api/"
+  # shellcheck source=/dev/null
+  source "${S3_CREDENTIALS}"
+  S3_KEY="${ROOT_ACCESS_KEY_ID}" S3_SECRET="${ROOT_SECRET_ACCESS_KEY}"
+  echo "  data in ${S3_DIR}/data (make s3-wipe deletes it)"
   step "images (built on a local Debian base with buildah, imported into the node)"
   "${HACK_DIR}/images.sh" build
 fi
 
 # --- operator -------------------------------------------------------------------------
 step "Helm chart into ${RELEASE_NAMESPACE}"
-"${HACK_DIR}/build-binaries.sh" helm
-helm="${HELM_BIN_DIR}/helm"
 for ns in "${RELEASE_NAMESPACE}" "${NAMESPACE}"; do
   kubectl create namespace "${ns}" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
   kubectl label namespace "${ns}" --overwrite pod-security.kubernetes.io/enforce=restricted >/dev/null
 done
 kubectl -n "${NAMESPACE}" create secret generic modelyard-s3 --dry-run=client -o yaml \
-  --from-literal=AWS_ACCESS_KEY_ID="${AWS_ACCESS_KEY_ID:-${S3_KEY}}" \
-  --from-literal=AWS_SECRET_ACCESS_KEY="${AWS_SECRET_ACCESS_KEY:-${S3_SECRET}}" | kubectl apply -f - >/dev/null
-"${helm}" upgrade --install modelyard "${REPO_ROOT}/charts/modelyard" --namespace "${RELEASE_NAMESPACE}" \
+  --from-literal=AWS_ACCESS_KEY_ID="${S3_KEY}" \
+  --from-literal=AWS_SECRET_ACCESS_KEY="${S3_SECRET}" | kubectl apply -f - >/dev/null
+helm upgrade --install modelyard "${REPO_ROOT}/charts/modelyard" --namespace "${RELEASE_NAMESPACE}" \
   --set storage.endpoint="${S3_ENDPOINT}" --set storage.credentialsSecret=modelyard-s3 \
   --wait --timeout 5m
 
@@ -90,7 +89,7 @@ echo "  (from kubectl apply to first prediction: $((SECONDS - applied))s)"
 
 step "done in $((SECONDS - t_start))s"
 if ${local_cluster}; then
-  echo "Tear down: make cluster-down   (stops the cluster and the S3 server, removes their state)"
+  echo "Tear down: make cluster-down   (stops the cluster and the S3 server; the S3 data stays: make s3-wipe)"
 else
-  echo "Tear down: kubectl delete namespace ${NAMESPACE}; ${helm} uninstall modelyard -n ${RELEASE_NAMESPACE}"
+  echo "Tear down: kubectl delete namespace ${NAMESPACE}; helm uninstall modelyard -n ${RELEASE_NAMESPACE}"
 fi

@@ -50,6 +50,13 @@ ETCD_PORT="${MODELYARD_ETCD_PORT:-12379}"
 PAUSE_IMAGE="localhost/modelyard/pause:3.10"
 COREDNS_IMAGE="localhost/modelyard/coredns:${COREDNS_VERSION}"
 
+# The S3-compatible server of make demo and the e2e tier (hack/s3.sh): its objects, accounts
+# and root credentials live outside the state dir, so `make cluster-down` keeps them.
+S3_DIR="${MODELYARD_S3_DIR:-${MODELYARD_CACHE_DIR}/s3}"
+S3_CREDENTIALS="${S3_DIR}/credentials"
+S3_PORT="${MODELYARD_S3_PORT:-9333}"
+S3_ADMIN_PORT="${MODELYARD_S3_ADMIN_PORT:-9334}"
+
 PKI_DIR="${MODELYARD_STATE_DIR}/pki"
 RUN_DIR="${MODELYARD_STATE_DIR}/run"
 LOG_DIR="${MODELYARD_STATE_DIR}/logs"

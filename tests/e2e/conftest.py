@@ -13,8 +13,13 @@ import requests
 from kubernetes import client, config
 
 from tests.conftest import REPO
+from tests.e2e.recorder import (  # noqa: F401 - every status recorded, checked by the last test
+    pytest_collection_modifyitems,
+    recorded_statuses,
+    status_recorder,
+)
 from tests.plugins.kube import HACK, Cluster
-from tests.plugins.s3 import ACCESS_KEY, SECRET_KEY, S3Server, running_s3_server
+from tests.plugins.s3 import S3Server, node_s3_server
 
 RELEASE = "modelyard"
 OPERATOR_NAMESPACE = "modelyard-system"
@@ -37,13 +42,12 @@ def images(kube_node: Cluster) -> None:
 
 
 @pytest.fixture(scope="session")
-def node_s3(kube_node: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    """An S3-compatible server on the node's bridge address, where pods can reach it."""
+def node_s3(kube_node: Cluster) -> S3Server:
+    """The local cluster's S3 server (versitygw, hack/s3.sh) on the node's bridge address, where
+    pods reach it; its objects persist across runs and cluster restarts, as `make demo`'s do."""
     if kube_node.host_ip is None:
         pytest.skip("no local node: pods could not reach a server on this host")
-    log = tmp_path_factory.mktemp("node-s3") / "moto.log"
-    with running_s3_server(kube_node.host_ip, log) as server:
-        yield server
+    return node_s3_server(kube_node.host_ip)
 
 
 @pytest.fixture(scope="session")
@@ -93,7 +97,7 @@ def release(
 
 
 @pytest.fixture
-def ml_namespace(core: client.CoreV1Api, release: list[str]) -> Iterator[str]:
+def ml_namespace(core: client.CoreV1Api, release: list[str], node_s3: S3Server) -> Iterator[str]:
     """A namespace enforcing `restricted`, with the storage credentials Secret."""
     name = f"e2e-{uuid.uuid4().hex[:8]}"
     _ensure_namespace(core, name)
@@ -101,7 +105,10 @@ def ml_namespace(core: client.CoreV1Api, release: list[str]) -> Iterator[str]:
         name,
         client.V1Secret(
             metadata=client.V1ObjectMeta(name=CREDENTIALS_SECRET),
-            string_data={"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY},
+            string_data={
+                "AWS_ACCESS_KEY_ID": node_s3.access_key,
+                "AWS_SECRET_ACCESS_KEY": node_s3.secret_key,
+            },
         ),
     )
     yield name

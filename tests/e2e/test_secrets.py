@@ -17,6 +17,7 @@ from tests.conftest import EXAMPLES, PLURALS
 from tests.e2e.chain import kubectl, wait_ready
 from tests.e2e.conftest import CREDENTIALS_SECRET, OPERATOR_NAMESPACE
 from tests.plugins.kube import Cluster
+from tests.plugins.s3 import node_s3_account
 
 pytestmark = pytest.mark.e2e
 
@@ -97,9 +98,11 @@ def test_credentials_appear_nowhere_after_the_chain_runs(
             },
         ),
     )
-    kubectl(kube_node, "apply", "-n", ml_namespace, "-f", str(EXAMPLES / "quickstart"))
-    for resource in ("dataset/iris", "trainingjob/iris-classifier", "modeldeployment/iris"):
-        wait_ready(kube_node, ml_namespace, resource)
+    # A real S3 server checks signatures: the canaries must be credentials it accepts.
+    with node_s3_account(ACCESS_KEY_ID, SECRET_ACCESS_KEY):
+        kubectl(kube_node, "apply", "-n", ml_namespace, "-f", str(EXAMPLES / "quickstart"))
+        for resource in ("dataset/iris", "trainingjob/iris-classifier", "modeldeployment/iris"):
+            wait_ready(kube_node, ml_namespace, resource)
 
     # The control: the search finds the values where they are meant to be.
     secret = core.read_namespaced_secret(CREDENTIALS_SECRET, ml_namespace)

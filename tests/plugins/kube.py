@@ -34,13 +34,13 @@ from kubernetes.client.exceptions import ApiException
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HACK = REPO_ROOT / "hack"
 # The same defaults as hack/lib.sh.
-_CACHE = Path(
+CACHE_DIR = Path(
     os.environ.get(
         "MODELYARD_CACHE_DIR",
         Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "modelyard",
     )
 )
-STATE_DIR = Path(os.environ.get("MODELYARD_STATE_DIR", _CACHE / "cluster"))
+STATE_DIR = Path(os.environ.get("MODELYARD_STATE_DIR", CACHE_DIR / "cluster"))
 LOCAL_KUBECONFIG = STATE_DIR / "kubeconfig"
 # Where pods reach the host: the gateway of the node's pod bridge (hack/lib.sh).
 NODE_IP = os.environ.get("MODELYARD_NODE_IP", "10.244.0.1")

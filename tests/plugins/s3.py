@@ -1,7 +1,9 @@
-"""S3-compatible servers for the tests, on loopback: moto's standalone server in a subprocess
-(where a test needs a failure a real server cannot be made to produce, or speed), and versitygw,
-a real S3 implementation that keeps objects as files (built from Go modules once, cached under
-~/.cache/modelyard/bin by `hack/bin-path.sh versitygw`).
+"""S3-compatible servers for the tests: moto's standalone server in a subprocess on loopback
+(the integration tier: fast, and where a test needs a failure a real server cannot be made to
+produce), and versitygw, a real S3 implementation that keeps objects as files (built from Go
+modules once, cached under ~/.cache/modelyard/bin by `hack/bin-path.sh versitygw`): on loopback
+for the tiers that want a real server, and as the local cluster's own persistent server on the
+node's bridge address (`hack/s3.sh`, used by `make demo` and the e2e tier).
 
 Tests talk to them over real HTTP with boto3, exactly as the workloads do in a cluster.
 """
@@ -29,7 +31,7 @@ import requests
 from modelyard.storage.client import Storage
 from modelyard.storage.config import StorageConfig
 from modelyard.storage.uri import S3Uri
-from tests.plugins.kube import HACK
+from tests.plugins.kube import CACHE_DIR, HACK, built_binary
 
 ACCESS_KEY = "modelyard-test"
 SECRET_KEY = "modelyard-test-secret"
@@ -88,9 +90,7 @@ def running_versitygw(
 ) -> Iterator[S3Server]:
     """versitygw's posix backend on `host`:`port` (a free port when 0), storing objects under
     `data`, with fresh credentials; stopped when the context ends (the data stays)."""
-    binary = subprocess.run(
-        [str(HACK / "bin-path.sh"), "versitygw"], check=True, stdout=subprocess.PIPE, text=True
-    ).stdout.strip()
+    binary = built_binary("versitygw")
     version = Path(binary).parent.name.removeprefix("versitygw-")
     access_key, secret_key = secrets.token_hex(10), secrets.token_urlsafe(30)
     data.mkdir(parents=True, exist_ok=True)
@@ -125,6 +125,38 @@ def running_versitygw(
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+# The same defaults as hack/lib.sh.
+NODE_S3_DIR = Path(os.environ.get("MODELYARD_S3_DIR", CACHE_DIR / "s3"))
+NODE_S3_PORT = int(os.environ.get("MODELYARD_S3_PORT", "9333"))
+
+
+def node_s3_server(host: str) -> S3Server:
+    """The local cluster's S3 server on the node address `host`, started if it is not running:
+    versitygw with its objects and root credentials under ~/.cache/modelyard/s3 (hack/s3.sh),
+    which outlive the cluster and are shared with `make demo`."""
+    subprocess.run([str(HACK / "s3.sh"), "up"], check=True)
+    credentials = dict(
+        line.split("=", 1) for line in (NODE_S3_DIR / "credentials").read_text().splitlines()
+    )
+    return S3Server(
+        f"http://{host}:{NODE_S3_PORT}",
+        credentials["ROOT_ACCESS_KEY_ID"],
+        credentials["ROOT_SECRET_ACCESS_KEY"],
+        f"versitygw (posix backend, {host}, data in {NODE_S3_DIR})",
+    )
+
+
+@contextmanager
+def node_s3_account(access_key: str, secret_key: str) -> Iterator[None]:
+    """Extra credentials with full access to the local cluster's S3 server, while the context
+    lasts: for a test whose workloads must run with credentials of its own choosing."""
+    subprocess.run([str(HACK / "s3.sh"), "add-account", access_key, secret_key], check=True)
+    try:
+        yield
+    finally:
+        subprocess.run([str(HACK / "s3.sh"), "remove-account", access_key], check=True)
 
 
 @pytest.fixture(scope="session")
