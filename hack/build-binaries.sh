@@ -153,22 +153,30 @@ build_argocd() {
   # version (see the wrapper's go.mod): re-resolving another version from this one would not build.
   [[ "${ARGOCD_VERSION}" == "${pinned}" ]] ||
     die "argocd: ${pinned} is pinned; for ${ARGOCD_VERSION}, rewrite hack/argocd-build/go.mod from its go.mod"
-  if [[ -f "${ARGOCD_BIN_DIR}/.complete" && -x "${ARGOCD_BIN_DIR}/argocd" ]]; then
+  if [[ -f "${ARGOCD_BIN_DIR}/.complete" && -x "${ARGOCD_BIN_DIR}/argocd" &&
+        -x "${ARGOCD_BIN_DIR}/git-verify-wrapper.sh" ]]; then
     log "argocd ${ARGOCD_VERSION}: cached in ${ARGOCD_BIN_DIR}"
     return
   fi
-  # The version stamps upstream's Makefile sets (`argocd version`, the components' startup log).
-  local common=github.com/argoproj/argo-cd/v3/common ldflags
-  ldflags="-X ${common}.version=${ARGOCD_VERSION#v} -X ${common}.gitTag=${ARGOCD_VERSION}"
-  ldflags+=" -X ${common}.gitTreeState=clean"
-  ldflags+=" -X ${common}.kubectlVersion=$(gomod_version "${HACK_DIR}/argocd-build/go.mod" k8s.io/client-go)"
-  go_build "argocd ${ARGOCD_VERSION}" "${HACK_DIR}/argocd-build" "${ARGOCD_BIN_DIR}" "${ldflags}" \
-    github.com/argoproj/argo-cd/v3/cmd
-  mv "${ARGOCD_BIN_DIR}/cmd" "${ARGOCD_BIN_DIR}/argocd"
-  local link
+  if [[ ! -x "${ARGOCD_BIN_DIR}/argocd" ]]; then
+    # The version stamps upstream's Makefile sets (`argocd version`, the components' startup log).
+    local common=github.com/argoproj/argo-cd/v3/common ldflags
+    ldflags="-X ${common}.version=${ARGOCD_VERSION#v} -X ${common}.gitTag=${ARGOCD_VERSION}"
+    ldflags+=" -X ${common}.gitTreeState=clean"
+    ldflags+=" -X ${common}.kubectlVersion=$(gomod_version "${HACK_DIR}/argocd-build/go.mod" k8s.io/client-go)"
+    go_build "argocd ${ARGOCD_VERSION}" "${HACK_DIR}/argocd-build" "${ARGOCD_BIN_DIR}" "${ldflags}" \
+      github.com/argoproj/argo-cd/v3/cmd
+    mv "${ARGOCD_BIN_DIR}/cmd" "${ARGOCD_BIN_DIR}/argocd"
+  fi
+  # What upstream's image puts beside the binary (its Dockerfile): the links, and the scripts
+  # the repo server runs from PATH (git-verify-wrapper.sh on every manifest generation).
+  local link module_dir
   for link in argocd-application-controller argocd-repo-server argocd-server; do
     ln -sfn argocd "${ARGOCD_BIN_DIR}/${link}"
   done
+  module_dir="$(cd "${HACK_DIR}/argocd-build" && go list -m -f '{{.Dir}}' github.com/argoproj/argo-cd/v3)"
+  install -m 0755 "${module_dir}/hack/gpg-wrapper.sh" "${module_dir}/hack/git-verify-wrapper.sh" \
+    "${ARGOCD_BIN_DIR}/"
 }
 
 components=("$@")
