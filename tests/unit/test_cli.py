@@ -20,6 +20,7 @@ from modelyard.cli.kubeclient import Kube, Options
 from modelyard.cli.output import Cell, Painter, age, colour_wanted, table
 from modelyard.cli.refs import parse_ref
 from modelyard.cli.wait import Verdict, duration, judge, promotion_lag
+from modelyard.controllers.conditions import stalled
 from modelyard.exitcodes import EXIT_FAILED, EXIT_USAGE
 from tests.conftest import EXAMPLES, REPO
 
@@ -352,6 +353,12 @@ def _object(kind: str, status: dict[str, Any] | None, generation: int = 1) -> di
     return {"kind": kind, "metadata": {"name": "x", "generation": generation}, "status": status}
 
 
+def _stalled_status(reason: str, message: str) -> dict[str, Any]:
+    """What the operator writes when it stops on a problem (controllers/conditions.stalled)."""
+    conditions = stalled(None, reason, message, 1)
+    return {"phase": "Failed", "conditions": conditions}
+
+
 def _ready(status: str, reason: str, message: str = "", generation: int = 1) -> dict[str, Any]:
     return {
         "type": "Ready",
@@ -395,20 +402,33 @@ def _ready(status: str, reason: str, message: str = "", generation: int = 1) -> 
             Verdict("waiting", "Stale", "the operator has not acted on generation 2"),
         ),
         (
-            _object(
-                "ModelDeployment",
-                {"phase": "Pending", "conditions": [_ready("False", "PromotionBlocked", "gate")]},
-            ),
+            _object("ModelDeployment", _stalled_status("PromotionBlocked", "gate")),
             False,
             Verdict("waiting", "PromotionBlocked", "gate"),
         ),
         (
-            _object(
-                "ModelDeployment",
-                {"phase": "Pending", "conditions": [_ready("False", "PromotionBlocked", "gate")]},
-            ),
+            _object("ModelDeployment", _stalled_status("PromotionBlocked", "gate")),
             True,
             Verdict("failed", "PromotionBlocked", "gate"),
+        ),
+        (
+            _object(
+                "Dataset",
+                {
+                    "phase": "Ingesting",
+                    "conditions": [
+                        _ready("False", "CreateContainerConfigError", 'secret "s3" not found'),
+                        {
+                            "type": "Stalled",
+                            "status": "True",
+                            "reason": "CreateContainerConfigError",
+                            "message": 'secret "s3" not found',
+                        },
+                    ],
+                },
+            ),
+            True,
+            Verdict("failed", "CreateContainerConfigError", 'secret "s3" not found'),
         ),
         (
             _object(

@@ -83,6 +83,15 @@ def judge(obj: dict[str, Any] | None, upstream_ready: bool) -> Verdict:
     observed = ready.get("observedGeneration", status.get("observedGeneration"))
     if generation is not None and observed is not None and observed < generation:
         return Verdict("waiting", "Stale", f"the operator has not acted on generation {generation}")
+    stalled = get_condition(status.get("conditions"), "Stalled") or {}
+    if stalled.get("status") == "True":
+        verdict = Verdict("failed", stalled.get("reason") or "Stalled", stalled.get("message", ""))
+        if verdict.reason in BLOCKING_REASONS and not upstream_ready:
+            # A gate's verdict on a run while the TrainingJob trains the next: not final yet.
+            return Verdict("waiting", verdict.reason, verdict.message)
+        # Stopped on a problem a human must fix (a missing Secret, an image that cannot be
+        # pulled…): waiting longer would only reach the timeout.
+        return verdict
     if status.get("phase") == "Failed":
         return Verdict("failed", ready.get("reason") or "Failed", ready.get("message", ""))
     if obj["kind"] == "ModelDeployment" and upstream_ready:
