@@ -26,6 +26,7 @@ from modelyard.resources.router import (
     build_router_config,
     build_track_service,
     nginx_config,
+    track_addresses,
 )
 from modelyard.resources.serving import (
     ModelRef,
@@ -298,7 +299,7 @@ def test_the_models_service_fronts_one_track_and_the_pdb_covers_them_all() -> No
 
 @pytest.mark.parametrize("percent", [1, 10, 50, 99])
 def test_the_router_splits_by_weight_between_the_track_services(percent: int) -> None:
-    config = nginx_config(DEPLOYMENT, percent)
+    config = nginx_config(*track_addresses(DEPLOYMENT), percent)
     stable = f"iris-stable.ml.svc.cluster.local:80 weight={100 - percent} "
     canary = f"iris-canary.ml.svc.cluster.local:80 weight={percent} "
     assert stable in config and canary in config

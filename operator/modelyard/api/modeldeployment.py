@@ -114,7 +114,7 @@ class Canary(ApiModel):
         ge=0,
         le=100,
         description="Share of requests for the candidate, by weight (a router in front of both "
-        "tracks), whatever the replica counts and autoscaling do. 0 runs it without traffic; "
+        "tracks), whatever the replica counts and autoscaling do. 0 takes it out of service; "
         "100 sends it everything.",
     )
 

@@ -48,11 +48,18 @@ def track_service_name(owner: str, track: str) -> str:
     return child_name(owner, STABLE if track == "main" else track)
 
 
-def nginx_config(owner: Owner, canary_percent: int) -> str:
-    """nginx.conf for a router sending `canary_percent` of requests to the canary track."""
+def track_addresses(owner: Owner) -> tuple[str, str]:
+    """host:port of the main and canary track Services, as the router's pods resolve them."""
     domain = f"{owner.namespace}.svc.cluster.local"
-    stable = f"{track_service_name(owner.name, 'main')}.{domain}:80"
-    canary = f"{track_service_name(owner.name, 'canary')}.{domain}:80"
+    return (
+        f"{track_service_name(owner.name, 'main')}.{domain}:80",
+        f"{track_service_name(owner.name, 'canary')}.{domain}:80",
+    )
+
+
+def nginx_config(stable: str, canary: str, canary_percent: int) -> str:
+    """nginx.conf for a router sending `canary_percent` of requests to `canary` (host:port)
+    and the rest to `stable`."""
     # Everything writable lives in /tmp: the root file system is read-only.
     return f"""worker_processes 1;
 pid /tmp/nginx.pid;
@@ -98,7 +105,7 @@ def build_router_config(owner: Owner, canary_percent: int) -> Manifest:
         "metadata": metadata(
             router_name(owner.name), owner.namespace, KIND, owner.name, owner.uid, COMPONENT
         ),
-        "data": {"nginx.conf": nginx_config(owner, canary_percent)},
+        "data": {"nginx.conf": nginx_config(*track_addresses(owner), canary_percent)},
     }
 
 
@@ -110,7 +117,8 @@ def build_router(
     meta = metadata(name, owner.namespace, KIND, owner.name, owner.uid, COMPONENT)
     meta["labels"][TRACK_LABEL] = ROUTER
     selector = {**selector_labels(owner.name), TRACK_LABEL: ROUTER}
-    checksum = hashlib.sha256(nginx_config(owner, canary_percent).encode()).hexdigest()[:16]
+    config_text = nginx_config(*track_addresses(owner), canary_percent)
+    checksum = hashlib.sha256(config_text.encode()).hexdigest()[:16]
     pod_spec: Manifest = {
         "automountServiceAccountToken": False,
         "securityContext": pod_security_context(),
