@@ -5,10 +5,12 @@ of it (a model the trainer's scikit-learn pickled is loaded by the same one in t
 from __future__ import annotations
 
 import subprocess
+import sys
 
 import pytest
 from packaging.markers import default_environment
 from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from tests.conftest import REPO
 
@@ -24,6 +26,50 @@ IMAGE_ENVIRONMENT = {
     "platform_machine": "x86_64",
 }
 ML_LIBRARIES = ("scikit-learn", "numpy", "scipy", "joblib", "threadpoolctl")
+# What each image runs: its entry points and the modules they load on demand.
+ENTRY_MODULES = {
+    "operator": ["modelyard.cli", "modelyard.controllers.runner"],
+    "trainer": [
+        "modelyard.workloads.__main__",
+        "modelyard.workloads.ingest",
+        "modelyard.workloads.train",
+    ],
+    "server": [
+        "modelyard.workloads.__main__",
+        *(
+            f"modelyard.workloads.serve.{p.stem}"
+            for p in (REPO / "operator/modelyard/workloads/serve").glob("*.py")
+        ),
+    ],
+}
+# Imports them in this virtualenv, which has every extra, with the modules of the distributions
+# the image does not install hidden from every finder: an import fails, and a probe
+# (importlib.util.find_spec) finds nothing, as in the image.
+IMPORT_AS_IN_IMAGE = """
+import importlib, importlib.metadata, sys
+from packaging.utils import canonicalize_name
+allowed = set(sys.argv[1].split(","))
+owners = importlib.metadata.packages_distributions()
+
+def hidden(name):
+    top = name.partition(".")[0]
+    found = {canonicalize_name(d) for d in owners.get(top, [])}
+    return bool(found) and top != "modelyard" and not found & allowed
+
+class Hiding:
+    def __init__(self, finder):
+        self.finder = finder
+
+    def find_spec(self, name, path=None, target=None):
+        return None if hidden(name) else self.finder.find_spec(name, path, target)
+
+    def __getattr__(self, attribute):
+        return getattr(self.finder, attribute)
+
+sys.meta_path[:] = [Hiding(finder) for finder in sys.meta_path]
+for module in sys.argv[2:]:
+    importlib.import_module(module)
+"""
 
 
 def pins(image: str) -> dict[str, str]:
@@ -94,3 +140,24 @@ def test_each_dockerfile_installs_its_own_export_before_the_code() -> None:
         code = lines.index("COPY operator ./operator")
         assert export < code, image
         assert any("--require-hashes -r /tmp/requirements.txt" in line for line in lines)
+
+
+@pytest.mark.parametrize("image", sorted(ENTRY_MODULES))
+def test_each_image_installs_what_its_entry_points_import(image: str) -> None:
+    """The operator once imported boto3 (through the storage layout) without installing it."""
+    allowed = {canonicalize_name(name) for name in pins(image)}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            IMPORT_AS_IN_IMAGE,
+            ",".join(sorted(allowed)),
+            *ENTRY_MODULES[image],
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+        cwd=REPO,
+    )
+    assert result.returncode == 0, result.stderr.strip().splitlines()[-1]
