@@ -18,6 +18,7 @@ from kubernetes import client
 from modelyard.api import GROUP, VERSION
 from modelyard.exitcodes import EXIT_FAILED, EXIT_TIMEOUT
 from modelyard.storage.client import Storage
+from modelyard.storage.digest import bytes_digest
 from modelyard.storage.uri import S3Uri
 from tests.conftest import EXAMPLES, PLURALS
 from tests.plugins.kube import Cluster
@@ -430,3 +431,29 @@ def test_a_ready_status_from_before_the_last_spec_change_does_not_count(
         "error: timed out after 2s: modeldeployment/iris: "
         "Stale: the operator has not acted on generation 2\n"
     )
+
+
+def test_lineage_does_not_believe_a_card_other_than_the_recorded_one(
+    kube: Cluster,
+    namespace: str,
+    chain: Chain,
+    s3_env: dict[str, str],
+    storage: Storage,
+) -> None:
+    bucket = s3_env["MODELYARD_S3_BUCKET"]
+    chain.all_ready(bucket)
+    card = {"libraries": {"python": "3.11.10", "scikit-learn": "1.5.2"}}
+    card_bytes = json.dumps(card).encode()
+    card_uri = S3Uri.parse(model_uri(bucket).replace("model.joblib", "model.json"))
+    storage.put_bytes(card_uri, card_bytes)
+    deployment = deployment_ready(bucket)
+    deployment["model"]["cardDigest"] = bytes_digest(card_bytes)
+    chain.set_status("ModelDeployment", "iris", deployment)
+    env = {**os.environ, **s3_env}
+    shown = modelyard(kube, namespace, "lineage", "mdep/iris", "-o", "json", env=env)
+    assert json.loads(shown.stdout)["model"]["libraries"] == card["libraries"]
+    # A bucket writer swaps the card: the lineage no longer vouches for what it says.
+    storage.put_bytes(card_uri, json.dumps({"libraries": {"python": "2.7"}}).encode())
+    shown = modelyard(kube, namespace, "lineage", "mdep/iris", env=env)
+    assert "is not the one the run recorded" in shown.stdout, shown.stdout
+    assert "2.7" not in shown.stdout

@@ -48,7 +48,8 @@ def run(args: argparse.Namespace) -> int:
         document = collect(kube, ref)
     finally:
         kube.close()
-    document["model"]["libraries"] = card_libraries(document["model"]["uri"])
+    model = document["model"]
+    model["libraries"] = card_libraries(model["uri"], model.get("cardDigest"))
     if args.output != "table":
         print(dump(document, args.output))
     else:
@@ -81,7 +82,7 @@ def collect(kube: Kube, ref: Ref) -> dict[str, Any]:
     return {
         "dataset": _dataset(dataset_name, dataset, served.get("datasetVersion")),
         "trainingRun": _training_run(served, training_job),
-        "model": {"uri": served["uri"], "digest": served["digest"]},
+        "model": {key: served[key] for key in ("uri", "digest", "cardDigest") if served.get(key)},
         "deployment": _deployment(deployment),
     }
 
@@ -164,22 +165,27 @@ def _timestamp(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
-def card_libraries(model_uri: str) -> dict[str, str] | str:
-    """Library versions from the model card, or why they are not shown."""
+def card_libraries(model_uri: str, card_digest: str | None = None) -> dict[str, str] | str:
+    """Library versions from the model card, or why they are not shown. A card whose bytes are
+    not the ones the training run recorded (`card_digest`) is not believed."""
     if not any(os.environ.get(name) for name in CARD_ENDPOINT_VARIABLES):
         return "not in the status; set MODELYARD_S3_ENDPOINT (and AWS credentials) to read them"
     try:
         from modelyard.storage import layout
         from modelyard.storage.client import Storage
         from modelyard.storage.config import StorageConfig
+        from modelyard.storage.digest import bytes_digest
         from modelyard.storage.uri import S3Uri
     except ImportError:
         return "reading the model card needs boto3: pip install 'modelyard[train]'"
     card_uri = S3Uri.parse(model_uri.rsplit("/", 1)[0] + "/" + layout.MODEL_CARD)
     try:
-        card = Storage(StorageConfig.from_env()).get_json(card_uri)
+        data = Storage(StorageConfig.from_env()).get_bytes(card_uri)
+        card = json.loads(data)
     except Exception as error:  # any storage failure only costs this one line
         return f"model card {card_uri} unreadable: {error}"
+    if card_digest is not None and bytes_digest(data) != card_digest:
+        return f"model card {card_uri} is not the one the run recorded ({card_digest[:19]}…)"
     libraries = card.get("libraries") if isinstance(card, dict) else None
     return libraries if isinstance(libraries, dict) else f"model card {card_uri} has no libraries"
 
@@ -256,7 +262,10 @@ def _model_node(model: dict[str, Any]) -> Node:
         if isinstance(libraries, dict)
         else f"({libraries})"
     )
-    return Node(f"model  {model['uri']}", [("digest", model["digest"]), ("libraries", shown)])
+    fields = [("digest", model["digest"])]
+    if model.get("cardDigest"):
+        fields.append(("card", model["cardDigest"]))
+    return Node(f"model  {model['uri']}", [*fields, ("libraries", shown)])
 
 
 def _deployment_node(deployment: dict[str, Any], painter: Painter) -> Node:
