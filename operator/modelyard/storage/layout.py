@@ -14,15 +14,13 @@ TrainingJob's UID: a TrainingJob deleted and created again under the same name n
 over the models of the first one, which deployments may still pin by digest. Dataset versions
 need no UID: a version is its content's digest, and an existing version is never rewritten.
 
-A version is published by writing its payload first and its manifest last; a reader that finds
-no manifest treats the version as absent, so nobody ever sees a half-written version.
+A version is published by writing its payload first and its manifest last (storage/manifests.py);
+a reader that finds no manifest treats the version as absent, so nobody ever sees a half-written
+version. This module only computes keys: the operator uses it without an S3 client.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-from modelyard.storage.client import ObjectNotFound, Storage
 from modelyard.storage.digest import PREFIX
 from modelyard.storage.uri import S3Uri
 
@@ -62,19 +60,3 @@ def is_within(uri: S3Uri, prefix: S3Uri) -> bool:
         return False
     directory = prefix.key if not prefix.key or prefix.key.endswith("/") else prefix.key + "/"
     return uri.key.startswith(directory) or uri.key == prefix.key
-
-
-def read_manifest(storage: Storage, prefix: S3Uri) -> dict[str, Any] | None:
-    """The manifest of a published version, or None while it is absent or half-written."""
-    try:
-        manifest: dict[str, Any] = storage.get_json(prefix.join(MANIFEST))
-    except ObjectNotFound:
-        return None
-    return manifest
-
-
-def publish_manifest(storage: Storage, prefix: S3Uri, manifest: dict[str, Any]) -> S3Uri:
-    """The last step of publishing: after this the version exists for every reader."""
-    uri = prefix.join(MANIFEST)
-    storage.put_json(uri, manifest)
-    return uri

@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 
 from modelyard.api.dataset import DatasetSpec
 from modelyard.reasons import Reason
-from modelyard.storage import layout
+from modelyard.storage import layout, manifests
 from modelyard.storage.client import Storage
 from modelyard.storage.uri import S3Uri
 from modelyard.workloads import termination
@@ -107,7 +107,7 @@ def ingest(
             }
         )
         prefix = layout.dataset_version_prefix(output, version)
-        manifest = layout.read_manifest(storage, prefix)
+        manifest = manifests.read_manifest(storage, prefix)
         if manifest is None:
             manifest = _publish(
                 spec, storage, prefix, snapshot, version, source_format.value, namespace, name
@@ -277,7 +277,7 @@ def _publish(
         "sizeBytes": snapshot.data_path.stat().st_size,
         "createdAt": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
-    layout.publish_manifest(storage, prefix, manifest)
+    manifests.publish_manifest(storage, prefix, manifest)
     return manifest
 
 

@@ -28,7 +28,7 @@ from sklearn.utils._param_validation import InvalidParameterError
 from modelyard.api.trainingjob import Metric, TrainingJobSpec, meets, search_candidates
 from modelyard.config import OperatorConfig
 from modelyard.reasons import Reason
-from modelyard.storage import layout
+from modelyard.storage import layout, manifests
 from modelyard.storage.client import Storage
 from modelyard.storage.digest import bytes_digest, file_digest
 from modelyard.storage.uri import S3Uri
@@ -136,7 +136,7 @@ def train(
     run: str,
 ) -> termination.Completed:
     started = datetime.now(UTC)
-    manifest = layout.read_manifest(storage, dataset_uri)
+    manifest = manifests.read_manifest(storage, dataset_uri)
     if manifest is None:
         raise WorkloadError(
             Reason.DatasetNotFound, f"spec.datasetRef: no published version at {dataset_uri}"
@@ -231,7 +231,7 @@ def train(
         storage.ensure_bucket(output.bucket)
         storage.upload_file(model_path, output.join(layout.MODEL_FILE))
         storage.put_bytes(output.join(layout.MODEL_CARD), card_bytes, "application/json")
-        layout.publish_manifest(
+        manifests.publish_manifest(
             storage,
             output,
             {
