@@ -28,6 +28,7 @@ import pytest
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
+from modelyard.controllers.bookkeeping import FINALIZER
 from tests.plugins.kube import Cluster
 
 GROUP, VERSION = "modelyard.dev", "v1alpha1"
@@ -99,14 +100,16 @@ class StatusRecorder:
     """Watches the three kinds in every namespace, from threads, until stopped.
 
     Objects that already exist when it starts are left out: their earlier states are unknown,
-    and on the shared cluster they are someone else's. A kind whose CRD is not installed yet
-    (the e2e tier installs it with the chart) is watched once it is.
+    and on the shared cluster they are someone else's. So are objects no operator ever handled
+    (its finalizer never on them): their statuses, if any, are a test's own writes. A kind whose
+    CRD is not installed yet (the e2e tier installs it with the chart) is watched once it is.
     """
 
     def __init__(self, cluster: Cluster) -> None:
         self.cluster = cluster
         self._objects: dict[str, Recorded] = {}
         self._existing: set[str] = set()
+        self._handled: set[str] = set()
         self._lock = threading.Lock()
         #: The last reason a watch had to start over, to explain an empty recording.
         self.last_error = ""
@@ -132,7 +135,7 @@ class StatusRecorder:
             return [
                 Recorded(o.kind, o.namespace, o.name, o.uid, list(o.steps))
                 for o in self._objects.values()
-                if o.steps
+                if o.uid in self._handled
             ]
 
     def _observe(self, kind: str, body: dict[str, Any], initial: bool) -> None:
@@ -145,6 +148,8 @@ class StatusRecorder:
                 self._existing.add(uid)
             if uid in self._existing:
                 return
+            if FINALIZER in (meta.get("finalizers") or []):
+                self._handled.add(uid)
             recorded = self._objects.setdefault(
                 uid, Recorded(kind, meta.get("namespace", ""), meta.get("name", ""), uid)
             )
