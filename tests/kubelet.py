@@ -90,29 +90,57 @@ def terminate(
 ) -> None:
     """The pod's container ends with `exit_code`, leaving `message` as its termination message
     (with the locations filled in where the workload would have published)."""
-    container = pod.spec.containers[0]
-    terminated = {
+    report_ended(core, pod, exit_code, json.dumps(published_where_told(pod, message)))
+
+
+def report_ended(core: client.CoreV1Api, pod: client.V1Pod, exit_code: int, message: str) -> None:
+    """What the kubelet reports when the pod's container ended (`message`: its termination
+    message as the kubelet keeps it; none when empty)."""
+    terminated: dict[str, Any] = {
         "exitCode": exit_code,
         "reason": "Completed" if exit_code == 0 else "Error",
-        "message": json.dumps(published_where_told(pod, message)),
         "startedAt": _stamp(),
         "finishedAt": _stamp(),
     }
-    status = {
-        "phase": "Succeeded" if exit_code == 0 else "Failed",
-        "conditions": [{"type": "Ready", "status": "False", "lastTransitionTime": _stamp()}],
+    if message:
+        terminated["message"] = message
+    _report(
+        core,
+        pod,
+        "Succeeded" if exit_code == 0 else "Failed",
+        {"terminated": terminated},
+        conditions=[{"type": "Ready", "status": "False", "lastTransitionTime": _stamp()}],
+    )
+
+
+def _report(
+    core: client.CoreV1Api,
+    pod: client.V1Pod,
+    phase: str,
+    state: dict[str, Any],
+    ready: bool = False,
+    conditions: list[dict[str, Any]] | None = None,
+    **fields: Any,
+) -> None:
+    """Patch the pod's status as the kubelet writes it: its phase and its one container's state."""
+    container = pod.spec.containers[0]
+    status: dict[str, Any] = {
+        "phase": phase,
         "containerStatuses": [
             {
                 "name": container.name,
                 "image": container.image,
                 "imageID": "",
-                "ready": False,
+                "ready": ready,
                 "restartCount": 0,
-                "started": False,
-                "state": {"terminated": terminated},
+                "started": "running" in state,
+                "state": state,
             }
         ],
+        **fields,
     }
+    if conditions is not None:
+        status["conditions"] = conditions
     core.patch_namespaced_pod_status(pod.metadata.name, pod.metadata.namespace, {"status": status})
 
 
@@ -161,27 +189,12 @@ def make_ready(core: client.CoreV1Api, namespace: str, selector: str, count: int
         ),
     )
     for pod in ready_pods:
-        container = pod.spec.containers[0]
-        status = {
-            "phase": "Running",
-            "podIP": "10.244.0.99",
-            "conditions": [
-                {"type": kind, "status": "True", "lastTransitionTime": _stamp()}
-                for kind in ("PodScheduled", "Initialized", "ContainersReady", "Ready")
-            ],
-            "containerStatuses": [
-                {
-                    "name": container.name,
-                    "image": container.image,
-                    "imageID": "",
-                    "ready": True,
-                    "restartCount": 0,
-                    "started": True,
-                    "state": {"running": {"startedAt": _stamp()}},
-                }
-            ],
-        }
-        core.patch_namespaced_pod_status(pod.metadata.name, namespace, {"status": status})
+        conditions = [
+            {"type": kind, "status": "True", "lastTransitionTime": _stamp()}
+            for kind in ("PodScheduled", "Initialized", "ContainersReady", "Ready")
+        ]
+        running = {"running": {"startedAt": _stamp()}}
+        _report(core, pod, "Running", running, True, conditions, podIP="10.244.0.99")
 
 
 def ingest_summary(version: str, rows: int = 150) -> dict[str, Any]:
@@ -230,23 +243,7 @@ def train_summary(run: str, version: str, digest: str, accuracy: float) -> dict[
 
 def wait_with(core: client.CoreV1Api, pod: client.V1Pod, reason: str, message: str) -> None:
     """The pod's container waits, as the kubelet reports a container it cannot start."""
-    container = pod.spec.containers[0]
-    waiting = {"reason": reason, "message": message}
-    status = {
-        "phase": "Pending",
-        "containerStatuses": [
-            {
-                "name": container.name,
-                "image": container.image,
-                "imageID": "",
-                "ready": False,
-                "restartCount": 0,
-                "started": False,
-                "state": {"waiting": waiting},
-            }
-        ],
-    }
-    core.patch_namespaced_pod_status(pod.metadata.name, pod.metadata.namespace, {"status": status})
+    _report(core, pod, "Pending", {"waiting": {"reason": reason, "message": message}})
 
 
 def unschedulable(core: client.CoreV1Api, pod: client.V1Pod, message: str) -> None:
@@ -264,19 +261,4 @@ def unschedulable(core: client.CoreV1Api, pod: client.V1Pod, message: str) -> No
 
 def running(core: client.CoreV1Api, pod: client.V1Pod) -> None:
     """The pod's container runs (not yet ready)."""
-    container = pod.spec.containers[0]
-    status = {
-        "phase": "Running",
-        "containerStatuses": [
-            {
-                "name": container.name,
-                "image": container.image,
-                "imageID": "",
-                "ready": False,
-                "restartCount": 0,
-                "started": True,
-                "state": {"running": {"startedAt": _stamp()}},
-            }
-        ],
-    }
-    core.patch_namespaced_pod_status(pod.metadata.name, pod.metadata.namespace, {"status": status})
+    _report(core, pod, "Running", {"running": {"startedAt": _stamp()}})

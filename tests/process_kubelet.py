@@ -15,11 +15,10 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
 
 from kubernetes import client
 
-from tests.kubelet import _stamp, pods, wait_for
+from tests.kubelet import pods, report_ended, wait_for
 
 # What the kubelet keeps of a termination message (kubernetes/pkg/kubelet: 4096 bytes).
 MESSAGE_LIMIT = 4096
@@ -60,36 +59,8 @@ def run_pod(core: client.CoreV1Api, pod: client.V1Pod, timeout: float = 300) -> 
             check=False,
         )
         message = log.read_bytes()[:MESSAGE_LIMIT].decode(errors="replace") if log.exists() else ""
-    _report(core, pod, finished.returncode, message)
+    report_ended(core, pod, finished.returncode, message)
     return finished.returncode
-
-
-def _report(core: client.CoreV1Api, pod: client.V1Pod, exit_code: int, message: str) -> None:
-    container = pod.spec.containers[0]
-    terminated: dict[str, Any] = {
-        "exitCode": exit_code,
-        "reason": "Completed" if exit_code == 0 else "Error",
-        "startedAt": _stamp(),
-        "finishedAt": _stamp(),
-    }
-    if message:
-        terminated["message"] = message
-    status = {
-        "phase": "Succeeded" if exit_code == 0 else "Failed",
-        "conditions": [{"type": "Ready", "status": "False", "lastTransitionTime": _stamp()}],
-        "containerStatuses": [
-            {
-                "name": container.name,
-                "image": container.image,
-                "imageID": "",
-                "ready": False,
-                "restartCount": 0,
-                "started": False,
-                "state": {"terminated": terminated},
-            }
-        ],
-    }
-    core.patch_namespaced_pod_status(pod.metadata.name, pod.metadata.namespace, {"status": status})
 
 
 def run_job(core: client.CoreV1Api, namespace: str, selector: str, timeout: float = 60) -> int:

@@ -22,6 +22,7 @@ from modelyard.controllers.conditions import (
 from modelyard.controllers.context import Context, from_memo, post_event
 from modelyard.controllers.denials import reported
 from modelyard.controllers.jobs import failure_of, job_output, outcome
+from modelyard.controllers.stalls import report_stall
 from modelyard.controllers.transient import recorded, retrying
 from modelyard.policy import locations
 from modelyard.reasons import Reason
@@ -144,22 +145,16 @@ def _stall(
     reason: str,
     message: str,
     observed: int | None = None,
-    extra: dict[str, Any] | None = None,
 ) -> None:
     """Stop with a problem only a human can fix: Failed, Ready=False and Stalled=True."""
-    meta = body["metadata"]
     status = body.get("status") or {}
-    generation = meta.get("generation")
+    generation = body["metadata"].get("generation")
     conditions = stalled(status.get("conditions"), reason, message, generation)
     conditions = set_condition(conditions, "Ingested", False, reason, message, generation)
-    patch: dict[str, Any] = {"phase": "Failed", "conditions": conditions, **(extra or {})}
+    patch: dict[str, Any] = {"phase": "Failed", "conditions": conditions}
     if observed is not None:
         patch["observedGeneration"] = observed
-    if all(status.get(key) == value for key, value in patch.items()):
-        return  # reported already: a resumed operator adds no event
-    _patch(context, body, patch)
-    metrics.set_phase(KIND, meta["namespace"], meta["name"], "Failed")
-    post_event(body, reason, message, warning=True)
+    report_stall(KIND, body, patch, lambda p: _patch(context, body, p), reason, message)
 
 
 def _check_job_present(context: Context, body: dict[str, Any]) -> None:

@@ -25,9 +25,10 @@ from modelyard.controllers.conditions import (
 from modelyard.controllers.context import Context, from_memo, post_event
 from modelyard.controllers.denials import reported
 from modelyard.controllers.jobs import failure_of, job_env, job_output, outcome
+from modelyard.controllers.stalls import report_stall
 from modelyard.controllers.transient import recorded, retrying
 from modelyard.policy import locations
-from modelyard.policy.images import image_allowed
+from modelyard.policy.images import image_refusal
 from modelyard.reasons import Reason
 from modelyard.resources.jobs import Owner, build_training_job
 from modelyard.storage import layout
@@ -95,10 +96,9 @@ def model_output(
 def refusal(context: Context, spec: TrainingJobSpec) -> tuple[str, str] | None:
     """(reason, message) when the spec asks for what this operator does not run."""
     config = context.config
-    if spec.image and not image_allowed(spec.image, (config.trainer_image,), config.allowed_images):
-        return Reason.ImageNotAllowed, (
-            f"spec.image: {spec.image} is not an image this operator runs (workloads.allowedImages)"
-        )
+    refused = image_refusal(spec.image, config.trainer_image, config.allowed_images)
+    if refused is not None:
+        return Reason.ImageNotAllowed, refused
     if spec.search is not None:
         candidates = search_candidates(spec.search)
         if candidates > config.max_search_trials:
@@ -238,19 +238,13 @@ def _stall(
     message: str,
 ) -> None:
     """Refuse to start a run: Ready=False and Stalled=True with the reason, and an Event."""
-    meta = body["metadata"]
-    generation = meta.get("generation")
-    status = body.get("status") or {}
+    generation = body["metadata"].get("generation")
     patch = {
         "observedGeneration": generation,
         "conditions": stalled(conditions, reason, message, generation),
         "phase": "Failed",
     }
-    if all(status.get(key) == value for key, value in patch.items()):
-        return
-    _patch_status(context, body, patch)
-    metrics.set_phase(KIND, meta["namespace"], meta["name"], "Failed")
-    post_event(body, reason, message, warning=True)
+    report_stall(KIND, body, patch, lambda p: _patch_status(context, body, p), reason, message)
 
 
 def uri_of(dataset: dict[str, Any], version: str) -> str | None:

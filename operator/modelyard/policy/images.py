@@ -37,3 +37,10 @@ def image_allowed(image: str, defaults: tuple[str, ...], allowed: tuple[str, ...
         if rule.digest is None or rule.digest == wanted.digest:
             return True
     return False
+
+
+def image_refusal(image: str | None, default: str, allowed: tuple[str, ...]) -> str | None:
+    """Why a spec's `image` may not run (naming the field), or None: no image, or an allowed one."""
+    if image is None or image_allowed(image, (default,), allowed):
+        return None
+    return f"spec.image: {image} is not an image this operator runs (workloads.allowedImages)"

@@ -29,7 +29,13 @@ from modelyard.resources.common import (
     tmp_volume,
 )
 from modelyard.resources.jobs import Owner
-from modelyard.resources.serving import COMPONENT, KIND, TRACK_LABEL, selector_labels
+from modelyard.resources.serving import (
+    COMPONENT,
+    KIND,
+    TRACK_LABEL,
+    build_service,
+    selector_labels,
+)
 
 ROUTER = "router"
 STABLE = "stable"
@@ -175,21 +181,4 @@ def build_router(
 
 def build_track_service(owner: Owner, track: str) -> Manifest:
     """The Service the router sends one track's share to."""
-    meta = metadata(
-        track_service_name(owner.name, track),
-        owner.namespace,
-        KIND,
-        owner.name,
-        owner.uid,
-        COMPONENT,
-    )
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": meta,
-        "spec": {
-            "type": "ClusterIP",
-            "selector": {**selector_labels(owner.name), TRACK_LABEL: track},
-            "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
-        },
-    }
+    return build_service(owner, track, track_service_name(owner.name, track))

@@ -163,11 +163,12 @@ def build_deployment(
     }
 
 
-def build_service(owner: Owner, track: str = MAIN) -> Manifest:
-    """The model's Service (its URL), in front of `track`: the main track's pods, the canary's
-    when it takes all traffic, or the weighted router's while a canary takes a share."""
+def build_service(owner: Owner, track: str = MAIN, name: str | None = None) -> Manifest:
+    """A Service in front of one `track`'s pods. Without `name`, the model's Service (its URL):
+    the main track's pods, the canary's when it takes all traffic, or the weighted router's
+    while a canary takes a share."""
     meta = metadata(
-        service_name(owner.name), owner.namespace, KIND, owner.name, owner.uid, COMPONENT
+        name or service_name(owner.name), owner.namespace, KIND, owner.name, owner.uid, COMPONENT
     )
     return {
         "apiVersion": "v1",

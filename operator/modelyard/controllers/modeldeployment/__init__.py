@@ -22,8 +22,9 @@ from modelyard.controllers.denials import reported
 from modelyard.controllers.modeldeployment.children import NameConflict, apply_children
 from modelyard.controllers.modeldeployment.resolve import describe, resolve
 from modelyard.controllers.modeldeployment.rollout import report_rollout
+from modelyard.controllers.stalls import report_stall
 from modelyard.policy import locations
-from modelyard.policy.images import image_allowed
+from modelyard.policy.images import image_refusal
 from modelyard.reasons import Reason
 from modelyard.resources.router import ROUTER
 from modelyard.resources.serving import TRACK_LABEL, service_url
@@ -83,10 +84,9 @@ def trainingjob_changed(context: Context, namespace: str, training_job: str) -> 
 def refusal(context: Context, namespace: str, spec: ModelDeploymentSpec) -> tuple[str, str] | None:
     """(reason, message) when the spec asks for what this namespace may not have served."""
     config = context.config
-    if spec.image and not image_allowed(spec.image, (config.server_image,), config.allowed_images):
-        return Reason.ImageNotAllowed, (
-            f"spec.image: {spec.image} is not an image this operator runs (workloads.allowedImages)"
-        )
+    refused = image_refusal(spec.image, config.server_image, config.allowed_images)
+    if refused is not None:
+        return Reason.ImageNotAllowed, refused
     sources = [("spec.model.uri", spec.model.uri)]
     if spec.canary is not None:
         sources.append(("spec.canary.model.uri", spec.canary.model.uri))
@@ -199,11 +199,11 @@ def _stall(context: Context, body: dict[str, Any], reason: str, message: str) ->
         "phase": "Failed",
         "conditions": stalled(status.get("conditions"), reason, message, generation),
     }
-    if all(status.get(key) == value for key, value in patch.items()):
-        return
-    context.kube.patch_status(KIND, meta["namespace"], meta["name"], patch)
-    metrics.set_phase(KIND, meta["namespace"], meta["name"], "Failed")
-    post_event(body, reason, message, warning=True)
+
+    def write(patch: dict[str, Any]) -> None:
+        context.kube.patch_status(KIND, meta["namespace"], meta["name"], patch)
+
+    report_stall(KIND, body, patch, write, reason, message)
 
 
 def _condition_changed(status: dict[str, Any], type_: str, value: str) -> bool:
