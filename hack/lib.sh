@@ -84,7 +84,17 @@ start_daemon() {
     return
   fi
   mkdir -p "${RUN_DIR}" "${LOG_DIR}"
-  setsid "$@" </dev/null >>"${LOG_DIR}/${name}.log" 2>&1 &
+  (
+    # Nothing but stdin, stdout and stderr goes to the daemon: an inherited descriptor lives as
+    # long as the daemon does, and with `flock /tmp/modelyard-cluster.lock make cluster-up` one
+    # of them holds the lock, which the cluster's daemons would then keep until cluster-down.
+    local fd
+    for fd in /proc/"${BASHPID}"/fd/*; do
+      fd="${fd##*/}"
+      ((fd > 2)) && exec {fd}>&-
+    done
+    exec setsid "$@"
+  ) </dev/null >>"${LOG_DIR}/${name}.log" 2>&1 &
   echo $! >"${RUN_DIR}/${name}.pid"
   log "started ${name} (pid $!, log ${LOG_DIR}/${name}.log)"
 }
