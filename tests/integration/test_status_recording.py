@@ -1,6 +1,6 @@
 """The status recorder the Argo CD health tests rely on (tests/plugins/status_recording.py),
 against a real API server: every distinct state in order, only of objects created while it
-records and handled by an operator (its finalizer on them)."""
+records and handled by an operator (its finalizer or kopf's bookkeeping on them)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from modelyard.controllers.bookkeeping import FINALIZER
+from modelyard.controllers.bookkeeping import BOOKKEEPING, FINALIZER
 from tests.plugins.kube import Cluster
 from tests.plugins.status_recording import Recorded, Step, recording
 
@@ -19,11 +19,13 @@ pytestmark = pytest.mark.integration
 GROUP, VERSION = "modelyard.dev", "v1alpha1"
 
 
-def _dataset(name: str, finalizers: list[str]) -> dict[str, Any]:
+def _dataset(
+    name: str, finalizers: list[str], annotations: dict[str, str] | None = None
+) -> dict[str, Any]:
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "Dataset",
-        "metadata": {"name": name, "finalizers": finalizers},
+        "metadata": {"name": name, "finalizers": finalizers, "annotations": annotations or {}},
         "spec": {"source": {"builtin": {"name": "iris"}}},
     }
 
@@ -49,6 +51,9 @@ def test_records_each_distinct_state_of_handled_objects_in_order(
         with recording(crds) as recorder:
             custom.create_namespaced_custom_object(*dataset, _dataset("iris", [FINALIZER]))
             custom.create_namespaced_custom_object(*dataset, _dataset("unhandled", []))
+            # What kopf leaves on an object it handled without a finalizer (a ModelDeployment).
+            bookkeeping = {f"{BOOKKEEPING}/last-handled-configuration": "{}"}
+            custom.create_namespaced_custom_object(*dataset, _dataset("annotated", [], bookkeeping))
             working = {"observedGeneration": 1, "phase": "Ingesting"}
             custom.patch_namespaced_custom_object_status(*dataset, "iris", {"status": working})
             # Only metadata changes: the state the checks read stays the same.
@@ -68,7 +73,7 @@ def test_records_each_distinct_state_of_handled_objects_in_order(
             custom.patch_namespaced_custom_object(
                 *dataset, name, {"metadata": {"finalizers": None}}
             )
-    assert names == {"iris"}
+    assert names == {"iris", "annotated"}
     assert (recorded.kind, recorded.namespace) == ("Dataset", namespace)
     assert recorded.steps == [
         Step(1, None),

@@ -28,7 +28,7 @@ import pytest
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
-from modelyard.controllers.bookkeeping import FINALIZER
+from modelyard.controllers.bookkeeping import BOOKKEEPING, FINALIZER
 from tests.plugins.kube import Cluster
 
 GROUP, VERSION = "modelyard.dev", "v1alpha1"
@@ -101,8 +101,9 @@ class StatusRecorder:
 
     Objects that already exist when it starts are left out: their earlier states are unknown,
     and on the shared cluster they are someone else's. So are objects no operator ever handled
-    (its finalizer never on them): their statuses, if any, are a test's own writes. A kind whose
-    CRD is not installed yet (the e2e tier installs it with the chart) is watched once it is.
+    (neither its finalizer nor its kopf bookkeeping annotations ever on them): their statuses, if
+    any, are a test's own writes. A kind whose CRD is not installed yet (the e2e tier installs it
+    with the chart) is watched once it is.
     """
 
     def __init__(self, cluster: Cluster) -> None:
@@ -148,7 +149,9 @@ class StatusRecorder:
                 self._existing.add(uid)
             if uid in self._existing:
                 return
-            if FINALIZER in (meta.get("finalizers") or []):
+            if FINALIZER in (meta.get("finalizers") or []) or any(
+                key.startswith(f"{BOOKKEEPING}/") for key in meta.get("annotations") or {}
+            ):
                 self._handled.add(uid)
             recorded = self._objects.setdefault(
                 uid, Recorded(kind, meta.get("namespace", ""), meta.get("name", ""), uid)
