@@ -64,6 +64,30 @@ for f in "${RUN_DIR}"/*.pid; do
   stop_daemon "${name}"
 done
 
+# Daemons of this state dir left without a pid file (a cluster-up that ran while a cluster-down
+# removed the state dir): found by their name and the state dir in their arguments, as pid_of
+# tells ours. Then whatever still runs in the pods' cgroups, whose containerd went with them.
+strays=()
+for p in /proc/[0-9]*; do
+  args="$(tr '\0' ' ' <"${p}/cmdline" 2>/dev/null)" || continue
+  case "$(basename "${args%% *}")" in
+    etcd | kube-apiserver | kube-controller-manager | kube-scheduler | containerd | kubelet | kube-proxy | versitygw)
+      [[ "${args}" == *"${MODELYARD_STATE_DIR}/"* ]] && strays+=("${p#/proc/}") ;;
+  esac
+done
+if [[ ${#strays[@]} -gt 0 ]]; then
+  log "stopping daemons of ${MODELYARD_STATE_DIR} without a pid file: ${strays[*]}"
+  kill -TERM "${strays[@]}" 2>/dev/null || true
+  sleep 2
+  kill -KILL "${strays[@]}" 2>/dev/null || true
+fi
+for root in /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/kubepods; do
+  [[ -d "${root}" ]] || continue
+  find "${root}" -name cgroup.procs -exec cat {} + 2>/dev/null | while read -r pid; do
+    kill -KILL "${pid}" 2>/dev/null || true
+  done
+done
+
 # Chains the kubelet itself creates (kube-proxy --cleanup leaves them), removed only
 # when this cluster had a node.
 if [[ -d "${MODELYARD_STATE_DIR}/kubelet" ]]; then
