@@ -137,7 +137,8 @@ build_coredns() {
 }
 
 # Objects and multipart parts as plain files: a 2 GB upload costs the server disk, not memory.
-# Only the benchmark asks for it (bin-path.sh versitygw), never the default list.
+# Asked by name (bin-path.sh versitygw), never in the default list: by hack/s3.sh, the cluster's
+# S3 server, and by the tests and the benchmark that run one of their own.
 build_versitygw() {
   go_build "versitygw ${VERSITYGW_VERSION}" "${HACK_DIR}/versitygw-build" "${VERSITYGW_BIN_DIR}" \
     "-X main.Version=${VERSITYGW_VERSION}" github.com/versity/versitygw/cmd/versitygw

@@ -15,7 +15,7 @@ K8S_VERSION="${K8S_VERSION:-$(gomod_version "${HACK_DIR}/k8s-build/go.mod" k8s.i
 ETCD_VERSION="${ETCD_VERSION:-$(gomod_version "${HACK_DIR}/etcd-build/go.mod" go.etcd.io/etcd/server/v3)}"
 HELM_VERSION="${HELM_VERSION:-$(gomod_version "${HACK_DIR}/helm-build/go.mod" helm.sh/helm/v3)}"
 COREDNS_VERSION="${COREDNS_VERSION:-$(gomod_version "${HACK_DIR}/coredns-build/go.mod" github.com/coredns/coredns)}"
-# The S3 server of the workloads benchmark (tests/bench/workloads/s3server.py), not the cluster.
+# The S3 server: the cluster's (hack/s3.sh), the tests' and the workloads benchmark's.
 VERSITYGW_VERSION="${VERSITYGW_VERSION:-$(gomod_version "${HACK_DIR}/versitygw-build/go.mod" github.com/versity/versitygw)}"
 # Argo CD for tests/e2e/test_argocd.py (application controller, repo server, CLI), not the cluster.
 ARGOCD_VERSION="${ARGOCD_VERSION:-$(gomod_version "${HACK_DIR}/argocd-build/go.mod" github.com/argoproj/argo-cd/v3)}"
