@@ -8,6 +8,8 @@
 # it again on the same objects.
 #   s3.sh up                      start it if the node's address is up (running: nothing to do)
 #   s3.sh down                    stop it
+#   s3.sh env                     print export lines for a client on this machine: endpoint and
+#                                 root credentials (`eval "$(hack/s3.sh env)"`)
 #   s3.sh add-account <key> <secret>  an extra account with full access, for tests that need
 #                                     particular credentials to work (admin API on loopback)
 #   s3.sh remove-account <key>
@@ -82,6 +84,13 @@ add_account() { # <access key> <secret>
 case "${1:-}" in
   up) up ;;
   down) stop_daemon versitygw ;;
+  env)
+    ensure_credentials
+    # shellcheck source=/dev/null
+    source "${S3_CREDENTIALS}"
+    printf 'export MODELYARD_S3_ENDPOINT=%q AWS_ACCESS_KEY_ID=%q AWS_SECRET_ACCESS_KEY=%q\n' \
+      "http://${NODE_IP}:${S3_PORT}" "${ROOT_ACCESS_KEY_ID}" "${ROOT_SECRET_ACCESS_KEY}"
+    ;;
   add-account) add_account "${2:-}" "${3:-}" ;;
   remove-account) admin delete-user --access "${2:?usage: s3.sh remove-account <access key>}" ;;
   wipe)
@@ -89,5 +98,5 @@ case "${1:-}" in
     rm -rf "${S3_DIR}"
     log "removed ${S3_DIR}"
     ;;
-  *) die "usage: s3.sh up|down|add-account <access key> <secret>|remove-account <access key>|wipe" ;;
+  *) die "usage: s3.sh up|down|env|add-account <access key> <secret>|remove-account <access key>|wipe" ;;
 esac

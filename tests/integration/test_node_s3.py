@@ -121,3 +121,23 @@ def test_without_the_node_address_nothing_starts(server: Server) -> None:
     server.env["MODELYARD_NODE_IP"] = "192.0.2.1"  # TEST-NET-1: never on this machine
     assert "S3 server not started" in server.run("up")
     assert not (server.state / "run" / "versitygw.pid").exists()
+
+
+def test_env_gives_a_shell_the_endpoint_and_the_root_credentials(server: Server) -> None:
+    server.run("up")
+    shell = subprocess.run(
+        [
+            "bash",
+            "-c",
+            f'eval "$({HACK / "s3.sh"} env)"; show() {{ printf "%s\\n" "$@"; }}; '
+            'show "$MODELYARD_S3_ENDPOINT" "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY"',
+        ],
+        env=server.env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    endpoint, access_key, secret_key = shell.stdout.splitlines()
+    assert endpoint == f"http://127.0.0.1:{server.port}"
+    assert (access_key, secret_key) == server.credentials()
+    server.client(access_key, secret_key).list_buckets()
