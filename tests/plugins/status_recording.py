@@ -39,9 +39,12 @@ PLURALS = {
 }
 ENV = "MODELYARD_STATUS_RECORDING"
 CHECKED_IN = Path(__file__).resolve().parents[1] / "data" / "recorded-statuses.json"
-# What the health checks read of a status; the rest (column statistics, run and rollout
-# history) is left out of the checked-in recording, which stays small enough to review.
+# What the health checks and the tests of conditions read of a status; the rest (column
+# statistics, run and rollout history, model locations, transition times) is left out of the
+# checked-in recording, which stays small enough to review.
 HEALTH_FIELDS = ("observedGeneration", "phase", "conditions", "version", "model", "url")
+MODEL_FIELDS = ("digest",)
+CONDITION_FIELDS = ("type", "status", "reason", "message", "observedGeneration")
 
 
 @dataclass(frozen=True)
@@ -91,9 +94,19 @@ def load(path: Path) -> list[Recorded]:
 
 
 def dump(path: Path, objects: list[Recorded], source: str) -> None:
-    document = {"source": source, "objects": [item.to_json() for item in objects]}
+    """JSON with one line per object and per step: a refresh reads as a diff of states."""
+
+    def line(value: Any) -> str:
+        return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+    blocks = []
+    for item in objects:
+        fields = {k: v for k, v in item.to_json().items() if k != "steps"}
+        steps = ",\n".join(f"   {line(step.to_json())}" for step in item.steps)
+        blocks.append(f' {line(fields)[:-1]}, "steps": [\n{steps}\n ]}}')
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(document, indent=1, ensure_ascii=False, sort_keys=True) + "\n")
+    body = ",\n".join(blocks)
+    path.write_text(f'{{"source": {line(source)}, "objects": [\n{body}\n]}}\n')
 
 
 class StatusRecorder:
@@ -225,6 +238,20 @@ class StatusRecorder:
                 raise TimeoutError(f"could not list {PLURALS[kind]} to start recording")
 
 
+def _reduced(status: dict[str, Any] | None) -> dict[str, Any] | None:
+    if status is None:
+        return None
+    reduced = {k: v for k, v in status.items() if k in HEALTH_FIELDS}
+    if isinstance(reduced.get("model"), dict):
+        reduced["model"] = {k: v for k, v in reduced["model"].items() if k in MODEL_FIELDS}
+    if isinstance(reduced.get("conditions"), list):
+        reduced["conditions"] = [
+            {k: v for k, v in condition.items() if k in CONDITION_FIELDS}
+            for condition in reduced["conditions"]
+        ]
+    return reduced
+
+
 def compact(objects: list[Recorded]) -> list[Recorded]:
     """For checking in: each status reduced to what the health checks read, namespaces that
     tests made up with a random suffix named by order of appearance, and steps that became
@@ -235,12 +262,7 @@ def compact(objects: list[Recorded]) -> list[Recorded]:
         namespace = names.setdefault(item.namespace, f"ns-{len(names) + 1}")
         steps: list[Step] = []
         for step in item.steps:
-            status = (
-                None
-                if step.status is None
-                else {k: v for k, v in step.status.items() if k in HEALTH_FIELDS}
-            )
-            reduced = Step(step.generation, status, step.deleting)
+            reduced = Step(step.generation, _reduced(step.status), step.deleting)
             if not steps or steps[-1] != reduced:
                 steps.append(reduced)
         result.append(Recorded(item.kind, namespace, item.name, item.uid, steps))

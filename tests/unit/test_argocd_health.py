@@ -17,7 +17,7 @@ import yaml
 from modelyard.manifests import parse
 from tests.conftest import EXAMPLES
 from tests.plugins.kube import kubectl_binary
-from tests.plugins.status_recording import CHECKED_IN, Recorded, Step, compact, load
+from tests.plugins.status_recording import CHECKED_IN, Recorded, Step, compact, dump, load
 from tests.unit.argocd_health import (
     ARGOCD,
     KINDS,
@@ -334,8 +334,21 @@ def test_a_script_using_what_argo_cd_withholds_fails_here_too(
         assess("Dataset", _object("Dataset"), lua)
 
 
-def test_compact_keeps_the_states_and_their_order() -> None:
-    full = {"observedGeneration": 1, "phase": "Ready", "statistics": {"rows": 150}}
+def test_compact_keeps_the_states_and_their_order(tmp_path: Path) -> None:
+    ready = {"type": "Ready", "status": "True", "reason": "Ingested", "observedGeneration": 1}
+    full = {
+        "observedGeneration": 1,
+        "phase": "Ready",
+        "statistics": {"rows": 150},
+        "conditions": [ready | {"lastTransitionTime": "2026-01-01T00:00:00Z"}],
+        "model": {"uri": "s3://b/m", "digest": "sha256:abc"},
+    }
+    kept = {
+        "observedGeneration": 1,
+        "phase": "Ready",
+        "conditions": [ready],
+        "model": {"digest": "sha256:abc"},
+    }
     recorded = Recorded(
         "Dataset",
         "e2e-1a2b3c4d",
@@ -350,11 +363,9 @@ def test_compact_keeps_the_states_and_their_order() -> None:
     )
     (compacted,) = compact([recorded])
     assert compacted.namespace == "ns-1"
-    assert compacted.steps == [
-        Step(1, None),
-        Step(1, {"observedGeneration": 1, "phase": "Ready"}),
-        Step(2, {"observedGeneration": 1, "phase": "Ready"}, deleting=True),
-    ]
+    assert compacted.steps == [Step(1, None), Step(1, kept), Step(2, kept, deleting=True)]
+    dump(tmp_path / "recording.json", [compacted, recorded], "a test")
+    assert load(tmp_path / "recording.json") == [compacted, recorded]
 
 
 # --- how users install them -------------------------------------------------------------------
