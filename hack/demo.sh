@@ -51,8 +51,11 @@ done
 kubectl -n "${NAMESPACE}" create secret generic modelyard-s3 --dry-run=client -o yaml \
   --from-literal=AWS_ACCESS_KEY_ID="${S3_KEY}" \
   --from-literal=AWS_SECRET_ACCESS_KEY="${S3_SECRET}" | kubectl apply -f - >/dev/null
+# Every namespace may read what the examples' generate.py writes (examples/*/README.md run them
+# on this cluster); anything else outside a namespace's own prefix stays refused.
 helm upgrade --install modelyard "${REPO_ROOT}/charts/modelyard" --namespace "${RELEASE_NAMESPACE}" \
   --set storage.endpoint="${S3_ENDPOINT}" --set storage.credentialsSecret=modelyard-s3 \
+  --set-json 'storage.readableLocations={"*": ["s3://modelyard/examples/"]}' \
   --wait --timeout 5m
 
 # --- quickstart -----------------------------------------------------------------------

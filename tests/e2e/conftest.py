@@ -3,6 +3,7 @@ the Helm chart installed with its own RBAC, and namespaces enforcing `restricted
 
 from __future__ import annotations
 
+import json
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ from tests.plugins.s3 import S3Server, node_s3_server
 RELEASE = "modelyard"
 OPERATOR_NAMESPACE = "modelyard-system"
 CREDENTIALS_SECRET = "modelyard-s3"
+EXAMPLES_DATA = "s3://modelyard/examples/"
 RESTRICTED = {"pod-security.kubernetes.io/enforce": "restricted"}
 
 
@@ -87,6 +89,10 @@ def release(
             f"storage.credentialsSecret={CREDENTIALS_SECRET}",
             "--set",
             "workloads.jobTTLSeconds=600",
+            # Where the examples' generate.py puts their data, which every namespace may read
+            # (outside a namespace's own prefix, so refused unless the operator allows it).
+            "--set-json",
+            f"storage.readableLocations={json.dumps({'*': [EXAMPLES_DATA]})}",
             "--wait",
             "--timeout",
             "5m",
