@@ -26,6 +26,9 @@ RELEASE = "modelyard"
 OPERATOR_NAMESPACE = "modelyard-system"
 CREDENTIALS_SECRET = "modelyard-s3"
 EXAMPLES_DATA = "s3://modelyard/examples/"
+# An image the operator is told to allow but that no node has and nothing can pull (no
+# registry is reachable): what a user's typo in an allowed repository looks like.
+MISSING_IMAGE = "modelyard/missing:0.1.0"
 RESTRICTED = {"pod-security.kubernetes.io/enforce": "restricted"}
 
 
@@ -93,6 +96,8 @@ def release(
             # (outside a namespace's own prefix, so refused unless the operator allows it).
             "--set-json",
             f"storage.readableLocations={json.dumps({'*': [EXAMPLES_DATA]})}",
+            "--set-json",
+            f"workloads.allowedImages={json.dumps([MISSING_IMAGE.rpartition(':')[0]])}",
             "--wait",
             "--timeout",
             "5m",

@@ -142,7 +142,8 @@ def test_new_data_retrains_and_rolls_out_without_a_failed_request(
         monkeypatch.setenv(key, value)  # boto3 takes credentials from the environment
     storage = Storage(StorageConfig.from_env())
     storage.ensure_bucket("modelyard")
-    source = S3Uri("modelyard", f"sources/{ml_namespace}/flowers.csv")
+    # Uploaded into the namespace's own prefix: the only place its Datasets may read by default.
+    source = S3Uri("modelyard", f"namespaces/{ml_namespace}/uploads/flowers.csv")
     storage.put_bytes(source, _iris_csv(slice(0, 150, 2)))
     _create(
         custom,
@@ -221,7 +222,7 @@ def test_new_data_retrains_and_rolls_out_without_a_failed_request(
     assert served["model"]["datasetVersion"] == dataset["version"]
     assert served["history"][0]["model"]["run"] == "run-1"
 
-    # A canary at 50 %: the earlier model beside the new one, under the same Service.
+    # A canary at 10 % with three replicas: a split by replicas would give it a third.
     custom.patch_namespaced_custom_object(
         GROUP,
         VERSION,
@@ -230,24 +231,36 @@ def test_new_data_retrains_and_rolls_out_without_a_failed_request(
         "flowers",
         {
             "spec": {
+                "replicas": 3,
                 "canary": {
                     "model": {"trainingJobRef": {"name": "flowers", "run": "run-1"}},
-                    "trafficPercent": 50,
-                }
+                    "trafficPercent": 10,
+                },
             }
         },
     )
     wait_until(
-        "the canary serving half",
+        "the canary taking its share through the router",
         lambda: (
             (status(custom, ml_namespace, "modeldeployments", "flowers").get("canary") or {}).get(
                 "trafficPercent"
             )
-            == 50
+            == 10
             and status(custom, ml_namespace, "modeldeployments", "flowers").get("phase") == "Ready"
         ),
     )
-    assert _predict_v1(proxy, ml_namespace, "flowers", "flowers") == [0]
+    served = status(custom, ml_namespace, "modeldeployments", "flowers")
+    canary_version = served["canary"]["model"]["digest"].removeprefix("sha256:")[:12]
+    counts, routed = _count_by_model(proxy, ml_namespace, "flowers", 1000)
+    share = counts.get(canary_version, 0) / sum(counts.values())
+    print(f"\ncanary share over {sum(counts.values())} requests: {share:.1%} ({counts})")
+    assert abs(share - 0.10) <= 0.05, counts
+    # The router's cost: the same requests straight to the main track's Service.
+    _, direct = _count_by_model(proxy, ml_namespace, "flowers-stable", 300)
+    print(
+        f"latency through the API server proxy, median / p99: router {_ms(routed, 50)} / "
+        f"{_ms(routed, 99)} ms, main track directly {_ms(direct, 50)} / {_ms(direct, 99)} ms"
+    )
 
     # Deleting the ModelDeployment removes everything it created.
     custom.delete_namespaced_custom_object(
@@ -263,6 +276,28 @@ def test_new_data_retrains_and_rolls_out_without_a_failed_request(
             ),
             timeout=120,
         )
+
+
+def _count_by_model(
+    proxy: ServiceProxy, namespace: str, service: str, requests: int
+) -> tuple[dict[str, int], list[float]]:
+    """Responses by the model version that answered, and each request's seconds."""
+    body = {"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP64", "data": IRIS_ROW}]}
+    counts: dict[str, int] = {}
+    seconds = []
+    for _ in range(requests):
+        started = time.perf_counter()
+        response = proxy.post(namespace, service, "v2/models/flowers/infer", body)
+        seconds.append(time.perf_counter() - started)
+        assert response.status_code == 200, response.text
+        version = response.json()["model_version"]
+        counts[version] = counts.get(version, 0) + 1
+    return counts, seconds
+
+
+def _ms(seconds: list[float], percentile: int) -> str:
+    ordered = sorted(seconds)
+    return f"{1000 * ordered[min(len(ordered) - 1, len(ordered) * percentile // 100)]:.1f}"
 
 
 def test_a_model_failing_the_promotion_gate_stays_out(

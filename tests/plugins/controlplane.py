@@ -16,7 +16,7 @@ from pathlib import Path
 
 import requests
 
-from tests.plugins.kube import HACK
+from tests.plugins.kube import HACK, built_binary
 from tests.plugins.operator import free_port
 
 SERVICE_CIDR = "10.97.0.0/16"
@@ -28,12 +28,6 @@ JOB_CONTROLLERS = (
 )
 # What a real cluster runs (Deployments and their ReplicaSets too).
 DEFAULT_CONTROLLERS = "*"
-
-
-def binary(name: str) -> str:
-    return subprocess.run(
-        [str(HACK / "bin-path.sh"), name], check=True, capture_output=True, text=True
-    ).stdout.strip()
 
 
 class ControlPlane:
@@ -59,7 +53,7 @@ class ControlPlane:
         etcd_peer = free_port()
         self._daemon(
             "etcd",
-            binary("etcd"),
+            built_binary("etcd"),
             "--name=private",
             f"--data-dir={self.state / 'etcd'}",
             f"--listen-client-urls=http://127.0.0.1:{self.etcd_port}",
@@ -72,7 +66,7 @@ class ControlPlane:
         self.start_apiserver()
         self._daemon(
             "kube-controller-manager",
-            binary("kube-controller-manager"),
+            built_binary("kube-controller-manager"),
             f"--kubeconfig={self.state / 'controller-manager.kubeconfig'}",
             "--secure-port=0",  # no serving port to clash with the shared cluster's
             "--leader-elect=false",
@@ -89,7 +83,7 @@ class ControlPlane:
     def start_apiserver(self) -> None:
         self._daemon(
             "kube-apiserver",
-            binary("kube-apiserver"),
+            built_binary("kube-apiserver"),
             f"--etcd-servers=http://127.0.0.1:{self.etcd_port}",
             "--bind-address=127.0.0.1",
             "--advertise-address=127.0.0.1",
