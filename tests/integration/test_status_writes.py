@@ -12,6 +12,7 @@ from kubernetes.dynamic.exceptions import ConflictError
 from modelyard.config import OperatorConfig
 from modelyard.controllers import dataset
 from modelyard.controllers.context import Context
+from modelyard.controllers.fresh import on_fresh
 from modelyard.controllers.kube import Kube
 from tests.chaos.objects import Objects
 from tests.chaos.objects import dataset as dataset_manifest
@@ -54,8 +55,9 @@ def test_a_late_result_cannot_overwrite_a_newer_ingestion(crds: Cluster, namespa
         with pytest.raises(ConflictError):
             dataset._record_job(context, stale, job_1, succeeded=False)
         # Read again, the late Job is seen for what it is: superseded, nothing to record.
-        recorded = dataset._on_fresh(
+        recorded = on_fresh(
             context,
+            "Dataset",
             namespace,
             "iris",
             lambda body: dataset._record_job(context, body, job_1, succeeded=False),

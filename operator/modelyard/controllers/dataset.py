@@ -21,6 +21,7 @@ from modelyard.controllers.conditions import (
 )
 from modelyard.controllers.context import Context, from_memo, post_event
 from modelyard.controllers.denials import reported
+from modelyard.controllers.fresh import on_fresh, patch_status
 from modelyard.controllers.jobs import failure_of, job_output, outcome
 from modelyard.controllers.stalls import report_stall
 from modelyard.controllers.transient import recorded, retrying
@@ -33,7 +34,6 @@ from modelyard.storage.uri import S3Uri
 KIND = "Dataset"
 REFRESH_ANNOTATION = "modelyard.dev/refresh"
 HISTORY_LIMIT = 20
-ATTEMPTS = 5
 
 
 @kopf.on.resume(GROUP, VERSION, "datasets")
@@ -131,12 +131,8 @@ def reconcile(context: Context, body: dict[str, Any]) -> None:
 
 
 def _patch(context: Context, body: dict[str, Any], patch: dict[str, Any]) -> None:
-    """Patch status only if nobody changed the object since `body` was read: a late handler
-    for an older Job never overwrites a newer ingestion (ConflictError instead)."""
-    meta = body["metadata"]
-    context.kube.patch_status(
-        KIND, meta["namespace"], meta["name"], patch, meta.get("resourceVersion")
-    )
+    """A late handler for an older Job never overwrites a newer ingestion: ConflictError."""
+    patch_status(context, KIND, body, patch)
 
 
 def _stall(
@@ -192,23 +188,7 @@ def on_job_deleted(context: Context, job: dict[str, Any]) -> None:
         ):
             _vanished(context, dataset)
 
-    _on_fresh(context, namespace, name, vanish)
-
-
-def _on_fresh(
-    context: Context, namespace: str, name: str, action: Any, attempts: int = ATTEMPTS
-) -> Any:
-    """`action` on the Dataset as it is now; again on a new read when it changed between our
-    read and our patch. None when the Dataset is gone."""
-    for _ in range(attempts):
-        dataset = context.kube.custom(KIND, namespace, name)
-        if dataset is None:
-            return None
-        try:
-            return action(dataset)
-        except ConflictError:
-            continue
-    raise RuntimeError(f"{KIND} {namespace}/{name} kept changing under {attempts} attempts")
+    on_fresh(context, KIND, namespace, name, vanish)
 
 
 def on_pod(context: Context, pod: dict[str, Any]) -> None:
@@ -242,7 +222,7 @@ def on_pod(context: Context, pod: dict[str, Any]) -> None:
             )
             _patch(context, dataset, {"conditions": conditions})
 
-    _on_fresh(context, namespace, name, report)
+    on_fresh(context, KIND, namespace, name, report)
 
 
 def on_job_finished(context: Context, job: dict[str, Any], succeeded: bool) -> None:
@@ -256,8 +236,9 @@ def on_job_finished(context: Context, job: dict[str, Any], succeeded: bool) -> N
     if recorded(
         f"recording ingest Job {namespace}/{job_name}",
         lambda: bool(
-            _on_fresh(
+            on_fresh(
                 context,
+                KIND,
                 namespace,
                 name,
                 lambda dataset: _record_job(context, dataset, job, succeeded),

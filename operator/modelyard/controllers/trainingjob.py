@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +23,7 @@ from modelyard.controllers.conditions import (
 )
 from modelyard.controllers.context import Context, from_memo, post_event
 from modelyard.controllers.denials import reported
+from modelyard.controllers.fresh import on_fresh, patch_status
 from modelyard.controllers.jobs import failure_of, job_env, job_output, outcome
 from modelyard.controllers.stalls import report_stall
 from modelyard.controllers.transient import recorded, retrying
@@ -36,7 +36,6 @@ from modelyard.storage.uri import S3Uri
 
 KIND = "TrainingJob"
 ACTIVE = ("Pending", "Running")
-ATTEMPTS = 5
 # The metric shown in `kubectl get tj` when there is no objective.
 DEFAULT_METRIC = {"classification": Metric.ACCURACY, "regression": Metric.R2}
 
@@ -62,24 +61,7 @@ def dataset_changed(context: Context, namespace: str, dataset: str) -> None:
                 with metrics.reconciling(KIND), reported(context, KIND, body, retry=False):
                     reconcile(context, body)
 
-        on_fresh(context, namespace, name, follow)
-
-
-def on_fresh(
-    context: Context, namespace: str, name: str, action: Callable[[dict[str, Any]], None]
-) -> None:
-    """`action` on the TrainingJob as it is now; again on a new read when its status changed
-    between our read and our patch (runs[] is replaced whole: a stale copy would lose a run)."""
-    for _ in range(ATTEMPTS):
-        body = context.kube.custom(KIND, namespace, name)
-        if body is None:
-            return
-        try:
-            action(body)
-        except ConflictError:
-            continue
-        return
-    raise RuntimeError(f"{KIND} {namespace}/{name} kept changing under {ATTEMPTS} attempts")
+        on_fresh(context, KIND, namespace, name, follow)
 
 
 def model_output(
@@ -224,10 +206,7 @@ def _patch_status(context: Context, body: dict[str, Any], patch: dict[str, Any])
     status = body.get("status") or {}
     if all(status.get(key) == value for key, value in patch.items()):
         return
-    meta = body["metadata"]
-    context.kube.patch_status(
-        KIND, meta["namespace"], meta["name"], patch, meta.get("resourceVersion")
-    )
+    patch_status(context, KIND, body, patch)
 
 
 def _stall(
@@ -394,6 +373,7 @@ def on_job_finished(context: Context, job: dict[str, Any], succeeded: bool) -> N
         done: list[bool] = []
         on_fresh(
             context,
+            KIND,
             namespace,
             name,
             lambda body: done.append(_record_run(context, body, job, run_id, succeeded)),
@@ -405,7 +385,7 @@ def on_job_finished(context: Context, job: dict[str, Any], succeeded: bool) -> N
 
     def follow() -> None:
         # The data may have moved on while this run trained; deployments may take its model.
-        on_fresh(context, namespace, name, lambda body: reconcile(context, body))
+        on_fresh(context, KIND, namespace, name, lambda body: reconcile(context, body))
         modeldeployment.trainingjob_changed(context, namespace, name)
 
     retrying(f"following TrainingJob {namespace}/{name}", follow)
@@ -446,7 +426,7 @@ def on_pod(context: Context, pod: dict[str, Any]) -> None:
             )
             _patch_status(context, body, {"conditions": conditions})
 
-    on_fresh(context, pod["metadata"]["namespace"], name, report)
+    on_fresh(context, KIND, pod["metadata"]["namespace"], name, report)
 
 
 def on_job_deleted(context: Context, job: dict[str, Any]) -> None:
@@ -463,7 +443,7 @@ def on_job_deleted(context: Context, job: dict[str, Any]) -> None:
         if run and run["phase"] in ACTIVE and run.get("jobUid") == job["metadata"]["uid"]:
             _vanish_run(context, body, run_id)
 
-    on_fresh(context, namespace, name, vanish)
+    on_fresh(context, KIND, namespace, name, vanish)
 
 
 def _vanish_run(context: Context, body: dict[str, Any], run_id: str) -> None:

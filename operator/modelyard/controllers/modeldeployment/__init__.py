@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import kopf
+from kubernetes.dynamic.exceptions import ConflictError
 
 from modelyard.api import GROUP, VERSION
 from modelyard.api.modeldeployment import ModelDeploymentSpec
@@ -19,6 +20,7 @@ from modelyard.controllers.conditions import (
 )
 from modelyard.controllers.context import Context, from_memo, post_event
 from modelyard.controllers.denials import reported
+from modelyard.controllers.fresh import on_fresh, patch_status
 from modelyard.controllers.modeldeployment.children import NameConflict, apply_children
 from modelyard.controllers.modeldeployment.resolve import describe, resolve
 from modelyard.controllers.modeldeployment.rollout import report_rollout
@@ -41,7 +43,10 @@ __all__ = ["pod_changed", "reconcile", "report_rollout", "trainingjob_changed"]
 def modeldeployment_changed(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
     context, plain = from_memo(memo, kwargs), dict(body)
     with metrics.reconciling(KIND), reported(context, KIND, plain):
-        reconcile(context, plain)
+        try:
+            reconcile(context, plain)
+        except ConflictError as error:  # another writer (a run, a rollout) came first
+            raise kopf.TemporaryError("status changed meanwhile", delay=1) from error
 
 
 @kopf.on.event(
@@ -53,32 +58,40 @@ def modeldeployment_changed(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> 
 def server_deployment_event(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
     labels = body["metadata"]["labels"]
     owner = labels.get("modelyard.dev/modeldeployment")
-    context = from_memo(memo, kwargs)
-    deployment = context.kube.custom(KIND, body["metadata"]["namespace"], owner) if owner else None
-    if deployment is None or deployment["metadata"].get("deletionTimestamp"):
+    if not owner:
         return
+    context = from_memo(memo, kwargs)
     if labels.get(TRACK_LABEL) == ROUTER:
         # The router came up (or went): the model's URL may move onto it now.
-        with metrics.reconciling(KIND), reported(context, KIND, deployment, retry=False):
-            reconcile(context, deployment)
+        follow(context, body["metadata"]["namespace"], owner)
     else:
-        report_rollout(context, deployment)
+        pod_changed(context, body["metadata"]["namespace"], owner)
 
 
 def pod_changed(context: Context, namespace: str, name: str) -> None:
-    """A server pod cannot start, or started: the rollout's state may have changed."""
-    deployment = context.kube.custom(KIND, namespace, name)
-    if deployment is not None and not deployment["metadata"].get("deletionTimestamp"):
-        report_rollout(context, deployment)
+    """A server pod or Deployment changed: the rollout's state may have changed."""
+
+    def report(deployment: dict[str, Any]) -> None:
+        if not deployment["metadata"].get("deletionTimestamp"):
+            report_rollout(context, deployment)
+
+    on_fresh(context, KIND, namespace, name, report)
+
+
+def follow(context: Context, namespace: str, name: str) -> None:
+    """Reconcile the ModelDeployment as it is now (an event outside its own handler)."""
+
+    def again(body: dict[str, Any]) -> None:
+        with metrics.reconciling(KIND), reported(context, KIND, body, retry=False):
+            reconcile(context, body)
+
+    on_fresh(context, KIND, namespace, name, again)
 
 
 def trainingjob_changed(context: Context, namespace: str, training_job: str) -> None:
     """A run ended: ModelDeployments following that TrainingJob may move to its model."""
     for name in context.related().modeldeployments_using(namespace, training_job):
-        body = context.kube.custom(KIND, namespace, name)
-        if body is not None:
-            with metrics.reconciling(KIND), reported(context, KIND, body, retry=False):
-                reconcile(context, body)
+        follow(context, namespace, name)
 
 
 def refusal(context: Context, namespace: str, spec: ModelDeploymentSpec) -> tuple[str, str] | None:
@@ -133,7 +146,7 @@ def reconcile(context: Context, body: dict[str, Any]) -> None:
             patch["phase"] = "Failed" if problem.failed else "Pending"
             update = stalled if problem.failed else progressing
             patch["conditions"] = update(conditions, problem.reason, problem.message, generation)
-        context.kube.patch_status(KIND, namespace, name, patch)
+        patch_status(context, KIND, body, patch)
         metrics.set_phase(KIND, namespace, name, patch.get("phase", status.get("phase")))
         return
     assert main.model is not None
@@ -162,13 +175,19 @@ def reconcile(context: Context, body: dict[str, Any]) -> None:
         "url": service_url(name, namespace),
         "model": main.model,
     }
-    if status.get("phase") in (None, "Pending", "Failed"):
+    current = status.get("model")
+    changed = current is None or current.get("digest") != main.model["digest"]
+    if changed or status.get("phase") in (None, "Pending", "Failed"):
+        # In the same write as the new model: nothing reads as done before it serves.
         patch["phase"] = "Progressing"
         patch["conditions"] = progressing(
-            conditions, Reason.RollingOut, f"rolling out {describe(main.model)}", generation
+            conditions,
+            Reason.RollingOut,
+            f"rolling out {describe(main.model)}",
+            generation,
+            keep_ready=True,
         )
-    current = status.get("model")
-    if current is None or current.get("digest") != main.model["digest"]:
+    if changed:
         patch["servedSince"] = now()
         if current is not None:
             entry = {"model": current, "servedUntil": now()}
@@ -182,7 +201,7 @@ def reconcile(context: Context, body: dict[str, Any]) -> None:
             )
     if not (canary and canary.model):
         patch["canary"] = None
-    context.kube.patch_status(KIND, namespace, name, patch)
+    patch_status(context, KIND, body, patch)
     fresh = context.kube.custom(KIND, namespace, name)
     if fresh is not None:
         report_rollout(context, fresh, canary.model if canary else None)
@@ -200,10 +219,7 @@ def _stall(context: Context, body: dict[str, Any], reason: str, message: str) ->
         "conditions": stalled(status.get("conditions"), reason, message, generation),
     }
 
-    def write(patch: dict[str, Any]) -> None:
-        context.kube.patch_status(KIND, meta["namespace"], meta["name"], patch)
-
-    report_stall(KIND, body, patch, write, reason, message)
+    report_stall(KIND, body, patch, lambda p: patch_status(context, KIND, body, p), reason, message)
 
 
 def _condition_changed(status: dict[str, Any], type_: str, value: str) -> bool:

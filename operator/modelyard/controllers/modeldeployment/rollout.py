@@ -7,6 +7,7 @@ from typing import Any
 from modelyard.controllers import metrics, pods
 from modelyard.controllers.conditions import get_condition, progressing, settled, stalled
 from modelyard.controllers.context import Context, post_event
+from modelyard.controllers.fresh import patch_status
 from modelyard.controllers.modeldeployment.resolve import describe
 from modelyard.reasons import Reason
 from modelyard.resources.router import ROUTER, router_name
@@ -75,7 +76,7 @@ def report_rollout(
             }
     was_ready = status.get("phase") == "Ready"
     was_stuck = get_condition(status.get("conditions"), "Stalled") or {}
-    context.kube.patch_status(KIND, namespace, name, patch)
+    patch_status(context, KIND, body, patch)
     metrics.set_phase(KIND, namespace, name, phase)
     if phase == "Ready" and not was_ready:
         post_event(body, Reason.Serving, message)
