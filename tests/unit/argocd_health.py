@@ -251,9 +251,14 @@ def problems(recorded: Recorded, healths: list[Health]) -> list[str]:
     return found
 
 
+# Phases that say the operator is still working on the object.
+WORKING = frozenset({"Ingesting", "Running", "Progressing"})
+
+
 def condition_problems(recorded: Recorded) -> list[str]:
     """Where the operator's status breaks what the health checks rely on: observedGeneration on
-    the status and on every condition, and a CamelCase reason on every condition."""
+    the status and on every condition, a CamelCase reason on every condition, and work under
+    way (a working phase) shown as Reconciling, or as Stalled when it is stuck."""
     found = []
     where = f"{recorded.kind} {recorded.namespace}/{recorded.name}"
     for index, step in enumerate(recorded.steps):
@@ -261,6 +266,13 @@ def condition_problems(recorded: Recorded) -> list[str]:
             continue
         if not isinstance(step.status.get("observedGeneration"), int):
             found.append(f"{where} step {index}: status without observedGeneration")
+        conditions = {c.get("type"): c.get("status") for c in step.status.get("conditions") or []}
+        if step.status.get("phase") in WORKING and "True" not in (
+            conditions.get("Reconciling"),
+            conditions.get("Stalled"),
+        ):
+            # A phase that says work is under way must not read as done (Healthy) meanwhile.
+            found.append(f"{where} step {index}: {step.status['phase']} without Reconciling")
         for condition in step.status.get("conditions") or []:
             name = f"{where} step {index}: condition {condition.get('type')}"
             if not isinstance(condition.get("observedGeneration"), int):
