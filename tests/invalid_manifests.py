@@ -65,7 +65,7 @@ CATALOGUE: tuple[Invalid, ...] = (
         "dataset-two-sources",
         _with(DATASET, "source.builtin", {"name": "iris"}),
         "spec.source",
-        "exactly one of s3, http or builtin",
+        "exactly one of s3, http, sql, api or builtin",
         cel=True,
     ),
     Invalid(

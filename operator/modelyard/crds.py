@@ -33,6 +33,8 @@ _PASSTHROUGH = {
     "maxLength",
     "minItems",
     "maxItems",
+    "minProperties",
+    "maxProperties",
     "minimum",
     "maximum",
     "required",

@@ -151,7 +151,7 @@ def test_kubectl_explain_prints_the_field_docs(kubectl: list[str]) -> None:
         if result.returncode == 0:
             break
     assert "The label column to predict" in output
-    assert "exactly one of s3, http or builtin" in output
+    assert "exactly one of s3, http, sql, api or builtin" in output
 
 
 def test_kubectl_get_category_lists_all_kinds_with_columns(

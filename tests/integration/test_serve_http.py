@@ -23,7 +23,7 @@ from sklearn.pipeline import make_pipeline
 from modelyard.storage.digest import bytes_digest
 from modelyard.storage.layout import MANIFEST, MODEL_CARD, MODEL_FILE
 from modelyard.storage.uri import S3Uri
-from modelyard.workloads.modelcard import Feature
+from modelyard.workloads.common.modelcard import Feature
 from tests.plugins.s3 import S3Server
 from tests.serving import Bucket, Served, bucket_on, start
 from tests.unit.test_serve_protocol import IRIS_FEATURES, Trained, iris, mixed, train

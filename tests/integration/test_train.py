@@ -15,7 +15,7 @@ import pytest
 from modelyard.storage.client import Storage
 from modelyard.storage.digest import bytes_digest
 from modelyard.storage.uri import S3Uri
-from modelyard.workloads.modelcard import ModelCard
+from modelyard.workloads.common.modelcard import ModelCard
 from tests.workers import Worker
 
 pytestmark = pytest.mark.integration

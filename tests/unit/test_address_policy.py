@@ -6,7 +6,7 @@ import ipaddress
 
 import pytest
 
-from modelyard.workloads.address_policy import ALLOWED_ENV, DENIED_ENV, AddressPolicy
+from modelyard.workloads.ingest.address_policy import ALLOWED_ENV, DENIED_ENV, AddressPolicy
 
 DEFAULT = AddressPolicy()
 

@@ -75,7 +75,7 @@ def test_every_modelyard_environment_variable_is_documented() -> None:
 def test_every_metric_is_documented() -> None:
     sources = [
         PACKAGE / "controllers" / "metrics.py",
-        PACKAGE / "workloads" / "serve" / "metrics.py",
+        PACKAGE / "workloads" / "serving" / "metrics.py",
     ]
     metrics = _names(r'"(modelyard_[a-z_]+)"', sources)
     assert len(metrics) >= 10

@@ -31,14 +31,14 @@ ENTRY_MODULES = {
     "operator": ["modelyard.cli", "modelyard.controllers.runner"],
     "trainer": [
         "modelyard.workloads.__main__",
-        "modelyard.workloads.ingest",
-        "modelyard.workloads.train",
+        "modelyard.workloads.ingest.run",
+        "modelyard.workloads.training.run",
     ],
     "server": [
         "modelyard.workloads.__main__",
         *(
-            f"modelyard.workloads.serve.{p.stem}"
-            for p in (REPO / "operator/modelyard/workloads/serve").glob("*.py")
+            f"modelyard.workloads.serving.{p.stem}"
+            for p in (REPO / "operator/modelyard/workloads/serving").glob("*.py")
         ),
     ],
 }

@@ -14,8 +14,8 @@ from modelyard import crds
 from modelyard.api import TrainingJob
 from modelyard.api.trainingjob import EstimatorClass
 from modelyard.reasons import Reason
-from modelyard.workloads.pipeline import estimator_class
-from modelyard.workloads.termination import EXIT_USAGE, WorkloadError
+from modelyard.workloads.training.pipeline import estimator_class
+from modelyard.workloads.common.termination import EXIT_USAGE, WorkloadError
 from tests.conftest import REPO
 from tests.unit.chart_render import FULLNAME, Manifest, of_kind, render
 
@@ -123,8 +123,8 @@ def test_trainer_checks_the_allowlist_before_importing_anything() -> None:
     # `this` prints the Zen of Python when imported: a fresh interpreter shows whether it was.
     probe = (
         "import sys\n"
-        "from modelyard.workloads.pipeline import estimator_class\n"
-        "from modelyard.workloads.termination import WorkloadError\n"
+        "from modelyard.workloads.training.pipeline import estimator_class\n"
+        "from modelyard.workloads.common.termination import WorkloadError\n"
         "try:\n"
         "    estimator_class('this.s')\n"
         "except WorkloadError:\n"

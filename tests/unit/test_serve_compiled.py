@@ -29,10 +29,10 @@ from sklearn.preprocessing import MinMaxScaler, OneHotEncoder
 from sklearn.svm import LinearSVC
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
-from modelyard.workloads.modelcard import Feature
-from modelyard.workloads.serve import compiled as compiled_module
-from modelyard.workloads.serve import model as model_module
-from modelyard.workloads.serve.compiled import Compiled
+from modelyard.workloads.common.modelcard import Feature
+from modelyard.workloads.serving import compiled as compiled_module
+from modelyard.workloads.serving import model as model_module
+from modelyard.workloads.serving.compiled import Compiled
 from tests.unit.test_serve_protocol import IRIS_FEATURES, Trained, iris, mixed, train
 
 

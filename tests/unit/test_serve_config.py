@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from modelyard.storage.uri import S3Uri
-from modelyard.workloads.serve.config import parse
+from modelyard.workloads.serving.config import parse
 
 
 def test_the_card_is_read_beside_the_model_file() -> None:

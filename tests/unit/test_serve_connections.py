@@ -8,16 +8,16 @@ import re
 import time
 from typing import Any
 
-from modelyard.workloads.serve.app import App
-from modelyard.workloads.serve.config import DEFAULT_REQUEST_SECONDS as REQUEST_SECONDS
-from modelyard.workloads.serve.config import DEFAULT_WRITE_SECONDS as WRITE_SECONDS
-from modelyard.workloads.serve.http import (
+from modelyard.workloads.serving.app import App
+from modelyard.workloads.serving.config import DEFAULT_REQUEST_SECONDS as REQUEST_SECONDS
+from modelyard.workloads.serving.config import DEFAULT_WRITE_SECONDS as WRITE_SECONDS
+from modelyard.workloads.serving.http import (
     KEEPALIVE_SECONDS,
     LINGER_IDLE_SECONDS,
     LINGER_SECONDS,
     Server,
 )
-from modelyard.workloads.serve.metrics import Metrics
+from modelyard.workloads.serving.metrics import Metrics
 
 LIVE = b"GET /v2/health/live HTTP/1.1\r\nhost: x\r\n\r\n"
 

@@ -14,8 +14,8 @@ from typing import Any
 import orjson
 import pytest
 
-from modelyard.workloads.serve.app import App, Offload, Response
-from modelyard.workloads.serve.metrics import Metrics
+from modelyard.workloads.serving.app import App, Offload, Response
+from modelyard.workloads.serving.metrics import Metrics
 from tests.unit.test_serve_protocol import Trained, iris, mixed
 
 ODD_VALUES: list[Any] = [

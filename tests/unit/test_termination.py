@@ -9,7 +9,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from modelyard.workloads.termination import (
+from modelyard.workloads.common.termination import (
     ELLIPSIS,
     LIMIT_BYTES,
     OVERFLOW,

@@ -60,6 +60,7 @@ Quantity = Annotated[
 
 Digest = Annotated[str, StringConstraints(pattern=r"^sha256:[a-f0-9]{64}$", max_length=71)]
 # The label values a name becomes on children are at most this long.
+ColumnName = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 LABEL_VALUE_MAX = 63
 S3Uri = Annotated[
     str,

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import Field, StringConstraints
+from pydantic import Field
 
 from modelyard.api.base import ApiModel, Rule, Transition, count_set, immutable
+from modelyard.api.cleaning import CleaningCount, CleaningSpec
 from modelyard.api.common import (
     AGE_COLUMN,
     LABEL_VALUE_MAX,
     PHASE_COLUMN,
     READY_COLUMN,
+    ColumnName,
     Digest,
     KindInfo,
     PrinterColumn,
@@ -23,8 +25,8 @@ from modelyard.api.common import (
     StorageSpec,
     name_at_most,
 )
-
-ColumnName = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+from modelyard.api.refresh import RefreshSpec
+from modelyard.api.sources import ApiSource, SqlSource
 
 
 class BuiltinName(StrEnum):
@@ -67,24 +69,30 @@ class BuiltinSource(ApiModel):
 
 
 class DatasetSource(ApiModel):
-    """Where the data comes from: exactly one of s3, http or builtin."""
+    """Where the data comes from: exactly one of s3, http, sql, api or builtin."""
 
     rules = (
         Rule(
-            cel="[has(self.s3), has(self.http), has(self.builtin)].filter(x, x).size() == 1",
-            message="exactly one of s3, http or builtin must be set",
-            check=lambda s: count_set(s.s3, s.http, s.builtin) == 1,
+            cel="[has(self.s3), has(self.http), has(self.sql), has(self.api), has(self.builtin)]"
+            ".filter(x, x).size() == 1",
+            message="exactly one of s3, http, sql, api or builtin must be set",
+            check=lambda s: count_set(s.s3, s.http, s.sql, s.api, s.builtin) == 1,
         ),
         Transition(
             cel="has(self.s3) == has(oldSelf.s3) && has(self.http) == has(oldSelf.http)"
+            " && has(self.sql) == has(oldSelf.sql) && has(self.api) == has(oldSelf.api)"
             " && has(self.builtin) == has(oldSelf.builtin)",
-            message="the kind of source (s3, http or builtin) is immutable: "
+            message="the kind of source (s3, http, sql, api or builtin) is immutable: "
             "create a new Dataset for data from elsewhere",
         ),
     )
 
     s3: S3Source | None = Field(default=None, description="An object or prefix in S3 storage.")
     http: HttpSource | None = Field(default=None, description="A file served over HTTP(S).")
+    sql: SqlSource | None = Field(default=None, description="The rows of a database query.")
+    api: ApiSource | None = Field(
+        default=None, description="Records from a paginated JSON API."
+    )
     builtin: BuiltinSource | None = Field(
         default=None, description="A dataset that ships with scikit-learn."
     )
@@ -148,6 +156,17 @@ class DatasetSpec(ApiModel):
             check=lambda s: not s.features or s.target not in s.features,
             field_path=".features",
         ),
+        Rule(
+            cel="!has(self.cleaning) || !has(self.cleaning.columns) || !has(self.features)"
+            " || self.cleaning.columns.all(c, c.name in self.features"
+            " || (has(self.target) && c.name == self.target))",
+            message="every cleaning column must be one of features or the target",
+            check=lambda s: not s.cleaning
+            or not s.cleaning.columns
+            or not s.features
+            or all(c.name in s.features or c.name == s.target for c in s.cleaning.columns),
+            field_path=".cleaning.columns",
+        ),
         # Versions, and the models trained on them, are only comparable with the same label.
         immutable(
             "target",
@@ -165,7 +184,7 @@ class DatasetSpec(ApiModel):
     )
 
     source: DatasetSource = Field(
-        description="Where the data comes from: exactly one of s3, http or builtin. "
+        description="Where the data comes from: exactly one of s3, http, sql, api or builtin. "
         "The kind of source cannot change after creation; its location can."
     )
     format: DataFormat | None = Field(
@@ -184,6 +203,14 @@ class DatasetSpec(ApiModel):
     )
     schema_: SchemaSpec | None = Field(
         default=None, alias="schema", description="Expectations that every version must meet."
+    )
+    cleaning: CleaningSpec | None = Field(
+        default=None,
+        description="Repairs and drops applied at ingest, before validation against schema; "
+        "counted in status.cleaning. Part of the version.",
+    )
+    refresh: RefreshSpec | None = Field(
+        default=None, description="Re-ingest on a schedule or at an interval."
     )
     split: SplitSpec = Field(
         default_factory=SplitSpec,
@@ -249,6 +276,15 @@ class DatasetStatus(StatusBase):
     )
     history: list[DatasetVersionRecord] | None = Field(
         default=None, max_length=20, description="Recent versions, newest first."
+    )
+    cleaning: list[CleaningCount] | None = Field(
+        default=None, description="Rows each cleaning rule changed or dropped in this version."
+    )
+    last_refresh_time: datetime | None = Field(
+        default=None, description="When the latest scheduled or manual refresh started."
+    )
+    next_refresh_time: datetime | None = Field(
+        default=None, description="When the next scheduled refresh is due; absent when suspended."
     )
     ingest_job: str | None = Field(
         default=None, description="Name of the Job of the latest ingestion."

@@ -26,6 +26,7 @@ from modelyard.api.common import (
     StatusBase,
     name_at_most,
 )
+from modelyard.api.features import FeatureEngineeringSpec
 
 
 class EstimatorClass(StrEnum):
@@ -150,6 +151,11 @@ class RetrainPolicy(StrEnum):
 class TrainingJobSpec(ApiModel):
     dataset_ref: DatasetRef = Field(description="The Dataset to train on.")
     estimator: EstimatorSpec = Field(description="The scikit-learn estimator to fit.")
+    feature_engineering: FeatureEngineeringSpec | None = Field(
+        default=None,
+        description="Derived columns and per-feature encoding and scaling, fitted as steps of "
+        "the model's pipeline.",
+    )
     search: SearchSpec | None = Field(default=None, description="Optional hyperparameter search.")
     metrics: list[Metric] | None = Field(
         default=None,

@@ -8,9 +8,9 @@ import sys
 from collections.abc import Sequence
 
 COMMANDS = {
-    "ingest": "modelyard.workloads.ingest",
-    "train": "modelyard.workloads.train",
-    "serve": "modelyard.workloads.serve",
+    "ingest": "modelyard.workloads.ingest.run",
+    "train": "modelyard.workloads.training.run",
+    "serve": "modelyard.workloads.serving",
 }
 # Batch workloads: once they return, the termination message is written and their files are
 # cleaned up, and nothing is left to do.

@@ -15,7 +15,7 @@ from sklearn.model_selection import train_test_split
 from modelyard.storage.client import Storage
 from modelyard.storage.layout import MODEL_CARD, MODEL_FILE
 from modelyard.storage.uri import S3Uri
-from modelyard.workloads.modelcard import Feature
+from modelyard.workloads.common.modelcard import Feature
 from tests.unit.test_serve_protocol import Trained, train
 
 SEED = 0

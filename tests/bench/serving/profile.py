@@ -13,8 +13,8 @@ import pstats
 import time
 from typing import Any
 
-from modelyard.workloads.serve.app import App
-from modelyard.workloads.serve.metrics import Metrics
+from modelyard.workloads.serving.app import App
+from modelyard.workloads.serving.metrics import Metrics
 from tests.bench.serving.models import BenchModel
 from tests.bench.serving.servers import v2_body
 

@@ -26,7 +26,7 @@ from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
 from modelyard.resources.router import nginx_config
-from modelyard.workloads.modelcard import Feature
+from modelyard.workloads.common.modelcard import Feature
 from tests.bench.serving.load import closed_loop
 from tests.plugins.operator import free_port
 from tests.plugins.s3 import running_s3_server

@@ -15,9 +15,9 @@ import sys
 
 import uvloop
 
-from modelyard.workloads.serve.app import App, Offload, Response
-from modelyard.workloads.serve.http import Server
-from modelyard.workloads.serve.metrics import Metrics
+from modelyard.workloads.serving.app import App, Offload, Response
+from modelyard.workloads.serving.http import Server
+from modelyard.workloads.serving.metrics import Metrics
 
 CONSTANT = Response(200, b'{"predictions":[0]}', "/ceiling")
 

@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from modelyard.workloads.modelcard import Feature
+from modelyard.workloads.common.modelcard import Feature
 
 NUMERIC = frozenset({"integer", "float"})
 

@@ -22,7 +22,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.process_collector import ProcessCollector
 
-from modelyard.workloads.serve.drift import DriftMonitor
+from modelyard.workloads.serving.drift import DriftMonitor
 
 CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 # Seconds; inference on a loaded scikit-learn model is sub-millisecond to seconds.

@@ -25,8 +25,8 @@ from typing import NamedTuple, cast
 import httptools
 import orjson
 
-from modelyard.workloads.serve.app import JSON, OTHER, App, Offload, Outcome, Response
-from modelyard.workloads.serve.config import (
+from modelyard.workloads.serving.app import JSON, OTHER, App, Offload, Outcome, Response
+from modelyard.workloads.serving.config import (
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_INFLIGHT_BYTES,
     DEFAULT_MAX_QUEUED_REQUESTS,

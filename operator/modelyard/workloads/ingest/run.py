@@ -26,14 +26,14 @@ from modelyard.reasons import Reason
 from modelyard.storage import layout, manifests
 from modelyard.storage.client import Storage
 from modelyard.storage.uri import S3Uri
-from modelyard.workloads import termination
-from modelyard.workloads.parquet_sink import ParquetSink
-from modelyard.workloads.prefetch import prefetch
-from modelyard.workloads.sources import BUILTIN_TARGET, read_source
-from modelyard.workloads.spec import load_spec, parse_uri, storage_config
-from modelyard.workloads.split import TargetColumn, choose_test_rows
-from modelyard.workloads.stats import StatisticsAccumulator
-from modelyard.workloads.tabular import (
+from modelyard.workloads.common import termination
+from modelyard.workloads.ingest.parquet_sink import ParquetSink
+from modelyard.workloads.ingest.prefetch import prefetch
+from modelyard.workloads.ingest.sources import BUILTIN_TARGET, read_source
+from modelyard.workloads.common.spec import load_spec, parse_uri, storage_config
+from modelyard.workloads.ingest.split import TargetColumn, choose_test_rows
+from modelyard.workloads.ingest.stats import StatisticsAccumulator
+from modelyard.workloads.common.tabular import (
     ARROW_TYPES,
     ContentHasher,
     NotNormalizable,
@@ -41,9 +41,9 @@ from modelyard.workloads.tabular import (
     logical_type_of,
     normalize,
 )
-from modelyard.workloads.termination import EXIT_INVALID_DATA, EXIT_USAGE, WorkloadError
-from modelyard.workloads.timing import log_peak_memory, phase
-from modelyard.workloads.validation import SchemaMismatch, Validator, select_columns
+from modelyard.workloads.common.termination import EXIT_INVALID_DATA, EXIT_USAGE, WorkloadError
+from modelyard.workloads.common.timing import log_peak_memory, phase
+from modelyard.workloads.ingest.validation import SchemaMismatch, Validator, select_columns
 
 CATEGORIES_IN_SUMMARY = 5
 

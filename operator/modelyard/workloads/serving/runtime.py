@@ -25,13 +25,13 @@ import uvloop
 from botocore.exceptions import BotoCoreError, ClientError
 
 from modelyard.reasons import Reason
-from modelyard.workloads import termination
-from modelyard.workloads.serve import loader
-from modelyard.workloads.serve.app import App
-from modelyard.workloads.serve.config import ServeConfig
-from modelyard.workloads.serve.http import Server
-from modelyard.workloads.serve.metrics import Metrics
-from modelyard.workloads.termination import WorkloadError
+from modelyard.workloads.common import termination
+from modelyard.workloads.serving import loader
+from modelyard.workloads.serving.app import App
+from modelyard.workloads.serving.config import ServeConfig
+from modelyard.workloads.serving.http import Server
+from modelyard.workloads.serving.metrics import Metrics
+from modelyard.workloads.common.termination import WorkloadError
 
 log = logging.getLogger("modelyard.serve")
 

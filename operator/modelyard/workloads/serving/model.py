@@ -13,10 +13,10 @@ import numpy as np
 
 from modelyard.reasons import Reason
 from modelyard.storage.digest import short
-from modelyard.workloads.modelcard import CategoricalBaseline, ModelCard, NumericBaseline
-from modelyard.workloads.serve.compiled import Compiled, compile_pipeline
-from modelyard.workloads.serve.errors import RequestError
-from modelyard.workloads.termination import WorkloadError
+from modelyard.workloads.common.modelcard import CategoricalBaseline, ModelCard, NumericBaseline
+from modelyard.workloads.serving.compiled import Compiled, compile_pipeline
+from modelyard.workloads.serving.errors import RequestError
+from modelyard.workloads.common.termination import WorkloadError
 
 NUMERIC_TYPES = frozenset({"integer", "float"})
 

@@ -15,9 +15,9 @@ import sys
 
 from modelyard.reasons import Reason
 from modelyard.storage.uri import InvalidUri
-from modelyard.workloads import termination
-from modelyard.workloads.serve.config import UsageError, parse
-from modelyard.workloads.termination import EXIT_USAGE, WorkloadError
+from modelyard.workloads.common import termination
+from modelyard.workloads.serving.config import UsageError, parse
+from modelyard.workloads.common.termination import EXIT_USAGE, WorkloadError
 
 
 def main(argv: list[str]) -> int:
@@ -29,6 +29,6 @@ def main(argv: list[str]) -> int:
     except (UsageError, InvalidUri) as error:
         return termination.fail(WorkloadError(Reason.InvalidArguments, str(error), EXIT_USAGE))
     # Imported here so `--help` and usage errors answer without loading uvloop and numpy.
-    from modelyard.workloads.serve.runtime import run
+    from modelyard.workloads.serving.runtime import run
 
     return run(config)

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from modelyard.workloads.modelcard import CategoricalBaseline, Feature, NumericBaseline
+from modelyard.workloads.common.modelcard import CategoricalBaseline, Feature, NumericBaseline
 
 BINS = 10
 TOP_CATEGORIES = 20

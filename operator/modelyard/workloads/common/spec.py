@@ -15,7 +15,7 @@ from modelyard.manifests import describe
 from modelyard.reasons import Reason
 from modelyard.storage.config import StorageConfig
 from modelyard.storage.uri import InvalidUri, S3Uri
-from modelyard.workloads.termination import EXIT_USAGE, WorkloadError
+from modelyard.workloads.common.termination import EXIT_USAGE, WorkloadError
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 

@@ -20,8 +20,8 @@ from sklearn.utils._param_validation import InvalidParameterError
 
 from modelyard.api.trainingjob import EstimatorClass
 from modelyard.reasons import Reason
-from modelyard.workloads.modelcard import Feature
-from modelyard.workloads.termination import EXIT_USAGE, WorkloadError
+from modelyard.workloads.common.modelcard import Feature
+from modelyard.workloads.common.termination import EXIT_USAGE, WorkloadError
 
 ESTIMATOR_STEP = "model"
 NUMERIC_TYPES = frozenset({"integer", "float"})

@@ -23,10 +23,10 @@ from modelyard.reasons import Reason
 from modelyard.storage.client import ObjectNotFound, Storage
 from modelyard.storage.config import StorageConfig
 from modelyard.storage.digest import bytes_digest
-from modelyard.workloads.modelcard import ModelCard
-from modelyard.workloads.serve.config import ServeConfig
-from modelyard.workloads.serve.model import Model
-from modelyard.workloads.termination import WorkloadError
+from modelyard.workloads.common.modelcard import ModelCard
+from modelyard.workloads.serving.config import ServeConfig
+from modelyard.workloads.serving.model import Model
+from modelyard.workloads.common.termination import WorkloadError
 
 
 @dataclass(frozen=True)

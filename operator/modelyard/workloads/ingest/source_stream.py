@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from modelyard.api.dataset import DataFormat
 from modelyard.reasons import Reason
-from modelyard.workloads.termination import EXIT_INVALID_DATA, WorkloadError
+from modelyard.workloads.common.termination import EXIT_INVALID_DATA, WorkloadError
 
 PEEK_BYTES = 64 << 10
 # Deflate tops out near 1000:1 on repeated bytes; real tables compress 3-20:1.

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from modelyard import __version__
-from modelyard.workloads.serve.protocol import BYTES, NUMERIC_DATATYPES, OUTPUTS
+from modelyard.workloads.serving.protocol import BYTES, NUMERIC_DATATYPES, OUTPUTS
 
 PATH = "/openapi.json"
 JSON = "application/json"

@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from modelyard.workloads.tabular import LogicalType, logical_type
+from modelyard.workloads.common.tabular import LogicalType, logical_type
 
 TOP_CATEGORIES = 20
 # Beyond this many distinct values a column is not categorical; stop counting to bound memory.

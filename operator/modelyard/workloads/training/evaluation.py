@@ -12,7 +12,7 @@ from sklearn.pipeline import Pipeline
 
 from modelyard.api.trainingjob import Metric
 from modelyard.reasons import Reason
-from modelyard.workloads.termination import EXIT_INVALID_DATA, EXIT_USAGE, WorkloadError
+from modelyard.workloads.common.termination import EXIT_INVALID_DATA, EXIT_USAGE, WorkloadError
 
 Array = np.ndarray[Any, Any]
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from modelyard.workloads.modelcard import CategoricalBaseline, NumericBaseline
+from modelyard.workloads.common.modelcard import CategoricalBaseline, NumericBaseline
 
 # Empty bins would make PSI infinite; floor both distributions' shares at this.
 EPSILON = 1e-4

@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 import orjson
 
-from modelyard.workloads.serve.errors import RequestError
-from modelyard.workloads.serve.model import Model
+from modelyard.workloads.serving.errors import RequestError
+from modelyard.workloads.serving.model import Model
 
 PREDICT = "predict"
 PREDICT_PROBA = "predict_proba"

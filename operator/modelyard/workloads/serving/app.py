@@ -15,13 +15,13 @@ import numpy as np
 import orjson
 
 from modelyard import __version__
-from modelyard.workloads.serve import openapi, protocol
-from modelyard.workloads.serve.drift import DriftMonitor
-from modelyard.workloads.serve.errors import RequestError
-from modelyard.workloads.serve.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from modelyard.workloads.serve.metrics import Metrics
-from modelyard.workloads.serve.model import Model
-from modelyard.workloads.serve.protocol import Inference
+from modelyard.workloads.serving import openapi, protocol
+from modelyard.workloads.serving.drift import DriftMonitor
+from modelyard.workloads.serving.errors import RequestError
+from modelyard.workloads.serving.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from modelyard.workloads.serving.metrics import Metrics
+from modelyard.workloads.serving.model import Model
+from modelyard.workloads.serving.protocol import Inference
 
 log = logging.getLogger("modelyard.serve")
 

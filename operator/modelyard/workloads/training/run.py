@@ -32,9 +32,9 @@ from modelyard.storage import layout, manifests
 from modelyard.storage.client import Storage
 from modelyard.storage.digest import bytes_digest, file_digest
 from modelyard.storage.uri import S3Uri
-from modelyard.workloads import termination
-from modelyard.workloads.baseline import feature_baselines
-from modelyard.workloads.evaluation import (
+from modelyard.workloads.common import termination
+from modelyard.workloads.training.baseline import feature_baselines
+from modelyard.workloads.training.evaluation import (
     SCORERS,
     check_computable,
     check_metrics,
@@ -42,17 +42,17 @@ from modelyard.workloads.evaluation import (
     evaluate,
     metric_names,
 )
-from modelyard.workloads.features import table_to_matrix
-from modelyard.workloads.modelcard import DatasetLineage, Feature, ModelCard
-from modelyard.workloads.pipeline import ESTIMATOR_STEP, build_estimator, build_pipeline, task_of
-from modelyard.workloads.spec import load_spec, parse_uri, storage_config
-from modelyard.workloads.termination import (
+from modelyard.workloads.training.features import table_to_matrix
+from modelyard.workloads.common.modelcard import DatasetLineage, Feature, ModelCard
+from modelyard.workloads.training.pipeline import ESTIMATOR_STEP, build_estimator, build_pipeline, task_of
+from modelyard.workloads.common.spec import load_spec, parse_uri, storage_config
+from modelyard.workloads.common.termination import (
     EXIT_INVALID_DATA,
     EXIT_OBJECTIVE_NOT_MET,
     EXIT_USAGE,
     WorkloadError,
 )
-from modelyard.workloads.timing import log_peak_memory, phase
+from modelyard.workloads.common.timing import log_peak_memory, phase
 
 # The operator passes its own limit; run by hand, the operator's default applies.
 DEFAULT_MAX_SEARCH_TRIALS = OperatorConfig.max_search_trials

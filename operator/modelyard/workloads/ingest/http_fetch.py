@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
-from modelyard.workloads.address_policy import ALLOWED_ENV, AddressPolicy
+from modelyard.workloads.ingest.address_policy import ALLOWED_ENV, AddressPolicy
 
 MAX_REDIRECTS = 5
 # Connect, and each read: a server that stalls fails the ingest within a minute.
