@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from modelyard.workloads.ingest.run import http_fetch
+from modelyard.workloads.ingest import http_fetch
 from modelyard.workloads.ingest.address_policy import ALLOWED_ENV, AddressPolicy
 from modelyard.workloads.ingest.http_fetch import MAX_REDIRECTS, FetchFailed, FetchRefused, open_url
 from tests.workers import Worker, WorkerResult

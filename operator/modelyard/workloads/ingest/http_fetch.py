@@ -16,6 +16,7 @@ import http.client
 import ipaddress
 import socket
 import ssl
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -40,19 +41,38 @@ class FetchRefused(Exception):
 class FetchFailed(Exception):
     """The server did not hand over the file: an error status, a redirect loop, a bad URL."""
 
+    def __init__(
+        self, message: str, status: int | None = None, retry_after: str | None = None
+    ) -> None:
+        super().__init__(message)
+        #: The error status, and its Retry-After header (for a caller that retries 429 and 503).
+        self.status = status
+        self.retry_after = retry_after
+
 
 def open_url(
-    url: str, policy: AddressPolicy, timeout: float = TIMEOUT_SECONDS
+    url: str,
+    policy: AddressPolicy,
+    timeout: float = TIMEOUT_SECONDS,
+    headers: Mapping[str, str] | None = None,
 ) -> http.client.HTTPResponse:
     """GET `url`, following up to MAX_REDIRECTS redirects; the caller streams and closes it.
+
+    `headers` (credentials, typically) go to `url`'s origin only: a redirect elsewhere drops them
+    for the rest of the chain, as curl does.
 
     Raises FetchRefused or FetchFailed, whose messages hold nothing the server sent but its
     status code and redirect host; network trouble raises OSError or http.client.HTTPException.
     """
     redirected = False
+    origin = _Target.parse(url).origin
+    extra = dict(headers or {})
     for _ in range(MAX_REDIRECTS + 1):
         try:
-            response = _get(_Target.parse(url), policy, timeout)
+            target = _Target.parse(url)
+            if target.origin != origin:
+                extra = {}
+            response = _get(target, policy, timeout, extra)
         except FetchRefused as error:
             if redirected:
                 raise FetchRefused(f"redirected to {error}") from None
@@ -61,8 +81,9 @@ def open_url(
         if status not in _REDIRECT_STATUSES:
             if 200 <= status < 300:
                 return response
+            retry_after = response.getheader("Retry-After")
             response.close()
-            raise FetchFailed(f"HTTP {_status(status)}")
+            raise FetchFailed(f"HTTP {_status(status)}", status, retry_after)
         location = response.getheader("Location")
         response.close()
         if not location:
@@ -93,6 +114,10 @@ class _Target:
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         return cls(parts.scheme, parts.hostname, port, path)
 
+    @property
+    def origin(self) -> tuple[str, str, int]:
+        return (self.scheme, self.host.lower(), self.port)
+
 
 def _redirect(current: str, location: str) -> str:
     target = urljoin(current, location)
@@ -104,7 +129,9 @@ def _redirect(current: str, location: str) -> str:
     return target
 
 
-def _get(target: _Target, policy: AddressPolicy, timeout: float) -> http.client.HTTPResponse:
+def _get(
+    target: _Target, policy: AddressPolicy, timeout: float, headers: Mapping[str, str]
+) -> http.client.HTTPResponse:
     resolved: _Resolved = [
         (family, sockaddr)
         for family, _, _, _, sockaddr in socket.getaddrinfo(
@@ -125,7 +152,9 @@ def _get(target: _Target, policy: AddressPolicy, timeout: float) -> http.client.
     connection = _PinnedConnection(target, resolved, timeout)
     try:
         connection.request(
-            "GET", target.path, headers={"User-Agent": USER_AGENT, "Connection": "close"}
+            "GET",
+            target.path,
+            headers={**headers, "User-Agent": USER_AGENT, "Connection": "close"},
         )
         return connection.getresponse()
     except BaseException:
