@@ -9,10 +9,11 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import Field, StringConstraints
+from pydantic import Field, StringConstraints, field_validator
 
 from modelyard.api.base import ApiModel, Rule
 from modelyard.api.common import ColumnName
+from modelyard.expressions import parse
 
 FeatureName = Annotated[
     str, StringConstraints(min_length=1, max_length=63, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -28,6 +29,13 @@ class DerivedFeature(ApiModel):
         "(log, exp, sqrt, abs, min, max, ratio, year, month, day, weekday, hour, bucket, "
         "length, contains, lower, upper)."
     )
+
+    @field_validator("expression")
+    @classmethod
+    def _parses(cls, expression: str) -> str:
+        # The API server cannot parse expressions; the operator, the CLI and the trainer can.
+        parse(expression)
+        return expression
 
 
 class Encoding(StrEnum):

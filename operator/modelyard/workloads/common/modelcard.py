@@ -7,9 +7,9 @@ the scikit-learn version against it, and only then unpickles the model.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
 CARD_FORMAT = 1
 
@@ -40,6 +40,24 @@ class CategoricalBaseline(BaseModel):
     proportions: list[float] = Field(description="One per category, then one for 'other'.")
 
 
+class DerivedFeatureCard(BaseModel):
+    """A feature the pipeline computes from the raw ones (spec.featureEngineering.derived)."""
+
+    name: str
+    expression: str
+    type: Literal["float", "string"]
+
+
+class TransformCard(BaseModel):
+    """A per-feature choice beyond the defaults (spec.featureEngineering.transforms)."""
+
+    name: str
+    encoding: Literal["onehot", "ordinal", "target", "hash"] | None = None
+    scaling: Literal["standard", "minmax", "robust", "none"] | None = None
+    hash_buckets: int | None = None
+    drop: bool = False
+
+
 class DatasetLineage(BaseModel):
     namespace: str | None = None
     name: str | None = None
@@ -67,7 +85,21 @@ class ModelCard(BaseModel):
         description="Versions of python, scikit-learn, numpy, joblib."
     )
     baseline: list[NumericBaseline | CategoricalBaseline] = Field(default_factory=list)
+    derived: list[DerivedFeatureCard] = Field(
+        default_factory=list,
+        description="Features the pipeline's first step computes from `features`, in order.",
+    )
+    transforms: list[TransformCard] = Field(default_factory=list)
     dataset: DatasetLineage
     training_job: str | None = None
     run: str | None = None
     created_at: datetime
+
+    @model_serializer(mode="wrap")
+    def _without_empty_engineering(self, handler: SerializerFunctionWrapHandler) -> Any:
+        # A model without feature engineering keeps the card it had before the fields existed.
+        document = handler(self)
+        for key in ("derived", "transforms"):
+            if isinstance(document, dict) and document.get(key) == []:
+                del document[key]
+        return document

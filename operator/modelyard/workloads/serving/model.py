@@ -17,6 +17,7 @@ from modelyard.workloads.common.modelcard import CategoricalBaseline, ModelCard,
 from modelyard.workloads.serving.compiled import Compiled, compile_pipeline
 from modelyard.workloads.serving.errors import RequestError
 from modelyard.workloads.common.termination import WorkloadError
+from modelyard.workloads.training.transformers import derived_of
 
 NUMERIC_TYPES = frozenset({"integer", "float"})
 
@@ -56,6 +57,16 @@ class Model:
                     f"the card lists classes {card.classes} but the model predicts "
                     f"{self.classes}: card and model file do not belong together",
                 )
+        declared = [(feature.name, feature.expression) for feature in card.derived]
+        computed = derived_of(estimator)
+        if declared != computed:
+            # Requests carry the raw columns only: a pipeline that derives other features than
+            # the card says would answer for inputs the card does not describe.
+            raise WorkloadError(
+                Reason.InvalidModel,
+                f"the card declares derived features {declared} but the model computes "
+                f"{computed}: card and model file do not belong together",
+            )
         self.has_proba = self.is_classifier and callable(self._predict_proba)
 
         sample = self._sample_row()

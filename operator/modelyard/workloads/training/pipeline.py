@@ -1,30 +1,52 @@
-"""The scikit-learn Pipeline a TrainingJob fits: automatic preprocessing, then the estimator.
+"""The scikit-learn Pipeline a TrainingJob fits: derived features, preprocessing, the estimator.
 
-The pipeline takes a 2-D numpy array with columns in the model card's feature order: float64
-when every feature is numeric, an object array otherwise. Numeric columns are imputed (median)
-and scaled; string and boolean columns are imputed (most frequent) and one-hot encoded, with
-categories unseen in training ignored at prediction time.
+The pipeline takes a 2-D numpy array with columns in the model card's feature order (the raw
+columns): float64 when every feature is numeric, an object array otherwise. When
+spec.featureEngineering derives features, its first step appends them (transformers.py), so the
+server feeds raw columns and gets the same features. By default numeric columns are imputed
+(median) and standard-scaled; string and boolean columns are imputed (most frequent) and one-hot
+encoded, with categories unseen in training ignored at prediction time. spec.featureEngineering
+.transforms picks another scaling or encoding per feature, or drops it.
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import Any, Literal
 
 from sklearn.base import BaseEstimator, is_classifier
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
+from sklearn.model_selection import KFold, StratifiedKFold
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from sklearn.preprocessing import (
+    MinMaxScaler,
+    OneHotEncoder,
+    OrdinalEncoder,
+    RobustScaler,
+    StandardScaler,
+    TargetEncoder,
+)
 from sklearn.utils._param_validation import InvalidParameterError
 
+from modelyard.api.features import ColumnTransform, Encoding, FeatureEngineeringSpec, Scaling
 from modelyard.api.trainingjob import EstimatorClass
+from modelyard.expressions import NUMBER, STRING, ExpressionError, Kind
 from modelyard.reasons import Reason
-from modelyard.workloads.common.modelcard import Feature
+from modelyard.workloads.common.modelcard import DerivedFeatureCard, Feature, TransformCard
 from modelyard.workloads.common.termination import EXIT_USAGE, WorkloadError
+from modelyard.workloads.training.transformers import DerivedFeatures, HashedColumn
 
 ESTIMATOR_STEP = "model"
+DERIVE_STEP = "derive"
 NUMERIC_TYPES = frozenset({"integer", "float"})
+DEFAULT_HASH_BUCKETS = 32
+CARD_TYPE: dict[Kind, Literal["float", "string"]] = {NUMBER: "float", STRING: "string"}
+SCALERS: dict[Scaling, type[Any]] = {
+    Scaling.STANDARD: StandardScaler,
+    Scaling.MINMAX: MinMaxScaler,
+    Scaling.ROBUST: RobustScaler,
+}
 
 
 def estimator_class(path: str) -> type[BaseEstimator]:
@@ -56,35 +78,178 @@ def build_estimator(path: str, params: dict[str, Any] | None) -> BaseEstimator:
     return estimator
 
 
-def build_pipeline(features: list[Feature], estimator: BaseEstimator) -> Pipeline:
-    numeric = [i for i, f in enumerate(features) if f.type in NUMERIC_TYPES]
-    categorical = [i for i, f in enumerate(features) if f.type not in NUMERIC_TYPES]
-    transformers: list[tuple[str, Any, list[int]]] = []
-    if numeric:
-        transformers.append(
-            (
-                "numeric",
-                Pipeline(
-                    [("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())]
-                ),
-                numeric,
-            )
-        )
-    if categorical:
-        transformers.append(
-            (
-                "categorical",
-                Pipeline(
-                    [
-                        ("impute", SimpleImputer(strategy="most_frequent")),
-                        ("encode", OneHotEncoder(handle_unknown="ignore")),
-                    ]
-                ),
-                categorical,
-            )
+def build_pipeline(
+    features: list[Feature],
+    estimator: BaseEstimator,
+    engineering: FeatureEngineeringSpec | None = None,
+    target: str | None = None,
+) -> Pipeline:
+    """The unfitted pipeline over the raw `features`; WorkloadError (InvalidFeatures) when
+    `engineering` does not fit them. Without `engineering` it is the default pipeline."""
+    derived = _derive_step(features, engineering, target)
+    columns = [(f.name, f.type in NUMERIC_TYPES) for f in features]
+    if derived is not None:
+        kinds = derived.kinds()
+        columns += [
+            (name, kind == NUMBER) for (name, _), kind in zip(derived.derived, kinds, strict=True)
+        ]
+    transforms = _transforms(engineering, columns)
+    groups: dict[str, list[int]] = {}
+    special: list[tuple[str, Any, list[int]]] = []
+    for index, (name, numeric) in enumerate(columns):
+        choice = transforms.get(name)
+        if choice is not None and choice.drop:
+            continue
+        if numeric:
+            scaling = (choice.scaling if choice else None) or Scaling.STANDARD
+            group = "numeric" if scaling == Scaling.STANDARD else f"numeric_{scaling}"
+        else:
+            encoding = (choice.encoding if choice else None) or Encoding.ONEHOT
+            if encoding == Encoding.HASH:
+                assert choice is not None
+                buckets = choice.hash_buckets or DEFAULT_HASH_BUCKETS
+                special.append((f"hash_{name}", HashedColumn(buckets), [index]))
+                continue
+            group = "categorical" if encoding == Encoding.ONEHOT else f"categorical_{encoding}"
+        groups.setdefault(group, []).append(index)
+    # The default groups come first, in the default order, so a pipeline without feature
+    # engineering is exactly the one trained before it existed.
+    ordered = sorted(groups, key=lambda g: (g not in ("numeric", "categorical"), g != "numeric", g))
+    transformers = [
+        (group, _group_transformer(group, is_classifier(estimator)), groups[group])
+        for group in ordered
+    ]
+    transformers += special
+    if not transformers:
+        raise WorkloadError(
+            Reason.InvalidFeatures,
+            "spec.featureEngineering.transforms: every feature is dropped: the model has no input",
+            EXIT_USAGE,
         )
     preprocess = ColumnTransformer(transformers, remainder="drop")
-    return Pipeline([("preprocess", preprocess), (ESTIMATOR_STEP, estimator)])
+    steps: list[tuple[str, Any]] = [("preprocess", preprocess), (ESTIMATOR_STEP, estimator)]
+    if derived is not None:
+        steps.insert(0, (DERIVE_STEP, derived))
+    return Pipeline(steps)
+
+
+def _group_transformer(group: str, classifier: bool) -> Any:
+    if group.startswith("numeric"):
+        impute = SimpleImputer(strategy="median")
+        scaling = group.removeprefix("numeric").removeprefix("_") or Scaling.STANDARD
+        if scaling == Scaling.NONE:
+            return Pipeline([("impute", impute)])
+        return Pipeline([("impute", impute), ("scale", SCALERS[Scaling(scaling)]())])
+    encoding = group.removeprefix("categorical").removeprefix("_") or Encoding.ONEHOT
+    if encoding == Encoding.ORDINAL:
+        # Unseen and missing categories alike become -1: nothing is known of either.
+        return OrdinalEncoder(
+            handle_unknown="use_encoded_value", unknown_value=-1, encoded_missing_value=-1
+        )
+    if encoding == Encoding.TARGET:
+        # Cross-fitted in fit_transform (scikit-learn's TargetEncoder), so a row's own target
+        # never leaks into its encoding; seeded folds keep a run reproducible.
+        folds = StratifiedKFold if classifier else KFold
+        return TargetEncoder(cv=folds(n_splits=5, shuffle=True, random_state=0))
+    return Pipeline(
+        [
+            ("impute", SimpleImputer(strategy="most_frequent")),
+            ("encode", OneHotEncoder(handle_unknown="ignore")),
+        ]
+    )
+
+
+def _derive_step(
+    features: list[Feature], engineering: FeatureEngineeringSpec | None, target: str | None
+) -> DerivedFeatures | None:
+    if engineering is None or not engineering.derived:
+        return None
+    taken = {f.name for f in features} | ({target} if target else set())
+    seen: set[str] = set()
+    for i, feature in enumerate(engineering.derived):
+        if feature.name in taken or feature.name in seen:
+            raise WorkloadError(
+                Reason.InvalidFeatures,
+                f"spec.featureEngineering.derived[{i}].name: {feature.name!r} is already a "
+                + ("derived feature" if feature.name in seen else "column of the dataset"),
+                EXIT_USAGE,
+            )
+        seen.add(feature.name)
+    step = DerivedFeatures(
+        inputs=tuple((f.name, f.type) for f in features),
+        derived=tuple((d.name, d.expression) for d in engineering.derived),
+    )
+    # Checked one by one so the error names the expression at fault.
+    for i in range(len(engineering.derived)):
+        partial = DerivedFeatures(inputs=step.inputs, derived=step.derived[: i + 1])
+        try:
+            partial.kinds()
+        except ExpressionError as error:
+            raise WorkloadError(
+                Reason.InvalidFeatures,
+                f"spec.featureEngineering.derived[{i}].expression: {error}",
+                EXIT_USAGE,
+            ) from None
+    return step
+
+
+def _transforms(
+    engineering: FeatureEngineeringSpec | None, columns: list[tuple[str, bool]]
+) -> dict[str, ColumnTransform]:
+    if engineering is None or not engineering.transforms:
+        return {}
+    numeric = dict(columns)
+    chosen: dict[str, ColumnTransform] = {}
+    for transform in engineering.transforms:
+        where = f"spec.featureEngineering.transforms[{transform.name}]"
+        if transform.name not in numeric:
+            raise WorkloadError(
+                Reason.InvalidFeatures,
+                f"{where}: no feature {transform.name!r}; features: "
+                + ", ".join(name for name, _ in columns),
+                EXIT_USAGE,
+            )
+        if transform.name in chosen:
+            raise WorkloadError(Reason.InvalidFeatures, f"{where}: given twice", EXIT_USAGE)
+        if transform.encoding is not None and numeric[transform.name]:
+            raise WorkloadError(
+                Reason.InvalidFeatures,
+                f"{where}.encoding: {transform.name!r} is numeric: numbers are scaled, not encoded",
+                EXIT_USAGE,
+            )
+        if transform.scaling is not None and not numeric[transform.name]:
+            raise WorkloadError(
+                Reason.InvalidFeatures,
+                f"{where}.scaling: {transform.name!r} is categorical: categories are encoded, "
+                "not scaled",
+                EXIT_USAGE,
+            )
+        chosen[transform.name] = transform
+    return chosen
+
+
+def engineering_card(
+    pipeline: Pipeline, engineering: FeatureEngineeringSpec | None
+) -> dict[str, Any]:
+    """The model card's `derived` and `transforms`: what the pipeline computes beyond defaults."""
+    step = pipeline.steps[0][1]
+    derived = []
+    if isinstance(step, DerivedFeatures):
+        derived = [
+            DerivedFeatureCard(name=name, expression=expression, type=CARD_TYPE[kind])
+            for (name, expression), kind in zip(step.derived, step.kinds(), strict=True)
+        ]
+    transforms = [
+        TransformCard(
+            name=t.name,
+            encoding=t.encoding,
+            scaling=t.scaling,
+            hash_buckets=t.hash_buckets,
+            drop=t.drop,
+        )
+        for t in (engineering.transforms if engineering and engineering.transforms else [])
+    ]
+    return {"derived": derived, "transforms": transforms}
 
 
 def task_of(estimator: BaseEstimator) -> str:
