@@ -22,7 +22,7 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed ## create the virtualenv and install the package with dev tools
 
-test-deps: ## apt-install the tools the tests run besides Python: lua5.1, redis-server, git (root)
+test-deps: ## apt-install the tools the tests run besides Python: lua5.1, redis-server, git, postgresql (root)
 	hack/install-deps.sh test
 
 lock: install ## re-resolve uv.lock from pyproject.toml, export each image's requirements.txt (PyPI)

@@ -27,6 +27,9 @@ case "${set_name}" in
       # also starts one on 127.0.0.1:6379).
       redis-server
       git          # Argo CD's repo server clones what it syncs
+      # sql sources: tests/plugins/postgres.py runs initdb and postgres from it on a free port.
+      # Debian's package would also create and start a cluster on 5432: told not to below.
+      postgresql
     )
     ;;
   *) die "usage: install-deps.sh [cluster|test]" ;;
@@ -46,6 +49,13 @@ sudo=()
 log "installing: ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 "${sudo[@]}" apt-get update -qq
+if [[ " ${missing[*]} " == *" postgresql "* ]]; then
+  # Read by the package's postinst (pg_createcluster's settings): no main cluster, so nothing
+  # to start, now or at boot.
+  "${sudo[@]}" mkdir -p /etc/postgresql-common/createcluster.d
+  echo "create_main_cluster = off" |
+    "${sudo[@]}" tee /etc/postgresql-common/createcluster.d/modelyard.conf >/dev/null
+fi
 # --no-install-recommends keeps buildah from pulling in podman's whole stack.
 "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
 log "${set_name} dependencies installed"

@@ -7,7 +7,12 @@ import yaml
 
 from modelyard.api import KINDS
 
-pytest_plugins = ["tests.plugins.kube", "tests.plugins.operator", "tests.plugins.s3"]
+pytest_plugins = [
+    "tests.plugins.kube",
+    "tests.plugins.operator",
+    "tests.plugins.s3",
+    "tests.plugins.postgres",
+]
 
 REPO = Path(__file__).resolve().parent.parent
 # Resource plurals by kind, for the API calls the tests make.

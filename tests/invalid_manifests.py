@@ -19,6 +19,8 @@ DATASET: dict[str, Any] = {
     "metadata": {"name": "bad"},
     "spec": {"source": {"s3": {"uri": "s3://data/iris.csv"}}, "target": "species"},
 }
+SQL_QUERY = "SELECT * FROM orders ORDER BY id"
+SQL_SECRET = {"name": "shop-db", "key": "uri"}
 TRAINING_JOB: dict[str, Any] = {
     "apiVersion": "modelyard.dev/v1alpha1",
     "kind": "TrainingJob",
@@ -356,6 +358,32 @@ CATALOGUE: tuple[Invalid, ...] = (
         _with(DATASET, "source", {"http": {"url": "ftp://example.org/iris.csv"}}),
         "spec.source.http.url",
         "https?://",
+    ),
+    Invalid(
+        "dataset-sql-empty-query",
+        _with(DATASET, "source", {"sql": {"query": "", "connectionSecretRef": SQL_SECRET}}),
+        "spec.source.sql.query",
+        "at least 1",
+    ),
+    Invalid(
+        "dataset-sql-timeout-zero",
+        _with(
+            DATASET,
+            "source",
+            {"sql": {"query": SQL_QUERY, "connectionSecretRef": SQL_SECRET, "timeoutSeconds": 0}},
+        ),
+        "spec.source.sql.timeoutSeconds",
+        "greater than or equal to 1",
+    ),
+    Invalid(
+        "dataset-sql-secret-key-with-a-slash",
+        _with(
+            DATASET,
+            "source",
+            {"sql": {"query": SQL_QUERY, "connectionSecretRef": {"name": "db", "key": "a/b"}}},
+        ),
+        "spec.source.sql.connectionSecretRef.key",
+        "should match",
     ),
     Invalid(
         "dataset-s3-bucket-in-capitals",

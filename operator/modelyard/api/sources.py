@@ -1,7 +1,8 @@
 """Dataset sources that need credentials: a SQL query against a database, a paginated JSON API.
 
-Their credentials stay in a Secret of the Dataset's namespace, named here and mounted read-only
-into the ingest pod (never copied into the Dataset, its status or the operator's logs).
+Their credentials stay in a Secret of the Dataset's namespace, named here and handed to the
+ingest container by Secret key reference, as the environment variable MODELYARD_SOURCE_SECRET
+(never copied into the Dataset, its status or the operator's logs).
 """
 
 from __future__ import annotations
@@ -69,7 +70,9 @@ class Pagination(ApiModel):
 
     rules = (
         Rule(
-            cel="self.kind != 'cursor' || (has(self.cursorField) && has(self.cursorParam))",
+            # has(): the API server checks the rule on the field's default ({}) too.
+            cel="!has(self.kind) || self.kind != 'cursor'"
+            " || (has(self.cursorField) && has(self.cursorParam))",
             message="cursor pagination needs cursorField and cursorParam",
             check=lambda p: p.kind != PaginationKind.CURSOR
             or (p.cursor_field is not None and p.cursor_param is not None),

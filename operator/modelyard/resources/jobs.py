@@ -30,6 +30,8 @@ INGEST_BACKOFF_LIMIT = 2
 DETERMINISTIC_EXIT_CODES = (EXIT_USAGE, EXIT_OBJECTIVE_NOT_MET, EXIT_INVALID_DATA)
 # Where the operator tells a workload to publish: it chooses every storage key.
 OUTPUT_URI = "MODELYARD_OUTPUT_URI"
+# The one Secret value an ingest pod gets for its source (sql: a URI, api: header lines).
+SOURCE_SECRET_ENV = "MODELYARD_SOURCE_SECRET"
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,7 @@ def build_ingest_job(
             }
         ),
         *storage_env(config, spec.storage),
+        *source_secret_env(spec),
     ]
     return _job(
         owner,
@@ -81,6 +84,28 @@ def build_ingest_job(
         config.ingest_deadline_seconds,
         config,
     )
+
+
+def source_secret_env(spec: DatasetSpec) -> list[Manifest]:
+    """The Secret key a sql or api source names, as SOURCE_SECRET_ENV: by reference, so its
+    value never passes through the operator, and a missing Secret stops the pod from starting
+    (CreateContainerConfigError, reported as a stall)."""
+    source = spec.source
+    ref = (
+        source.sql.connection_secret_ref
+        if source.sql is not None
+        else source.api.headers_secret_ref
+        if source.api is not None
+        else None
+    )
+    if ref is None:
+        return []
+    return [
+        {
+            "name": SOURCE_SECRET_ENV,
+            "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}},
+        }
+    ]
 
 
 def build_training_job(

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from tests.bench.workloads import ingest, report, training
+from tests.bench.workloads import ingest, report, sql, training
 from tests.bench.workloads.data import csv_of_size
 from tests.bench.workloads.s3server import bench_versitygw, given_server
 from tests.plugins.s3 import S3Server
@@ -23,10 +23,11 @@ class Sizes:
     ingest_mib: int
     train_rows: tuple[int, ...]
     rounds: int
+    sql_rows: int
 
 
-FULL = Sizes(ingest_mib=2048, train_rows=(100_000, 1_000_000), rounds=2)
-QUICK = Sizes(ingest_mib=200, train_rows=(20_000, 200_000), rounds=2)
+FULL = Sizes(ingest_mib=2048, train_rows=(100_000, 1_000_000), rounds=2, sql_rows=10_000_000)
+QUICK = Sizes(ingest_mib=200, train_rows=(20_000, 200_000), rounds=2, sql_rows=3_000_000)
 
 
 @contextmanager
@@ -52,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, else modelyard-test / modelyard-test-secret)",
     )
     parser.add_argument("--skip-training", action="store_true")
+    parser.add_argument("--skip-sql", action="store_true", help="no PostgreSQL ingest")
     parser.add_argument("--output", type=Path, default=report.OUT)
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
@@ -62,6 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     with s3_server(args.s3_endpoint) as s3:
         ingest_rounds = ingest.run(csv, s3, rounds)
         report.print_ingest(ingest_rounds, csv)
+        sql_rounds = [] if args.skip_sql else sql.run(sizes.sql_rows, s3, rounds)
+        if sql_rounds:
+            report.print_sql(sql_rounds)
         train_rounds = [] if args.skip_training else training.run(sizes.train_rows, s3, rounds)
         described = s3.description
     report.write(
@@ -72,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         s3=described,
         ingest_rounds=ingest_rounds,
         train_rounds=train_rounds,
+        sql_rounds=sql_rounds,
     )
     return 0
 

@@ -15,6 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from tests.bench.workloads.ingest import IngestRound
+from tests.bench.workloads.sql import SqlRound
 from tests.bench.workloads.training import STARTUP_ROWS, TrainRound
 
 OUT = Path(__file__).resolve().parents[3] / "docs" / "benchmarks"
@@ -103,6 +104,51 @@ def _ingest_section(rounds: list[IngestRound], csv: Path) -> list[str]:
     return [*lines, ""]
 
 
+def sql_figures(rounds: list[SqlRound]) -> dict[str, float]:
+    return {
+        "rows": rounds[0].rows,
+        "table_mib": rounds[0].table_bytes / MIB,
+        "ours_s": median(rounds, lambda r: r.ours.seconds),
+        "peer_s": median(rounds, lambda r: r.peer.seconds),
+        "ours_local_s": median(rounds, lambda r: r.ours.seconds - r.phases.get("upload", 0.0)),
+        "time_ratio": median(rounds, lambda r: r.ours.seconds / r.peer.seconds),
+        "ours_rss_mib": median(rounds, lambda r: r.ours.peak_rss_bytes) / MIB,
+        "peer_rss_mib": median(rounds, lambda r: r.peer.peak_rss_bytes) / MIB,
+    }
+
+
+def print_sql(rounds: list[SqlRound]) -> None:
+    figures = sql_figures(rounds)
+    print("sql: " + ", ".join(f"{k}={v:.3g}" for k, v in figures.items()), file=sys.stderr)
+
+
+def _sql_section(rounds: list[SqlRound]) -> list[str]:
+    if not rounds:
+        return []
+    f = sql_figures(rounds)
+    return [
+        "## Ingest from PostgreSQL",
+        "",
+        f"A seeded table of {f['rows']:,.0f} rows ({f['table_mib']:.0f} MiB in PostgreSQL: an "
+        "id, 12 float columns, one 4-valued text column, a 3-class label), generated "
+        "server-side by Debian's PostgreSQL on loopback. Ours: `modelyard-worker ingest` of "
+        "a `sql` source (`SELECT * ... ORDER BY id` streamed in 4 MiB batches through ADBC, "
+        "then the same pipeline as the CSV: digest, statistics, split, Parquet, upload). Peer: "
+        "the same query through the same driver's `cursor.fetch_arrow_table()`, which holds "
+        "the whole result in memory and does nothing else. Each in its own process; medians of "
+        "the interleaved rounds; peak RSS is the child's own VmHWM.",
+        "",
+        "| | ours | ADBC fetch_arrow_table | ours ÷ ADBC |",
+        "| --- | ---: | ---: | ---: |",
+        f"| wall time | {f['ours_s']:.1f} s | {f['peer_s']:.1f} s | {f['time_ratio']:.2f}x |",
+        f"| without the S3 upload | {f['ours_local_s']:.1f} s | {f['peer_s']:.1f} s | "
+        f"{f['ours_local_s'] / f['peer_s']:.2f}x |",
+        f"| peak RSS | {f['ours_rss_mib']:.0f} MiB | {f['peer_rss_mib']:.0f} MiB | "
+        f"{f['ours_rss_mib'] / f['peer_rss_mib']:.2f}x |",
+        "",
+    ]
+
+
 def _train_groups(rounds: list[TrainRound]) -> dict[tuple[str, int], list[TrainRound]]:
     groups: dict[tuple[str, int], list[TrainRound]] = {}
     for item in rounds:
@@ -176,6 +222,7 @@ def write(
     s3: str,
     ingest_rounds: list[IngestRound],
     train_rounds: list[TrainRound],
+    sql_rounds: list[SqlRound],
 ) -> None:
     out.mkdir(parents=True, exist_ok=True)
     lines = [
@@ -187,6 +234,7 @@ def write(
         "![ingest and training](workloads.png)",
         "",
         *_ingest_section(ingest_rounds, csv),
+        *_sql_section(sql_rounds),
         *_train_section(train_rounds),
     ]
     notes = Path(__file__).with_name("NOTES.md")

@@ -27,8 +27,10 @@ from modelyard.reasons import Reason
 from modelyard.storage.client import ObjectNotFound, Storage
 from modelyard.storage.uri import S3Uri
 from modelyard.workloads.ingest.address_policy import AddressPolicy
+from modelyard.workloads.ingest.api_source import read_api
 from modelyard.workloads.ingest.http_fetch import FetchFailed, FetchRefused, open_url
 from modelyard.workloads.ingest.source_stream import open_source
+from modelyard.workloads.ingest.sql_source import read_sql
 from modelyard.workloads.common.termination import EXIT_INVALID_DATA, EXIT_USAGE, WorkloadError
 
 BLOCK_BYTES = 1 << 20  # CSV/JSON block: bounds memory per batch; see docs/benchmarks/workloads.md
@@ -46,6 +48,13 @@ COMPRESSED_SUFFIXES = (".gz", ".gzip", ".bz2", ".zst", ".zstd")
 
 def infer_format(name: str, declared: DataFormat | None) -> DataFormat:
     if declared is not None:
+        if DataFormat(declared) not in _EXTENSIONS.values():
+            raise WorkloadError(
+                Reason.UnknownFormat,
+                f"spec.format: {declared} is not a file format; "
+                "set spec.format to csv, parquet or jsonl",
+                EXIT_USAGE,
+            )
         return DataFormat(declared)
     lowered = name.lower()
     for suffix in COMPRESSED_SUFFIXES:
@@ -76,6 +85,10 @@ def read_source(
         return DataFormat.PARQUET, iter(
             builtin_table(BuiltinName(source.builtin.name)).to_batches()
         )
+    if source.sql is not None:
+        return DataFormat.SQL, read_sql(source.sql)
+    if source.api is not None:
+        return DataFormat.JSON, read_api(source.api, declared)
     if source.http is not None:
         url = source.http.url
         url_format = infer_format(url.split("?", 1)[0], data_format)
