@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from modelyard.api.cleaning import CleaningCount
 from modelyard.api.common import Digest, S3Uri
 from modelyard.api.dataset import ColumnStatistics
 from modelyard.api.trainingjob import Metric
@@ -23,6 +24,8 @@ from modelyard.storage.uri import S3Uri as Location
 
 REASON_PATTERN = r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
 MESSAGE_MAX = 4096
+# spec.cleaning declares at most 100 columns of five rules each, plus missing and duplicates.
+CLEANING_COUNTS_MAX = 100 * 5 + 2
 
 
 class _Summary(BaseModel):
@@ -55,6 +58,8 @@ class IngestResult(_Summary):
     test_rows: int | None = Field(default=None, ge=0, alias="testRows")
     created_at: str | None = Field(default=None, alias="createdAt", max_length=64)
     statistics: list[ColumnStatistics] = Field(default_factory=list, max_length=1000)
+    # Absent when the Dataset declares no cleaning (status.cleaning is then removed).
+    cleaning: list[CleaningCount] | None = Field(default=None, max_length=CLEANING_COUNTS_MAX)
 
     @field_validator("statistics", mode="before")
     @classmethod

@@ -17,8 +17,6 @@ from pydantic import Field, StringConstraints
 from modelyard.api.base import ApiModel, Rule
 from modelyard.api.common import ColumnName
 
-LIST_MAP_BY_NAME = {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]}
-
 
 class MissingStrategy(StrEnum):
     DROP = "drop"
@@ -143,7 +141,7 @@ class CleaningSpec(ApiModel):
         default=None,
         max_length=100,
         description="Rules per column, at most one entry per column.",
-        json_schema_extra=LIST_MAP_BY_NAME,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     )
 
 

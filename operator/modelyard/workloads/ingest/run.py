@@ -2,7 +2,8 @@
 
 Reads the source as a stream, validates it, normalizes it to Parquet, computes the version
 digest, statistics and split, and publishes it (payload first, manifest last). A version that
-already exists is reused, never rewritten.
+already exists is reused, never rewritten. With spec.cleaning, the normalized source goes to a
+local Parquet file first, and the cleaned rows (cleaning.py) are what is validated and versioned.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from itertools import chain
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -27,12 +29,7 @@ from modelyard.storage import layout, manifests
 from modelyard.storage.client import Storage
 from modelyard.storage.uri import S3Uri
 from modelyard.workloads.common import termination
-from modelyard.workloads.ingest.parquet_sink import ParquetSink
-from modelyard.workloads.ingest.prefetch import prefetch
-from modelyard.workloads.ingest.sources import BUILTIN_TARGET, read_source
 from modelyard.workloads.common.spec import load_spec, parse_uri, storage_config
-from modelyard.workloads.ingest.split import TargetColumn, choose_test_rows
-from modelyard.workloads.ingest.stats import StatisticsAccumulator
 from modelyard.workloads.common.tabular import (
     ARROW_TYPES,
     ContentHasher,
@@ -43,6 +40,12 @@ from modelyard.workloads.common.tabular import (
 )
 from modelyard.workloads.common.termination import EXIT_INVALID_DATA, EXIT_USAGE, WorkloadError
 from modelyard.workloads.common.timing import log_peak_memory, phase
+from modelyard.workloads.ingest.cleaning import ROW_COLUMN, Cleaned, clean, internal_name
+from modelyard.workloads.ingest.parquet_sink import ParquetSink
+from modelyard.workloads.ingest.prefetch import prefetch
+from modelyard.workloads.ingest.sources import BUILTIN_TARGET, read_source
+from modelyard.workloads.ingest.split import TargetColumn, choose_test_rows
+from modelyard.workloads.ingest.stats import StatisticsAccumulator
 from modelyard.workloads.ingest.validation import SchemaMismatch, Validator, select_columns
 
 CATEGORIES_IN_SUMMARY = 5
@@ -94,23 +97,42 @@ def ingest(
         if column.type
     }
     source_format, raw_batches = read_source(spec.source, spec.format, storage, frozenset(declared))
-    batches = (_apply_declared_types(batch, declared) for batch in prefetch(raw_batches))
+    batches: Iterator[pa.RecordBatch] = (
+        _apply_declared_types(batch, declared) for batch in prefetch(raw_batches)
+    )
     target = spec.target or BUILTIN_TARGET
     with tempfile.TemporaryDirectory(prefix="modelyard-ingest-") as work:
         data_path = Path(work) / layout.DATA_FILE
+        cleaned = None
+        if spec.cleaning is not None:
+            with phase("ingest", "read and normalize"):
+                schema, raw_path = _write_raw(spec, batches, target, Path(work))
+            with phase("ingest", "clean"):
+                cleaned = clean(raw_path, schema, spec.cleaning, Path(work))
+            batches = cleaned.batches
         with phase("ingest", "read, validate and normalize"):
             snapshot = _normalize_to_parquet(spec, batches, target, data_path)
-        version = snapshot.hasher.digest(
-            extra={
-                "target": target,
-                "split": spec.split.model_dump(by_alias=True, mode="json"),
-            }
-        )
+        extra: dict[str, Any] = {
+            "target": target,
+            "split": spec.split.model_dump(by_alias=True, mode="json"),
+        }
+        if spec.cleaning is not None:
+            # The rules are part of the version; without them the digest is what it always was.
+            extra["cleaning"] = spec.cleaning.to_dict()
+        version = snapshot.hasher.digest(extra=extra)
         prefix = layout.dataset_version_prefix(output, version)
         manifest = manifests.read_manifest(storage, prefix)
         if manifest is None:
             manifest = _publish(
-                spec, storage, prefix, snapshot, version, source_format.value, namespace, name
+                spec,
+                storage,
+                prefix,
+                snapshot,
+                version,
+                source_format.value,
+                namespace,
+                name,
+                cleaned,
             )
             reused = False
         else:
@@ -128,6 +150,9 @@ def ingest(
         "createdAt": manifest["createdAt"],
         "reused": reused,
     }
+    if "cleaning" in manifest:
+        summary["cleaning"] = manifest["cleaning"]
+        summary["sourceRows"] = manifest["sourceRows"]
     statistics: list[dict[str, Any]] = manifest["statistics"]
     return summary, statistics
 
@@ -189,6 +214,42 @@ def _normalize_to_parquet(
     return Snapshot(data_path, rows, hasher, stats, target, target_column)
 
 
+def _write_raw(
+    spec: DatasetSpec, batches: Iterator[pa.RecordBatch], target: str, work: Path
+) -> tuple[pa.Schema, Path]:
+    """The normalized source in a local Parquet file for cleaning, columns named by position
+    (cleaning.internal_name) beside their row number; the columns' user schema."""
+    first = next(batches, None)
+    if first is None:
+        raise WorkloadError(
+            Reason.EmptyData, "spec.source: the source holds no rows", EXIT_INVALID_DATA
+        )
+    try:
+        keep = select_columns(first.schema, spec, target)
+    except SchemaMismatch as error:
+        raise WorkloadError(Reason.SchemaMismatch, str(error), EXIT_INVALID_DATA) from None
+    schema = _normalized(first, keep).schema
+    raw_schema = pa.schema(
+        [pa.field(internal_name(i), f.type) for i, f in enumerate(schema)]
+        + [pa.field(ROW_COLUMN, pa.int64())]
+    )
+    raw_path = work / "raw.parquet"
+    rows = 0
+    with ParquetSink(raw_path, raw_schema) as sink:
+        for raw in chain([first], batches):
+            batch = _normalized(raw, keep)
+            if batch.schema != schema:
+                batch = _conform(batch, schema, rows)
+            numbers = pa.array(np.arange(rows, rows + batch.num_rows, dtype=np.int64))
+            sink.write(pa.RecordBatch.from_arrays([*batch.columns, numbers], schema=raw_schema))
+            rows += batch.num_rows
+    if rows == 0:
+        raise WorkloadError(
+            Reason.EmptyData, "spec.source: the source holds no rows", EXIT_INVALID_DATA
+        )
+    return schema, raw_path
+
+
 def _normalized(raw: pa.RecordBatch, keep: list[str]) -> pa.RecordBatch:
     try:
         return normalize(raw.select(keep))
@@ -245,6 +306,7 @@ def _publish(
     source_format: str,
     namespace: str,
     name: str,
+    cleaned: Cleaned | None,
 ) -> dict[str, Any]:
     rows, stats = snapshot.rows, snapshot.stats
     with phase("ingest", "split"):
@@ -277,6 +339,9 @@ def _publish(
         "sizeBytes": snapshot.data_path.stat().st_size,
         "createdAt": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
+    if cleaned is not None:
+        manifest["sourceRows"] = cleaned.source_rows
+        manifest["cleaning"] = [count.to_dict() for count in cleaned.counts]
     manifests.publish_manifest(storage, prefix, manifest)
     return manifest
 
