@@ -385,6 +385,110 @@ CATALOGUE: tuple[Invalid, ...] = (
         "spec.source.sql.connectionSecretRef.key",
         "should match",
     ),
+    # The data stage: cleaning, refresh, api sources, feature engineering.
+    Invalid(
+        "dataset-cleaning-column-not-a-feature",
+        _with(
+            _with(DATASET, "features", ["sepal_length"]),
+            "cleaning",
+            {"columns": [{"name": "petal_width", "trim": True}]},
+        ),
+        "spec.cleaning.columns",
+        "every cleaning column must be one of features or the target",
+        cel=True,
+    ),
+    Invalid(
+        "dataset-cleaning-constant-without-value",
+        _with(DATASET, "cleaning", {"missing": {"strategy": "constant"}}),
+        "spec.cleaning.missing.value",
+        "value is required with strategy constant",
+        cel=True,
+    ),
+    Invalid(
+        "dataset-cleaning-iqr-with-bounds",
+        _with(
+            DATASET,
+            "cleaning",
+            {
+                "columns": [
+                    {"name": "x", "outliers": {"method": "iqr", "action": "clip", "max": 3.0}}
+                ]
+            },
+        ),
+        "spec.cleaning.columns[0].outliers",
+        "min and max belong to method bounds",
+        cel=True,
+    ),
+    Invalid(
+        "dataset-cleaning-column-without-rules",
+        _with(DATASET, "cleaning", {"columns": [{"name": "x"}]}),
+        "spec.cleaning.columns",
+        "every column entry needs at least one rule",
+        cel=True,
+    ),
+    Invalid(
+        "dataset-refresh-schedule-and-interval",
+        _with(DATASET, "refresh", {"schedule": "@hourly", "interval": "15m"}),
+        "spec.refresh",
+        "exactly one of schedule or interval",
+        cel=True,
+    ),
+    Invalid(
+        "dataset-refresh-interval-under-a-minute",
+        _with(DATASET, "refresh", {"interval": "30s"}),
+        "spec.refresh.interval",
+        "at least 1m",
+        cel=True,
+    ),
+    Invalid(
+        "dataset-refresh-interval-in-days",
+        _with(DATASET, "refresh", {"interval": "1d"}),
+        "spec.refresh.interval",
+        "should match",
+    ),
+    Invalid(
+        "dataset-refresh-schedule-with-four-fields",
+        _with(DATASET, "refresh", {"schedule": "0 * * *"}),
+        "spec.refresh.schedule",
+        "should match",
+    ),
+    Invalid(
+        "dataset-api-cursor-without-param",
+        _with(
+            DATASET,
+            "source",
+            {
+                "api": {
+                    "url": "https://api.example.org/orders",
+                    "pagination": {"kind": "cursor", "cursorField": "next"},
+                }
+            },
+        ),
+        "spec.source.api.pagination",
+        "cursor pagination needs cursorField and cursorParam",
+        cel=True,
+    ),
+    Invalid(
+        "trainingjob-derived-name-not-an-identifier",
+        _with(
+            TRAINING_JOB,
+            "featureEngineering",
+            {"derived": [{"name": "debt ratio", "expression": "debt / income"}]},
+        ),
+        "spec.featureEngineering.derived[0].name",
+        "should match",
+    ),
+    Invalid(
+        "trainingjob-transform-encoded-and-scaled",
+        _with(
+            TRAINING_JOB,
+            "featureEngineering",
+            {"transforms": [{"name": "city", "encoding": "onehot", "scaling": "standard"}]},
+        ),
+        "spec.featureEngineering.transforms[0]",
+        "either encoded (categorical) or scaled (numeric), not both",
+        cel=True,
+    ),
     Invalid(
         "dataset-s3-bucket-in-capitals",
         _with(DATASET, "source.s3.uri", "s3://Data/iris.csv"),

@@ -44,6 +44,7 @@ STATE_DIR = Path(os.environ.get("MODELYARD_STATE_DIR", CACHE_DIR / "cluster"))
 LOCAL_KUBECONFIG = STATE_DIR / "kubeconfig"
 # Where pods reach the host: the gateway of the node's pod bridge (hack/lib.sh).
 NODE_IP = os.environ.get("MODELYARD_NODE_IP", "10.244.0.1")
+POD_CIDR = os.environ.get("MODELYARD_POD_CIDR", "10.244.0.0/24")
 
 
 @cache

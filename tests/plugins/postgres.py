@@ -103,8 +103,12 @@ def _free_port(host: str) -> int:
 
 
 @contextmanager
-def running_postgres(host: str = "127.0.0.1") -> Iterator[PostgresServer]:
-    """A new cluster served on `host` at a free port, stopped and removed when the context ends."""
+def running_postgres(
+    host: str = "127.0.0.1", clients: str | None = None
+) -> Iterator[PostgresServer]:
+    """A new cluster served on `host` at a free port, stopped and removed when the context ends.
+    `clients`: a network (CIDR) besides loopback whose hosts may log in with a password, such as
+    the local cluster's pods."""
     bindir = _bindir()
     drop, give = _as_server_user()
     # Not pytest's tmp_path: its parents are private to root, where `postgres` cannot reach.
@@ -139,6 +143,9 @@ def running_postgres(host: str = "127.0.0.1") -> Iterator[PostgresServer]:
             cwd=work,
             **drop,
         )
+        if clients is not None:
+            with (data / "pg_hba.conf").open("a") as rules:
+                rules.write(f"host all all {clients} scram-sha-256\n")
         port = _free_port(host)
         with log.open("w") as output:
             give(log)
