@@ -20,6 +20,7 @@ class Reason(StrEnum):
     IngestStarted = "IngestStarted"
     NewVersion = "NewVersion"
     Unchanged = "Unchanged"
+    ScheduledRefresh = "ScheduledRefresh"
     DatasetReady = "DatasetReady"
     Training = "Training"
     RunStarted = "RunStarted"
@@ -48,11 +49,17 @@ class Reason(StrEnum):
     EstimatorNotAllowed = "EstimatorNotAllowed"
     InvalidParams = "InvalidParams"
     InvalidSearch = "InvalidSearch"
+    InvalidFeatures = "InvalidFeatures"
     MetricNotApplicable = "MetricNotApplicable"
     # A workload ended with a problem in the data.
     SourceNotFound = "SourceNotFound"
     SourceUnreachable = "SourceUnreachable"
     SourceAddressNotAllowed = "SourceAddressNotAllowed"
+    SourceSecretInvalid = "SourceSecretInvalid"
+    SourceAccessDenied = "SourceAccessDenied"
+    PaginationLoop = "PaginationLoop"
+    TooManyPages = "TooManyPages"
+    QueryFailed = "QueryFailed"
     UnknownFormat = "UnknownFormat"
     MixedFormats = "MixedFormats"
     UnreadableData = "UnreadableData"
@@ -60,6 +67,7 @@ class Reason(StrEnum):
     EmptyData = "EmptyData"
     SchemaMismatch = "SchemaMismatch"
     ValidationFailed = "ValidationFailed"
+    CleaningNotApplicable = "CleaningNotApplicable"
     TargetNotNumeric = "TargetNotNumeric"
     DatasetVersionMismatch = "DatasetVersionMismatch"
     TrainingFailed = "TrainingFailed"
@@ -87,6 +95,7 @@ class Reason(StrEnum):
     StorageNotAllowed = "StorageNotAllowed"
     SearchTooLarge = "SearchTooLarge"
     NameConflict = "NameConflict"
+    InvalidSchedule = "InvalidSchedule"
     ForeignJob = "ForeignJob"
     ResultRejected = "ResultRejected"
     JobVanished = "JobVanished"
@@ -138,6 +147,19 @@ EXPLANATIONS: dict[Reason, Explanation] = {
     ),
     Reason.Unchanged: Explanation(
         _DS, False, "Event: ingest found the same content; the version stays.", "None."
+    ),
+    Reason.ScheduledRefresh: Explanation(
+        _DS,
+        False,
+        "Event: a slot of spec.refresh came due and its ingestion starts; missed slots run once.",
+        "None.",
+    ),
+    Reason.InvalidSchedule: Explanation(
+        _DS,
+        True,
+        "Condition RefreshScheduled=False: spec.refresh.schedule is no cron expression croniter "
+        "accepts, or one that never comes due; no scheduled refresh runs, the rest works.",
+        "Fix spec.refresh.schedule (five fields, UTC, e.g. '0 * * * *').",
     ),
     Reason.DatasetReady: Explanation(
         _TJ, False, "The referenced Dataset has the version a run needs.", "None."
@@ -228,8 +250,11 @@ EXPLANATIONS: dict[Reason, Explanation] = {
     Reason.InvalidSpec: Explanation(
         _WORKLOADS,
         True,
-        "The spec handed to the workload does not parse (an image/operator version mismatch).",
-        "Use the operator and workload images of the same release.",
+        "The spec fails a check the API server cannot make (a featureEngineering expression "
+        "that does not parse), or the spec handed to a workload does not parse (an "
+        "image/operator version mismatch).",
+        "Fix the field named in the message; for a workload, use the operator and workload "
+        "images of the same release.",
     ),
     Reason.EstimatorNotAllowed: Explanation(
         _TJ,
@@ -239,6 +264,14 @@ EXPLANATIONS: dict[Reason, Explanation] = {
     ),
     Reason.InvalidParams: Explanation(_TJ, True, "spec.estimator.params are rejected.", _FIX_SPEC),
     Reason.InvalidSearch: Explanation(_TJ, True, "spec.search is not usable.", _FIX_SPEC),
+    Reason.InvalidFeatures: Explanation(
+        _TJ,
+        True,
+        "spec.featureEngineering does not fit the Dataset: a derived name collides, an "
+        "expression reads an unknown column or mixes numbers and text, or a transform names an "
+        "unknown feature or does not fit its type.",
+        _FIX_SPEC,
+    ),
     Reason.MetricNotApplicable: Explanation(
         _TJ,
         True,
@@ -252,8 +285,10 @@ EXPLANATIONS: dict[Reason, Explanation] = {
     Reason.SourceUnreachable: Explanation(
         _DS,
         True,
-        "The HTTP source could not be fetched.",
-        "Check the URL and network policy; the Job retries within backoffLimit.",
+        "The HTTP source could not be fetched, or the database of a sql source not reached "
+        "(connection or login refused).",
+        "Check the URL or the connection Secret, and the network policy; the Job retries "
+        "within backoffLimit.",
     ),
     Reason.SourceAddressNotAllowed: Explanation(
         _DS,
@@ -264,6 +299,42 @@ EXPLANATIONS: dict[Reason, Explanation] = {
         "Serve the file from a public address, and over https to the end if it starts there; "
         "if the network is meant to be reachable, the cluster admin adds it to the chart's "
         "workloads.http.allowedNetworks (MODELYARD_HTTP_ALLOWED_NETWORKS).",
+    ),
+    Reason.SourceSecretInvalid: Explanation(
+        _DS,
+        True,
+        "The Secret key a sql or api source names (connectionSecretRef, headersSecretRef) is "
+        "empty or not in the form the source needs. Not retried.",
+        "Put a libpq URI (sql) or `Name: value` header lines (api) under that key.",
+    ),
+    Reason.SourceAccessDenied: Explanation(
+        _DS,
+        True,
+        "An api source's page answered 401 Unauthorized or 403 Forbidden: the headers from "
+        "headersSecretRef are missing, wrong or expired (they are not sent to another host, so "
+        "a next link or redirect elsewhere goes without them). Not retried.",
+        "Fix the headers in the Secret (e.g. `Authorization: Bearer …`) and apply again.",
+    ),
+    Reason.PaginationLoop: Explanation(
+        _DS,
+        True,
+        "An api source's next link or cursor leads back to a page already read.",
+        "Check spec.source.api.pagination (nextField, cursorField) against the API's answers.",
+    ),
+    Reason.TooManyPages: Explanation(
+        _DS,
+        True,
+        "An api source has more pages than spec.source.api.pagination.maxPages.",
+        "Raise maxPages, or ask the API for larger pages.",
+    ),
+    Reason.QueryFailed: Explanation(
+        _DS,
+        True,
+        "The database refused or cancelled spec.source.sql.query: a syntax error, a missing "
+        "table or column, a missing privilege, a write (the query runs read-only), or "
+        "timeoutSeconds reached. The message is the database's own.",
+        "Fix the query or the database user's privileges; a timeout is retried within "
+        "backoffLimit.",
     ),
     Reason.UnknownFormat: Explanation(
         _DS, True, "The format cannot be inferred from the file name.", "Set spec.format."
@@ -280,9 +351,11 @@ EXPLANATIONS: dict[Reason, Explanation] = {
     Reason.SourceTooLarge: Explanation(
         _DS,
         True,
-        "A compressed source expands more than 100 times (a decompression bomb), or the "
-        "decompressed source exceeds $MODELYARD_MAX_SOURCE_BYTES.",
-        "Check the file; if it is genuine, ship it uncompressed or raise the limit.",
+        "A compressed source expands more than 100 times (a decompression bomb), the "
+        "decompressed source exceeds $MODELYARD_MAX_SOURCE_BYTES, or one page of an api source "
+        "exceeds 32 MiB.",
+        "Check the file; if it is genuine, ship it uncompressed or raise the limit; ask the API "
+        "for smaller pages.",
     ),
     Reason.EmptyData: Explanation(_DS, True, "The source holds no rows.", "Point at data."),
     Reason.SchemaMismatch: Explanation(
@@ -297,6 +370,14 @@ EXPLANATIONS: dict[Reason, Explanation] = {
         True,
         "Rows break spec.schema's expectations (nulls, ranges, allowed values).",
         "Fix the data or the expectation; the message names the column, rule and rows.",
+    ),
+    Reason.CleaningNotApplicable: Explanation(
+        _DS,
+        True,
+        "A spec.cleaning rule does not fit its column: text rules (trim, case, mapping) on a "
+        "non-text column, outliers or median on a non-numeric one, a constant that is not of "
+        "the column's type, or a statistic over a column with no values.",
+        "Fix the rule or declare the column's type in spec.schema; the message names the field.",
     ),
     Reason.TargetNotNumeric: Explanation(
         _TJ, True, "A regressor was given a text target.", "Use a classifier or a numeric target."

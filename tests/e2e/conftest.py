@@ -98,6 +98,9 @@ def release(
             f"storage.readableLocations={json.dumps({'*': [EXAMPLES_DATA]})}",
             "--set-json",
             f"workloads.allowedImages={json.dumps([MISSING_IMAGE.rpartition(':')[0]])}",
+            # The examples' database (production-quality) on the node's bridge address.
+            "--set-json",
+            f"workloads.http.allowedNetworks={json.dumps([f'{kube_node.host_ip}/32'])}",
             "--wait",
             "--timeout",
             "5m",

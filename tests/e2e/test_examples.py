@@ -2,7 +2,9 @@
 the chain Ready, a prediction answered, and the objective, gate or drift outcome it promises.
 
 CI runs the two cheapest (medical-diagnosis: builtin data, about 25 s; credit-scoring: generated
-data, the gate blocking a weaker run and `modelyard wait` failing on it, about 45 s);
+data, the gate blocking a weaker run and `modelyard wait` failing on it, about 45 s) and the data
+stage's (production-quality: a PostgreSQL table on the node's bridge address, refreshed on a
+schedule, cleaned, with derived features);
 `MODELYARD_EXAMPLES=all` runs every example, `MODELYARD_EXAMPLES=demand-forecasting,…` a few.
 """
 
@@ -12,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -21,12 +24,13 @@ from sklearn.datasets import load_breast_cancer
 from tests.conftest import EXAMPLES
 from tests.e2e.chain import kubectl, status, wait_until
 from tests.e2e.conftest import ServiceProxy
-from tests.plugins.kube import Cluster
+from tests.plugins.kube import POD_CIDR, Cluster
+from tests.plugins.postgres import PostgresServer, running_postgres
 from tests.plugins.s3 import S3Server
 
 pytestmark = pytest.mark.e2e
 
-IN_CI = {"medical-diagnosis", "credit-scoring"}
+IN_CI = {"medical-diagnosis", "credit-scoring", "production-quality"}
 SELECTED = os.environ.get("MODELYARD_EXAMPLES", "")
 
 
@@ -286,3 +290,98 @@ def test_predictive_maintenance_shows_drift_and_retrains_on_the_new_version(
     assert max(after.values()) < 0.1
     print(f"flagged among version-2 inputs: run-1 {flagged_before:.0%}, run-2 {flagged_after:.0%}")
     assert flagged_before > 2 * flagged_after
+
+
+@pytest.fixture
+def plant_db(kube_node: Cluster) -> Iterator[PostgresServer]:
+    """The plant's database: PostgreSQL on the node's bridge address, where pods reach it."""
+    assert kube_node.host_ip is not None
+    with running_postgres(kube_node.host_ip, clients=POD_CIDR) as server:
+        yield server
+
+
+def _plant_generate(database: PostgresServer, day: int) -> str:
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(EXAMPLES / "production-quality" / "generate.py"),
+            "--database-url",
+            database.uri(),
+            "--day",
+            str(day),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    print(f"$ python examples/production-quality/generate.py --day {day}\n{result.stdout}")
+    return result.stdout
+
+
+@_selected("production-quality")
+def test_production_quality_cleans_a_database_table_and_retrains_on_a_scheduled_refresh(
+    kube_node: Cluster,
+    ml_namespace: str,
+    proxy: ServiceProxy,
+    custom: Any,
+    plant_db: PostgresServer,
+) -> None:
+    _plant_generate(plant_db, 1)
+    kubectl(
+        kube_node,
+        "create",
+        "secret",
+        "generic",
+        "plant-db",
+        "-n",
+        ml_namespace,
+        f"--from-literal=uri={plant_db.uri()}",
+    )
+    _apply_and_wait(kube_node, ml_namespace, "production-quality", "defects")
+    dataset = status(custom, ml_namespace, "datasets", "batches")
+    print(f"cleaning: {json.dumps(dataset['cleaning'], indent=1)}")
+    counts = {(c["rule"], c["action"]): c["rows"] for c in dataset["cleaning"]}
+    # What generate.py put in: 2 % of batches twice, 1 % stuck at 9999 °C, 3 % without a
+    # temperature, hand-typed line names and materials in several spellings.
+    assert 15 <= counts[("cleaning.dropDuplicates", "dropped")] <= 50
+    assert 5 <= counts[("cleaning.columns[temperature_c].outliers", "dropped")] <= 30
+    assert 20 <= counts[("cleaning.columns[temperature_c].missing", "filled")] <= 80
+    assert counts[("cleaning.columns[line].mapping", "mapped")] > 100
+    assert dataset["rows"] < 1500
+    lines = next(s for s in dataset["statistics"] if s["name"] == "line")
+    assert {c["value"] for c in lines["categories"]} == {"line-a", "line-b", "line-c"}
+    assert dataset["nextRefreshTime"] > dataset["lastRefreshTime"]
+
+    training = status(custom, ml_namespace, "trainingjobs", "defect-classifier")
+    assert training["metrics"]["roc_auc"] >= 0.8
+    batch = {
+        "line": " Line A",
+        "material": "Alloy",
+        "started_at": "2026-12-01T03:10:00",
+        "temperature_c": 84.0,
+        "pressure_in": 10.0,
+        "pressure_out": 13.5,
+        "speed_rpm": 120,
+        "operator_experience_years": 0.5,
+    }
+    calm = {**batch, "started_at": "2026-12-01T14:00:00", "temperature_c": 66.0}
+    calm |= {"pressure_out": 11.5, "operator_experience_years": 12.0}
+    answer = _predict(proxy, ml_namespace, "defects", {"instances": [batch, calm]})
+    assert answer["predictions"] == [True, False]
+
+    # A new day of batches: the next scheduled refresh finds a new version, which retrains.
+    _plant_generate(plant_db, 2)
+
+    def run_2_served() -> bool:
+        served = status(custom, ml_namespace, "modeldeployments", "defects")
+        return served.get("phase") == "Ready" and (served.get("model") or {}).get("run") == "run-2"
+
+    wait_until("run-2 served after the scheduled refresh", run_2_served, timeout=600)
+    print(f"$ kubectl get modelyard\n{kubectl(kube_node, 'get', '-n', ml_namespace, 'modelyard')}")
+    refreshed = status(custom, ml_namespace, "datasets", "batches")
+    assert refreshed["version"] != dataset["version"]
+    assert refreshed["rows"] > 2 * dataset["rows"] - 100
+    events = kubectl(kube_node, "get", "events", "-n", ml_namespace, "-o", "json")
+    reasons = [e["reason"] for e in json.loads(events)["items"]]
+    assert "ScheduledRefresh" in reasons

@@ -14,8 +14,8 @@ from modelyard import crds
 from modelyard.api import TrainingJob
 from modelyard.api.trainingjob import EstimatorClass
 from modelyard.reasons import Reason
-from modelyard.workloads.training.pipeline import estimator_class
 from modelyard.workloads.common.termination import EXIT_USAGE, WorkloadError
+from modelyard.workloads.training.pipeline import estimator_class
 from tests.conftest import REPO
 from tests.unit.chart_render import FULLNAME, Manifest, of_kind, render
 

@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from modelyard.workloads.training.baseline import feature_baselines
 from modelyard.workloads.common.modelcard import CategoricalBaseline, Feature
 from modelyard.workloads.serving.drift import DriftMonitor, psi
+from modelyard.workloads.training.baseline import feature_baselines
 
 
 def test_psi_of_identical_distributions_is_zero() -> None:

@@ -22,12 +22,12 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from modelyard.storage.digest import bytes_digest
-from modelyard.workloads.training.baseline import feature_baselines
 from modelyard.workloads.common.modelcard import DatasetLineage, Feature, ModelCard
-from modelyard.workloads.training.pipeline import build_pipeline
 from modelyard.workloads.serving import protocol
 from modelyard.workloads.serving.errors import RequestError
 from modelyard.workloads.serving.model import Model
+from modelyard.workloads.training.baseline import feature_baselines
+from modelyard.workloads.training.pipeline import build_pipeline
 
 IRIS_FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 
@@ -52,7 +52,7 @@ def train(
     estimator: BaseEstimator,
     pipeline: Pipeline | None = None,
 ) -> Trained:
-    """Fit like workloads/training/run.py does (its pipeline and baselines), without S3 or a dataset."""
+    """Fit like training/run.py does (its pipeline and baselines), without S3 or a dataset."""
     fitted = (pipeline or build_pipeline(features, estimator)).fit(x, y)
     buffer = io.BytesIO()
     joblib.dump(fitted, buffer, compress=3)  # compressed, as training writes it
@@ -203,7 +203,7 @@ def test_v1_probabilities_by_verb_or_parameter(iris_model: Model) -> None:
 
 
 def test_mixed_rows_are_encoded_as_in_training(mixed_model: Model) -> None:
-    """Booleans become "true"/"false" and missing values NaN, as workloads/training/features.py does."""
+    """Booleans become "true"/"false" and missing values NaN, as training/features.py does."""
     instances = [
         {"age": 30, "city": "oslo", "member": True},
         {"age": None, "city": None, "member": "false"},

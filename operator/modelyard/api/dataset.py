@@ -43,6 +43,8 @@ class DataFormat(StrEnum):
     CSV = "csv"
     PARQUET = "parquet"
     JSONL = "jsonl"
+    JSON = "json"  # pages of a JSON API (source.api); not a file format
+    SQL = "sql"  # rows of a database query (source.sql); not a file format
 
 
 class ColumnType(StrEnum):
@@ -90,9 +92,7 @@ class DatasetSource(ApiModel):
     s3: S3Source | None = Field(default=None, description="An object or prefix in S3 storage.")
     http: HttpSource | None = Field(default=None, description="A file served over HTTP(S).")
     sql: SqlSource | None = Field(default=None, description="The rows of a database query.")
-    api: ApiSource | None = Field(
-        default=None, description="Records from a paginated JSON API."
-    )
+    api: ApiSource | None = Field(default=None, description="Records from a paginated JSON API.")
     builtin: BuiltinSource | None = Field(
         default=None, description="A dataset that ships with scikit-learn."
     )
@@ -161,10 +161,12 @@ class DatasetSpec(ApiModel):
             " || self.cleaning.columns.all(c, c.name in self.features"
             " || (has(self.target) && c.name == self.target))",
             message="every cleaning column must be one of features or the target",
-            check=lambda s: not s.cleaning
-            or not s.cleaning.columns
-            or not s.features
-            or all(c.name in s.features or c.name == s.target for c in s.cleaning.columns),
+            check=lambda s: (
+                not s.cleaning
+                or not s.cleaning.columns
+                or not s.features
+                or all(c.name in s.features or c.name == s.target for c in s.cleaning.columns)
+            ),
             field_path=".cleaning.columns",
         ),
         # Versions, and the models trained on them, are only comparable with the same label.
@@ -189,7 +191,8 @@ class DatasetSpec(ApiModel):
     )
     format: DataFormat | None = Field(
         default=None,
-        description="csv, parquet or jsonl; inferred from the file extension when left out.",
+        description="csv, parquet or jsonl; inferred from the file extension when left out. "
+        "Files only: api sources are always read as json, sql sources as sql.",
     )
     target: ColumnName | None = Field(
         default=None,
@@ -310,6 +313,13 @@ class Dataset(ResourceBase):
             PHASE_COLUMN,
             PrinterColumn("Version", ".status.version", description="Content digest"),
             PrinterColumn("Rows", ".status.rows", type="integer"),
+            # A string: kubectl shows a future time of a date column as <invalid>.
+            PrinterColumn(
+                "Next Refresh",
+                ".status.nextRefreshTime",
+                description="When the next scheduled refresh is due (UTC)",
+                priority=1,
+            ),
             AGE_COLUMN,
         ),
         description="A versioned, validated snapshot of tabular data in S3 storage.",

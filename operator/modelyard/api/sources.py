@@ -74,8 +74,10 @@ class Pagination(ApiModel):
             cel="!has(self.kind) || self.kind != 'cursor'"
             " || (has(self.cursorField) && has(self.cursorParam))",
             message="cursor pagination needs cursorField and cursorParam",
-            check=lambda p: p.kind != PaginationKind.CURSOR
-            or (p.cursor_field is not None and p.cursor_param is not None),
+            check=lambda p: (
+                p.kind != PaginationKind.CURSOR
+                or (p.cursor_field is not None and p.cursor_param is not None)
+            ),
         ),
     )
 
@@ -121,4 +123,3 @@ class ApiSource(ApiModel):
         description="How to find the next page.",
         json_schema_extra={"default": {}},
     )
-

@@ -1,20 +1,23 @@
-"""Dataset controller: one ingest Job per (generation, refresh), status from its summary."""
+"""Dataset controller: one ingest Job per (generation, refresh), status from its summary; a timer
+starts the scheduled refreshes of spec.refresh."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import kopf
 from kubernetes.dynamic.exceptions import ConflictError
 
 from modelyard import summaries
-from modelyard.api import GROUP, VERSION
+from modelyard.api import API_VERSION, GROUP, VERSION
 from modelyard.api.dataset import DatasetSpec
-from modelyard.controllers import metrics, pods, provenance, trainingjob
+from modelyard.controllers import metrics, pods, provenance, refresh, trainingjob
 from modelyard.controllers.conditions import (
     get_condition,
     now,
     progressing,
+    remove_condition,
     set_condition,
     settled,
     stalled,
@@ -33,7 +36,17 @@ from modelyard.storage.uri import S3Uri
 
 KIND = "Dataset"
 REFRESH_ANNOTATION = "modelyard.dev/refresh"
+# The slot of the latest scheduled refresh, written by the operator (server-side apply, field
+# manager modelyard): like the manual annotation, it goes into the ingest Job's name, so every
+# ingestion is started by reconcile(), one at a time per Dataset, and a restart derives the same
+# name again.
+SCHEDULED_ANNOTATION = "modelyard.dev/scheduled-refresh"
+SCHEDULE_CONDITION = "RefreshScheduled"
 HISTORY_LIMIT = 20
+# How often the timer looks at each Dataset with spec.refresh (and only those): a slot is started
+# at most this late. A tick that has nothing to do makes no API call: it reads kopf's copy of the
+# object. No `idle`: our own status writes would keep postponing the ticks.
+REFRESH_TICK_SECONDS = 10.0
 
 
 @kopf.on.resume(GROUP, VERSION, "datasets")
@@ -79,8 +92,7 @@ def reconcile(context: Context, body: dict[str, Any]) -> None:
     namespace, name, uid = meta["namespace"], meta["name"], meta["uid"]
     status = body.get("status") or {}
     generation = meta.get("generation", 1)
-    refresh = (meta.get("annotations") or {}).get(REFRESH_ANNOTATION, "")
-    job_name = ingest_job_name(name, uid, generation, refresh)
+    job_name = ingest_job_name(name, uid, generation, refresh_token(meta))
     if status.get("ingestJob") == job_name:
         if status.get("phase") == "Ingesting":
             _check_job_present(context, body)
@@ -107,15 +119,21 @@ def reconcile(context: Context, body: dict[str, Any]) -> None:
         generation,
         keep_ready=bool(status.get("version")),
     )
+    conditions = set_condition(
+        conditions, "Ingested", "Unknown", Reason.Ingesting, message, generation
+    )
     patch = {
         "phase": "Ingesting",
         "ingestJob": job_name,
         "ingestJobUid": job["metadata"]["uid"],
         "observedGeneration": generation,
-        "conditions": set_condition(
-            conditions, "Ingested", "Unknown", Reason.Ingesting, message, generation
-        ),
+        # The Job's own creation time: the same when a restart finds the Job made before it.
+        "lastRefreshTime": job["metadata"]["creationTimestamp"],
+        "conditions": conditions,
     }
+    if spec.refresh is None:  # the timer only follows Datasets that have a schedule
+        patch["nextRefreshTime"] = None
+        patch["conditions"] = remove_condition(conditions, SCHEDULE_CONDITION)
     _patch(context, body, patch)
     metrics.set_phase(KIND, namespace, name, "Ingesting")
     if created:
@@ -128,6 +146,126 @@ def reconcile(context: Context, body: dict[str, Any]) -> None:
     finished = outcome(job)
     if finished is not None:
         on_job_finished(context, job, finished)
+
+
+def refresh_token(meta: dict[str, Any]) -> str:
+    """The refresh part of the ingest Job's name: the manual annotation, and the scheduled slot
+    once there is one (names of Datasets never refreshed on a schedule stay as they were)."""
+    annotations = meta.get("annotations") or {}
+    manual = annotations.get(REFRESH_ANNOTATION, "")
+    scheduled = annotations.get(SCHEDULED_ANNOTATION)
+    return manual if not scheduled else f"{manual}|{scheduled}"
+
+
+def _has_refresh(spec: kopf.Spec, **_: Any) -> bool:
+    return bool(spec.get("refresh"))
+
+
+@kopf.timer(GROUP, VERSION, "datasets", interval=REFRESH_TICK_SECONDS, when=_has_refresh)
+def dataset_refresh_tick(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    context, plain = from_memo(memo), dict(body)
+    if not _refresh_work(plain, datetime.now(UTC)):
+        return
+    meta = plain["metadata"]
+    with metrics.reconciling(KIND), reported(context, KIND, plain):
+        on_fresh(context, KIND, meta["namespace"], meta["name"], lambda d: _refresh(context, d))
+
+
+def _refresh_plan(body: dict[str, Any], now: datetime) -> refresh.Plan | str | None:
+    """The plan for `body`'s schedule, the message of an invalid one, or None without one."""
+    spec = DatasetSpec.model_validate(body["spec"]).refresh
+    if spec is None or body["metadata"].get("deletionTimestamp"):
+        return None
+    status = body.get("status") or {}
+    annotations = body["metadata"].get("annotations") or {}
+    try:
+        return refresh.plan(
+            spec,
+            refresh.parse_time(status.get("lastRefreshTime")),
+            refresh.parse_time(status.get("nextRefreshTime")),
+            refresh.token_slot(annotations.get(SCHEDULED_ANNOTATION)),
+            now,
+        )
+    except refresh.InvalidSchedule as error:
+        return f"spec.refresh.schedule: {error}; no scheduled refresh runs"
+
+
+def _refresh_work(body: dict[str, Any], now: datetime) -> bool:
+    """Whether `body` needs a write: a slot to start, a next time or condition to change."""
+    planned = _refresh_plan(body, now)
+    if planned is None:
+        return False
+    status = body.get("status") or {}
+    condition = get_condition(status.get("conditions"), SCHEDULE_CONDITION)
+    if isinstance(planned, str):
+        return (condition or {}).get("message") != planned or bool(status.get("nextRefreshTime"))
+    return (
+        (planned.due is not None and _idle(body))
+        or condition is not None
+        or refresh.format_time(planned.next) != status.get("nextRefreshTime")
+    )
+
+
+def _idle(body: dict[str, Any]) -> bool:
+    """No ingestion running or about to: the one the current generation and refresh tokens ask
+    for was started and has ended. Until reconcile() recorded its start (a restart may come in
+    between), the status still names the one before."""
+    meta, status = body["metadata"], body.get("status") or {}
+    current = ingest_job_name(
+        meta["name"], meta["uid"], meta.get("generation", 1), refresh_token(meta)
+    )
+    return status.get("ingestJob") == current and status.get("phase") != "Ingesting"
+
+
+def _refresh(context: Context, body: dict[str, Any]) -> None:
+    """Record the schedule's next time, and start the slot that is due unless an ingestion is
+    running (refreshes never overlap: the slot waits for it to end). The tick after a start
+    records the next time, once reconcile() recorded the start."""
+    planned = _refresh_plan(body, datetime.now(UTC))
+    if planned is None:
+        return
+    meta, status = body["metadata"], body.get("status") or {}
+    generation = meta.get("generation")
+    conditions = status.get("conditions")
+    if isinstance(planned, str):
+        condition = get_condition(conditions, SCHEDULE_CONDITION) or {}
+        if condition.get("message") != planned or status.get("nextRefreshTime"):
+            conditions = set_condition(
+                conditions, SCHEDULE_CONDITION, False, Reason.InvalidSchedule, planned, generation
+            )
+            _patch(context, body, {"conditions": conditions, "nextRefreshTime": None})
+            post_event(body, Reason.InvalidSchedule, planned, warning=True)
+        return
+    if planned.due is not None and _idle(body):
+        token = refresh.slot_token(planned.due)
+        # Guarded by the resourceVersion read: an ingestion started meanwhile makes this conflict,
+        # and the slot is looked at again on a new read.
+        context.kube.apply(
+            {
+                "apiVersion": API_VERSION,
+                "kind": KIND,
+                "metadata": {
+                    "name": meta["name"],
+                    "namespace": meta["namespace"],
+                    "resourceVersion": meta["resourceVersion"],
+                    "annotations": {SCHEDULED_ANNOTATION: token},
+                },
+            }
+        )
+        post_event(
+            body,
+            Reason.ScheduledRefresh,
+            f"refresh {token} for the slot due at {refresh.format_time(planned.due)}",
+        )
+        return
+    patch: dict[str, Any] = {}
+    if get_condition(conditions, SCHEDULE_CONDITION) is not None:
+        patch["conditions"] = remove_condition(conditions, SCHEDULE_CONDITION)
+    next_time = refresh.format_time(planned.next)
+    if next_time != status.get("nextRefreshTime"):
+        patch["nextRefreshTime"] = next_time
+    if patch:
+        _patch(context, body, patch)
 
 
 def _patch(context: Context, body: dict[str, Any], patch: dict[str, Any]) -> None:
@@ -312,6 +450,10 @@ def _record_version(
         "trainRows": result.train_rows,
         "testRows": result.test_rows,
         "statistics": [column.to_dict() for column in result.statistics],
+        # None removes the counts of an earlier version when this one declares no cleaning.
+        "cleaning": (
+            None if result.cleaning is None else [count.to_dict() for count in result.cleaning]
+        ),
         "history": ([record, *history])[:HISTORY_LIMIT],
         "conditions": conditions,
     }

@@ -7,6 +7,7 @@ from typing import Any
 
 import kopf
 from kubernetes.dynamic.exceptions import ConflictError
+from pydantic import ValidationError
 
 from modelyard import summaries
 from modelyard.api import GROUP, VERSION
@@ -27,6 +28,7 @@ from modelyard.controllers.fresh import on_fresh, patch_status
 from modelyard.controllers.jobs import failure_of, job_env, job_output, outcome
 from modelyard.controllers.stalls import report_stall
 from modelyard.controllers.transient import recorded, retrying
+from modelyard.manifests import describe
 from modelyard.policy import locations
 from modelyard.policy.images import image_refusal
 from modelyard.reasons import Reason
@@ -96,8 +98,14 @@ def reconcile(context: Context, body: dict[str, Any]) -> None:
     if meta.get("deletionTimestamp"):
         return
     namespace, name, generation = meta["namespace"], meta["name"], meta.get("generation", 1)
-    spec = TrainingJobSpec.model_validate(body["spec"])
     status = body.get("status") or {}
+    try:
+        spec = TrainingJobSpec.model_validate(body["spec"])
+    except ValidationError as error:
+        # What the API server cannot check (expressions): a stall naming the field, not a retry.
+        message = "; ".join(f"spec.{line}" for line in describe(error, "spec").splitlines())
+        _stall(context, body, status.get("conditions"), Reason.InvalidSpec, message)
+        return
     runs: list[dict[str, Any]] = list(status.get("runs") or [])
     conditions = status.get("conditions")
     has_model = bool(status.get("model"))
@@ -538,7 +546,10 @@ def _end_run(
     conditions = status.get("conditions")
     patch: dict[str, Any] = {}
     if run["phase"] == "Succeeded":
-        spec = TrainingJobSpec.model_validate(body["spec"])
+        try:
+            spec: TrainingJobSpec | None = TrainingJobSpec.model_validate(body["spec"])
+        except ValidationError:
+            spec = None  # edited into an invalid spec meanwhile: reconcile says so; still record
         patch.update(
             model=run.get("model"),
             metrics=run.get("metrics"),
@@ -563,9 +574,9 @@ def _end_run(
 
 
 def _primary_metric(
-    spec: TrainingJobSpec, values: dict[str, float], task: str | None
+    spec: TrainingJobSpec | None, values: dict[str, float], task: str | None
 ) -> dict[str, Any] | None:
-    if spec.objective:
+    if spec is not None and spec.objective:
         metric = str(spec.objective.metric)
     else:
         metric = DEFAULT_METRIC.get(task or "", Metric.ACCURACY).value

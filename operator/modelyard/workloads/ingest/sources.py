@@ -26,12 +26,12 @@ from modelyard.api.dataset import BuiltinName, DataFormat, DatasetSource
 from modelyard.reasons import Reason
 from modelyard.storage.client import ObjectNotFound, Storage
 from modelyard.storage.uri import S3Uri
+from modelyard.workloads.common.termination import EXIT_INVALID_DATA, EXIT_USAGE, WorkloadError
 from modelyard.workloads.ingest.address_policy import AddressPolicy
 from modelyard.workloads.ingest.api_source import read_api
 from modelyard.workloads.ingest.http_fetch import FetchFailed, FetchRefused, open_url
 from modelyard.workloads.ingest.source_stream import open_source
 from modelyard.workloads.ingest.sql_source import read_sql
-from modelyard.workloads.common.termination import EXIT_INVALID_DATA, EXIT_USAGE, WorkloadError
 
 BLOCK_BYTES = 1 << 20  # CSV/JSON block: bounds memory per batch; see docs/benchmarks/workloads.md
 _EXTENSIONS = {

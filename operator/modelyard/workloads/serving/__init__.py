@@ -16,8 +16,8 @@ import sys
 from modelyard.reasons import Reason
 from modelyard.storage.uri import InvalidUri
 from modelyard.workloads.common import termination
-from modelyard.workloads.serving.config import UsageError, parse
 from modelyard.workloads.common.termination import EXIT_USAGE, WorkloadError
+from modelyard.workloads.serving.config import UsageError, parse
 
 
 def main(argv: list[str]) -> int:

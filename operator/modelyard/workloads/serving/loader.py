@@ -24,9 +24,9 @@ from modelyard.storage.client import ObjectNotFound, Storage
 from modelyard.storage.config import StorageConfig
 from modelyard.storage.digest import bytes_digest
 from modelyard.workloads.common.modelcard import ModelCard
+from modelyard.workloads.common.termination import WorkloadError
 from modelyard.workloads.serving.config import ServeConfig
 from modelyard.workloads.serving.model import Model
-from modelyard.workloads.common.termination import WorkloadError
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,9 @@ import numpy as np
 from modelyard.reasons import Reason
 from modelyard.storage.digest import short
 from modelyard.workloads.common.modelcard import CategoricalBaseline, ModelCard, NumericBaseline
+from modelyard.workloads.common.termination import WorkloadError
 from modelyard.workloads.serving.compiled import Compiled, compile_pipeline
 from modelyard.workloads.serving.errors import RequestError
-from modelyard.workloads.common.termination import WorkloadError
 from modelyard.workloads.training.transformers import derived_of
 
 NUMERIC_TYPES = frozenset({"integer", "float"})

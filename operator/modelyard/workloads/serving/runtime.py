@@ -26,12 +26,12 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from modelyard.reasons import Reason
 from modelyard.workloads.common import termination
+from modelyard.workloads.common.termination import WorkloadError
 from modelyard.workloads.serving import loader
 from modelyard.workloads.serving.app import App
 from modelyard.workloads.serving.config import ServeConfig
 from modelyard.workloads.serving.http import Server
 from modelyard.workloads.serving.metrics import Metrics
-from modelyard.workloads.common.termination import WorkloadError
 
 log = logging.getLogger("modelyard.serve")
 

@@ -33,6 +33,15 @@ from modelyard.storage.client import Storage
 from modelyard.storage.digest import bytes_digest, file_digest
 from modelyard.storage.uri import S3Uri
 from modelyard.workloads.common import termination
+from modelyard.workloads.common.modelcard import DatasetLineage, Feature, ModelCard
+from modelyard.workloads.common.spec import load_spec, parse_uri, storage_config
+from modelyard.workloads.common.termination import (
+    EXIT_INVALID_DATA,
+    EXIT_OBJECTIVE_NOT_MET,
+    EXIT_USAGE,
+    WorkloadError,
+)
+from modelyard.workloads.common.timing import log_peak_memory, phase
 from modelyard.workloads.training.baseline import feature_baselines
 from modelyard.workloads.training.evaluation import (
     SCORERS,
@@ -43,16 +52,13 @@ from modelyard.workloads.training.evaluation import (
     metric_names,
 )
 from modelyard.workloads.training.features import table_to_matrix
-from modelyard.workloads.common.modelcard import DatasetLineage, Feature, ModelCard
-from modelyard.workloads.training.pipeline import ESTIMATOR_STEP, build_estimator, build_pipeline, task_of
-from modelyard.workloads.common.spec import load_spec, parse_uri, storage_config
-from modelyard.workloads.common.termination import (
-    EXIT_INVALID_DATA,
-    EXIT_OBJECTIVE_NOT_MET,
-    EXIT_USAGE,
-    WorkloadError,
+from modelyard.workloads.training.pipeline import (
+    ESTIMATOR_STEP,
+    build_estimator,
+    build_pipeline,
+    engineering_card,
+    task_of,
 )
-from modelyard.workloads.common.timing import log_peak_memory, phase
 
 # The operator passes its own limit; run by hand, the operator's default applies.
 DEFAULT_MAX_SEARCH_TRIALS = OperatorConfig.max_search_trials
@@ -164,7 +170,7 @@ def train(
         Feature(name=c["name"], type=c["type"]) for c in manifest["columns"] if c["name"] != target
     ]
     # Everything the spec can get wrong is refused here, before the data is downloaded.
-    pipeline = build_pipeline(features, estimator)
+    pipeline = build_pipeline(features, estimator, spec.feature_engineering, target)
     search = _search(spec, pipeline, task) if spec.search else None
     with (
         phase("train", "download and load"),
@@ -216,6 +222,7 @@ def train(
             digest=digest,
             libraries=_library_versions(),
             baseline=feature_baselines(features, x_train),
+            **engineering_card(pipeline, spec.feature_engineering),
             dataset=DatasetLineage(
                 namespace=manifest["dataset"]["namespace"],
                 name=manifest["dataset"]["name"],
