@@ -42,7 +42,9 @@ def test_helm_test_predicts_through_a_served_model(
         check=True,
     )
     tested = subprocess.run(
-        [*release, "test", RELEASE, "--namespace", OPERATOR_NAMESPACE, "--logs", "--timeout", "3m"],
+        # No --logs: the chart has Helm print each check's output (hook-output-log-policy),
+        # and a passed test pod is deleted at once.
+        [*release, "test", RELEASE, "--namespace", OPERATOR_NAMESPACE, "--timeout", "3m"],
         capture_output=True,
         text=True,
         check=False,
@@ -51,3 +53,7 @@ def test_helm_test_predicts_through_a_served_model(
     assert tested.returncode == 0, tested.stdout + tested.stderr
     assert "Phase:          Succeeded" in tested.stdout
     assert tested.stdout.count("Phase:          Succeeded") == 2, "metrics and prediction"
+    assert f"http://iris.{ml_namespace}.svc.cluster.local/v1/models/iris:predict: [0]" in (
+        tested.stdout
+    )
+    assert "the operator is ready" in tested.stdout
