@@ -13,12 +13,12 @@ import pytest
 from pydantic import ValidationError
 
 from modelyard.api.trainingjob import TrainingJobSpec
-from modelyard.expressions import (
+from modelyard.expressions.evaluate import evaluate
+from modelyard.expressions.parse import (
     MAX_DEPTH,
     ExpressionError,
     Kind,
     columns_of,
-    evaluate,
     infer_kind,
     parse,
 )

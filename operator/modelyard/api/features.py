@@ -13,7 +13,7 @@ from pydantic import Field, StringConstraints, field_validator
 
 from modelyard.api.base import ApiModel, Rule
 from modelyard.api.common import ColumnName
-from modelyard.expressions import parse
+from modelyard.expressions.parse import parse
 
 FeatureName = Annotated[
     str, StringConstraints(min_length=1, max_length=63, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")

@@ -5,32 +5,7 @@ kinds is accepted; nothing is ever compiled or evaluated by Python. Evaluation i
 with numpy over whole columns (float64 with NaN for missing numbers, object arrays of `str` with
 NaN for missing strings), so it runs the same in the trainer and in the model server, which has
 numpy but no pyarrow. The reference is docs/features.md.
+
+parse.py needs only the standard library, so that the API models (in the operator image, which
+has no numpy) check expressions; evaluate.py needs numpy.
 """
-
-from modelyard.expressions.evaluate import evaluate
-from modelyard.expressions.parse import (
-    MAX_DEPTH,
-    MAX_NODES,
-    NUMBER,
-    STRING,
-    ExpressionError,
-    Kind,
-    Node,
-    columns_of,
-    infer_kind,
-    parse,
-)
-
-__all__ = [
-    "MAX_DEPTH",
-    "MAX_NODES",
-    "NUMBER",
-    "STRING",
-    "ExpressionError",
-    "Kind",
-    "Node",
-    "columns_of",
-    "evaluate",
-    "infer_kind",
-    "parse",
-]

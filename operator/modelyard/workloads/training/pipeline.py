@@ -31,7 +31,7 @@ from sklearn.utils._param_validation import InvalidParameterError
 
 from modelyard.api.features import ColumnTransform, Encoding, FeatureEngineeringSpec, Scaling
 from modelyard.api.trainingjob import EstimatorClass
-from modelyard.expressions import NUMBER, STRING, ExpressionError, Kind
+from modelyard.expressions.parse import NUMBER, STRING, ExpressionError, Kind
 from modelyard.reasons import Reason
 from modelyard.workloads.common.modelcard import DerivedFeatureCard, Feature, TransformCard
 from modelyard.workloads.common.termination import EXIT_USAGE, WorkloadError

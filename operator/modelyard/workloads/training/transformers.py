@@ -13,7 +13,8 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.feature_extraction import FeatureHasher
 
-from modelyard.expressions import NUMBER, STRING, Kind, evaluate, infer_kind, parse
+from modelyard.expressions.evaluate import evaluate
+from modelyard.expressions.parse import NUMBER, STRING, Kind, infer_kind, parse
 
 Array = np.ndarray[Any, Any]
 
