@@ -21,7 +21,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -209,3 +209,23 @@ def _wait_ready(
 def postgres() -> Iterator[PostgresServer]:
     with running_postgres() as server:
         yield server
+
+
+def main() -> None:
+    """`python -m tests.plugins.postgres --host 10.244.0.1 --clients 10.244.0.0/24`: a throwaway
+    server for trying the sql source on the local cluster (examples/production-quality), until
+    interrupted."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--clients", help="a network (CIDR) whose hosts may log in")
+    args = parser.parse_args()
+    with running_postgres(args.host, args.clients) as server:
+        print(server.uri(), flush=True)
+        with suppress(KeyboardInterrupt):
+            signal.pause()
+
+
+if __name__ == "__main__":
+    main()

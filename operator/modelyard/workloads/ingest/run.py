@@ -169,14 +169,18 @@ class Snapshot:
     target_column: TargetColumn
 
 
+def _no_rows() -> WorkloadError:
+    return WorkloadError(
+        Reason.EmptyData, "spec.source: the source holds no rows", EXIT_INVALID_DATA
+    )
+
+
 def _normalize_to_parquet(
     spec: DatasetSpec, batches: Iterator[pa.RecordBatch], target: str, data_path: Path
 ) -> Snapshot:
     first = next(batches, None)
     if first is None:
-        raise WorkloadError(
-            Reason.EmptyData, "spec.source: the source holds no rows", EXIT_INVALID_DATA
-        )
+        raise _no_rows()
     try:
         keep = select_columns(first.schema, spec, target)
         schema = _normalized(first, keep).schema
@@ -199,9 +203,7 @@ def _normalize_to_parquet(
             target_column.update(batch.column(target))
             rows += batch.num_rows
     if rows == 0:
-        raise WorkloadError(
-            Reason.EmptyData, "spec.source: the source holds no rows", EXIT_INVALID_DATA
-        )
+        raise _no_rows()
     problems = validator.summary()
     if problems:
         raise WorkloadError(Reason.ValidationFailed, problems, EXIT_INVALID_DATA)
@@ -221,9 +223,7 @@ def _write_raw(
     (cleaning.internal_name) beside their row number; the columns' user schema."""
     first = next(batches, None)
     if first is None:
-        raise WorkloadError(
-            Reason.EmptyData, "spec.source: the source holds no rows", EXIT_INVALID_DATA
-        )
+        raise _no_rows()
     try:
         keep = select_columns(first.schema, spec, target)
     except SchemaMismatch as error:
@@ -244,9 +244,7 @@ def _write_raw(
             sink.write(pa.RecordBatch.from_arrays([*batch.columns, numbers], schema=raw_schema))
             rows += batch.num_rows
     if rows == 0:
-        raise WorkloadError(
-            Reason.EmptyData, "spec.source: the source holds no rows", EXIT_INVALID_DATA
-        )
+        raise _no_rows()
     return schema, raw_path
 
 
