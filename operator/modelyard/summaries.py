@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from modelyard.api.cleaning import CleaningCount
 from modelyard.api.common import Digest, S3Uri
-from modelyard.api.dataset import ColumnStatistics
+from modelyard.api.dataset import ColumnStatistics, DataFormat
 from modelyard.api.trainingjob import Metric
 from modelyard.reasons import Reason
 from modelyard.storage import layout
@@ -50,7 +50,7 @@ class IngestResult(_Summary):
     status: Literal["Succeeded"]
     version: Digest
     uri: S3Uri
-    format: Literal["csv", "parquet", "jsonl"] | None = None
+    format: DataFormat | None = None
     rows: int = Field(ge=0)
     columns: int | None = Field(default=None, ge=0)
     size_bytes: int | None = Field(default=None, ge=0, alias="sizeBytes")

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from modelyard import summaries
+from modelyard.api.dataset import DataFormat
 from modelyard.reasons import Reason
 from modelyard.storage.uri import S3Uri
 
@@ -55,9 +56,17 @@ def test_an_ingestion_published_where_it_was_told_is_recorded() -> None:
     }
 
 
+@pytest.mark.parametrize("source_format", [f.value for f in DataFormat])
+def test_every_format_a_source_reports_is_recorded(source_format: str) -> None:
+    """Files, API pages and query rows: a new kind of source must not be refused as malformed."""
+    result = summaries.expect_ingest(_ingest(format=source_format), DATASETS)
+    assert result.format == source_format
+
+
 @pytest.mark.parametrize(
     ("changes", "complaint"),
     [
+        ({"format": "xml"}, "format"),
         ({"uri": "s3://modelyard/namespaces/other/datasets/iris/" + "1" * 64}, "not the location"),
         ({"uri": f"{DATASETS}{'2' * 64}"}, "not the location"),
         ({"version": "md5:abc"}, "version"),
