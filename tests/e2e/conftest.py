@@ -98,6 +98,10 @@ def release(
             f"storage.readableLocations={json.dumps({'*': [EXAMPLES_DATA]})}",
             "--set-json",
             f"workloads.allowedImages={json.dumps([MISSING_IMAGE.rpartition(':')[0]])}",
+            # A new operator pod per session, running the images just built: their tag stays
+            # the same, so an upgrade would otherwise keep the pod of an earlier session.
+            "--set-string",
+            f"podAnnotations.modelyard\\.dev/e2e-session={uuid.uuid4().hex[:12]}",
             # The examples' database (production-quality) on the node's bridge address.
             "--set-json",
             f"workloads.http.allowedNetworks={json.dumps([f'{kube_node.host_ip}/32'])}",
