@@ -271,6 +271,22 @@ def test_a_wrong_password_is_unreachable_and_never_quoted(
     assert postgres.uri(password=wrong) not in message
 
 
+def test_a_password_given_as_a_parameter_is_never_quoted(
+    worker: Worker, postgres: PostgresServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A bare % makes libpq quote the value back in its error.
+    secret = f"Tr0ub4dor%zz{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv(
+        SECRET_ENV,
+        f"postgresql://{postgres.user}@{postgres.host}:{postgres.port}/db?password={secret}",
+    )
+
+    result = worker.ingest(_spec("SELECT 1 AS label"))
+
+    assert result.exit_code != 0
+    assert secret not in worker.log.read_text()
+
+
 def test_a_closed_port_is_unreachable(worker: Worker, monkeypatch: pytest.MonkeyPatch) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -332,8 +348,9 @@ def test_the_connection_goes_to_the_checked_address_not_a_new_lookup(
         ("postgresql://u:p@a:5432,b:5432/db", "names several hosts"),
         ("postgresql://u:p@db/x?host=/var/run/postgresql", "sets host as a parameter"),
         ("postgresql:///db", "names no host"),
+        ("postgresql://u:p@ss@db.internal:5432/db", "more than one @"),
     ],
-    ids=["empty", "key-value", "two-hosts", "host-parameter", "unix-socket"],
+    ids=["empty", "key-value", "two-hosts", "host-parameter", "unix-socket", "two-at-signs"],
 )
 def test_a_secret_that_is_not_one_host_uri_is_refused_by_field(
     worker: Worker, monkeypatch: pytest.MonkeyPatch, secret: str, problem: str
@@ -344,7 +361,7 @@ def test_a_secret_that_is_not_one_host_uri_is_refused_by_field(
 
     message = _failed(result, "SourceSecretInvalid", "spec.source.sql.connectionSecretRef", problem)
     assert result.exit_code == EXIT_USAGE
-    assert "password=p" not in message and ":p@" not in message
+    assert "password=p" not in message and ":p@" not in message and "ss@db" not in message
 
 
 def test_a_column_without_a_tabular_form_is_named_with_the_cast_to_make(worker: Worker) -> None:

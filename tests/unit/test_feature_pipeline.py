@@ -265,6 +265,18 @@ def test_target_encoding_serves_regression_too() -> None:
     assert step.target_type_ == "continuous"
 
 
+def test_a_whole_number_regression_target_is_encoded_as_its_mean_not_as_classes() -> None:
+    """Prices in whole euros are still a continuous target: one column, the mean per city."""
+    x, _ = dataset()
+    y = np.round(x[:, 1].astype(float))
+    pipeline = build_pipeline(
+        FEATURES, Ridge(), spec(transforms=[{"name": "city", "encoding": "target"}])
+    ).fit(x, y)
+    step, _ = preprocess_block(pipeline, "categorical_target")
+    assert step.target_type_ == "continuous"
+    assert step.transform(x[:, [2]]).shape == (len(x), 1)
+
+
 @pytest.mark.parametrize(
     ("engineering", "field"),
     [

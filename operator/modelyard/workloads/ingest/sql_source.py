@@ -100,6 +100,10 @@ class _Target:
             raise invalid(
                 "not a libpq connection URI; expected postgresql://user:password@host:5432/db"
             )
+        if parts.netloc.count("@") > 1:
+            # libpq splits user info at the first @, Python at the last: a password's tail
+            # would become the host, and could appear in a TLS error.
+            raise invalid("holds more than one @; percent-encode an @ in the password as %40")
         if "," in parts.netloc.rpartition("@")[2]:
             raise invalid("names several hosts; name one (a load balancer or the primary)")
         routed = _ROUTING_PARAMETERS & {key for key, _ in parse_qsl(parts.query)}
@@ -114,8 +118,12 @@ class _Target:
             port = parts.port or DEFAULT_PORT
         except ValueError:
             raise invalid("the port is not a number from 0 to 65535") from None
-        password = parts.password or ""
-        hidden = tuple(text for text in (uri, password, unquote(password)) if text)
+        # A password may also come as a parameter, which libpq quotes back when it is
+        # malformed (a bare % in it).
+        passwords = [parts.password or ""]
+        passwords += [value for key, value in parse_qsl(parts.query) if key == "password"]
+        passwords += re.findall(r"(?:^|&)password=([^&]*)", parts.query)
+        hidden = tuple(text for text in (uri, *passwords, *(unquote(p) for p in passwords)) if text)
         return cls(unquote(parts.hostname), port, hidden)
 
     def scrub(self, text: str) -> str:

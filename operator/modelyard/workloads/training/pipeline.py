@@ -150,7 +150,12 @@ def _group_transformer(group: str, classifier: bool) -> Any:
         # Cross-fitted in fit_transform (scikit-learn's TargetEncoder), so a row's own target
         # never leaks into its encoding; seeded folds keep a run reproducible.
         folds = StratifiedKFold if classifier else KFold
-        return TargetEncoder(cv=folds(n_splits=5, shuffle=True, random_state=0))
+        # For a regressor the target is continuous even when its values are whole numbers,
+        # which "auto" would read as classes: one column per distinct value, not the mean.
+        return TargetEncoder(
+            target_type="auto" if classifier else "continuous",
+            cv=folds(n_splits=5, shuffle=True, random_state=0),
+        )
     return Pipeline(
         [
             ("impute", SimpleImputer(strategy="most_frequent")),
