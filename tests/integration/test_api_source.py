@@ -300,6 +300,18 @@ def test_a_missing_page_fails_with_its_status_code(worker: Worker, api: Api) -> 
     assert "page=3" not in message  # the query can hold tokens: only the path is named
 
 
+def test_a_record_longer_than_a_read_block_arrives_whole(
+    worker: Worker, api: Api, storage: Storage
+) -> None:
+    """A long text field (2 MiB) in one record: pages may be far larger than Arrow's block."""
+    description = "x" * (2 << 20)
+    api.json("/long", [{"id": 1, "description": description}, {"id": 2, "description": "short"}])
+    result = _ingest(worker, {"url": f"{api.base}/long"}, target="id")
+    assert result.exit_code == 0, result.message
+    table = _table(storage, result)
+    assert table["description"] == [description, "short"]
+
+
 def test_a_page_that_is_not_json_is_named(worker: Worker, api: Api) -> None:
     _body_pages(api)
     api.routes["/v1/items?page=2"] = (200, {}, b"<html>maintenance</html>")

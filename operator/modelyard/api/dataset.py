@@ -284,7 +284,9 @@ class DatasetStatus(StatusBase):
         default=None, description="Rows each cleaning rule changed or dropped in this version."
     )
     last_refresh_time: datetime | None = Field(
-        default=None, description="When the latest scheduled or manual refresh started."
+        default=None,
+        description="When the latest ingestion started, whatever started it (creation, a spec "
+        "change, a manual or a scheduled refresh); intervals count from it.",
     )
     next_refresh_time: datetime | None = Field(
         default=None, description="When the next scheduled refresh is due; absent when suspended."

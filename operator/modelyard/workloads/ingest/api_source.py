@@ -97,7 +97,7 @@ def read_api(
         try:
             with pa_json.open_json(
                 spool,
-                read_options=pa_json.ReadOptions(block_size=BLOCK_BYTES),
+                read_options=pa_json.ReadOptions(block_size=max(BLOCK_BYTES, columns.longest + 1)),
                 parse_options=pa_json.ParseOptions(
                     explicit_schema=schema, unexpected_field_behavior="error"
                 ),
@@ -208,6 +208,8 @@ class _Columns:
     kinds: dict[str, LogicalType | None] = field(default_factory=dict)
     # The page where each column's type was first seen, for the message of a conflict.
     since: dict[str, int] = field(default_factory=dict)
+    # Bytes of the longest spooled record: Arrow parses no record longer than its block.
+    longest: int = 0
 
     def add(self, row: dict[str, Any], page: int) -> dict[str, Any]:
         """The row as spooled (declared columns as text); its types merged into the columns'."""
@@ -284,7 +286,9 @@ def _spool_pages(
         body, links = _fetch(url, number, page_headers, policy, max_page_bytes)
         page = _parse(body, url, number)
         for record in _records(page, source.records, number):
-            out.write(json.dumps(columns.add(flatten(record, number), number)))
+            line = json.dumps(columns.add(flatten(record, number), number))
+            columns.longest = max(columns.longest, len(line.encode()))
+            out.write(line)
             out.write("\n")
         url = _next_url(source, page, links, url, number)
         if url is None:
@@ -425,7 +429,8 @@ def _next_url(source: ApiSource, page: Any, links: list[str], url: str, number: 
             target = next_link(links)
         else:
             target = _text_at(page, pagination.next_field, "nextField", number)
-        # Relative links are resolved against the page asked for, as a browser would.
+        # Relative links are resolved against the URL asked for (a redirect's target is not
+        # known here; docs/sources-api.md says so).
         return urljoin(url, target) if target else None
     assert pagination.cursor_field is not None and pagination.cursor_param is not None
     cursor = _text_at(page, pagination.cursor_field, "cursorField", number)
