@@ -692,14 +692,14 @@ IMMUTABLE_CHANGES: tuple[Change, ...] = (
         DATASET,
         {"spec": {"source": {"s3": None, "http": {"url": "https://example.org/iris.csv"}}}},
         "spec.source",
-        "kind of source (s3, http or builtin) is immutable",
+        "kind of source (s3, http, sql, api or builtin) is immutable",
     ),
     Change(
         "dataset-source-builtin-to-s3",
         _with(BUILTIN_DATASET, "target", "target"),
         {"spec": {"source": {"builtin": None, "s3": {"uri": "s3://data/iris.csv"}}}},
         "spec.source",
-        "kind of source (s3, http or builtin) is immutable",
+        "kind of source (s3, http, sql, api or builtin) is immutable",
     ),
     Change(
         "dataset-storage-bucket-changed",

@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import boto3
 import pytest
 import requests
 
@@ -109,19 +110,28 @@ def running_versitygw(
             stderr=subprocess.STDOUT,
         )
     endpoint = f"http://{host}:{port}"
+    server = S3Server(
+        endpoint, access_key, secret_key, f"versitygw {version} (posix backend, {host})"
+    )
     try:
         deadline = time.monotonic() + 30
         while True:
             try:
-                requests.get(endpoint, timeout=1)  # any answer (403 without a signature) will do
+                # Signed with this server's own credentials: another process that took the free
+                # port meanwhile (a parallel test session) answers, but not to these.
+                boto3.client(
+                    "s3",
+                    endpoint_url=endpoint,
+                    aws_access_key_id=access_key,
+                    aws_secret_access_key=secret_key,
+                    region_name="us-east-1",
+                ).list_buckets()
                 break
-            except requests.ConnectionError:
+            except Exception:
                 if process.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"versitygw did not start:\n{log.read_text()}") from None
                 time.sleep(0.1)
-        yield S3Server(
-            endpoint, access_key, secret_key, f"versitygw {version} (posix backend, {host})"
-        )
+        yield server
     finally:
         process.terminate()
         process.wait(timeout=30)

@@ -48,6 +48,7 @@ from modelyard.workloads.common.termination import EXIT_INVALID_DATA, WorkloadEr
 # The raw file's row-number column; internal, never a user name (those are renamed to c0, c1…).
 ROW_COLUMN = "rn"
 BATCH_ROWS = 64 * 1024
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 # Of the pod's memory, what DuckDB may hold before it spills; the rest is for the Arrow batches
 # the ingest holds meanwhile (hashing, statistics, the Parquet writer's row groups).
 MEMORY_SHARE = 0.5
@@ -110,6 +111,16 @@ class _Table:
 
     def scalar(self, sql: str, parameters: list[Any] | None = None) -> Any:
         return self.one(sql, parameters)[0]
+
+    def one_in_order(self, sql: str) -> tuple[Any, ...]:
+        """`one`, on a single thread: DuckDB's parallel float sums add the threads' partial
+        sums in whatever order they finish, which changes the last bits from run to run."""
+        threads = int(self.scalar("SELECT current_setting('threads')"))
+        self.con.execute("SET threads = 1")
+        try:
+            return self.one(sql)
+        finally:
+            self.con.execute(f"SET threads = {threads}")
 
 
 def clean(raw_path: Path, schema: pa.Schema, spec: CleaningSpec, work: Path) -> Cleaned:
@@ -221,11 +232,18 @@ def _present(column: str, kind: LogicalType) -> str:
     return f"NOT isnan({column})" if kind == "float" else "true"
 
 
+def _finite(column: str, kind: LogicalType) -> str:
+    """The values outlier statistics are taken over: one ±inf would make the mean, the
+    deviation or a quartile infinite or NaN, and with it every bound."""
+    return f"isfinite({column})" if kind == "float" else f"{column} IS NOT NULL"
+
+
 def _outliers(
     table: _Table, outliers: Outliers, column: str, kind: LogicalType, rule: str, where: str
 ) -> None:
     low, high = _bounds(table, outliers, column, kind)
     # NaN compares above every number in DuckDB; missing values are the missing rule's business.
+    # ±inf is present: beyond a finite bound, it is an outlier like any other value.
     present = _present(column, kind)
     conditions, parameters = [], []
     if low is not None:
@@ -240,8 +258,15 @@ def _outliers(
         return
     if kind == "integer":
         # A clipped integer stays an integer inside the bounds.
-        low = None if low is None else math.ceil(low)
-        high = None if high is None else math.floor(high)
+        inner_low = None if low is None else math.ceil(low)
+        inner_high = None if high is None else math.floor(high)
+        if inner_low is not None and inner_high is not None and inner_low > inner_high:
+            raise _not_applicable(
+                where,
+                f"no integer lies within the bounds [{low}, {high}] "
+                "(computed from the data for iqr and zscore), so clip has no value to set",
+            )
+        low, high = inner_low, inner_high
     clipped = column
     clip_parameters: list[Any] = []
     if low is not None:
@@ -261,36 +286,54 @@ def _outliers(
 def _bounds(
     table: _Table, outliers: Outliers, column: str, kind: LogicalType
 ) -> tuple[float | None, float | None]:
+    """The bounds of the rule; a bound that is not finite (left out, written as ±inf, or
+    overflowing) is no bound: NaN would compare above every value."""
+    low, high = _statistical_bounds(table, outliers, column, kind)
+    return (
+        None if low is None or not math.isfinite(low) else low,
+        None if high is None or not math.isfinite(high) else high,
+    )
+
+
+def _statistical_bounds(
+    table: _Table, outliers: Outliers, column: str, kind: LogicalType
+) -> tuple[float | None, float | None]:
     if outliers.method == OutlierMethod.BOUNDS:
         return outliers.min, outliers.max
     if outliers.method == OutlierMethod.IQR:
-        quartiles = _quantiles(table, column, kind, [0.25, 0.75])
+        quartiles = _quantiles(table, column, kind, [0.25, 0.75], finite=True)
         if quartiles is None:
             return None, None
         q1, q3 = quartiles
         spread = outliers.factor * (q3 - q1)
         return q1 - spread, q3 + spread
     # Population standard deviation (numpy's std): a description of this data, not an estimate.
-    row = table.one(
-        f"SELECT avg({column}), stddev_pop({column}) FROM t "
-        f"WHERE {column} IS NOT NULL AND {_present(column, kind)}"
+    # In order, so that the same rows give the same bounds, clipped values and version digest.
+    mean, std = table.one_in_order(
+        f"SELECT avg({column}), stddev_pop({column}) FROM t WHERE {_finite(column, kind)}"
     )
-    if row[0] is None:
+    if mean is None:
         return None, None
-    mean, std = float(row[0]), float(row[1])
     return mean - outliers.threshold * std, mean + outliers.threshold * std
 
 
 def _quantiles(
-    table: _Table, column: str, kind: LogicalType, fractions: list[float], lower: bool = False
+    table: _Table,
+    column: str,
+    kind: LogicalType,
+    fractions: list[float],
+    lower: bool = False,
+    finite: bool = False,
 ) -> list[Any] | None:
-    """Exact quantiles of the column's present values, interpolated linearly between the two
-    nearest ranks (numpy's default); with `lower`, the lower of the two (an integer column
-    keeps integers). None when no value is present.
+    """Exact quantiles of the column's present values (with `finite`, of its finite ones),
+    interpolated linearly between the two nearest ranks (numpy's default); with `lower`, the
+    lower of the two (an integer column keeps integers). None when there is no such value.
 
     Found by ranking the sorted values: DuckDB's sort spills to disk, while its quantile
     aggregates hold the whole column in memory."""
-    present = f"{column} IS NOT NULL AND {_present(column, kind)}"
+    present = (
+        _finite(column, kind) if finite else f"{column} IS NOT NULL AND {_present(column, kind)}"
+    )
     count = int(table.scalar(f"SELECT count(*) FROM t WHERE {present}"))
     if count == 0:
         return None
@@ -388,9 +431,16 @@ def _constant(text: str, kind: LogicalType, where: str) -> Any:
     """The constant as a value of the column's type."""
     try:
         if kind == "integer":
-            return int(text)
+            value = int(text)
+            # Normalization makes every integer column int64 (tabular.ARROW_TYPES).
+            if not INT64_MIN <= value <= INT64_MAX:
+                raise _not_applicable(where, f"{text!r} is outside the 64-bit integer range")
+            return value
         if kind == "float":
-            return float(text)
+            number = float(text)
+            if math.isnan(number):
+                raise _not_applicable(where, "NaN is itself a missing value")
+            return number
         if kind == "boolean":
             return {"true": True, "false": False}[text.strip().lower()]
     except (ValueError, KeyError):
