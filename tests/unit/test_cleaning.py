@@ -121,6 +121,85 @@ def test_zscore_uses_the_population_standard_deviation(tmp_path: Path) -> None:
     assert _counts(cleaned) == [("cleaning.columns[v].outliers", "dropped", int(outside.sum()))]
 
 
+INF = float("inf")
+
+
+@pytest.mark.parametrize("action", ["clip", "drop"])
+def test_zscore_takes_statistics_over_finite_values_and_treats_inf_as_an_outlier(
+    tmp_path: Path, action: str
+) -> None:
+    rng = np.random.default_rng(13)
+    finite = np.concatenate([rng.normal(0, 1, 500), [8.0]])
+    values = np.concatenate([finite, [INF, -INF, NAN]])
+    low = finite.mean() - 3 * finite.std()
+    high = finite.mean() + 3 * finite.std()
+    table = pa.table({"v": values, "i": np.arange(len(values))})
+    outliers = {"method": "zscore", "action": action}
+    cleaned, rows = _clean(tmp_path, table, _column("v", outliers=outliers))
+    outside = (values < low) | (values > high)  # NaN compares false: not an outlier
+    assert outside[-4:-1].all()  # 8.0, +inf and -inf
+    if action == "clip":
+        expected = np.clip(values, low, high)
+        np.testing.assert_allclose(rows.column("v").to_numpy(), expected, rtol=1e-12)
+        assert math.isnan(rows.column("v")[-1].as_py())
+    else:
+        assert rows.column("i").to_pylist() == np.arange(len(values))[~outside].tolist()
+    expected_action = "clipped" if action == "clip" else "dropped"
+    assert _counts(cleaned) == [
+        ("cleaning.columns[v].outliers", expected_action, int(outside.sum()))
+    ]
+
+
+def test_iqr_quartiles_are_those_of_the_finite_values(tmp_path: Path) -> None:
+    # Two thirds infinite: over every value both quartiles would be inf, their spread NaN.
+    values = [1.0, 2.0, 3.0] + [INF] * 6
+    q1, q3 = np.percentile([1.0, 2.0, 3.0], [25, 75])
+    high = q3 + 1.5 * (q3 - q1)
+    cleaned, rows = _clean(
+        tmp_path,
+        pa.table({"v": values}),
+        _column("v", outliers={"method": "iqr", "action": "clip"}),
+    )
+    assert rows.column("v").to_pylist() == [1.0, 2.0, 3.0] + [high] * 6
+    assert _counts(cleaned) == [("cleaning.columns[v].outliers", "clipped", 6)]
+
+
+@pytest.mark.parametrize(
+    "outliers",
+    [
+        # The sum of the values overflows: the mean is inf, the deviation NaN.
+        {"method": "zscore", "action": "clip"},
+        {"method": "bounds", "min": -INF, "max": INF, "action": "drop"},
+    ],
+)
+def test_a_bound_that_is_not_finite_is_no_bound(tmp_path: Path, outliers: dict[str, Any]) -> None:
+    values = [1e308, 1e308, -5.0, 1e308]
+    cleaned, rows = _clean(tmp_path, pa.table({"v": values}), _column("v", outliers=outliers))
+    assert rows.column("v").to_pylist() == values
+    assert cleaned.counts[0].rows == 0
+
+
+def test_zscore_clip_gives_the_same_values_on_every_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Several DuckDB row groups (~123k rows each) summed by two threads; values of very
+    # different magnitudes, so the order of the partial sums shows in the last bits.
+    monkeypatch.setattr(cleaning, "_cpu_count", lambda: 2)
+    rng = np.random.default_rng(17)
+    n = 300_000
+    values = rng.normal(0, 1, n) * 10 ** rng.uniform(-3, 3, n)
+    table = pa.table({"v": values})
+    spec = _column("v", outliers={"method": "zscore", "threshold": 2.0, "action": "clip"})
+    runs = set()
+    for run in range(6):
+        work = tmp_path / str(run)
+        work.mkdir()
+        cleaned, rows = _clean(work, table, spec)
+        assert cleaned.counts[0].rows > 0
+        runs.add(rows.column("v").to_numpy().tobytes())
+    assert len(runs) == 1
+
+
 def test_clipped_integers_stay_integers_inside_the_bounds(tmp_path: Path) -> None:
     values = [1, 2, 3, 4, 100]
     q1, q3 = np.percentile(values, [25, 75])  # 2, 4: upper bound 7.0 with factor 1.5
@@ -164,6 +243,18 @@ def test_missing_constant_is_converted_to_the_column_type(tmp_path: Path) -> Non
     }
     assert rows.schema == table.schema
     assert [c.rows for c in cleaned.counts] == [1, 1, 1, 1]
+
+
+def test_integer_constants_at_the_ends_of_the_int64_range(tmp_path: Path) -> None:
+    table = pa.table({"a": pa.array([None, 1], type=pa.int64()), "b": pa.array([None, 1])})
+    spec = {
+        "columns": [
+            {"name": "a", "missing": {"strategy": "constant", "value": str(2**63 - 1)}},
+            {"name": "b", "missing": {"strategy": "constant", "value": str(-(2**63))}},
+        ]
+    }
+    _, rows = _clean(tmp_path, table, spec)
+    assert rows.to_pydict() == {"a": [2**63 - 1, 1], "b": [-(2**63), 1]}
 
 
 def test_median_matches_numpy_and_ignores_missing_values(tmp_path: Path) -> None:
@@ -384,6 +475,31 @@ def test_hostile_column_names_are_data_not_sql(tmp_path: Path) -> None:
             {"missing": {"strategy": "constant", "value": "none"}},
             Reason.CleaningNotApplicable,
             "spec.cleaning.missing.value: 'none' is not a float value",
+        ),
+        (
+            pa.table({"a": pa.array([1, None], type=pa.int64())}),
+            _column("a", missing={"strategy": "constant", "value": "99999999999999999999"}),
+            Reason.CleaningNotApplicable,
+            "spec.cleaning.columns[a].missing.value: '99999999999999999999' is outside the "
+            "64-bit integer range",
+        ),
+        (
+            pa.table({"a": pa.array([1, None], type=pa.int64()), "s": ["x", None]}),
+            {"missing": {"strategy": "constant", "value": "-9223372036854775809"}},
+            Reason.CleaningNotApplicable,
+            "spec.cleaning.missing.value: '-9223372036854775809' is outside",
+        ),
+        (
+            pa.table({"a": [1.0, None]}),
+            _column("a", missing={"strategy": "constant", "value": "nan"}),
+            Reason.CleaningNotApplicable,
+            "spec.cleaning.columns[a].missing.value: NaN is itself a missing value",
+        ),
+        (
+            pa.table({"a": pa.array([1, 2, 3], type=pa.int64())}),
+            _column("a", outliers={"method": "bounds", "min": 1.5, "max": 1.7, "action": "clip"}),
+            Reason.CleaningNotApplicable,
+            "spec.cleaning.columns[a].outliers: no integer lies within the bounds [1.5, 1.7]",
         ),
     ],
 )
