@@ -293,10 +293,11 @@ EXPLANATIONS: dict[Reason, Explanation] = {
     Reason.SourceAddressNotAllowed: Explanation(
         _DS,
         True,
-        "The HTTP source, or a redirect it answered with, leads to an address ingest may not "
-        "reach (loopback, link-local such as cloud metadata, private, shared or a cluster "
-        "network), to a scheme other than http(s), or from https down to http. Not retried.",
-        "Serve the file from a public address, and over https to the end if it starts there; "
+        "The HTTP or API source (or a redirect it answered with), or the database host of a "
+        "sql source, leads to an address ingest may not reach (loopback, link-local such as "
+        "cloud metadata, private, shared or a cluster network), to a scheme other than "
+        "http(s), or from https down to http. Not retried.",
+        "Serve the data from a public address, and over https to the end if it starts there; "
         "if the network is meant to be reachable, the cluster admin adds it to the chart's "
         "workloads.http.allowedNetworks (MODELYARD_HTTP_ALLOWED_NETWORKS).",
     ),
