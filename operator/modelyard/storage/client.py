@@ -72,7 +72,9 @@ class Storage:
 
     def __init__(self, config: StorageConfig) -> None:
         self.config = config
-        self.client: Any = boto3.client(
+        # A session of its own: boto3's shared default session resolves credentials once per
+        # process, so a Storage made after the environment changed would sign with old keys.
+        self.client: Any = boto3.session.Session().client(
             "s3",
             endpoint_url=config.endpoint,
             region_name=config.region,
