@@ -20,12 +20,13 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
+from modelyard.api.sources import SOURCE_SECRET_ENV as SECRET_ENV
 from modelyard.api.sources import ApiSource
 from modelyard.storage.client import Storage
 from modelyard.storage.uri import S3Uri
 from modelyard.workloads.common.termination import WorkloadError
 from modelyard.workloads.ingest.address_policy import ALLOWED_ENV
-from modelyard.workloads.ingest.api_source import SECRET_ENV, read_api
+from modelyard.workloads.ingest.api_source import read_api
 from tests.workers import Worker, WorkerResult
 
 pytestmark = pytest.mark.integration

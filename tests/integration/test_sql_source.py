@@ -20,11 +20,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from modelyard.api.sources import SOURCE_SECRET_ENV as SECRET_ENV
 from modelyard.exitcodes import EXIT_USAGE
 from modelyard.storage.client import Storage
 from modelyard.storage.uri import S3Uri
 from modelyard.workloads.ingest.address_policy import ALLOWED_ENV
-from modelyard.workloads.ingest.sql_source import SECRET_ENV
 from tests.plugins.postgres import PostgresServer
 from tests.workers import Worker, WorkerResult, run_worker_process
 

@@ -9,8 +9,9 @@ import kubernetes_validate
 import pytest
 
 from modelyard.api.dataset import DatasetSpec
+from modelyard.api.sources import SOURCE_SECRET_ENV
 from modelyard.config import OperatorConfig
-from modelyard.resources.jobs import SOURCE_SECRET_ENV, Owner, build_ingest_job, ingest_job_name
+from modelyard.resources.jobs import Owner, build_ingest_job, ingest_job_name
 
 CONFIG = OperatorConfig(s3_endpoint="http://10.0.0.1:8333", s3_credentials_secret="s3-creds")
 DATASET = Owner("Dataset", "orders", "ml", "uid-1")

@@ -15,6 +15,9 @@ from pydantic import Field, StringConstraints
 from modelyard.api.base import ApiModel, Rule
 from modelyard.api.common import ObjectName
 
+# The ingest container's environment variable holding the referenced Secret key's value: set by
+# the operator (resources/jobs.py), read by the sql and api readers.
+SOURCE_SECRET_ENV = "MODELYARD_SOURCE_SECRET"
 SecretKey = Annotated[
     str, StringConstraints(min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")
 ]

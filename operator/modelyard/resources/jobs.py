@@ -8,6 +8,7 @@ from typing import Any
 
 from modelyard.api.common import StorageSpec
 from modelyard.api.dataset import DatasetSpec
+from modelyard.api.sources import SOURCE_SECRET_ENV
 from modelyard.api.trainingjob import TrainingJobSpec
 from modelyard.config import OperatorConfig
 from modelyard.exitcodes import EXIT_INVALID_DATA, EXIT_OBJECTIVE_NOT_MET, EXIT_USAGE
@@ -31,7 +32,6 @@ DETERMINISTIC_EXIT_CODES = (EXIT_USAGE, EXIT_OBJECTIVE_NOT_MET, EXIT_INVALID_DAT
 # Where the operator tells a workload to publish: it chooses every storage key.
 OUTPUT_URI = "MODELYARD_OUTPUT_URI"
 # The one Secret value an ingest pod gets for its source (sql: a URI, api: header lines).
-SOURCE_SECRET_ENV = "MODELYARD_SOURCE_SECRET"
 
 
 @dataclass(frozen=True)

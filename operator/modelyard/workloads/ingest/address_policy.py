@@ -16,6 +16,9 @@ import ipaddress
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from modelyard.reasons import Reason
+from modelyard.workloads.common.termination import EXIT_USAGE, WorkloadError
+
 ALLOWED_ENV = "MODELYARD_HTTP_ALLOWED_NETWORKS"
 DENIED_ENV = "MODELYARD_HTTP_DENIED_NETWORKS"
 
@@ -99,3 +102,13 @@ def _networks(environ: Mapping[str, str], name: str) -> tuple[Network, ...]:
 def _longest_match(networks: tuple[Network, ...], address: Address) -> Network | None:
     matches = [network for network in networks if address in network]
     return max(matches, key=lambda network: network.prefixlen, default=None)
+
+
+def workload_policy(environ: Mapping[str, str]) -> AddressPolicy:
+    """The policy the operator passed to this ingest pod, for any source that opens a
+    connection (http, api, sql)."""
+    try:
+        return AddressPolicy.from_env(environ)
+    except ValueError as error:
+        # The operator passes this setting: a bad one is its configuration's, not the user's.
+        raise WorkloadError(Reason.InvalidArguments, str(error), EXIT_USAGE) from None

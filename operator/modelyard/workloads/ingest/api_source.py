@@ -38,14 +38,13 @@ from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 import pyarrow as pa
 import pyarrow.json as pa_json
 
-from modelyard.api.sources import ApiSource, PaginationKind
+from modelyard.api.sources import SOURCE_SECRET_ENV, ApiSource, PaginationKind
 from modelyard.reasons import Reason
 from modelyard.workloads.common.tabular import ARROW_TYPES, LogicalType
 from modelyard.workloads.common.termination import EXIT_INVALID_DATA, EXIT_USAGE, WorkloadError
-from modelyard.workloads.ingest.address_policy import AddressPolicy
+from modelyard.workloads.ingest.address_policy import AddressPolicy, workload_policy
 from modelyard.workloads.ingest.http_fetch import FetchFailed, FetchRefused, open_url
 
-SECRET_ENV = "MODELYARD_SOURCE_SECRET"
 # A page is parsed whole: this bounds the memory one page can take (its objects take several
 # times its bytes).
 MAX_PAGE_BYTES = 32 << 20
@@ -71,20 +70,16 @@ def read_api(
     max_page_bytes: int = MAX_PAGE_BYTES,
 ) -> Iterator[pa.RecordBatch]:
     """The records of every page as record batches; columns in `declared` come as text."""
-    try:
-        policy = AddressPolicy.from_env(environ)
-    except ValueError as error:
-        # The operator passes this setting: a bad one is its configuration's, not the user's.
-        raise WorkloadError(Reason.InvalidArguments, str(error), EXIT_USAGE) from None
+    policy = workload_policy(environ)
     headers: dict[str, str] = {}
     if source.headers_secret_ref is not None:
-        if SECRET_ENV not in environ:
+        if SOURCE_SECRET_ENV not in environ:
             raise WorkloadError(
                 Reason.InvalidArguments,
-                f"{_SECRET_FIELD}: ${SECRET_ENV} is not set in the ingest container",
+                f"{_SECRET_FIELD}: ${SOURCE_SECRET_ENV} is not set in the ingest container",
                 EXIT_USAGE,
             )
-        headers = parse_headers(environ[SECRET_ENV])
+        headers = parse_headers(environ[SOURCE_SECRET_ENV])
     with tempfile.TemporaryDirectory(prefix="modelyard-api-") as work:
         spool = Path(work) / "records.jsonl"
         with spool.open("w", encoding="utf-8") as out:

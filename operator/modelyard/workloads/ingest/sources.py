@@ -27,7 +27,7 @@ from modelyard.reasons import Reason
 from modelyard.storage.client import ObjectNotFound, Storage
 from modelyard.storage.uri import S3Uri
 from modelyard.workloads.common.termination import EXIT_INVALID_DATA, EXIT_USAGE, WorkloadError
-from modelyard.workloads.ingest.address_policy import AddressPolicy
+from modelyard.workloads.ingest.address_policy import workload_policy
 from modelyard.workloads.ingest.api_source import read_api
 from modelyard.workloads.ingest.http_fetch import FetchFailed, FetchRefused, open_url
 from modelyard.workloads.ingest.source_stream import open_source
@@ -161,11 +161,7 @@ def _read_s3(
 def _read_http(
     url: str, data_format: DataFormat, types: dict[str, pa.DataType]
 ) -> Iterator[pa.RecordBatch]:
-    try:
-        policy = AddressPolicy.from_env(os.environ)
-    except ValueError as error:
-        # The operator passes this setting: a bad one is its configuration's, not the user's.
-        raise WorkloadError(Reason.InvalidArguments, str(error), EXIT_USAGE) from None
+    policy = workload_policy(os.environ)
     try:
         response = open_url(url, policy)
     except FetchRefused as error:

@@ -31,12 +31,11 @@ import adbc_driver_postgresql.dbapi as pg
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from modelyard.api.sources import SqlSource
+from modelyard.api.sources import SOURCE_SECRET_ENV, SqlSource
 from modelyard.reasons import Reason
 from modelyard.workloads.common.termination import EXIT_INVALID_DATA, EXIT_USAGE, WorkloadError
-from modelyard.workloads.ingest.address_policy import ALLOWED_ENV, AddressPolicy
+from modelyard.workloads.ingest.address_policy import ALLOWED_ENV, AddressPolicy, workload_policy
 
-SECRET_ENV = "MODELYARD_SOURCE_SECRET"
 SECRET_FIELD = "spec.source.sql.connectionSecretRef"
 QUERY_FIELD = "spec.source.sql.query"
 # Bytes of COPY data per Arrow batch. With the batches the ingest pipeline holds ahead (see
@@ -57,7 +56,7 @@ _DATABASE_ERROR = re.compile(r"(?:ERROR|FATAL):\s+(.*)")
 
 def read_sql(source: SqlSource) -> Iterator[pa.RecordBatch]:
     """The query's rows, batch by batch, in the order the query gives them."""
-    secret = os.environ.get(SECRET_ENV, "").strip()
+    secret = os.environ.get(SOURCE_SECRET_ENV, "").strip()
     ref = source.connection_secret_ref
     named = f"{SECRET_FIELD} (Secret {ref.name!r}, key {ref.key!r})"
     if not secret:
@@ -68,11 +67,7 @@ def read_sql(source: SqlSource) -> Iterator[pa.RecordBatch]:
             EXIT_USAGE,
         )
     target = _Target.parse(secret, named)
-    try:
-        policy = AddressPolicy.from_env(os.environ)
-    except ValueError as error:
-        # The operator passes this setting: a bad one is its configuration's, not the user's.
-        raise WorkloadError(Reason.InvalidArguments, str(error), EXIT_USAGE) from None
+    policy = workload_policy(os.environ)
     addresses = _checked_addresses(target, policy, named)
     connection = _connect(secret, target, addresses, named)
     try:
