@@ -178,12 +178,8 @@ def _no_rows() -> WorkloadError:
 def _normalize_to_parquet(
     spec: DatasetSpec, batches: Iterator[pa.RecordBatch], target: str, data_path: Path
 ) -> Snapshot:
-    first = next(batches, None)
-    if first is None:
-        raise _no_rows()
+    schema, normalized = _normalized_batches(spec, batches, target)
     try:
-        keep = select_columns(first.schema, spec, target)
-        schema = _normalized(first, keep).schema
         validator = Validator(spec)
     except SchemaMismatch as error:
         raise WorkloadError(Reason.SchemaMismatch, str(error), EXIT_INVALID_DATA) from None
@@ -192,10 +188,7 @@ def _normalize_to_parquet(
     target_column = TargetColumn(schema.field(target).type)
     rows = 0
     with ParquetSink(data_path, schema) as sink:
-        for raw in chain([first], batches):
-            batch = _normalized(raw, keep)
-            if batch.schema != schema:
-                batch = _conform(batch, schema, rows)
+        for batch in normalized:
             sink.write(batch)
             validator.update(batch)
             hasher.update(batch)
@@ -221,6 +214,27 @@ def _write_raw(
 ) -> tuple[pa.Schema, Path]:
     """The normalized source in a local Parquet file for cleaning, columns named by position
     (cleaning.internal_name) beside their row number; the columns' user schema."""
+    schema, normalized = _normalized_batches(spec, batches, target)
+    raw_schema = pa.schema(
+        [pa.field(internal_name(i), f.type) for i, f in enumerate(schema)]
+        + [pa.field(ROW_COLUMN, pa.int64())]
+    )
+    raw_path = work / "raw.parquet"
+    rows = 0
+    with ParquetSink(raw_path, raw_schema) as sink:
+        for batch in normalized:
+            numbers = pa.array(np.arange(rows, rows + batch.num_rows, dtype=np.int64))
+            sink.write(pa.RecordBatch.from_arrays([*batch.columns, numbers], schema=raw_schema))
+            rows += batch.num_rows
+    if rows == 0:
+        raise _no_rows()
+    return schema, raw_path
+
+
+def _normalized_batches(
+    spec: DatasetSpec, batches: Iterator[pa.RecordBatch], target: str
+) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
+    """The columns ingest keeps, normalized, every batch in the first one's schema; that schema."""
     first = next(batches, None)
     if first is None:
         raise _no_rows()
@@ -229,23 +243,17 @@ def _write_raw(
     except SchemaMismatch as error:
         raise WorkloadError(Reason.SchemaMismatch, str(error), EXIT_INVALID_DATA) from None
     schema = _normalized(first, keep).schema
-    raw_schema = pa.schema(
-        [pa.field(internal_name(i), f.type) for i, f in enumerate(schema)]
-        + [pa.field(ROW_COLUMN, pa.int64())]
-    )
-    raw_path = work / "raw.parquet"
-    rows = 0
-    with ParquetSink(raw_path, raw_schema) as sink:
+
+    def conformed() -> Iterator[pa.RecordBatch]:
+        rows = 0
         for raw in chain([first], batches):
             batch = _normalized(raw, keep)
             if batch.schema != schema:
                 batch = _conform(batch, schema, rows)
-            numbers = pa.array(np.arange(rows, rows + batch.num_rows, dtype=np.int64))
-            sink.write(pa.RecordBatch.from_arrays([*batch.columns, numbers], schema=raw_schema))
             rows += batch.num_rows
-    if rows == 0:
-        raise _no_rows()
-    return schema, raw_path
+            yield batch
+
+    return schema, conformed()
 
 
 def _normalized(raw: pa.RecordBatch, keep: list[str]) -> pa.RecordBatch:
