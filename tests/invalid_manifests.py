@@ -150,8 +150,8 @@ CATALOGUE: tuple[Invalid, ...] = (
     ),
     Invalid(
         "trainingjob-unknown-retrain-policy",
-        _with(TRAINING_JOB, "retrainOn", "Always"),
-        "spec.retrainOn",
+        _with(TRAINING_JOB, "retrainOn", ["Always"]),
+        "spec.retrainOn[0]",
         "DatasetChange",
     ),
     Invalid(
@@ -775,7 +775,7 @@ ALLOWED_CHANGES: tuple[Change, ...] = (
     Change(
         "trainingjob-objective-threshold",
         _with(TRAINING_JOB, "objective", {"metric": "accuracy", "minimum": 0.9}),
-        {"spec": {"objective": {"minimum": 0.8}, "retrainOn": "DatasetChange"}},
+        {"spec": {"objective": {"minimum": 0.8}, "retrainOn": ["DatasetChange"]}},
     ),
     Change("modeldeployment-replicas", MODEL_DEPLOYMENT, {"spec": {"replicas": 3}}),
     Change(

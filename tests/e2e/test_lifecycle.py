@@ -169,7 +169,7 @@ def test_new_data_retrains_and_rolls_out_without_a_failed_request(
                     "class": "sklearn.linear_model.LogisticRegression",
                     "params": {"max_iter": 500},
                 },
-                "retrainOn": "DatasetChange",
+                "retrainOn": ["DatasetChange"],
             },
         ),
     )

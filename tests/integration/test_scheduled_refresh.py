@@ -180,7 +180,7 @@ def test_scheduled_refreshes_never_overlap_and_missed_slots_run_once(
 def _scenario(api: Api, operator: OperatorProcess, kubelet: HoldingKubelet) -> None:
     api.create(dataset("fresh", {"interval": "1m"}))
     follower = training_job("follower", "fresh")
-    follower["spec"]["retrainOn"] = "DatasetChange"
+    follower["spec"]["retrainOn"] = ["DatasetChange"]
     api.create(follower)
     api.create(dataset("paused", {"interval": "1m", "suspend": True}))
     api.create(dataset("broken", {"schedule": "99 * * * *"}))

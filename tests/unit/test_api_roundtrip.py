@@ -61,7 +61,8 @@ def test_trainingjob_defaults_are_applied() -> None:
         }
     )
     spec = job.to_dict()["spec"]
-    assert spec["retrainOn"] == "Never"
+    assert "retrainOn" not in spec
+    assert spec["retrainCooldown"] == "1h"
     assert spec["backoffLimit"] == 2
     assert spec["search"]["cv"] == 5
     assert spec["search"]["maxTrials"] == 10

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Literal
+from enum import StrEnum
+from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, StringConstraints
 
 from modelyard.api.base import ApiModel, Rule, count_set
 from modelyard.api.common import (
@@ -24,6 +25,7 @@ from modelyard.api.common import (
     StatusBase,
     name_at_most,
 )
+from modelyard.api.refresh import DURATION_PATTERN, parse_duration
 from modelyard.api.trainingjob import Metric
 
 # Children beside <name>: the canary track (<name>-canary), and while a canary takes a share,
@@ -128,6 +130,73 @@ class Promotion(ApiModel):
     )
 
 
+class LiveMetric(StrEnum):
+    """Metrics computed from the ground truth sent to the feedback endpoint."""
+
+    ACCURACY = "accuracy"
+    MAE = "mae"
+    RMSE = "rmse"
+
+
+LIVE_LOWER_IS_BETTER = frozenset({LiveMetric.MAE, LiveMetric.RMSE})
+
+
+class DriftMonitoring(ApiModel):
+    """Input drift: PSI per feature of recent requests against the training baseline."""
+
+    threshold: float = Field(
+        default=0.25,
+        gt=0,
+        le=10,
+        description="PSI above which a feature counts as drifted (0.1-0.25 moderate shift, above "
+        "0.25 significant).",
+    )
+    min_rows: int = Field(
+        default=200,
+        ge=10,
+        le=1_000_000,
+        description="Rows the servers must have seen before drift is judged at all.",
+    )
+
+
+class QualityMonitoring(ApiModel):
+    """Live quality from the ground truth sent to the feedback endpoint."""
+
+    metric: LiveMetric = Field(description="accuracy for classifiers; mae or rmse for regressors.")
+    minimum: float = Field(
+        description="Least acceptable value; for error metrics (mae, rmse) the most."
+    )
+    min_labels: int = Field(
+        default=50,
+        ge=1,
+        le=1_000_000,
+        description="Labelled predictions needed before quality is judged.",
+    )
+
+
+class Monitoring(ApiModel):
+    """The operator gathers drift and live quality from every server of the main model."""
+
+    rules = (
+        Rule(
+            cel="duration(self.interval) >= duration('5s')",
+            message="interval must be at least 5s",
+            check=lambda m: parse_duration(m.interval).total_seconds() >= 5,
+            field_path=".interval",
+        ),
+    )
+
+    drift: DriftMonitoring | None = Field(
+        default=None, description="Judge input drift; its scores are shown either way."
+    )
+    quality: QualityMonitoring | None = Field(
+        default=None, description="Judge live quality from feedback."
+    )
+    interval: Annotated[str, StringConstraints(max_length=32, pattern=DURATION_PATTERN)] = Field(
+        default="30s", description="How often the operator gathers from the servers."
+    )
+
+
 class ModelDeploymentSpec(ApiModel):
     rules = (
         Rule(
@@ -153,6 +222,12 @@ class ModelDeploymentSpec(ApiModel):
         default=None, description="CPU and memory for each server container."
     )
     image: Image | None = Field(default=None, description="Server image, overriding the default.")
+    monitoring: Monitoring | None = Field(
+        default=None,
+        description="Gather drift and live quality from the servers into status, with the "
+        "Drifted and QualityDegraded conditions; a TrainingJob whose retrainOn lists them "
+        "retrains when they turn True.",
+    )
 
 
 class ServedModel(ApiModel):
@@ -189,6 +264,36 @@ class HistoryEntry(ApiModel):
     served_until: datetime = Field(description="When it was replaced.")
 
 
+class FeatureDrift(ApiModel):
+    name: str = Field(max_length=256, description="Feature.")
+    psi: float = Field(description="Population stability index against the training baseline.")
+
+
+class DriftStatus(ApiModel):
+    rows: int = Field(ge=0, description="Recent input rows the scores are computed over.")
+    max_psi: float | None = Field(default=None, description="The largest score.")
+    features: list[FeatureDrift] | None = Field(
+        default=None, max_length=64, description="Scores per feature, largest first."
+    )
+
+
+class QualityStatus(ApiModel):
+    metric: LiveMetric = Field(description="The live metric.")
+    value: float | None = Field(default=None, description="Its value; absent without labels.")
+    labels: int = Field(ge=0, description="Labelled predictions it is computed from.")
+
+
+class MonitoringStatus(ApiModel):
+    observed_at: datetime = Field(description="When the servers were last gathered from.")
+    model_digest: Digest | None = Field(
+        default=None, description="Digest of the model the figures are for."
+    )
+    servers: int = Field(ge=0, description="Server processes (replicas x workers) answering.")
+    unreachable: int = Field(default=0, ge=0, description="Server processes that did not answer.")
+    drift: DriftStatus | None = Field(default=None, description="Input drift.")
+    quality: QualityStatus | None = Field(default=None, description="Live quality.")
+
+
 Phase = Literal["Pending", "Progressing", "Ready", "Failed"]
 
 
@@ -204,6 +309,9 @@ class ModelDeploymentStatus(StatusBase):
     ready_replicas: int | None = Field(default=None, ge=0, description="Of which ready.")
     history: list[HistoryEntry] | None = Field(
         default=None, max_length=20, description="Models served before, newest first."
+    )
+    monitoring: MonitoringStatus | None = Field(
+        default=None, description="Drift and live quality gathered from the servers."
     )
 
 

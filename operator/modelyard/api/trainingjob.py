@@ -5,11 +5,11 @@ from __future__ import annotations
 import math
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, StringConstraints
 
-from modelyard.api.base import ApiModel, Transition
+from modelyard.api.base import ApiModel, Rule, Transition, count_set
 from modelyard.api.common import (
     AGE_COLUMN,
     LABEL_VALUE_MAX,
@@ -27,6 +27,7 @@ from modelyard.api.common import (
     name_at_most,
 )
 from modelyard.api.features import FeatureEngineeringSpec
+from modelyard.api.refresh import DURATION_PATTERN
 
 
 class EstimatorClass(StrEnum):
@@ -118,20 +119,58 @@ class SearchStrategy(StrEnum):
 class SearchSpec(ApiModel):
     """Hyperparameter search by cross-validation on the training split."""
 
-    strategy: SearchStrategy = Field(description="grid tries every combination; random samples.")
-    params: dict[str, Any] = Field(
-        description="Candidate values per estimator parameter, e.g. {C: [0.1, 1, 10]}."
+    strategy: SearchStrategy = Field(
+        default=SearchStrategy.GRID, description="grid tries every combination; random samples."
+    )
+    params: dict[str, Any] | None = Field(
+        default=None,
+        description="Candidate values per estimator parameter, e.g. {C: [0.1, 1, 10]}. Only with "
+        "spec.estimator: each of spec.candidates has its own searchSpace.",
     )
     cv: int = Field(default=5, ge=2, le=20, description="Cross-validation folds.")
     max_trials: int = Field(
-        default=10, ge=1, le=1000, description="Candidates sampled by random search."
+        default=10,
+        ge=1,
+        le=1000,
+        description="Combinations sampled by random search (per candidate estimator).",
     )
+
+
+class CandidateSpec(ApiModel):
+    """One estimator model selection tries, with its own search space."""
+
+    class_: EstimatorClass = Field(
+        alias="class", description="Import path of an allowed scikit-learn estimator."
+    )
+    params: dict[str, Any] | None = Field(
+        default=None, description="Fixed constructor parameters, e.g. {max_iter: 500}."
+    )
+    search_space: dict[str, Any] | None = Field(
+        default=None,
+        description="Candidate values per parameter, e.g. {C: [0.1, 1, 10]}; left out, the "
+        "estimator is cross-validated with its params alone.",
+    )
+
+
+def _grid_size(space: dict[str, Any] | None) -> int:
+    return math.prod(len(v) if isinstance(v, list) else 1 for v in (space or {}).values())
 
 
 def search_candidates(search: SearchSpec) -> int:
     """How many parameter combinations a search fits (each once per cross-validation fold)."""
-    grid = math.prod(len(v) if isinstance(v, list) else 1 for v in search.params.values())
+    grid = _grid_size(search.params)
     return grid if search.strategy == SearchStrategy.GRID else min(grid, search.max_trials)
+
+
+def search_trials(spec: TrainingJobSpec) -> int:
+    """Parameter combinations the whole run fits: every candidate's, or the one search's."""
+    if not spec.candidates:
+        return search_candidates(spec.search) if spec.search else 1
+    search = spec.search or SearchSpec()
+    sizes = [_grid_size(c.search_space) for c in spec.candidates]
+    if search.strategy == SearchStrategy.RANDOM:
+        sizes = [min(size, search.max_trials) for size in sizes]
+    return sum(sizes)
 
 
 class Objective(ApiModel):
@@ -143,29 +182,90 @@ class Objective(ApiModel):
     )
 
 
-class RetrainPolicy(StrEnum):
+class RetrainTrigger(StrEnum):
+    """Evidence that starts a new run on its own."""
+
     DATASET_CHANGE = "DatasetChange"
-    NEVER = "Never"
+    DRIFT = "Drift"
+    QUALITY_DEGRADED = "QualityDegraded"
 
 
 class TrainingJobSpec(ApiModel):
+    rules = (
+        Rule(
+            cel="has(self.estimator) != has(self.candidates)",
+            message="exactly one of estimator or candidates must be set",
+            check=lambda s: count_set(s.estimator, s.candidates) == 1,
+        ),
+        Rule(
+            cel="!has(self.candidates) || !has(self.search) || !has(self.search.params)",
+            message="with candidates, each candidate's searchSpace is searched: leave out "
+            "search.params",
+            check=lambda s: not s.candidates or s.search is None or s.search.params is None,
+            field_path=".search.params",
+        ),
+        Rule(
+            cel="!has(self.estimator) || !has(self.search) || has(self.search.params)",
+            message="search.params is required with estimator: the values to try",
+            check=lambda s: s.estimator is None or s.search is None or s.search.params is not None,
+            field_path=".search.params",
+        ),
+        Rule(
+            cel="!has(self.retrainOn) || self.retrainOn.all(t, t == 'DatasetChange') || "
+            "!has(self.datasetRef.version)",
+            message="Drift and QualityDegraded retrain on refreshed data, which a pinned "
+            "datasetRef.version never sees: unpin it",
+            check=lambda s: (
+                s.dataset_ref.version is None
+                or all(t == RetrainTrigger.DATASET_CHANGE for t in s.retrain_on or [])
+            ),
+            field_path=".retrainOn",
+        ),
+    )
+
     dataset_ref: DatasetRef = Field(description="The Dataset to train on.")
-    estimator: EstimatorSpec = Field(description="The scikit-learn estimator to fit.")
+    estimator: EstimatorSpec | None = Field(
+        default=None, description="The scikit-learn estimator to fit (or list candidates)."
+    )
+    candidates: list[CandidateSpec] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=10,
+        description="Estimators to choose from: each is searched under the same "
+        "cross-validation and the best by the objective's metric (or the task default) is the "
+        "run's model. Every trial is on the leaderboard.",
+    )
     feature_engineering: FeatureEngineeringSpec | None = Field(
         default=None,
         description="Derived columns and per-feature encoding and scaling, fitted as steps of "
         "the model's pipeline.",
     )
-    search: SearchSpec | None = Field(default=None, description="Optional hyperparameter search.")
+    search: SearchSpec | None = Field(
+        default=None,
+        description="Hyperparameter search; with candidates, its strategy, folds and trials "
+        "apply to each candidate's searchSpace.",
+    )
     metrics: list[Metric] | None = Field(
         default=None,
         max_length=16,
         description="Metrics to compute besides the defaults for the task.",
     )
     objective: Objective | None = Field(default=None, description="Quality bar for a run.")
-    retrain_on: RetrainPolicy = Field(
-        default=RetrainPolicy.NEVER,
-        description="DatasetChange starts a new run whenever the Dataset gets a new version.",
+    retrain_on: list[RetrainTrigger] | None = Field(
+        default=None,
+        max_length=3,
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+        description="What starts a new run by itself: DatasetChange, whenever the Dataset gets "
+        "a new version; Drift and QualityDegraded, when a ModelDeployment serving this "
+        "TrainingJob's model reports that condition: the Dataset is refreshed first, then the "
+        "run trains on what it holds. Left out, runs start only when the spec changes.",
+    )
+    retrain_cooldown: Annotated[str, StringConstraints(max_length=32, pattern=DURATION_PATTERN)] = (
+        Field(
+            default="1h",
+            description="Least time between two runs started by Drift or QualityDegraded, so a "
+            "lasting drift does not retrain in a loop, e.g. 30m or 6h.",
+        )
     )
     resources: ResourceRequirements | None = Field(
         default=None, description="CPU and memory for the training container."
@@ -204,6 +304,40 @@ class ModelArtifact(ApiModel):
 
 
 RunPhase = Literal["Pending", "Running", "Succeeded", "Failed"]
+# Trials of a run's search shown in status; the model card holds them all.
+LEADERBOARD_TOP = 5
+
+
+class LeaderboardEntry(ApiModel):
+    rank: int = Field(ge=1, description="1 is the trial whose estimator became the model.")
+    estimator: str = Field(max_length=128, description="Estimator class.")
+    params: dict[str, Any] | None = Field(default=None, description="Parameters of the trial.")
+    score: float = Field(
+        description="Mean cross-validated score of the selection metric (negated for error "
+        "metrics, as scikit-learn scores: greater is better)."
+    )
+    score_std: float | None = Field(default=None, description="Its standard deviation.")
+    fit_seconds: float | None = Field(default=None, description="Mean time to fit one fold.")
+
+
+class Finding(ApiModel):
+    """A problem a reviewer would flag in the evaluation."""
+
+    reason: str = Field(
+        max_length=64, description="ClassImbalance, Overfitting or PossibleLeakage."
+    )
+    message: str = Field(max_length=1024, description="What was seen, with the numbers.")
+
+
+class EvaluationReport(ApiModel):
+    uri: S3Uri = Field(description="s3:// URI of the run's report.html; its plots lie beside it.")
+    digest: Digest | None = Field(default=None, description="sha256 of report.html.")
+    plots: list[str] | None = Field(
+        default=None, max_length=16, description="File names of the PNG plots beside it."
+    )
+    findings: list[Finding] | None = Field(
+        default=None, max_length=16, description="Problems found: imbalance, overfitting, leakage."
+    )
 
 
 class Run(ApiModel):
@@ -229,6 +363,24 @@ class Run(ApiModel):
     )
     metrics: dict[str, float] | None = Field(default=None, description="Test-split metrics.")
     model: ModelArtifact | None = Field(default=None, description="The trained model.")
+    estimator: str | None = Field(
+        default=None, max_length=128, description="Class of the estimator the run chose."
+    )
+    cause: str | None = Field(
+        default=None,
+        max_length=1024,
+        description="What started the run: the spec, a new Dataset version, or the drift or "
+        "quality evidence of an automatic retrain.",
+    )
+    leaderboard: list[LeaderboardEntry] | None = Field(
+        default=None,
+        max_length=LEADERBOARD_TOP,
+        description=f"The best {LEADERBOARD_TOP} trials of the search, best first; the model "
+        "card lists every trial.",
+    )
+    report: EvaluationReport | None = Field(
+        default=None, description="Plots and findings on the test split."
+    )
 
 
 class PrimaryMetric(ApiModel):
@@ -237,6 +389,22 @@ class PrimaryMetric(ApiModel):
 
 
 Phase = Literal["Pending", "Running", "Succeeded", "Failed"]
+
+
+class AutomaticRetrain(ApiModel):
+    trigger: RetrainTrigger = Field(description="Drift or QualityDegraded.")
+    cause: str = Field(max_length=1024, description="The evidence, e.g. which feature drifted.")
+    model_deployment: str | None = Field(
+        default=None, description="The ModelDeployment that reported it."
+    )
+    requested_at: datetime = Field(description="When the retrain was asked for.")
+    refresh: str | None = Field(
+        default=None,
+        max_length=63,
+        description="Token of the Dataset refresh it asked for; the run starts once that "
+        "ingestion ends.",
+    )
+    run: str | None = Field(default=None, description="The run it started, once started.")
 
 
 class TrainingJobStatus(StatusBase):
@@ -256,6 +424,11 @@ class TrainingJobStatus(StatusBase):
     latest_run: str | None = Field(default=None, description="Id of the latest successful run.")
     primary_metric: PrimaryMetric | None = Field(
         default=None, description="The objective's metric (or the task default) of that run."
+    )
+    last_automatic_retrain: AutomaticRetrain | None = Field(
+        default=None,
+        description="The latest retrain that drift or live quality asked for; spec.retrainCooldown "
+        "counts from it.",
     )
 
 

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from modelyard import summaries
 from modelyard.api import GROUP, VERSION
 from modelyard.api.dataset import DatasetSpec
-from modelyard.api.trainingjob import Metric, RetrainPolicy, TrainingJobSpec, search_candidates
+from modelyard.api.trainingjob import Metric, RetrainTrigger, TrainingJobSpec, search_trials
 from modelyard.controllers import metrics, modeldeployment, pods, provenance
 from modelyard.controllers.conditions import (
     get_condition,
@@ -83,8 +83,8 @@ def refusal(context: Context, spec: TrainingJobSpec) -> tuple[str, str] | None:
     refused = image_refusal(spec.image, config.trainer_image, config.allowed_images)
     if refused is not None:
         return Reason.ImageNotAllowed, refused
-    if spec.search is not None:
-        candidates = search_candidates(spec.search)
+    if spec.search is not None or spec.candidates:
+        candidates = search_trials(spec)
         if candidates > config.max_search_trials:
             return Reason.SearchTooLarge, (
                 f"spec.search: {candidates} candidates, more than the {config.max_search_trials} "
@@ -283,7 +283,9 @@ def _needs_run(
         return True
     if latest.get("generation") != generation:
         return True  # the spec changed since the last run
-    follows_data = spec.retrain_on == RetrainPolicy.DATASET_CHANGE and not spec.dataset_ref.version
+    follows_data = (
+        RetrainTrigger.DATASET_CHANGE in (spec.retrain_on or []) and not spec.dataset_ref.version
+    )
     return follows_data and latest.get("datasetVersion") != version
 
 
