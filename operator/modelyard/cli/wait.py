@@ -5,6 +5,7 @@ and its reason. Made for CI: exit 0 ready, 1 failed, 5 timed out (modelyard.exit
 from __future__ import annotations
 
 import argparse
+import os
 import queue
 import re
 import sys
@@ -133,11 +134,14 @@ class Chain:
         self.objects: dict[Ref, dict[str, Any] | None] = {}
         self.events: queue.Queue[tuple[Ref, dict[str, Any] | CliError | None]] = queue.Queue()
         self.stop = threading.Event()
+        self.watchers: list[threading.Thread] = []
 
     def add(self, ref: Ref, obj: dict[str, Any] | None) -> None:
         """Watch `ref` and, as they become known, everything it is made from."""
         self.objects[ref] = obj
-        threading.Thread(target=self._watch, args=(ref,), daemon=True).start()
+        watcher = threading.Thread(target=self._watch, args=(ref,), daemon=True)
+        self.watchers.append(watcher)
+        watcher.start()
         self.discover(ref)
 
     def discover(self, ref: Ref) -> None:
@@ -181,10 +185,17 @@ def run(args: argparse.Namespace) -> int:
     kube = Kube.connect(Options.from_args(args))
     chain = Chain(kube)
     try:
-        return wait_for(chain, root, args.timeout, Painter.for_stream(sys.stdout))
+        code = wait_for(chain, root, args.timeout, Painter.for_stream(sys.stdout))
     finally:
         chain.stop.set()
         kube.close()
+    if any(watcher.is_alive() for watcher in chain.watchers):
+        # A watcher blocked in a TLS read cannot be woken. Left to interpreter shutdown, such
+        # daemon threads can abort the process (SIGABRT) instead of it exiting with the verdict.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 def wait_for(chain: Chain, root: Ref, timeout: float, painter: Painter) -> int:
