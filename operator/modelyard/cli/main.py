@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from modelyard.cli import lineage, local, logs, predict, status, uninstall, wait
+from modelyard.cli import lineage, local, logs, predict, report, status, uninstall, wait
 from modelyard.cli.errors import CliError
 from modelyard.cli.output import FORMATS
 from modelyard.exitcodes import EXIT_FAILED
@@ -47,6 +47,7 @@ def build_parser(prog: str = "modelyard") -> argparse.ArgumentParser:
     lineage.add_parser(commands, [connection, output])
     predict.add_parser(commands, [connection, output])
     logs.add_parser(commands, [connection])
+    report.add_parser(commands, [connection])
     wait.add_parser(commands, [connection])
     uninstall.add_parser(commands, [connection])
     return parser
