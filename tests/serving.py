@@ -12,7 +12,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,13 @@ class Served:
     port: int
     output: Path
     termination_log: Path
+    # The first process's monitoring port; worker i of --workers N answers on monitor_port + i.
+    monitor_port: int = 0
+    workers: int = 1
+
+    def monitor_urls(self) -> list[str]:
+        """Each server process's monitoring address (POST /monitoring/collect, …/feedback)."""
+        return [f"http://127.0.0.1:{self.monitor_port + i}" for i in range(self.workers)]
 
     def stop(self) -> int:
         if self.process.poll() is None:
@@ -90,6 +97,22 @@ def free_port() -> int:
         return port
 
 
+def free_ports(count: int) -> int:
+    """The first of `count` consecutive free loopback ports (the monitoring ports of workers)."""
+    for _ in range(100):
+        with ExitStack() as held:
+            first = held.enter_context(socket.socket())
+            first.bind(("127.0.0.1", 0))
+            base: int = first.getsockname()[1]
+            try:
+                for port in range(base + 1, base + count):
+                    held.enter_context(socket.socket()).bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return base
+    raise AssertionError(f"no {count} consecutive free ports")
+
+
 def start(
     env: dict[str, str],
     model_uri: S3Uri | str,
@@ -98,8 +121,20 @@ def start(
     ready: bool = True,
     extra_env: dict[str, str] | None = None,
 ) -> Served:
-    """Start `modelyard-worker serve`; wait until it is ready (or, with ready=False, live)."""
+    """Start `modelyard-worker serve`; wait until it is ready (or, with ready=False, live).
+
+    Unless `args` name a --monitor-port, the processes' monitoring ports are free ones too:
+    `Served.monitor_urls()`.
+    """
+    workers = int(args[args.index("--workers") + 1]) if "--workers" in args else 1
+    if "--monitor-port" in args:
+        monitor_port = int(args[args.index("--monitor-port") + 1])
+    else:
+        monitor_port = free_ports(workers)
+        args = (*args, "--monitor-port", str(monitor_port))
     port = free_port()
+    while monitor_port <= port < monitor_port + workers:
+        port = free_port()
     output = directory / f"server-{port}.log"
     termination_log = directory / f"termination-{port}.log"
     with output.open("wb") as sink:
@@ -118,7 +153,9 @@ def start(
             stdout=sink,
             stderr=subprocess.STDOUT,
         )
-    served = Served(process, f"http://127.0.0.1:{port}", port, output, termination_log)
+    served = Served(
+        process, f"http://127.0.0.1:{port}", port, output, termination_log, monitor_port, workers
+    )
     probe = "/v2/health/ready" if ready else "/v2/health/live"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

@@ -65,6 +65,8 @@ class OperatorConfig:
     workload_tolerations: str = ""
     workload_affinity: str = ""
     metrics_port: int = 8000
+    # Processes per model server pod (its --workers), each with a monitoring port of its own.
+    server_workers: int = 1
 
     def locations_readable_by(self, namespace: str) -> tuple[str, ...]:
         """The configured extra locations for `namespace` (its own prefix is always readable)."""
@@ -136,7 +138,19 @@ class OperatorConfig:
             workload_tolerations=_json_setting(env, "WORKLOAD_TOLERATIONS", list),
             workload_affinity=_json_setting(env, "WORKLOAD_AFFINITY", dict),
             metrics_port=number("METRICS_PORT", defaults.metrics_port),
+            server_workers=_server_workers(number("SERVER_WORKERS", defaults.server_workers)),
         )
+
+
+MAX_SERVER_WORKERS = 64
+
+
+def _server_workers(workers: int) -> int:
+    if not 1 <= workers <= MAX_SERVER_WORKERS:
+        raise ConfigError(
+            f"MODELYARD_SERVER_WORKERS={workers}: expected 1 to {MAX_SERVER_WORKERS} processes"
+        )
+    return workers
 
 
 def _networks(name: str, split: Callable[[str], tuple[str, ...]]) -> tuple[str, ...]:

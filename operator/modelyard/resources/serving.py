@@ -27,6 +27,11 @@ from modelyard.resources.jobs import Owner
 KIND = "ModelDeployment"
 COMPONENT = "server"
 PORT = 8080
+# Each server process answers the operator's monitoring on its own port: MONITOR_PORT + worker
+# index, declared as containerPorts named MONITOR_PORT_PREFIX + index, by which the operator
+# finds them.
+MONITOR_PORT = 9090
+MONITOR_PORT_PREFIX = "monitor-"
 SERVICE_PORT = 80
 TRACK_LABEL = "modelyard.dev/track"
 MAIN, CANARY = "main", "canary"
@@ -94,6 +99,12 @@ def build_deployment(
         ),
         {"name": "MODELYARD_MODEL_NAME", "value": owner.name},
         {"name": "MODELYARD_PORT", "value": str(PORT)},
+        {"name": "MODELYARD_MONITOR_PORT", "value": str(MONITOR_PORT)},
+        *(
+            [{"name": "MODELYARD_WORKERS", "value": str(config.server_workers)}]
+            if config.server_workers > 1
+            else []
+        ),
         {"name": "HOME", "value": "/tmp"},
         *storage_env(config, model.storage, serving=True),
     ]
@@ -108,7 +119,10 @@ def build_deployment(
                 "imagePullPolicy": config.image_pull_policy,
                 "command": ["modelyard-worker", "serve"],
                 "env": env,
-                "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
+                "ports": [
+                    {"name": "http", "containerPort": PORT, "protocol": "TCP"},
+                    *monitor_ports(config.server_workers),
+                ],
                 "readinessProbe": {
                     "httpGet": {"path": "/v2/health/ready", "port": "http"},
                     "periodSeconds": 2,
@@ -161,6 +175,18 @@ def build_deployment(
         "metadata": meta,
         "spec": deployment_spec,
     }
+
+
+def monitor_ports(workers: int) -> list[Manifest]:
+    """The containerPorts of the server processes' monitoring ports, one per worker."""
+    return [
+        {
+            "name": f"{MONITOR_PORT_PREFIX}{worker}",
+            "containerPort": MONITOR_PORT + worker,
+            "protocol": "TCP",
+        }
+        for worker in range(workers)
+    ]
 
 
 def build_service(owner: Owner, track: str = MAIN, name: str | None = None) -> Manifest:

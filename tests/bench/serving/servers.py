@@ -18,7 +18,7 @@ import requests
 
 from tests.bench.serving import venvs
 from tests.bench.serving.models import BenchModel
-from tests.serving import free_port
+from tests.serving import free_port, free_ports
 
 JSON_HEADERS = {"content-type": "application/json"}
 APPS = Path(__file__).with_name("apps")
@@ -145,6 +145,7 @@ def modelyard(launch: Launch) -> Running:
         *(sys.executable, "-m", "modelyard.workloads", "serve"),
         *("--model-uri", launch.model_uri, "--host", "127.0.0.1", "--port", str(port)),
         *("--workers", str(launch.workers)),
+        *("--monitor-port", str(free_ports(launch.workers))),
     ]
     process = _launch("modelyard", command, log, launch.cpus, launch.s3_env, ROOT)
     base = f"http://127.0.0.1:{port}"

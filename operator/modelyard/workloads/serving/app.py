@@ -3,6 +3,10 @@
 `App.handle` answers a request synchronously whenever it can: small predictions run inline,
 because a thread hop costs more than predicting a few rows. Large batches come back as an
 `Offload` whose model call runs on a worker thread, so the event loop keeps serving others.
+
+Every prediction has a request id (V2's body `id`, else the X-Request-Id header, else one made
+here), echoed in the X-Request-Id response header, under which its predicted values are kept
+for ground truth sent later to the feedback endpoints (feedback.py).
 """
 
 from __future__ import annotations
@@ -16,8 +20,10 @@ import orjson
 
 from modelyard import __version__
 from modelyard.workloads.serving import openapi, protocol
+from modelyard.workloads.serving.config import DEFAULT_FEEDBACK_WINDOW, DEFAULT_REMEMBER_ROWS
 from modelyard.workloads.serving.drift import DriftMonitor
 from modelyard.workloads.serving.errors import RequestError
+from modelyard.workloads.serving.feedback import Labels, RequestIds, checked_id, header_id
 from modelyard.workloads.serving.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from modelyard.workloads.serving.metrics import Metrics
 from modelyard.workloads.serving.model import Model
@@ -52,7 +58,8 @@ class Offload(NamedTuple):
     endpoint: str
 
 
-Handler = Callable[[bytes], "Response | Offload"]
+# A handler takes the body and the raw X-Request-Id header (None without one).
+Handler = Callable[[bytes, bytes | None], "Response | Offload"]
 
 
 class Route(NamedTuple):
@@ -70,13 +77,25 @@ POST = frozenset({b"POST"})
 
 
 class App:
-    def __init__(self, name: str | None, metrics: Metrics, drift_window: int) -> None:
+    def __init__(
+        self,
+        name: str | None,
+        metrics: Metrics,
+        drift_window: int,
+        *,
+        remember_rows: int = DEFAULT_REMEMBER_ROWS,
+        feedback_window: int = DEFAULT_FEEDBACK_WINDOW,
+    ) -> None:
         self.name = name
         self.metrics = metrics
         self.model: Model | None = None
         self.draining = False
+        self.drift: DriftMonitor | None = None
+        self.labels: Labels | None = None
         self._drift_window = drift_window
-        self._drift: DriftMonitor | None = None
+        self._remember_rows = remember_rows
+        self._feedback_window = feedback_window
+        self._ids = RequestIds()
         self._server_metadata = orjson.dumps(
             {"name": "modelyard", "version": __version__, "extensions": []}
         )
@@ -100,21 +119,25 @@ class App:
     def set_model(self, model: Model, load_seconds: float) -> None:
         """Called once, on the event loop, when loading succeeded."""
         self.name = model.name
-        self._drift = DriftMonitor(
+        self.drift = DriftMonitor(
             model.features, model.card.baseline, self._drift_window, model.dtype
         )
+        self.labels = Labels(model, self._remember_rows, self._feedback_window)
         self._model_metadata = orjson.dumps(_v2_metadata(model))
         self._openapi = orjson.dumps(openapi.describe(model.name, model.version))
         self._add_model_routes(model.name, model.version)
         self.metrics.model = model.name
         self.metrics.load_seconds = load_seconds
-        self.metrics.drift = self._drift
+        self.metrics.drift = self.drift
+        self.metrics.labels = self.labels
         self.metrics.ready = True
         self.model = model
 
     # --- dispatch ----------------------------------------------------------------------------
 
-    def handle(self, method: bytes, path: bytes, body: bytes) -> Response | Offload:
+    def handle(
+        self, method: bytes, path: bytes, body: bytes, request_id: bytes | None = None
+    ) -> Response | Offload:
         route = self._routes.get(path)
         if route is None:
             return self._unrouted(path)
@@ -128,7 +151,7 @@ class App:
                 f"allow: {allowed}\r\n".encode(),
             )
         try:
-            return route.handler(body)
+            return route.handler(body, request_id)
         except RequestError as failure:
             return error(failure.status, failure.message, route.endpoint)
         except Exception as failure:  # a bug of ours: answer, log, and keep serving
@@ -169,12 +192,17 @@ class App:
             f"{v1}:predict_proba": Route(
                 "/v1/models/{name}:predict_proba", POST, self._v1_predict_proba
             ),
+            f"{v2}/feedback": Route("/v2/models/{name}/feedback", POST, self._v2_feedback),
+            f"{v1}:feedback": Route("/v1/models/{name}:feedback", POST, self._v1_feedback),
         }
         if version is not None:
             versioned = f"{v2}/versions/{version}"
             routes[versioned] = Route("/v2/models/{name}", GET, self._v2_model)
             routes[f"{versioned}/ready"] = Route("/v2/models/{name}/ready", GET, self._model_ready)
             routes[f"{versioned}/infer"] = Route("/v2/models/{name}/infer", POST, self._v2_infer)
+            routes[f"{versioned}/feedback"] = Route(
+                "/v2/models/{name}/feedback", POST, self._v2_feedback
+            )
         self._routes.update({path.encode(): route for path, route in routes.items()})
 
     def _loaded(self) -> Model:
@@ -184,65 +212,96 @@ class App:
 
     # --- handlers ----------------------------------------------------------------------------
 
-    def _live(self, body: bytes) -> Response:
+    def _live(self, body: bytes, request_id: bytes | None) -> Response:
         return Response(200, b'{"live":true}', "/v2/health/live")
 
-    def _ready(self, body: bytes) -> Response:
+    def _ready(self, body: bytes, request_id: bytes | None) -> Response:
         if self.ready:
             return Response(200, b'{"ready":true}', "/v2/health/ready")
         return Response(503, b'{"ready":false}', "/v2/health/ready")
 
-    def _server(self, body: bytes) -> Response:
+    def _server(self, body: bytes, request_id: bytes | None) -> Response:
         return Response(200, self._server_metadata, "/v2")
 
-    def _metrics(self, body: bytes) -> Response:
+    def _metrics(self, body: bytes, request_id: bytes | None) -> Response:
         return Response(200, self.metrics.render(), "/metrics", METRICS_CONTENT_TYPE)
 
-    def _openapi_description(self, body: bytes) -> Response:
+    def _openapi_description(self, body: bytes, request_id: bytes | None) -> Response:
         if not self._openapi:
             raise RequestError(503, "the model is still loading: its name is not known yet")
         return Response(200, self._openapi, openapi.PATH)
 
-    def _v1_models(self, body: bytes) -> Response:
+    def _v1_models(self, body: bytes, request_id: bytes | None) -> Response:
         return Response(
             200, orjson.dumps({"models": [self.name] if self.name else []}), "/v1/models"
         )
 
-    def _v2_model(self, body: bytes) -> Response:
+    def _v2_model(self, body: bytes, request_id: bytes | None) -> Response:
         self._loaded()
         return Response(200, self._model_metadata, "/v2/models/{name}")
 
-    def _model_ready(self, body: bytes) -> Response:
+    def _model_ready(self, body: bytes, request_id: bytes | None) -> Response:
         document = orjson.dumps({"name": self.name, "ready": self.ready})
         return Response(200 if self.ready else 503, document, "/v2/models/{name}/ready")
 
-    def _v2_infer(self, body: bytes) -> Response | Offload:
+    def _v2_infer(self, body: bytes, request_id: bytes | None) -> Response | Offload:
         model = self._loaded()
         inference = protocol.decode_v2(model, body)
-        return self._predict(model, inference, "/v2/models/{name}/infer", self._respond_v2)
+        return self._predict(
+            model, inference, request_id, "/v2/models/{name}/infer", self._respond_v2
+        )
 
-    def _v1_predict(self, body: bytes) -> Response | Offload:
+    def _v1_predict(self, body: bytes, request_id: bytes | None) -> Response | Offload:
         model = self._loaded()
         inference = protocol.decode_v1(model, body, proba_verb=False)
-        return self._predict(model, inference, "/v1/models/{name}:predict", self._respond_v1)
+        return self._predict(
+            model, inference, request_id, "/v1/models/{name}:predict", self._respond_v1
+        )
 
-    def _v1_predict_proba(self, body: bytes) -> Response | Offload:
+    def _v1_predict_proba(self, body: bytes, request_id: bytes | None) -> Response | Offload:
         model = self._loaded()
         inference = protocol.decode_v1(model, body, proba_verb=True)
         endpoint = "/v1/models/{name}:predict_proba"
-        return self._predict(model, inference, endpoint, self._respond_v1)
+        return self._predict(model, inference, request_id, endpoint, self._respond_v1)
+
+    def _v2_feedback(self, body: bytes, request_id: bytes | None) -> Response:
+        return self._feedback(body, "/v2/models/{name}/feedback")
+
+    def _v1_feedback(self, body: bytes, request_id: bytes | None) -> Response:
+        return self._feedback(body, "/v1/models/{name}:feedback")
+
+    def _feedback(self, body: bytes, endpoint: str) -> Response:
+        self._loaded()
+        labels = self.labels
+        assert labels is not None  # set with the model
+        document = protocol.loads(body)
+        if not isinstance(document, dict):
+            raise RequestError(
+                400, 'the body must be a JSON object: {"id": "<request id>", "truth": [...]}'
+            )
+        request_id = document.get("id")
+        if not isinstance(request_id, str):
+            raise RequestError(
+                400, '"id" must be a string: the request id of the prediction (X-Request-Id)'
+            )
+        checked_id(request_id, '"id"')
+        matched = labels.feedback(request_id, labels.check_truth(document.get("truth")))
+        return Response(200, orjson.dumps({"id": request_id, "matched": matched}), endpoint)
 
     def _predict(
         self,
         model: Model,
         inference: Inference,
+        header: bytes | None,
         endpoint: str,
         respond: Callable[[Model, Inference, str, Outcome], Response],
     ) -> Response | Offload:
         if inference.proba:
             model.require_proba()
-        if self._drift is not None:
-            self._drift.observe(inference.matrix)
+        if inference.request_id is None:
+            inference.request_id = header_id(header) if header is not None else self._ids.new()
+        if self.drift is not None:
+            self.drift.observe(inference.matrix)
 
         def compute() -> Outcome:
             return Outcome(
@@ -256,26 +315,40 @@ class App:
             )
         return respond(model, inference, endpoint, compute())
 
-    def _count(self, model: Model, outcome: Outcome, rows: int) -> None:
+    def _count(self, model: Model, inference: Inference, outcome: Outcome) -> bytes:
+        """Count the prediction, remember it for feedback; the X-Request-Id header line."""
         if model.is_classifier and outcome.predictions is not None:
             self.metrics.predictions(outcome.predictions.tolist())
         else:
-            self.metrics.rows(rows)
+            self.metrics.rows(len(inference.matrix))
+        request_id = inference.request_id
+        assert request_id is not None  # _predict sets one
+        labels = self.labels
+        if labels is not None:
+            if outcome.predictions is not None:
+                labels.remember(request_id, outcome.predictions)
+            elif outcome.proba is not None:
+                labels.remember(request_id, labels.labels_of(outcome.proba))
+        return b"x-request-id: %b\r\n" % request_id.encode()
 
     def _respond_v2(
         self, model: Model, inference: Inference, endpoint: str, outcome: Outcome
     ) -> Response:
-        self._count(model, outcome, len(inference.matrix))
+        header = self._count(model, inference, outcome)
         body = protocol.encode_v2(model, inference.request_id, outcome.predictions, outcome.proba)
-        return Response(200, body, endpoint)
+        return Response(200, body, endpoint, JSON, header)
 
     def _respond_v1(
         self, model: Model, inference: Inference, endpoint: str, outcome: Outcome
     ) -> Response:
-        self._count(model, outcome, len(inference.matrix))
+        header = self._count(model, inference, outcome)
         assert outcome.predictions is not None  # V1 always predicts
         return Response(
-            200, protocol.encode_v1(model, outcome.predictions, outcome.proba), endpoint
+            200,
+            protocol.encode_v1(model, outcome.predictions, outcome.proba),
+            endpoint,
+            JSON,
+            header,
         )
 
 

@@ -12,6 +12,11 @@ from modelyard.storage import layout
 from modelyard.storage.uri import S3Uri
 
 DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
+# Worker i of --workers N answers the operator on this port + i (monitor.py).
+DEFAULT_MONITOR_PORT = 9090
+# Predictions kept by request id for feedback, and labelled rows the live metric spans.
+DEFAULT_REMEMBER_ROWS = 100_000
+DEFAULT_FEEDBACK_WINDOW = 10_000
 DEFAULT_DRIFT_WINDOW = 1000
 DEFAULT_DRAIN_SECONDS = 25.0  # under Kubernetes' default 30 s terminationGracePeriodSeconds
 # A request must arrive whole within this, and a new connection must start one within it, so
@@ -44,6 +49,13 @@ class ServeConfig:
     max_inflight_bytes: int = DEFAULT_MAX_INFLIGHT_BYTES
     max_queued_requests: int = DEFAULT_MAX_QUEUED_REQUESTS
     write_seconds: float = DEFAULT_WRITE_SECONDS
+    monitor_port: int = DEFAULT_MONITOR_PORT
+    remember_rows: int = DEFAULT_REMEMBER_ROWS
+    feedback_window: int = DEFAULT_FEEDBACK_WINDOW
+
+    def monitor_port_of(self, worker: int) -> int:
+        """The monitoring port of worker `worker` (0 for a single process)."""
+        return self.monitor_port + worker
 
 
 class UsageError(ValueError):
@@ -156,6 +168,26 @@ def parse(argv: Sequence[str], env: Mapping[str, str] | None = None) -> ServeCon
         help="a client that reads none of its answers for this long is cut off "
         "[env MODELYARD_WRITE_SECONDS]",
     )
+    parser.add_argument(
+        "--monitor-port",
+        type=int,
+        default=_number(env, "MODELYARD_MONITOR_PORT", DEFAULT_MONITOR_PORT, int),
+        help="each process answers the operator's POST /monitoring/collect and "
+        "/monitoring/feedback on this port + its worker index [env MODELYARD_MONITOR_PORT]",
+    )
+    parser.add_argument(
+        "--remember-rows",
+        type=int,
+        default=_number(env, "MODELYARD_REMEMBER_ROWS", DEFAULT_REMEMBER_ROWS, int),
+        help="rows of recent predictions each process keeps by request id for feedback "
+        "[env MODELYARD_REMEMBER_ROWS]",
+    )
+    parser.add_argument(
+        "--feedback-window",
+        type=int,
+        default=_number(env, "MODELYARD_FEEDBACK_WINDOW", DEFAULT_FEEDBACK_WINDOW, int),
+        help="last labelled rows the live metric is computed over [env MODELYARD_FEEDBACK_WINDOW]",
+    )
     args = parser.parse_args(list(argv))
 
     if not args.model_uri:
@@ -195,6 +227,23 @@ def parse(argv: Sequence[str], env: Mapping[str, str] | None = None) -> ServeCon
         )
     if args.drift_window < 1:
         raise UsageError(f"--drift-window {args.drift_window}: must be positive")
+    for flag, value in (
+        ("--remember-rows", args.remember_rows),
+        ("--feedback-window", args.feedback_window),
+    ):
+        if value < 1:
+            raise UsageError(f"{flag} {value}: must be positive")
+    last_monitor_port = args.monitor_port + args.workers - 1
+    if args.monitor_port < 1 or last_monitor_port > 65535:
+        raise UsageError(
+            f"--monitor-port {args.monitor_port}: with {args.workers} worker(s) the ports "
+            f"{args.monitor_port}-{last_monitor_port} must lie within 1-65535"
+        )
+    if args.monitor_port <= args.port <= last_monitor_port:
+        raise UsageError(
+            f"--monitor-port {args.monitor_port}: the monitoring ports "
+            f"{args.monitor_port}-{last_monitor_port} include the serving --port {args.port}"
+        )
     return ServeConfig(
         model_uri=model_uri,
         card_uri=card_uri,
@@ -213,4 +262,7 @@ def parse(argv: Sequence[str], env: Mapping[str, str] | None = None) -> ServeCon
         max_inflight_bytes=args.max_inflight_bytes,
         max_queued_requests=args.max_queued_requests,
         write_seconds=args.write_seconds,
+        monitor_port=args.monitor_port,
+        remember_rows=args.remember_rows,
+        feedback_window=args.feedback_window,
     )

@@ -1,12 +1,14 @@
 """Input drift: PSI between a window of recent inputs and the training baseline on the card.
 
-Requests only copy their rows into a ring buffer; binning and PSI run when /metrics is
-scraped, so drift costs the hot path one array slice assignment.
+Requests only copy their rows into a ring buffer; binning runs when /metrics is scraped or the
+operator collects (POST /monitoring/collect), so drift costs the hot path one array slice
+assignment. The operator sums the bin counts of every server process and scores the sum with
+the same function (monitoring.psi) as /metrics does here.
 
 Binning matches the card's baseline: a numeric value v falls in bin i when
 edges[i-1] <= v < edges[i] (numpy.searchsorted(edges, v, side="right")), with len(edges) + 1
 bins; a categorical value falls in its category's bin, any unseen value in the final "other"
-bin. Missing values (NaN / None) are left out of both the window's shares and the PSI.
+bin. Missing values (NaN / None) are left out of both the window's counts and the PSI.
 """
 
 from __future__ import annotations
@@ -17,17 +19,11 @@ from typing import Any
 
 import numpy as np
 
+from modelyard.monitoring.psi import psi, shares
+from modelyard.monitoring.report import FeatureCounts
 from modelyard.workloads.common.modelcard import CategoricalBaseline, NumericBaseline
 
-# Empty bins would make PSI infinite; floor both distributions' shares at this.
-EPSILON = 1e-4
-
-
-def psi(expected: Sequence[float] | np.ndarray, actual: Sequence[float] | np.ndarray) -> float:
-    """Population stability index: sum over bins of (a - e) * ln(a / e)."""
-    e = np.clip(np.asarray(expected, dtype=np.float64), EPSILON, None)
-    a = np.clip(np.asarray(actual, dtype=np.float64), EPSILON, None)
-    return float(np.sum((a - e) * np.log(a / e)))
+__all__ = ["DriftMonitor", "categorical_bins", "numeric_bins", "psi"]
 
 
 def numeric_bins(values: np.ndarray, edges: Sequence[float]) -> np.ndarray:
@@ -35,13 +31,6 @@ def numeric_bins(values: np.ndarray, edges: Sequence[float]) -> np.ndarray:
     numbers = values.astype(np.float64)
     numbers = numbers[~np.isnan(numbers)]
     return np.searchsorted(np.asarray(edges, dtype=np.float64), numbers, side="right")
-
-
-def shares(bins: np.ndarray, count: int) -> np.ndarray:
-    """Share of values per bin; all zeros when there are none."""
-    counts = np.bincount(bins, minlength=count).astype(np.float64)
-    total = counts.sum()
-    return counts / total if total else counts
 
 
 class DriftMonitor:
@@ -86,21 +75,31 @@ class DriftMonitor:
         self._next = end % self._window
         self._filled = min(self._window, self._filled + rows)
 
-    def scores(self) -> dict[str, float]:
-        """PSI per feature over the current window; features with no observed values omitted."""
+    def counts(self) -> list[FeatureCounts]:
+        """Rows per baseline bin over the current window, with the baseline's shares, for every
+        feature with a baseline (all zeros when the window holds no value of it)."""
         window = self._buffer[: self._filled]
-        result: dict[str, float] = {}
+        result = []
         for feature, column, baseline in self._baselines:
             values = window[:, column]
             if isinstance(baseline, NumericBaseline):
                 bins = numeric_bins(values, baseline.edges)
             else:
                 bins = categorical_bins(values, baseline.categories)
-            if len(bins) == 0:
+            expected = list(baseline.proportions)
+            counts = np.bincount(bins, minlength=len(expected)).tolist()
+            result.append(FeatureCounts(feature, counts, expected))
+        return result
+
+    def scores(self) -> dict[str, float]:
+        """PSI per feature over the current window; features with no observed values omitted."""
+        result: dict[str, float] = {}
+        for counts in self.counts():
+            if not sum(counts.counts):
                 continue
-            score = psi(baseline.proportions, shares(bins, len(baseline.proportions)))
+            score = psi(counts.expected, shares(counts.counts))
             if math.isfinite(score):
-                result[feature] = score
+                result[counts.name] = score
         return result
 
 

@@ -20,12 +20,12 @@ import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from email.utils import formatdate
-from typing import NamedTuple, cast
+from typing import NamedTuple, Protocol, cast
 
 import httptools
 import orjson
 
-from modelyard.workloads.serving.app import JSON, OTHER, App, Offload, Outcome, Response
+from modelyard.workloads.serving.app import JSON, OTHER, Offload, Outcome, Response
 from modelyard.workloads.serving.config import (
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_INFLIGHT_BYTES,
@@ -33,6 +33,7 @@ from modelyard.workloads.serving.config import (
     DEFAULT_REQUEST_SECONDS,
     DEFAULT_WRITE_SECONDS,
 )
+from modelyard.workloads.serving.metrics import Metrics
 
 _REASONS = {
     200: "OK",
@@ -67,6 +68,19 @@ LINGER_SECONDS = 30.0
 _RETRY_LATER = b"retry-after: 1\r\n"
 
 
+class Application(Protocol):
+    """What a server answers with: the model's App on the serving port, the monitoring port's
+    MonitorApp on the other."""
+
+    metrics: Metrics
+
+    def handle(
+        self, method: bytes, path: bytes, body: bytes, request_id: bytes | None = None
+    ) -> Response | Offload: ...
+
+    def finish(self, offload: Offload, outcome: Outcome | BaseException) -> Response: ...
+
+
 class Request(NamedTuple):
     method: bytes
     path: bytes
@@ -75,6 +89,7 @@ class Request(NamedTuple):
     started: float
     # Set when the request was refused while parsing (413, 400): send it, then close.
     refusal: Response | None = None
+    request_id: bytes | None = None  # the X-Request-Id header
 
 
 class Server:
@@ -82,7 +97,7 @@ class Server:
 
     def __init__(
         self,
-        app: App,
+        app: Application,
         max_body_bytes: int,
         request_seconds: float = DEFAULT_REQUEST_SECONDS,
         *,
@@ -153,6 +168,7 @@ class Connection(asyncio.Protocol):
         self._body: list[bytes] = []
         self._size = 0  # of the body being read, counted in server.inflight until answered
         self._expect_continue = False
+        self._request_id: bytes | None = None
         self._header_bytes = 0
         self._in_message = False
         self._last_active = time.monotonic()
@@ -247,6 +263,7 @@ class Connection(asyncio.Protocol):
         self._size = 0
         self._header_bytes = 0
         self._expect_continue = False
+        self._request_id = None
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -268,6 +285,8 @@ class Connection(asyncio.Protocol):
                     self._refuse_busy()
         elif name == b"expect" and value.lower() == b"100-continue":
             self._expect_continue = True
+        elif name == b"x-request-id":
+            self._request_id = value
 
     def on_headers_complete(self) -> None:
         if self._expect_continue and not self._closed and self._transport is not None:
@@ -297,11 +316,12 @@ class Connection(asyncio.Protocol):
             self._body[0] if len(self._body) == 1 else b"".join(self._body),
             self._parser.should_keep_alive(),
             time.perf_counter(),
+            request_id=self._request_id,
         )
         if self._queue is not None:
             self._enqueue(request)
             return
-        result = self._app.handle(request.method, request.path, request.body)
+        result = self._app.handle(request.method, request.path, request.body, request.request_id)
         if isinstance(result, Offload):
             self._queue = deque()
             self._offload(request, result)
@@ -338,7 +358,9 @@ class Connection(asyncio.Protocol):
             if request.refusal is not None:
                 self._send(request, request.refusal)
                 continue
-            result = self._app.handle(request.method, request.path, request.body)
+            result = self._app.handle(
+                request.method, request.path, request.body, request.request_id
+            )
             if isinstance(result, Offload):
                 self._offload(request, result)
                 return

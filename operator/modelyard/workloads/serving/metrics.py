@@ -23,6 +23,7 @@ from prometheus_client.core import (
 from prometheus_client.process_collector import ProcessCollector
 
 from modelyard.workloads.serving.drift import DriftMonitor
+from modelyard.workloads.serving.feedback import Labels
 
 CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 # Seconds; inference on a loaded scikit-learn model is sub-millisecond to seconds.
@@ -36,6 +37,7 @@ class Metrics:
         self.load_seconds: float | None = None
         self.ready = False
         self.drift: DriftMonitor | None = None
+        self.labels: Labels | None = None
         self._requests: dict[tuple[str, int], int] = {}
         # Per (endpoint, code): counts per bucket (last one is +Inf), then the sum.
         self._latency: dict[tuple[str, int], tuple[list[int], list[float]]] = {}
@@ -137,6 +139,39 @@ class Metrics:
             for feature, score in self.drift.scores().items():
                 drift.add_metric([model, feature, worker], score)
             yield drift
+
+        if self.labels is not None:
+            yield from _quality(self.labels, model, worker)
+
+
+def _quality(labels: Labels, model: str, worker: str) -> Iterator[Metric]:
+    feedback = CounterMetricFamily(
+        "modelyard_server_feedback_labels",
+        "Ground-truth values received, by outcome: matched (a prediction of this process, "
+        "counted in the live metric) or unmatched (held for the operator to relay).",
+        labels=["model", "outcome", "worker"],
+    )
+    feedback.add_metric([model, "matched", worker], labels.matched)
+    feedback.add_metric([model, "unmatched", worker], labels.unmatched)
+    yield feedback
+    sums = labels.sums()
+    window = "over this process's last labelled rows"
+    live = (
+        [("accuracy", f"Share of correct predictions {window}.")]
+        if labels.classifier
+        else [
+            ("mae", f"Mean absolute error {window}."),
+            ("rmse", f"Root mean squared error {window}."),
+        ]
+    )
+    for metric, help_text in live:
+        value = sums.value(metric)
+        gauge = GaugeMetricFamily(
+            f"modelyard_server_live_{metric}", help_text, labels=["model", "worker"]
+        )
+        if value is not None:  # no series before the first label, rather than a made-up value
+            gauge.add_metric([model, worker], value)
+        yield gauge
 
 
 def _bound(bound: float) -> str:

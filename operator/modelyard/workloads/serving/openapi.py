@@ -59,7 +59,7 @@ def _readiness(summary: str, schema: dict[str, Any]) -> Any:
     }
 
 
-def _post(summary: str, body: str, success: str) -> Any:
+def _post(summary: str, body: str, success: str, *errors: int) -> Any:
     return {
         "post": {
             "summary": summary,
@@ -68,10 +68,20 @@ def _post(summary: str, body: str, success: str) -> Any:
                 "content": {JSON: {"schema": {"$ref": f"#/components/schemas/{body}"}}},
             },
             "responses": _responses(
-                {"$ref": f"#/components/schemas/{success}"}, 400, 413, 422, 503
+                {"$ref": f"#/components/schemas/{success}"}, *(errors or (400, 413, 422, 503))
             ),
         }
     }
+
+
+_feedback = _post(
+    "ground truth for an earlier prediction, by its request id",
+    "Feedback",
+    "FeedbackAnswer",
+    400,
+    413,
+    503,
+)
 
 
 def describe(name: str, version: str | None) -> dict[str, Any]:
@@ -93,12 +103,15 @@ def describe(name: str, version: str | None) -> dict[str, Any]:
         f"/v1/models/{name}:predict_proba": _post(
             "V1 prediction with probabilities", "V1Request", "V1Response"
         ),
+        f"/v2/models/{name}/feedback": _feedback,
+        f"/v1/models/{name}:feedback": _feedback,
     }
     if version is not None:
         versioned = f"/v2/models/{name}/versions/{version}"
         paths[versioned] = paths[f"/v2/models/{name}"]
         paths[f"{versioned}/ready"] = paths[f"/v2/models/{name}/ready"]
         paths[f"{versioned}/infer"] = paths[f"/v2/models/{name}/infer"]
+        paths[f"{versioned}/feedback"] = _feedback
     return {
         "openapi": "3.0.3",
         "info": {
@@ -158,6 +171,34 @@ def _schemas() -> dict[str, Any]:
                 "model_version": {"type": "string"},
                 "id": {"type": "string"},
                 "outputs": {"type": "array", "items": {"type": "object"}},
+            },
+        },
+        "Feedback": {
+            "type": "object",
+            "required": ["id", "truth"],
+            "properties": {
+                "id": {
+                    "type": "string",
+                    "description": "the prediction's request id (its X-Request-Id)",
+                },
+                "truth": {
+                    "type": "array",
+                    "minItems": 1,
+                    "description": "one true value per row of that request: class labels for "
+                    "a classifier, numbers for a regressor",
+                },
+            },
+        },
+        "FeedbackAnswer": {
+            "type": "object",
+            "required": ["id", "matched"],
+            "properties": {
+                "id": {"type": "string"},
+                "matched": {
+                    "type": "boolean",
+                    "description": "false: this process does not hold the prediction; the "
+                    "operator relays the feedback to the deployment's other processes",
+                },
             },
         },
         "V1Request": {

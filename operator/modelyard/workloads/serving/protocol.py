@@ -20,6 +20,7 @@ import numpy as np
 import orjson
 
 from modelyard.workloads.serving.errors import RequestError
+from modelyard.workloads.serving.feedback import checked_id
 from modelyard.workloads.serving.model import Model
 
 PREDICT = "predict"
@@ -111,8 +112,10 @@ def decode_v2(model: Model, body: bytes) -> Inference:
     if not isinstance(document, dict):
         raise RequestError(400, 'the body must be a JSON object: {"inputs": [...]}')
     request_id = document.get("id")
-    if request_id is not None and not isinstance(request_id, str):
-        raise RequestError(400, f'"id" must be a string, not {_kind(request_id)}')
+    if request_id is not None:
+        if not isinstance(request_id, str):
+            raise RequestError(400, f'"id" must be a string, not {_kind(request_id)}')
+        checked_id(request_id, '"id"')
     inputs = document.get("inputs")
     if not isinstance(inputs, list) or not inputs:
         raise RequestError(400, '"inputs" must be a non-empty list of tensors')

@@ -9,6 +9,10 @@ that share it (copy-on-write) and each bind the port with SO_REUSEPORT, so the k
 connections over them. Loading before forking means no worker is ever reachable before it
 is ready: readiness is per process, and a probe answered by one worker must not route
 traffic to another still loading. The parent then only supervises.
+
+Each process also binds a monitoring port of its own (--monitor-port + worker index), on which
+the operator collects its drift counts and feedback (monitor.py). A port that cannot be bound,
+serving or monitoring, ends the process with BindFailed.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from modelyard.workloads.serving.app import App
 from modelyard.workloads.serving.config import ServeConfig
 from modelyard.workloads.serving.http import Server
 from modelyard.workloads.serving.metrics import Metrics
+from modelyard.workloads.serving.monitor import MonitorApp
 
 log = logging.getLogger("modelyard.serve")
 
@@ -39,16 +44,35 @@ log = logging.getLogger("modelyard.serve")
 def run(config: ServeConfig) -> int:
     if config.workers == 1:
         try:
-            sock = bind(config, reuse_port=False)
-        except OSError as error:
-            return termination.fail(_bind_error(config, error))
-        return serve_process(config, sock)
+            sockets = bind_worker(config, 0, reuse_port=False)
+        except WorkloadError as error:
+            return termination.fail(error)
+        return serve_process(config, sockets)
     return supervise(config)
 
 
-def bind(config: ServeConfig, reuse_port: bool) -> socket.socket:
+def bind_worker(
+    config: ServeConfig, worker: int, reuse_port: bool
+) -> tuple[socket.socket, socket.socket]:
+    """The serving socket (shared through SO_REUSEPORT between workers) and the worker's own
+    monitoring socket; WorkloadError(BindFailed) naming the port that could not be bound."""
+    try:
+        sock = bind(config, config.port, reuse_port)
+    except OSError as error:
+        raise _bind_error(config, config.port, "", error) from None
+    monitor_port = config.monitor_port_of(worker)
+    try:
+        monitor = bind(config, monitor_port, reuse_port=False)
+    except OSError as error:
+        sock.close()
+        what = f" (monitoring port of worker {worker})"
+        raise _bind_error(config, monitor_port, what, error) from None
+    return sock, monitor
+
+
+def bind(config: ServeConfig, port: int, reuse_port: bool) -> socket.socket:
     family, kind, proto, _, address = socket.getaddrinfo(
-        config.host, config.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        config.host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
     )[0]
     sock = socket.socket(family, kind, proto)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -61,28 +85,52 @@ def bind(config: ServeConfig, reuse_port: bool) -> socket.socket:
 
 
 def serve_process(
-    config: ServeConfig, sock: socket.socket, preloaded: loader.Loaded | None = None
+    config: ServeConfig,
+    sockets: tuple[socket.socket, socket.socket],
+    preloaded: loader.Loaded | None = None,
 ) -> int:
-    return uvloop.run(_serve(config, sock, preloaded))
+    return uvloop.run(_serve(config, sockets, preloaded))
 
 
-async def _serve(config: ServeConfig, sock: socket.socket, preloaded: loader.Loaded | None) -> int:
+async def _serve(
+    config: ServeConfig,
+    sockets: tuple[socket.socket, socket.socket],
+    preloaded: loader.Loaded | None,
+) -> int:
     loop = asyncio.get_running_loop()
     metrics = Metrics()
-    app = App(config.name, metrics, config.drift_window)
-    server = Server(
-        app,
-        config.max_body_bytes,
-        config.request_seconds,
-        max_connections=config.max_connections,
-        max_inflight_bytes=config.max_inflight_bytes,
-        max_queued_requests=config.max_queued_requests,
-        write_seconds=config.write_seconds,
+    app = App(
+        config.name,
+        metrics,
+        config.drift_window,
+        remember_rows=config.remember_rows,
+        feedback_window=config.feedback_window,
     )
+    # The monitoring port has the serving port's limits: it reads bodies too.
+    server, monitor = (
+        Server(
+            application,
+            config.max_body_bytes,
+            config.request_seconds,
+            max_connections=config.max_connections,
+            max_inflight_bytes=config.max_inflight_bytes,
+            max_queued_requests=config.max_queued_requests,
+            write_seconds=config.write_seconds,
+        )
+        for application in (app, MonitorApp(app))
+    )
+    sock, monitor_sock = sockets
     listener = await loop.create_server(server.connection, sock=sock)
-    sweeper = loop.create_task(server.sweep())
+    monitor_listener = await loop.create_server(monitor.connection, sock=monitor_sock)
+    sweepers = [loop.create_task(server.sweep()), loop.create_task(monitor.sweep())]
     host, port = sock.getsockname()[:2]
-    log.info("listening on %s:%d (pid %d)", host, port, os.getpid())
+    log.info(
+        "listening on %s:%d, monitoring port %d (pid %d)",
+        host,
+        port,
+        monitor_sock.getsockname()[1],
+        os.getpid(),
+    )
 
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -111,8 +159,10 @@ async def _serve(config: ServeConfig, sock: socket.socket, preloaded: loader.Loa
         failure = loaded.exception()
         if failure is not None:
             listener.close()
+            monitor_listener.close()
             stopping.cancel()
-            sweeper.cancel()
+            for sweeper in sweepers:
+                sweeper.cancel()
             return termination.fail(_load_error(failure))
         result = loaded.result()
         app.set_model(result.model, result.seconds)
@@ -129,8 +179,10 @@ async def _serve(config: ServeConfig, sock: socket.socket, preloaded: loader.Loa
     log.info("SIGTERM: draining %d connection(s)", len(server.connections))
     app.draining = True
     listener.close()
-    await server.drain(config.drain_seconds)
-    sweeper.cancel()
+    monitor_listener.close()
+    await asyncio.gather(server.drain(config.drain_seconds), monitor.drain(config.drain_seconds))
+    for sweeper in sweepers:
+        sweeper.cancel()
     return 0
 
 
@@ -154,10 +206,8 @@ def _load_error(failure: BaseException) -> WorkloadError:
     return WorkloadError(Reason.ModelLoadFailed, f"{type(failure).__name__}: {failure}")
 
 
-def _bind_error(config: ServeConfig, error: OSError) -> WorkloadError:
-    return WorkloadError(
-        Reason.BindFailed, f"cannot listen on {config.host}:{config.port}: {error}"
-    )
+def _bind_error(config: ServeConfig, port: int, what: str, error: OSError) -> WorkloadError:
+    return WorkloadError(Reason.BindFailed, f"cannot listen on {config.host}:{port}{what}: {error}")
 
 
 def supervise(config: ServeConfig) -> int:
@@ -177,7 +227,7 @@ def supervise(config: ServeConfig) -> int:
     # puts the default back before it sets up its own handlers.
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
-    for _ in range(config.workers):
+    for worker in range(config.workers):
         pid = os.fork()
         if pid == 0:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -185,11 +235,11 @@ def supervise(config: ServeConfig) -> int:
             code = 1
             try:
                 try:
-                    sock = bind(config, reuse_port=True)
-                except OSError as error:
-                    code = termination.fail(_bind_error(config, error))
+                    sockets = bind_worker(config, worker, reuse_port=True)
+                except WorkloadError as error:
+                    code = termination.fail(error)
                 else:
-                    code = serve_process(config, sock, preloaded)
+                    code = serve_process(config, sockets, preloaded)
             finally:
                 os._exit(code)  # never return into the parent's code path
         children.add(pid)
