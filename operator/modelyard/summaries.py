@@ -10,6 +10,7 @@ never a status.
 from __future__ import annotations
 
 import math
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -17,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from modelyard.api.cleaning import CleaningCount
 from modelyard.api.common import Digest, S3Uri
 from modelyard.api.dataset import ColumnStatistics, DataFormat
-from modelyard.api.trainingjob import Metric
+from modelyard.api.trainingjob import LEADERBOARD_TOP, Finding, LeaderboardEntry, Metric
 from modelyard.reasons import Reason
 from modelyard.storage import layout
 from modelyard.storage.uri import S3Uri as Location
@@ -26,6 +27,11 @@ REASON_PATTERN = r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
 MESSAGE_MAX = 4096
 # spec.cleaning declares at most 100 columns of five rules each, plus missing and duplicates.
 CLEANING_COUNTS_MAX = 100 * 5 + 2
+# The report's findings and plots a run records (EvaluationReport).
+FINDINGS_MAX = 16
+PLOTS_MAX = 16
+# A plot is a file beside report.html: a plain name, never a path that leaves the directory.
+PLOT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,123}\.png$"
 
 
 class _Summary(BaseModel):
@@ -80,6 +86,21 @@ class ModelResult(_Summary):
     card_digest: Digest = Field(alias="cardDigest")
 
 
+class ReportResult(_Summary):
+    uri: S3Uri
+    digest: Digest
+    plots: list[str] = Field(default_factory=list, max_length=PLOTS_MAX)
+    findings: list[Finding] = Field(default_factory=list, max_length=FINDINGS_MAX)
+
+    @field_validator("plots")
+    @classmethod
+    def _file_names(cls, plots: list[str]) -> list[str]:
+        for plot in plots:
+            if not re.fullmatch(PLOT_PATTERN, plot) or ".." in plot:
+                raise ValueError(f"plot {plot!r} is not a PNG file name")
+        return plots
+
+
 class TrainResult(_Summary):
     status: Literal["Succeeded", "Failed"]
     run: str = Field(max_length=63)
@@ -90,6 +111,20 @@ class TrainResult(_Summary):
     task: Literal["classification", "regression"]
     reason: str | None = Field(default=None, max_length=256)
     message: str | None = Field(default=None, max_length=MESSAGE_MAX)
+    estimator: str | None = Field(default=None, max_length=128)
+    leaderboard: list[LeaderboardEntry] | None = Field(default=None, max_length=LEADERBOARD_TOP)
+    report: ReportResult | None = None
+
+    @field_validator("leaderboard")
+    @classmethod
+    def _finite_scores(
+        cls, leaderboard: list[LeaderboardEntry] | None
+    ) -> list[LeaderboardEntry] | None:
+        for entry in leaderboard or []:
+            for value in (entry.score, entry.score_std, entry.fit_seconds):
+                if value is not None and not math.isfinite(value):
+                    raise ValueError(f"rank {entry.rank} has a score of {value}")
+        return leaderboard
 
     @field_validator("metrics")
     @classmethod
@@ -154,5 +189,10 @@ def expect_training(
     if result.model.uri != expected:
         raise Rejected(
             f"the workload reports its model at {result.model.uri}, not at {expected} as asked"
+        )
+    report = str(output.join(layout.REPORT_DIR, layout.REPORT_FILE))
+    if result.report is not None and result.report.uri != report:
+        raise Rejected(
+            f"the workload reports its report at {result.report.uri}, not at {report} as asked"
         )
     return result

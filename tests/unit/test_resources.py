@@ -196,6 +196,9 @@ def test_training_job_honours_limits_resources_and_image() -> None:
         "s3://team-data/namespaces/ml/models/iris-classifier/uid-2/run-3/"
     )
     assert env["MODELYARD_MAX_SEARCH_TRIALS"] == str(CONFIG.max_search_trials)
+    # The search's processes: the container's own CPU limit, in whole CPUs.
+    cpus = next(e for e in container["env"] if e["name"] == "MODELYARD_CPUS")
+    assert cpus["valueFrom"] == {"resourceFieldRef": {"resource": "limits.cpu", "divisor": "1"}}
     assert env["MODELYARD_DATASET_VERSION"] == DIGEST
     assert env["MODELYARD_RUN"] == "run-3"
     assert env["MODELYARD_S3_BUCKET"] == "team-data"

@@ -121,3 +121,52 @@ def test_failures_keep_only_reasons_modelyard_documents() -> None:
     made_up = summaries.failure({"status": "Failed", "reason": "AllGood", "message": "x"})
     assert made_up is not None and made_up.reason == Reason.JobFailed
     assert summaries.failure({"status": "Succeeded"}) is None
+
+
+REPORT = {
+    "uri": f"{OUTPUT}report/report.html",
+    "digest": DIGEST,
+    "plots": ["confusion_matrix.png", "roc.png"],
+    "findings": [{"reason": "ClassImbalance", "message": "class 2 holds 4% of the rows"}],
+}
+OTHER_RUN = S3Uri.parse("s3://modelyard/namespaces/ml/models/tj/uid-1/run-0/")
+ENTRY = {"rank": 1, "estimator": "sklearn.naive_bayes.GaussianNB", "score": 0.9, "scoreStd": 0.02}
+
+
+def test_a_run_with_its_leaderboard_and_report_is_recorded() -> None:
+    summary = _train(
+        estimator="sklearn.naive_bayes.GaussianNB",
+        leaderboard=[ENTRY, {**ENTRY, "rank": 2, "score": 0.8}],
+        report=REPORT,
+    )
+    result = summaries.expect_training(summary, "run-1", VERSION, OUTPUT)
+    assert result.estimator == "sklearn.naive_bayes.GaussianNB"
+    assert [e.rank for e in result.leaderboard or []] == [1, 2]
+    assert result.report is not None and result.report.plots == REPORT["plots"]
+    assert result.report.findings[0].reason == "ClassImbalance"
+
+
+@pytest.mark.parametrize(
+    ("changes", "complaint"),
+    [
+        # Another run's report, another namespace's: only the run's own location counts.
+        ({"report": {**REPORT, "uri": f"{OTHER_RUN}report/report.html"}}, "report at"),
+        (
+            {"report": {**REPORT, "uri": "s3://modelyard/namespaces/other/report.html"}},
+            "report at",
+        ),
+        ({"report": {**REPORT, "plots": ["../../model.joblib"]}}, "PNG file name"),
+        ({"report": {**REPORT, "plots": ["sub/roc.png"]}}, "PNG file name"),
+        ({"report": {**REPORT, "findings": REPORT["findings"] * 17}}, "findings"),
+        ({"report": {**REPORT, "digest": "md5:x"}}, "digest"),
+        ({"leaderboard": [{**ENTRY, "rank": r} for r in range(1, 7)]}, "leaderboard"),
+        ({"leaderboard": [{**ENTRY, "score": float("nan")}]}, "leaderboard"),
+        ({"leaderboard": [{**ENTRY, "rank": 0}]}, "leaderboard"),
+        ({"estimator": "x" * 129}, "estimator"),
+    ],
+)
+def test_a_leaderboard_or_report_out_of_bounds_is_rejected(
+    changes: dict[str, Any], complaint: str
+) -> None:
+    with pytest.raises(summaries.Rejected, match=complaint):
+        summaries.expect_training(_train(**changes), "run-1", VERSION, OUTPUT)

@@ -120,7 +120,9 @@ def _training_run(
         "exists": training_job is not None,
         "run": served.get("run"),
         "phase": run.get("phase"),
-        "estimator": ((training_job or {}).get("spec") or {}).get("estimator", {}).get("class"),
+        # The run's own record: with spec.candidates the spec names no single estimator.
+        "estimator": run.get("estimator")
+        or (((training_job or {}).get("spec") or {}).get("estimator") or {}).get("class"),
         "params": run.get("params"),
         "metrics": run.get("metrics"),
         "startedAt": run.get("startedAt"),

@@ -120,7 +120,7 @@ def build_training_job(
 ) -> Manifest:
     """A run reads its Dataset's storage and writes the model beside it, at `output_uri` (the
     prefix the operator chose for this run)."""
-    env = [
+    env: list[Manifest] = [
         {"name": "MODELYARD_SPEC", "value": _spec_json(spec)},
         {"name": "MODELYARD_NAMESPACE", "value": owner.namespace},
         {"name": "MODELYARD_NAME", "value": owner.name},
@@ -130,6 +130,12 @@ def build_training_job(
         {"name": "MODELYARD_DATASET_VERSION", "value": dataset_version},
         {"name": OUTPUT_URI, "value": output_uri},
         {"name": "MODELYARD_MAX_SEARCH_TRIALS", "value": str(config.max_search_trials)},
+        # The search runs one process per whole CPU of the container's limit (rounded up by
+        # the kubelet; the node's allocatable CPUs when there is no limit).
+        {
+            "name": "MODELYARD_CPUS",
+            "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu", "divisor": "1"}},
+        },
         *storage_env(config, dataset_storage),
     ]
     job = _job(

@@ -58,6 +58,20 @@ class TransformCard(BaseModel):
     drop: bool = False
 
 
+class Trial(BaseModel):
+    """One cross-validated trial of model selection: an estimator with one set of params."""
+
+    rank: int = Field(description="1 is the trial whose estimator became the model.")
+    estimator: str
+    params: dict[str, object] = Field(default_factory=dict)
+    score: float | None = Field(
+        description="Mean cross-validated score (greater is better: error metrics negated); "
+        "None when a fit failed and left it undefined."
+    )
+    score_std: float | None = None
+    fit_seconds: float = Field(description="Mean time to fit one fold.")
+
+
 class DatasetLineage(BaseModel):
     namespace: str | None = None
     name: str | None = None
@@ -90,6 +104,9 @@ class ModelCard(BaseModel):
         description="Features the pipeline's first step computes from `features`, in order.",
     )
     transforms: list[TransformCard] = Field(default_factory=list)
+    leaderboard: list[Trial] = Field(
+        default_factory=list, description="Every trial of the run's search, best first."
+    )
     dataset: DatasetLineage
     training_job: str | None = None
     run: str | None = None
@@ -97,9 +114,10 @@ class ModelCard(BaseModel):
 
     @model_serializer(mode="wrap")
     def _without_empty_engineering(self, handler: SerializerFunctionWrapHandler) -> Any:
-        # A model without feature engineering keeps the card it had before the fields existed.
+        # A model without feature engineering or search keeps the card it had before the
+        # fields existed.
         document = handler(self)
-        for key in ("derived", "transforms"):
+        for key in ("derived", "transforms", "leaderboard"):
             if isinstance(document, dict) and document.get(key) == []:
                 del document[key]
         return document

@@ -1,7 +1,8 @@
 """`modelyard-worker train`: fit a TrainingJob's estimator on one Dataset version.
 
-Loads the version's snapshot and split, fits the pipeline (after an optional search), evaluates
-on the held-out split, and publishes model.joblib + model.json (payload) then manifest.json.
+Loads the version's snapshot and split, fits the pipeline (after an optional search, or chooses
+among spec.candidates: selection.py), evaluates on the held-out split, writes the evaluation
+report, and publishes model.joblib + model.json + report/ (payload) then manifest.json.
 A run that misses `spec.objective` is still published, so it can be inspected, but exits with
 EXIT_OBJECTIVE_NOT_MET and reason ObjectiveNotMet, and the operator does not promote it.
 """
@@ -9,6 +10,7 @@ EXIT_OBJECTIVE_NOT_MET and reason ObjectiveNotMet, and the operator does not pro
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import tempfile
@@ -21,19 +23,15 @@ import joblib
 import numpy as np
 import pyarrow.parquet as pq
 import sklearn
-from sklearn.model_selection import GridSearchCV, RandomizedSearchCV
-from sklearn.pipeline import Pipeline
-from sklearn.utils._param_validation import InvalidParameterError
 
-from modelyard.api.trainingjob import Metric, TrainingJobSpec, meets, search_candidates
-from modelyard.config import OperatorConfig
+from modelyard.api.trainingjob import LEADERBOARD_TOP, Metric, TrainingJobSpec, meets
 from modelyard.reasons import Reason
 from modelyard.storage import layout, manifests
 from modelyard.storage.client import Storage
 from modelyard.storage.digest import bytes_digest, file_digest
 from modelyard.storage.uri import S3Uri
 from modelyard.workloads.common import termination
-from modelyard.workloads.common.modelcard import DatasetLineage, Feature, ModelCard
+from modelyard.workloads.common.modelcard import DatasetLineage, Feature, ModelCard, Trial
 from modelyard.workloads.common.spec import load_spec, parse_uri, storage_config
 from modelyard.workloads.common.termination import (
     EXIT_INVALID_DATA,
@@ -44,7 +42,6 @@ from modelyard.workloads.common.termination import (
 from modelyard.workloads.common.timing import log_peak_memory, phase
 from modelyard.workloads.training.baseline import feature_baselines
 from modelyard.workloads.training.evaluation import (
-    SCORERS,
     check_computable,
     check_metrics,
     check_test_classes,
@@ -52,16 +49,12 @@ from modelyard.workloads.training.evaluation import (
     metric_names,
 )
 from modelyard.workloads.training.features import table_to_matrix
-from modelyard.workloads.training.pipeline import (
-    ESTIMATOR_STEP,
-    build_estimator,
-    build_pipeline,
-    engineering_card,
-    task_of,
-)
+from modelyard.workloads.training.pipeline import engineering_card
+from modelyard.workloads.training.report import build_report
+from modelyard.workloads.training.selection import Plan, cpus, plan, select
 
-# The operator passes its own limit; run by hand, the operator's default applies.
-DEFAULT_MAX_SEARCH_TRIALS = OperatorConfig.max_search_trials
+# The report's findings a summary carries at most (EvaluationReport.findings).
+FINDINGS_MAX = 16
 
 
 def main(argv: Sequence[str]) -> int:
@@ -153,25 +146,15 @@ def train(
             f"spec.datasetRef.version: {dataset_uri} holds {manifest['version']}, "
             f"expected {expected_version}",
         )
-    estimator = build_estimator(spec.estimator.class_, spec.estimator.params)
-    task = task_of(estimator)
-    requested = [Metric(m).value for m in spec.metrics or []]
-    check_metrics(task, requested, "spec.metrics")
-    if spec.objective:
-        check_metrics(task, [spec.objective.metric], "spec.objective.metric")
-    wanted = [("spec.metrics", name) for name in requested]
-    if spec.objective:
-        wanted.append(("spec.objective.metric", spec.objective.metric))
-    check_computable(estimator, wanted)
-    names = metric_names(task, [name for _, name in wanted])
-
     target = manifest["target"]
     features = [
         Feature(name=c["name"], type=c["type"]) for c in manifest["columns"] if c["name"] != target
     ]
     # Everything the spec can get wrong is refused here, before the data is downloaded.
-    pipeline = build_pipeline(features, estimator, spec.feature_engineering, target)
-    search = _search(spec, pipeline, task) if spec.search else None
+    chosen = plan(spec, features, target)
+    task = chosen.task
+    wanted = _check_metrics(spec, chosen)
+    names = metric_names(task, [name for _, name in wanted])
     with (
         phase("train", "download and load"),
         tempfile.TemporaryDirectory(prefix="modelyard-train-") as work,
@@ -188,7 +171,8 @@ def train(
     if task == "regression" and y.dtype.kind not in "iuf":
         raise WorkloadError(
             Reason.TargetNotNumeric,
-            f"spec.estimator.class: a regressor needs a numeric target, {target!r} is text",
+            f"{chosen.candidates[0].where}.class: a regressor needs a numeric target, "
+            f"{target!r} is text",
             EXIT_INVALID_DATA,
         )
     is_test = np.zeros(len(y), dtype=bool)
@@ -198,9 +182,24 @@ def train(
         check_test_classes(y_test, wanted)
 
     with phase("train", "fit"):
-        fitted, best_params = _fit(spec, pipeline, search, x_train, y_train)
+        selected = select(chosen, x_train, y_train, cpus())
+    fitted, best_params = selected.pipeline, selected.params
     with phase("train", "evaluate"):
         metrics = evaluate(fitted, x_test, y_test, names)
+    leaderboard = [_entry(trial) for trial in selected.leaderboard if trial.score is not None]
+    with phase("train", "report"):
+        report = build_report(
+            pipeline=fitted,
+            task=task,
+            feature_names=[f.name for f in features],
+            x_train=x_train,
+            y_train=y_train,
+            x_test=x_test,
+            y_test=y_test,
+            metrics=metrics,
+            leaderboard=leaderboard,
+            title=f"{namespace}/{name} {run}",
+        )
 
     classes = [_label(c) for c in fitted.classes_] if task == "classification" else None
     with (
@@ -212,7 +211,7 @@ def train(
         digest = file_digest(model_path)
         card = ModelCard(
             name=name,
-            estimator=spec.estimator.class_,
+            estimator=selected.estimator,
             params=best_params,
             task=task,
             target=target,
@@ -222,7 +221,8 @@ def train(
             digest=digest,
             libraries=_library_versions(),
             baseline=feature_baselines(features, x_train),
-            **engineering_card(pipeline, spec.feature_engineering),
+            **engineering_card(fitted, spec.feature_engineering),
+            leaderboard=selected.leaderboard,
             dataset=DatasetLineage(
                 namespace=manifest["dataset"]["namespace"],
                 name=manifest["dataset"]["name"],
@@ -238,6 +238,8 @@ def train(
         storage.ensure_bucket(output.bucket)
         storage.upload_file(model_path, output.join(layout.MODEL_FILE))
         storage.put_bytes(output.join(layout.MODEL_CARD), card_bytes, "application/json")
+        for file, content in report.files.items():
+            storage.put_bytes(output.join(layout.REPORT_DIR, file), content, _content_type(file))
         manifests.publish_manifest(
             storage,
             output,
@@ -261,10 +263,20 @@ def train(
         },
         "metrics": metrics,
         "params": best_params,
+        "estimator": selected.estimator,
         "task": task,
         "trainRows": len(y_train),
         "testRows": len(y_test),
         "startedAt": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+    if leaderboard:
+        summary["leaderboard"] = leaderboard[:LEADERBOARD_TOP]
+    page = report.files[layout.REPORT_FILE]
+    summary["report"] = {
+        "uri": str(output.join(layout.REPORT_DIR, layout.REPORT_FILE)),
+        "digest": bytes_digest(page),
+        "plots": sorted(file for file in report.files if file.endswith(".png")),
+        "findings": report.findings[:FINDINGS_MAX],
     }
     if spec.objective:
         value = metrics.get(spec.objective.metric)
@@ -276,71 +288,64 @@ def train(
                 message=f"{spec.objective.metric} = {shown} misses the objective "
                 f"{spec.objective.minimum:g}",
             )
-            return termination.Completed(summary, exit_code=EXIT_OBJECTIVE_NOT_MET)
-    return termination.Completed(summary)
+            return termination.Completed(within_limit(summary), exit_code=EXIT_OBJECTIVE_NOT_MET)
+    return termination.Completed(within_limit(summary))
 
 
-def _fit(
-    spec: TrainingJobSpec, pipeline: Pipeline, search: Any, x: Any, y: Any
-) -> tuple[Pipeline, dict[str, Any]]:
-    try:
-        if search is None:
-            pipeline.fit(x, y)
-            return pipeline, dict(spec.estimator.params or {})
-        search.fit(x, y)
-    except InvalidParameterError as error:
-        raise WorkloadError(
-            Reason.InvalidParams, f"spec.estimator.params: {error}", EXIT_USAGE
-        ) from None
-    except ValueError as error:
-        raise WorkloadError(Reason.TrainingFailed, str(error), EXIT_INVALID_DATA) from None
-    prefix = f"{ESTIMATOR_STEP}__"
-    best = {key.removeprefix(prefix): value for key, value in search.best_params_.items()}
-    best_estimator: Pipeline = search.best_estimator_
-    return best_estimator, {**(spec.estimator.params or {}), **_plain(best)}
-
-
-def _search(spec: TrainingJobSpec, pipeline: Pipeline, task: str) -> Any:
-    assert spec.search is not None
-    grid: dict[str, list[Any]] = {}
-    for key, values in spec.search.params.items():
-        if not isinstance(values, list) or not values:
-            raise WorkloadError(
-                Reason.InvalidSearch,
-                f"spec.search.params.{key}: expected a non-empty list of candidate values",
-                EXIT_USAGE,
+def _check_metrics(spec: TrainingJobSpec, chosen: Plan) -> list[tuple[str, str]]:
+    """The metrics the spec asks for, with the field asking, once each is known to apply to the
+    task and to be computable by every candidate (roc_auc needs probabilities)."""
+    requested = [Metric(m).value for m in spec.metrics or []]
+    check_metrics(chosen.task, requested, "spec.metrics")
+    if spec.objective:
+        check_metrics(chosen.task, [spec.objective.metric], "spec.objective.metric")
+    wanted = [("spec.metrics", name) for name in requested]
+    if spec.objective:
+        wanted.append(("spec.objective.metric", spec.objective.metric))
+    for candidate in chosen.candidates:
+        if spec.candidates:
+            check_computable(
+                candidate.estimator, [(f"{where} ({candidate.where})", n) for where, n in wanted]
             )
-        grid[f"{ESTIMATOR_STEP}__{key}"] = values
-    metric = (
-        spec.objective.metric
-        if spec.objective
-        else (Metric.ACCURACY if task == "classification" else Metric.R2)
-    )
-    scoring = SCORERS[Metric(metric)]
-    limit = int(os.environ.get("MODELYARD_MAX_SEARCH_TRIALS") or DEFAULT_MAX_SEARCH_TRIALS)
-    candidates = search_candidates(spec.search)
-    if candidates > limit:
-        raise WorkloadError(
-            Reason.SearchTooLarge,
-            f"spec.search: {candidates} candidates, more than the {limit} allowed",
-            EXIT_USAGE,
-        )
-    if spec.search.strategy == "grid":
-        return GridSearchCV(pipeline, grid, cv=spec.search.cv, scoring=scoring, n_jobs=1)
-    return RandomizedSearchCV(
-        pipeline,
-        grid,
-        n_iter=spec.search.max_trials,
-        cv=spec.search.cv,
-        scoring=scoring,
-        random_state=0,
-        n_jobs=1,
-    )
+        else:
+            check_computable(candidate.estimator, wanted)
+    return wanted
 
 
-def _plain(params: dict[str, Any]) -> dict[str, Any]:
-    """numpy scalars → Python, so params serialize into JSON status."""
-    return {k: v.item() if isinstance(v, np.generic) else v for k, v in params.items()}
+def _entry(trial: Trial) -> dict[str, Any]:
+    """A trial as the summary and status carry it (LeaderboardEntry)."""
+    entry: dict[str, Any] = {
+        "rank": trial.rank,
+        "estimator": trial.estimator,
+        "params": trial.params,
+        "score": trial.score,
+        "fitSeconds": trial.fit_seconds,
+    }
+    if trial.score_std is not None:
+        entry["scoreStd"] = trial.score_std
+    return entry
+
+
+def within_limit(summary: dict[str, Any]) -> dict[str, Any]:
+    """The summary within the termination message's limit, shortened where it matters least:
+    the leaderboard's tail (the card holds every trial), then the findings' (report.html holds
+    them all). termination.encode would drop a whole field instead."""
+
+    def fits(candidate: dict[str, Any]) -> bool:
+        return bool(json.loads(termination.encode(candidate)) == candidate)
+
+    trimmed = dict(summary)
+    report = dict(trimmed["report"])
+    trimmed["report"] = report
+    while not fits(trimmed) and len(trimmed.get("leaderboard") or []) > 1:
+        trimmed["leaderboard"] = trimmed["leaderboard"][:-1]
+    while not fits(trimmed) and report["findings"]:
+        report["findings"] = report["findings"][:-1]
+    return trimmed
+
+
+def _content_type(file: str) -> str:
+    return "text/html; charset=utf-8" if file.endswith(".html") else "image/png"
 
 
 def _label(value: Any) -> Any:
