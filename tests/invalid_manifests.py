@@ -30,6 +30,13 @@ TRAINING_JOB: dict[str, Any] = {
         "estimator": {"class": "sklearn.linear_model.LogisticRegression"},
     },
 }
+CANDIDATES_JOB: dict[str, Any] = {
+    **TRAINING_JOB,
+    "spec": {
+        "datasetRef": {"name": "iris"},
+        "candidates": [{"class": "sklearn.naive_bayes.GaussianNB"}],
+    },
+}
 MODEL_DEPLOYMENT: dict[str, Any] = {
     "apiVersion": "modelyard.dev/v1alpha1",
     "kind": "ModelDeployment",
@@ -171,6 +178,45 @@ CATALOGUE: tuple[Invalid, ...] = (
         _with(TRAINING_JOB, "backoffLimit", -1),
         "spec.backoffLimit",
         "greater than or equal to 0",
+    ),
+    Invalid(
+        "trainingjob-estimator-and-candidates",
+        _with(TRAINING_JOB, "candidates", [{"class": "sklearn.naive_bayes.GaussianNB"}]),
+        "spec",
+        "exactly one of estimator or candidates",
+        cel=True,
+    ),
+    Invalid(
+        "trainingjob-neither-estimator-nor-candidates",
+        _with(TRAINING_JOB, "estimator", None),
+        "spec",
+        "exactly one of estimator or candidates",
+        cel=True,
+    ),
+    Invalid(
+        "trainingjob-search-params-with-candidates",
+        _with(
+            _with(CANDIDATES_JOB, "search.params", {"var_smoothing": [1e-9, 1e-8]}),
+            "search.strategy",
+            "grid",
+        ),
+        "spec.search.params",
+        "leave out search.params",
+        cel=True,
+    ),
+    Invalid(
+        "trainingjob-search-without-params",
+        _with(TRAINING_JOB, "search", {"strategy": "grid", "cv": 3}),
+        "spec.search.params",
+        "search.params is required with estimator",
+        cel=True,
+    ),
+    Invalid(
+        "trainingjob-drift-with-pinned-version",
+        _with(_with(TRAINING_JOB, "datasetRef.version", DIGEST), "retrainOn", ["Drift"]),
+        "spec.retrainOn",
+        "unpin it",
+        cel=True,
     ),
     Invalid(
         "modeldeployment-two-models",

@@ -33,6 +33,15 @@ class Reason(StrEnum):
     ModelChanged = "ModelChanged"
     RollingOut = "RollingOut"
     Serving = "Serving"
+    # Monitoring of the served model, and the retrains it asks for.
+    NoDrift = "NoDrift"
+    DriftDetected = "DriftDetected"
+    QualityMet = "QualityMet"
+    QualityDegraded = "QualityDegraded"
+    NotEnoughData = "NotEnoughData"
+    RetrainTriggered = "RetrainTriggered"
+    RetrainDeferred = "RetrainDeferred"
+    RetrainAbandoned = "RetrainAbandoned"
     # Waiting on another resource.
     DatasetNotFound = "DatasetNotFound"
     DatasetNotReady = "DatasetNotReady"
@@ -49,6 +58,7 @@ class Reason(StrEnum):
     EstimatorNotAllowed = "EstimatorNotAllowed"
     InvalidParams = "InvalidParams"
     InvalidSearch = "InvalidSearch"
+    MixedTasks = "MixedTasks"
     InvalidFeatures = "InvalidFeatures"
     MetricNotApplicable = "MetricNotApplicable"
     # A workload ended with a problem in the data.
@@ -72,6 +82,10 @@ class Reason(StrEnum):
     DatasetVersionMismatch = "DatasetVersionMismatch"
     TrainingFailed = "TrainingFailed"
     ObjectiveNotMet = "ObjectiveNotMet"
+    # Findings of a run's evaluation report (status.runs[].report.findings).
+    ClassImbalance = "ClassImbalance"
+    Overfitting = "Overfitting"
+    PossibleLeakage = "PossibleLeakage"
     # A model server could not start.
     ModelNotFound = "ModelNotFound"
     ModelCardNotFound = "ModelCardNotFound"
@@ -127,6 +141,7 @@ class Explanation:
 _DS, _TJ, _MD = "Dataset", "TrainingJob", "ModelDeployment"
 _WORKLOADS = "Dataset, TrainingJob"
 _SERVER = "model server (pod logs, ModelDeployment events)"
+_REPORT = "TrainingJob (status.runs[].report.findings)"
 _FIX_SPEC = "Fix the field named in the message and apply again; the operator retries at once."
 _ALL = "Dataset, TrainingJob, ModelDeployment"
 _POD_EVENTS = "Read the pod's events (`kubectl describe pod`); the message names the cause."
@@ -182,6 +197,58 @@ EXPLANATIONS: dict[Reason, Explanation] = {
     ),
     Reason.ModelChanged: Explanation(
         _MD, False, "Event: the served model changed; a rollout follows.", "None."
+    ),
+    Reason.NoDrift: Explanation(
+        _MD,
+        False,
+        "Drifted=False: no feature's PSI over recent requests exceeds "
+        "spec.monitoring.drift.threshold.",
+        "None.",
+    ),
+    Reason.DriftDetected: Explanation(
+        _MD,
+        True,
+        "Drifted=True (and a Warning event): recent requests differ from the training data; the "
+        "message names the features and their PSI against the threshold. The model still serves.",
+        "Retrain on fresh data (retrainOn: [Drift] does it by itself), or check the clients.",
+    ),
+    Reason.QualityMet: Explanation(
+        _MD, False, "QualityDegraded=False: the live metric meets spec.monitoring.quality.", "None."
+    ),
+    Reason.QualityDegraded: Explanation(
+        _MD,
+        True,
+        "QualityDegraded=True (and a Warning event): the live metric from feedback misses "
+        "spec.monitoring.quality.minimum. The model still serves.",
+        "Retrain (retrainOn: [QualityDegraded] does it by itself), or look at recent feedback.",
+    ),
+    Reason.NotEnoughData: Explanation(
+        _MD,
+        False,
+        "Drifted or QualityDegraded is Unknown: fewer rows (labels) than minRows (minLabels), "
+        "no server answered, or a new model serves and its figures are being gathered again.",
+        "Wait for traffic (feedback); if servers do not answer, see status.monitoring.unreachable.",
+    ),
+    Reason.RetrainTriggered: Explanation(
+        "TrainingJob, ModelDeployment",
+        False,
+        "Event: Drift or QualityDegraded asked for a retrain; the Dataset is refreshed, then a run "
+        "trains on it. The message is the cause, also in status.lastAutomaticRetrain and the run.",
+        "None; the promotion gate decides whether the new model serves.",
+    ),
+    Reason.RetrainDeferred: Explanation(
+        _TJ,
+        False,
+        "Event: a retrain was asked for within spec.retrainCooldown of the last one; nothing "
+        "starts until the cooldown has passed (at most one such event per cooldown).",
+        "None, or shorten spec.retrainCooldown.",
+    ),
+    Reason.RetrainAbandoned: Explanation(
+        _TJ,
+        True,
+        "Event: the Dataset refresh an automatic retrain asked for failed or was replaced; no "
+        "run starts for it. The message says why.",
+        "Fix the Dataset (see its Ready condition); the next trigger after the cooldown retries.",
     ),
     Reason.RollingOut: Explanation(
         _MD,
@@ -264,6 +331,12 @@ EXPLANATIONS: dict[Reason, Explanation] = {
     ),
     Reason.InvalidParams: Explanation(_TJ, True, "spec.estimator.params are rejected.", _FIX_SPEC),
     Reason.InvalidSearch: Explanation(_TJ, True, "spec.search is not usable.", _FIX_SPEC),
+    Reason.MixedTasks: Explanation(
+        _TJ,
+        True,
+        "spec.candidates mixes classifiers and regressors: candidates compete on one task.",
+        "Keep the candidates of the Dataset's task; the message names the odd one out.",
+    ),
     Reason.InvalidFeatures: Explanation(
         _TJ,
         True,
@@ -401,6 +474,30 @@ EXPLANATIONS: dict[Reason, Explanation] = {
         True,
         "The run's metric misses spec.objective; the model is recorded but never promoted.",
         "Improve the model or the data, or lower the objective.",
+    ),
+    Reason.ClassImbalance: Explanation(
+        _REPORT,
+        True,
+        "The rarest class is under 10 % of the training split (under half an even share with "
+        "more than five classes), or the most common is over 10 times as frequent; the message "
+        "gives the shares. Accuracy then flatters the model.",
+        "Use class_weight or resampling, and judge by balanced_accuracy or f1_macro.",
+    ),
+    Reason.Overfitting: Explanation(
+        _REPORT,
+        True,
+        "The training-split accuracy (r2 for a regressor) is more than 0.1 above the test "
+        "split's; the message gives both.",
+        "Regularize (max_depth, min_samples_leaf, alpha, C) or train on more data.",
+    ),
+    Reason.PossibleLeakage: Explanation(
+        _REPORT,
+        True,
+        "One feature alone predicts the target (a small tree on it scores 0.98 or more, "
+        "cross-validated); the message names it. It may be the target under another name or "
+        "known only after it.",
+        "Drop the feature (featureEngineering.transforms: drop) unless it is known at "
+        "prediction time.",
     ),
     Reason.ModelNotFound: Explanation(
         _SERVER, True, "No model file at the URI.", "Check spec.model and the storage settings."

@@ -236,6 +236,7 @@ def test_operator_settings_reach_the_operator_as_it_reads_them() -> None:
             "tmpSize": "20Gi",
             "ingestDeadlineSeconds": 600,
             "maxSearchTrials": 50,
+            "serverWorkers": 3,
             "jobTTLSeconds": 600,
             "tolerations": TOLERATIONS,
             "affinity": AFFINITY,
@@ -272,6 +273,7 @@ def test_operator_settings_reach_the_operator_as_it_reads_them() -> None:
         workload_tmp_size="20Gi",
         ingest_deadline_seconds=600,
         max_search_trials=50,
+        server_workers=3,
         job_ttl_seconds=600,
         workload_tolerations=json.dumps(TOLERATIONS, sort_keys=True),
         workload_affinity=json.dumps(AFFINITY, sort_keys=True),
@@ -396,6 +398,7 @@ def test_cluster_role_grants_what_the_operator_does() -> None:
         assert _granted(rules, "modelyard.dev", f"{kind}/finalizers") == {"update"}
     assert _granted(rules, "batch", "jobs") == {"get", "list", "watch", "create"}
     assert _granted(rules, "", "pods") == {"list", "watch"}
+    assert _granted(rules, "apps", "replicasets") == {"list"}
     assert _granted(rules, "apps", "deployments") == {
         "get",
         "list",
@@ -416,7 +419,7 @@ def test_cluster_role_grants_what_the_operator_does() -> None:
     # kopf's namespace and CRD scanning is off (controllers/runner.py): nothing cluster-scoped.
     assert _granted(rules, "", "namespaces") == set()
     assert _granted(rules, "apiextensions.k8s.io", "customresourcedefinitions") == set()
-    assert len(rules) == 11
+    assert len(rules) == 12
     binding = _operator_objects(manifests, "ClusterRoleBinding")[0]
     account = _operator_objects(manifests, "ServiceAccount")[0]["metadata"]
     assert binding["subjects"] == [
@@ -645,6 +648,39 @@ def _selects(selector: Manifest, pod_labels: dict[str, str]) -> bool:
     return True
 
 
+def _egress_policies(manifests: list[Manifest]) -> list[Manifest]:
+    return [
+        p
+        for p in of_kind(manifests, "NetworkPolicy")
+        if p["metadata"]["name"].endswith("-workloads")
+    ]
+
+
+def test_network_policy_lets_only_the_operator_reach_the_servers_monitoring_ports() -> None:
+    values = {**VARIANTS["network-policy"], "workloads.serverWorkers": "3"}
+    manifests = render(values)
+    (policy,) = [
+        p
+        for p in of_kind(manifests, "NetworkPolicy")
+        if p["metadata"]["name"].endswith("-monitoring")
+    ]
+    spec = policy["spec"]
+    assert spec["policyTypes"] == ["Ingress"]
+    server = workload_labels("ModelDeployment", "iris", "server")
+    assert _selects({"matchExpressions": [], **spec["podSelector"]}, server)
+    for component in set(WORKLOAD_COMPONENTS) - {"server"}:
+        pod = workload_labels("Dataset", "iris", component)
+        assert not _selects({"matchExpressions": [], **spec["podSelector"]}, pod), component
+    serving, monitoring = spec["ingress"]
+    assert "from" not in serving  # clients, the canary router and Prometheus
+    assert serving["ports"] == [{"protocol": "TCP", "port": "http"}]
+    assert monitoring["ports"] == [{"protocol": "TCP", "port": 9090, "endPort": 9092}]
+    (source,) = monitoring["from"]
+    assert source["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": NAMESPACE}
+    operator_pod = _deployment()["spec"]["template"]["metadata"]["labels"]
+    assert source["podSelector"]["matchLabels"].items() <= operator_pod.items()
+
+
 def test_no_network_policy_unless_asked() -> None:
     assert not of_kind(render(), "NetworkPolicy")
 
@@ -654,7 +690,7 @@ def test_network_policy_limits_workload_egress_to_dns_and_the_given_rules() -> N
         "watchNamespaces": ["team-a", "team-b"],
         "workloads": {"networkPolicy": {"enabled": True, "egress": [S3_RULE]}},
     }
-    policies = of_kind(render(document=document), "NetworkPolicy")
+    policies = _egress_policies(render(document=document))
     assert sorted(p["metadata"]["namespace"] for p in policies) == ["team-a", "team-b"]
     for policy in policies:
         spec = policy["spec"]
@@ -688,7 +724,7 @@ def test_network_policy_namespaces_can_differ_from_the_watched_ones() -> None:
         "workloads.networkPolicy.namespaces": "{ml}",
     }
     policies = of_kind(render(values), "NetworkPolicy")
-    assert [p["metadata"]["namespace"] for p in policies] == ["ml"]
+    assert {p["metadata"]["namespace"] for p in policies} == {"ml"}
 
 
 def test_network_policy_without_namespaces_is_refused_with_a_reason() -> None:
@@ -973,6 +1009,8 @@ ALERT_METRICS = {
     "ModelyardServerErrors": 'modelyard_server_requests_total{status=~"5.."}',
     "ModelyardClientErrors": 'modelyard_server_requests_total{status=~"4.."}',
     "ModelyardFeatureDrift": "modelyard_server_feature_drift_psi",
+    "ModelyardModelDrifted": "modelyard_modeldeployment_drifted",
+    "ModelyardModelQualityDegraded": "modelyard_modeldeployment_quality_degraded",
 }
 
 
@@ -1008,8 +1046,23 @@ def test_grafana_dashboard_is_picked_up_by_the_sidecar_and_shows_the_alerted_met
         "modelyard_server_requests_total",
         "modelyard_server_request_duration_seconds_bucket",
         "modelyard_server_feature_drift_psi",
+        "modelyard_modeldeployment_feature_drift_psi",
+        "modelyard_modeldeployment_live_metric",
     ):
         assert metric in exprs
+
+
+def test_prometheus_rule_is_on_by_default_where_the_cluster_serves_its_api() -> None:
+    def kinds(*extra: str) -> list[str]:
+        result = run_helm("template", "r", str(CHART), *extra)
+        assert result.returncode == 0, result.stderr
+        return [doc["kind"] for doc in yaml.safe_load_all(result.stdout) if doc]
+
+    served = ("--api-versions", "monitoring.coreos.com/v1/PrometheusRule")
+    assert "PrometheusRule" in kinds(*served)
+    assert "PrometheusRule" not in kinds()
+    assert "PrometheusRule" not in kinds(*served, "--set", "metrics.prometheusRule.enabled=false")
+    assert "PrometheusRule" in kinds("--set", "metrics.prometheusRule.enabled=true")
 
 
 def test_chart_readme_lists_every_metric_the_alerts_and_dashboard_use() -> None:

@@ -26,6 +26,7 @@ from modelyard.controllers.context import Context, from_memo, post_event
 from modelyard.controllers.denials import reported
 from modelyard.controllers.fresh import on_fresh, patch_status
 from modelyard.controllers.jobs import failure_of, job_output, outcome
+from modelyard.controllers.retrain import RETRAIN_ANNOTATION
 from modelyard.controllers.stalls import report_stall
 from modelyard.controllers.transient import recorded, retrying
 from modelyard.policy import locations
@@ -149,12 +150,15 @@ def reconcile(context: Context, body: dict[str, Any]) -> None:
 
 
 def refresh_token(meta: dict[str, Any]) -> str:
-    """The refresh part of the ingest Job's name: the manual annotation, and the scheduled slot
-    once there is one (names of Datasets never refreshed on a schedule stay as they were)."""
+    """The refresh part of the ingest Job's name: the manual annotation, the scheduled slot once
+    there is one, and the refresh of the latest automatic retrain once there is one (names of
+    Datasets never refreshed on a schedule or for a retrain stay as they were)."""
     annotations = meta.get("annotations") or {}
     manual = annotations.get(REFRESH_ANNOTATION, "")
     scheduled = annotations.get(SCHEDULED_ANNOTATION)
-    return manual if not scheduled else f"{manual}|{scheduled}"
+    token = manual if not scheduled else f"{manual}|{scheduled}"
+    retrain = annotations.get(RETRAIN_ANNOTATION)
+    return token if not retrain else f"{token}#{retrain}"
 
 
 def _has_refresh(spec: kopf.Spec, **_: Any) -> bool:

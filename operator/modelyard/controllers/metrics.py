@@ -1,7 +1,9 @@
-"""The operator's own Prometheus metrics: reconciles, errors, durations, objects by phase."""
+"""The operator's own Prometheus metrics: reconciles, errors, durations, objects by phase, and
+what the monitoring of ModelDeployments found."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterator
@@ -54,3 +56,76 @@ def set_phase(kind: str, namespace: str, name: str, phase: str | None) -> None:
             OBJECTS.labels(kind, previous).dec()
         if phase is not None:
             OBJECTS.labels(kind, phase).inc()
+
+
+# What the monitoring of ModelDeployments found, per ModelDeployment: the series of one that is
+# deleted (or of a feature no longer reported) are removed, not left at their last value.
+FEATURE_DRIFT = Gauge(
+    "modelyard_modeldeployment_feature_drift_psi",
+    "PSI of a feature over recent requests of all the servers of a ModelDeployment.",
+    ["namespace", "modeldeployment", "feature"],
+)
+DRIFTED = Gauge(
+    "modelyard_modeldeployment_drifted",
+    "1 while the ModelDeployment's Drifted condition is True, 0 while False.",
+    ["namespace", "modeldeployment"],
+)
+LIVE_METRIC = Gauge(
+    "modelyard_modeldeployment_live_metric",
+    "The live metric from feedback over all the servers of a ModelDeployment.",
+    ["namespace", "modeldeployment", "metric"],
+)
+QUALITY_DEGRADED = Gauge(
+    "modelyard_modeldeployment_quality_degraded",
+    "1 while the ModelDeployment's QualityDegraded condition is True, 0 while False.",
+    ["namespace", "modeldeployment"],
+)
+
+_monitored: dict[tuple[str, str], tuple[frozenset[str], str | None]] = {}
+
+
+def set_monitoring(
+    namespace: str,
+    name: str,
+    features: dict[str, float],
+    drifted: bool | None,
+    metric: str | None,
+    value: float | None,
+    degraded: bool | None,
+) -> None:
+    """Record what a gathering found; None (not judged, or no value) removes that series."""
+    key = (namespace, name)
+    with _lock:
+        old_features, old_metric = _monitored.get(key, (frozenset(), None))
+        for feature in old_features - features.keys():
+            FEATURE_DRIFT.remove(namespace, name, feature)
+        for feature, psi in features.items():
+            FEATURE_DRIFT.labels(namespace, name, feature).set(psi)
+        if old_metric is not None and (old_metric != metric or value is None):
+            LIVE_METRIC.remove(namespace, name, old_metric)
+        kept_metric = metric if value is not None else None
+        if metric is not None and value is not None:
+            LIVE_METRIC.labels(namespace, name, metric).set(value)
+        for gauge, judged in ((DRIFTED, drifted), (QUALITY_DEGRADED, degraded)):
+            if judged is None:
+                _remove(gauge, namespace, name)
+            else:
+                gauge.labels(namespace, name).set(int(judged))
+        _monitored[key] = (frozenset(features), kept_metric)
+
+
+def forget_monitoring(namespace: str, name: str) -> None:
+    """Remove every monitoring series of a ModelDeployment (deleted, or no longer monitored)."""
+    with _lock:
+        features, metric = _monitored.pop((namespace, name), (frozenset(), None))
+        for feature in features:
+            FEATURE_DRIFT.remove(namespace, name, feature)
+        if metric is not None:
+            LIVE_METRIC.remove(namespace, name, metric)
+        _remove(DRIFTED, namespace, name)
+        _remove(QUALITY_DEGRADED, namespace, name)
+
+
+def _remove(gauge: Gauge, *labels: str) -> None:
+    with contextlib.suppress(KeyError):  # never set
+        gauge.remove(*labels)

@@ -13,7 +13,7 @@ from modelyard import summaries
 from modelyard.api import GROUP, VERSION
 from modelyard.api.dataset import DatasetSpec
 from modelyard.api.trainingjob import Metric, RetrainTrigger, TrainingJobSpec, search_trials
-from modelyard.controllers import metrics, modeldeployment, pods, provenance
+from modelyard.controllers import metrics, modeldeployment, pods, provenance, retrain
 from modelyard.controllers.conditions import (
     get_condition,
     now,
@@ -115,11 +115,24 @@ def reconcile(context: Context, body: dict[str, Any]) -> None:
         _stall(context, body, conditions, *refused)
         return
     dataset = context.kube.custom("Dataset", namespace, spec.dataset_ref.name)
+    # The Dataset refresh of a pending automatic retrain, once it has ended.
+    retraining = retrain.refresh_outcome(status, dataset)
+    last_retrain = status.get("lastAutomaticRetrain")
+    if retraining is not None and retraining.abandoned:
+        last_retrain = retrain.abandoned(last_retrain or {})
+        post_event(
+            body,
+            Reason.RetrainAbandoned,
+            f"{last_retrain.get('cause')}: {retraining.abandoned}",
+            warning=True,
+        )
     resolved = _dataset_version(dataset, spec)
     if isinstance(resolved, Waiting):
         reason, message = resolved.reason, resolved.message
         conditions = set_condition(conditions, "DatasetReady", False, reason, message, generation)
         patch: dict[str, Any] = {"observedGeneration": generation}
+        if last_retrain != status.get("lastAutomaticRetrain"):
+            patch["lastAutomaticRetrain"] = last_retrain
         if not any(run["phase"] in ACTIVE for run in runs):
             if resolved.failed:
                 conditions = stalled(conditions, reason, message, generation)
@@ -157,7 +170,11 @@ def reconcile(context: Context, body: dict[str, Any]) -> None:
         if not run.get("jobUid"):
             run["jobUid"] = job["metadata"]["uid"]
         uri = uri_of(dataset, run_version) or uri
-    elif _needs_run(spec, latest, generation, version):
+    elif (
+        cause := _run_cause(
+            spec, latest, generation, version, retraining.run_cause if retraining else None
+        )
+    ) is not None:
         run_id = f"run-{_next_run_number(runs)}"
         started = _start_job(context, body, spec, run_id, version, dataset, uri)
         if isinstance(started, str):
@@ -173,12 +190,17 @@ def reconcile(context: Context, body: dict[str, Any]) -> None:
                 "generation": generation,
                 "phase": "Running",
                 "startedAt": now(),
+                "cause": cause,
             }
         )
         runs = _bounded(context, body, runs, spec.run_history_limit)
+        if retraining is not None and retraining.run_cause and last_retrain:
+            last_retrain = retrain.started(last_retrain, run_id)
         if created:
             post_event(
-                body, Reason.RunStarted, f"{run_id} trains on dataset version {version[:19]}…"
+                body,
+                Reason.RunStarted,
+                f"{run_id} trains on dataset version {version[:19]}…: {cause}",
             )
     if any(run["phase"] in ACTIVE for run in runs):
         run = [r for r in runs if r["phase"] in ACTIVE][-1]
@@ -190,11 +212,15 @@ def reconcile(context: Context, body: dict[str, Any]) -> None:
             keep_ready=has_model,
         )
     phase = _phase(runs)
-    _patch_status(
-        context,
-        body,
-        {"observedGeneration": generation, "conditions": conditions, "runs": runs, "phase": phase},
-    )
+    patch = {
+        "observedGeneration": generation,
+        "conditions": conditions,
+        "runs": runs,
+        "phase": phase,
+    }
+    if last_retrain != status.get("lastAutomaticRetrain"):
+        patch["lastAutomaticRetrain"] = last_retrain
+    _patch_status(context, body, patch)
     metrics.set_phase(KIND, namespace, name, phase)
     if job is None or created:
         return
@@ -276,17 +302,28 @@ def _dataset_version(
     return str(status["version"]), str(status["uri"])
 
 
-def _needs_run(
-    spec: TrainingJobSpec, latest: dict[str, Any] | None, generation: int, version: str
-) -> bool:
+def _run_cause(
+    spec: TrainingJobSpec,
+    latest: dict[str, Any] | None,
+    generation: int,
+    version: str,
+    retrain_cause: str | None,
+) -> str | None:
+    """Why a new run starts now, as the run records it; None when none should.
+    `retrain_cause`: an automatic retrain whose Dataset refresh has ingested, which trains on the
+    current version whether it changed or not."""
+    if retrain_cause is not None:
+        return retrain_cause
     if latest is None:
-        return True
+        return f"first run (generation {generation})"
     if latest.get("generation") != generation:
-        return True  # the spec changed since the last run
+        return f"spec changed (generation {generation})"
     follows_data = (
         RetrainTrigger.DATASET_CHANGE in (spec.retrain_on or []) and not spec.dataset_ref.version
     )
-    return follows_data and latest.get("datasetVersion") != version
+    if follows_data and latest.get("datasetVersion") != version:
+        return f"new Dataset version {version}"
+    return None
 
 
 def _start_job(
@@ -522,6 +559,12 @@ def _record_run(
     }
     if result.params is not None:
         fields["params"] = result.params
+    if result.estimator is not None:
+        fields["estimator"] = result.estimator
+    if result.leaderboard:
+        fields["leaderboard"] = [entry.to_dict() for entry in result.leaderboard]
+    if result.report is not None:
+        fields["report"] = result.report.model_dump(mode="json", exclude_none=True)
     if succeeded and result.status == "Succeeded":
         fields.update(phase="Succeeded", reason=Reason.Succeeded)
     else:  # trained and published, but missed its objective (or the Job failed after all)

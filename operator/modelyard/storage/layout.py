@@ -6,6 +6,7 @@
                                      /manifest.json written last
         models/<trainingjob>/<uid>/<run>/model.joblib
                                         /model.json    the model card
+                                        /report/report.html (+ *.png plots)
                                         /manifest.json written last
 
 Every namespace writes under its own prefix, so a storage policy can scope each namespace's
@@ -30,6 +31,12 @@ DATA_FILE = "data.parquet"
 SPLIT_FILE = "split.parquet"
 MODEL_FILE = "model.joblib"
 MODEL_CARD = "model.json"
+# A run's evaluation report: report.html and its PNG plots, under the run's model prefix.
+REPORT_DIR = "report"
+REPORT_FILE = "report.html"
+# report.html pins each plot: <meta name="modelyard-plot" content="roc.png sha256:…">, so a
+# reader that checked the page against the run's recorded digest can check the plots too.
+REPORT_PLOT_PIN = "modelyard-plot"
 
 
 def namespace_root(root: S3Uri, namespace: str) -> S3Uri:

@@ -24,6 +24,7 @@ from modelyard.controllers.fresh import on_fresh, patch_status
 from modelyard.controllers.modeldeployment.children import NameConflict, apply_children
 from modelyard.controllers.modeldeployment.resolve import describe, resolve
 from modelyard.controllers.modeldeployment.rollout import report_rollout
+from modelyard.controllers.monitoring import model_changed, without_monitoring
 from modelyard.controllers.stalls import report_stall
 from modelyard.policy import locations
 from modelyard.policy.images import image_refusal
@@ -175,8 +176,15 @@ def reconcile(context: Context, body: dict[str, Any]) -> None:
         "url": service_url(name, namespace),
         "model": main.model,
     }
+    if spec.monitoring is None and status.get("monitoring"):
+        # Monitoring was turned off: its figures and conditions would only grow stale.
+        patch["monitoring"] = None
+        patch["conditions"] = conditions = without_monitoring(conditions)
+        metrics.forget_monitoring(namespace, name)
     current = status.get("model")
     changed = current is None or current.get("digest") != main.model["digest"]
+    if changed and current is not None:
+        patch["conditions"] = conditions = model_changed(conditions, generation)
     if changed or status.get("phase") in (None, "Pending", "Failed"):
         # In the same write as the new model: nothing reads as done before it serves.
         patch["phase"] = "Progressing"
