@@ -1,9 +1,13 @@
 """Example manifests survive YAML → model → dict unchanged, and the models fill in defaults."""
 
+from typing import Any
+
 import pytest
 import yaml
+from pydantic import ValidationError
 
 from modelyard.api import Dataset, ModelDeployment, TrainingJob
+from modelyard.api.trainingjob import TrainingJobSpec
 from modelyard.manifests import load, parse
 from tests.conftest import EXAMPLES, example_manifests
 
@@ -125,3 +129,29 @@ def test_every_example_object_parses() -> None:
     assert len(examples) >= 3, "examples/ must hold the quickstart at least"
     for _, document in examples:
         parse(document)
+
+
+@pytest.mark.parametrize(
+    ("stored", "read"), [("Never", None), ("DatasetChange", ["DatasetChange"])]
+)
+def test_retrain_on_stored_by_an_earlier_release_still_reads(stored: str, read: Any) -> None:
+    # Objects created before retrainOn became a list hold the one string the old CRD defaulted.
+    spec = TrainingJobSpec.model_validate(
+        {
+            "datasetRef": {"name": "d"},
+            "estimator": {"class": "sklearn.linear_model.LogisticRegression"},
+            "retrainOn": stored,
+        }
+    )
+    assert spec.to_dict().get("retrainOn") == read
+
+
+def test_a_retrain_trigger_is_listed_once() -> None:
+    with pytest.raises(ValidationError, match="listed once"):
+        TrainingJobSpec.model_validate(
+            {
+                "datasetRef": {"name": "d"},
+                "estimator": {"class": "sklearn.linear_model.LogisticRegression"},
+                "retrainOn": ["Drift", "Drift"],
+            }
+        )

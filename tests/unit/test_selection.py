@@ -44,7 +44,10 @@ def test_the_best_candidate_is_chosen_and_refitted_on_all_rows() -> None:
     selected = select(plan(_spec(THREE), FEATURES, "y"), X, Y, n_jobs=1)
     best = max(selected.leaderboard, key=lambda t: t.score or -1)
     assert selected.leaderboard[0] == best
-    assert (selected.estimator, selected.params) == (LOGISTIC, {"max_iter": 1000, "C": 1.0})
+    assert (selected.estimator, selected.params) == (
+        LOGISTIC,
+        {"max_iter": 1000, "random_state": 0, "C": 1.0},
+    )
     assert selected.leaderboard[0].estimator == LOGISTIC
     # Refitted on every row it was given: it knows all three classes and predicts well.
     assert list(selected.pipeline.classes_) == [0, 1, 2]
@@ -57,8 +60,8 @@ def test_the_leaderboard_holds_every_trial_ranked_by_score() -> None:
     assert [t.rank for t in board] == [1, 2, 3, 4]
     assert sorted((t.estimator, str(t.params)) for t in board) == sorted(
         [
-            (LOGISTIC, str({"max_iter": 1000, "C": 0.01})),
-            (LOGISTIC, str({"max_iter": 1000, "C": 1.0})),
+            (LOGISTIC, str({"max_iter": 1000, "random_state": 0, "C": 0.01})),
+            (LOGISTIC, str({"max_iter": 1000, "random_state": 0, "C": 1.0})),
             (STUMP, str({"random_state": 0, "max_depth": 1})),
             (BAYES, str({})),
         ]
@@ -192,3 +195,26 @@ def test_a_parallel_search_leaves_no_worker_processes_behind() -> None:
     selected = select(plan(_spec(THREE), FEATURES, "y"), X, Y, n_jobs=2)
     assert selected.estimator == LOGISTIC  # the same choice as on one CPU
     assert _loky_workers() == []
+
+
+def test_unseeded_candidates_are_seeded_so_the_same_data_selects_the_same_model() -> None:
+    forest = "sklearn.ensemble.ExtraTreesClassifier"
+    candidates = [{"class": forest, "searchSpace": {"max_depth": [2, 3]}}, {"class": BAYES}]
+    boards = [
+        [
+            (t.estimator, t.params, t.score)
+            for t in select(plan(_spec(candidates), FEATURES, "y"), X, Y, n_jobs=1).leaderboard
+        ]
+        for _ in range(2)
+    ]
+    assert boards[0] == boards[1]
+    assert all(params.get("random_state") == 0 for name, params, _ in boards[0] if name == forest)
+
+
+def test_a_search_space_that_takes_away_what_the_metric_needs_names_the_field() -> None:
+    svc = {"class": "sklearn.svm.SVC", "searchSpace": {"probability": [True, False]}}
+    spec = _spec([svc, {"class": BAYES}], objective={"metric": "log_loss", "minimum": 1.0})
+    with pytest.raises(WorkloadError) as refused:
+        select(plan(spec, FEATURES, "y"), X, Y, n_jobs=1)
+    assert refused.value.reason == "MetricNotApplicable"
+    assert refused.value.message.startswith("spec.candidates[0].searchSpace")

@@ -235,6 +235,13 @@ def test_a_regression_feature_that_is_the_target_is_possible_leakage() -> None:
     assert "'price_cents' alone predicts the target with r2 " in built.findings[0]["message"]
 
 
+def test_a_constant_target_is_no_leakage() -> None:
+    # Against a constant target every feature "predicts" it with r2 1.0: nothing is learned.
+    x, _, names = clean_regression()
+    built = report(Ridge(), x, np.full(len(x), 3.0), names)
+    assert "PossibleLeakage" not in reasons(built)
+
+
 def test_wide_data_says_what_the_report_left_out() -> None:
     x, y = make_classification(n_samples=300, n_features=120, n_informative=10, random_state=0)
     built = report(LogisticRegression(), x, y, [f"f{i}" for i in range(120)])

@@ -130,6 +130,11 @@ class Promotion(ApiModel):
     )
 
 
+# The most rows a server keeps per process for drift or live quality (a window of
+# 100 000 rows x 20 features is 16 MB).
+MAX_WINDOW_ROWS = 100_000
+
+
 class LiveMetric(StrEnum):
     """Metrics computed from the ground truth sent to the feedback endpoint."""
 
@@ -154,8 +159,9 @@ class DriftMonitoring(ApiModel):
     min_rows: int = Field(
         default=200,
         ge=10,
-        le=1_000_000,
-        description="Rows the servers must have seen before drift is judged at all.",
+        le=MAX_WINDOW_ROWS,
+        description="Recent input rows, over all servers, drift is judged from; fewer leave "
+        "Drifted Unknown. Each server keeps at least this many.",
     )
 
 
@@ -169,8 +175,9 @@ class QualityMonitoring(ApiModel):
     min_labels: int = Field(
         default=50,
         ge=1,
-        le=1_000_000,
-        description="Labelled predictions needed before quality is judged.",
+        le=MAX_WINDOW_ROWS,
+        description="Recent labelled predictions, over all servers, quality is judged from; "
+        "fewer leave QualityDegraded Unknown. Each server keeps at least this many.",
     )
 
 

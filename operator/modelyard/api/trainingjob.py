@@ -7,7 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, StringConstraints
+from pydantic import Field, StringConstraints, field_validator
 
 from modelyard.api.base import ApiModel, Rule, Transition, count_set
 from modelyard.api.common import (
@@ -255,7 +255,8 @@ class TrainingJobSpec(ApiModel):
         default=None,
         max_length=3,
         json_schema_extra={"x-kubernetes-list-type": "set"},
-        description="What starts a new run by itself: DatasetChange, whenever the Dataset gets "
+        description="What starts a new run by itself, each listed once: DatasetChange, whenever "
+        "the Dataset gets "
         "a new version; Drift and QualityDegraded, when a ModelDeployment serving this "
         "TrainingJob's model reports that condition: the Dataset is refreshed first, then the "
         "run trains on what it holds. Left out, runs start only when the spec changes.",
@@ -285,6 +286,24 @@ class TrainingJobSpec(ApiModel):
     active_deadline_seconds: int | None = Field(
         default=None, ge=1, description="Longest a run may take before it is stopped and failed."
     )
+
+    @field_validator("retrain_on", mode="before")
+    @classmethod
+    def _retrain_on_of_earlier_releases(cls, value: Any) -> Any:
+        # Before the model stage retrainOn was one string, defaulted to Never: objects stored then
+        # still hold it. Read Never as nothing and DatasetChange as that one trigger.
+        if value == "Never":
+            return None
+        if isinstance(value, str):
+            return [value]
+        return value
+
+    @field_validator("retrain_on")
+    @classmethod
+    def _each_trigger_once(cls, value: list[RetrainTrigger] | None) -> list[RetrainTrigger] | None:
+        if value is not None and len(set(value)) != len(value):
+            raise ValueError("each trigger may be listed once")
+        return value
 
 
 class ModelArtifact(ApiModel):

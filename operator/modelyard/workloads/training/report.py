@@ -436,8 +436,8 @@ def _leakage(
 ) -> list[dict[str, str]]:
     """Features that alone predict the target: often the target itself under another name, or
     something known only after it (a refund flag when predicting fraud)."""
-    if len(y_train) < LEAKAGE_MIN_ROWS or (classification and len(np.unique(y_train)) < 2):
-        return []
+    if len(y_train) < LEAKAGE_MIN_ROWS or len(np.unique(y_train)) < 2:
+        return []  # a constant target is predicted by anything: r2 would flag every feature
     rows = _sample(len(y_train), LEAKAGE_ROWS)
     y = y_train[rows]
     metric = "balanced_accuracy" if classification else "r2"

@@ -48,6 +48,7 @@ from modelyard.workloads.training.pipeline import (
     ESTIMATOR_STEP,
     build_estimator,
     build_pipeline,
+    estimator_class,
     task_of,
 )
 
@@ -156,6 +157,14 @@ def _candidate(
     target: str,
 ) -> Candidate:
     try:
+        # Candidates compete: an unseeded one (a forest, boosting) would score differently on
+        # every run, and so could the winner. Seeded, the same data selects the same model.
+        if (
+            where != ESTIMATOR_PREFIX
+            and "random_state" not in {**(params or {}), **(space or {})}
+            and "random_state" in estimator_class(class_)().get_params()
+        ):
+            params = {**(params or {}), "random_state": 0}
         estimator = build_estimator(class_, params)
     except WorkloadError as error:
         # pipeline.py names spec.estimator; a candidate's own field is what needs fixing.
@@ -312,6 +321,14 @@ def _run(candidate: Candidate, model: Any, x: Any, y: Any) -> None:
     except ValueError as error:
         where = "" if candidate.where == ESTIMATOR_PREFIX else f"{candidate.where}: "
         raise WorkloadError(Reason.TrainingFailed, f"{where}{error}", EXIT_INVALID_DATA) from None
+    except AttributeError as error:
+        # A trial whose parameters take away what the metric needs (SVC with probability
+        # false under log_loss): scikit-learn's scorer finds no predict_proba.
+        raise WorkloadError(
+            Reason.MetricNotApplicable,
+            f"{field}: a trial cannot be scored by the selection metric: {error}",
+            EXIT_USAGE,
+        ) from None
 
 
 def _entries(candidate: Candidate, results: dict[str, Any], index: int = 0) -> list[dict[str, Any]]:
