@@ -1,15 +1,20 @@
-"""Pump sensor readings labelled with failures in the next week, in two versions, from fixed seeds.
+"""Pump sensor readings labelled with failures within a week, in three versions, from fixed seeds.
 
     python examples/predictive-maintenance/generate.py --version 1   # upload the first version
     python examples/predictive-maintenance/generate.py --version 2   # replace it with the second
     python examples/predictive-maintenance/generate.py --version 2 --requests 200 > drifted.json
+    python examples/predictive-maintenance/generate.py --version 2 --requests 200 --per-line
 
 Version 1 is a winter of readings. Version 2 is the summer after a fleet-wide sensor firmware
 update: temperatures run 12 degrees higher and vibration is reported in a new, larger unit, while
 failures follow the same physics. A model trained on version 1 sees inputs unlike anything in its
-training data: the model server's drift metrics (PSI) show it, and retraining on version 2 fixes
-it. `--requests N` prints a KServe V1 predict body of N version-`--version` rows instead of
-uploading, to send to the served model.
+training data: the drift monitoring shows it, and retraining on version 2 fixes it. Version 3 is
+version 2's readings with the failure labels of a broken labelling job (shuffled across pumps): a
+model trained on it ranks failures no better than chance, and the promotion gate keeps it out.
+
+`--requests N` prints a KServe V1 predict body of N version-`--version` readings instead of
+uploading, to send to the served model; with `--per-line`, N bodies of one reading each, a line
+each, as pumps report one at a time.
 
 Credentials come from the environment as for any boto3 program (AWS_ACCESS_KEY_ID, …). The same
 version always gives the same bytes, so its Dataset version is the same on every run.
@@ -32,8 +37,9 @@ from modelyard.storage.config import StorageConfig
 from modelyard.storage.uri import S3Uri
 
 KEY = "examples/predictive-maintenance/sensors.csv"
-SEEDS = {1: 1001, 2: 2002}
-ROWS = 4000
+SEEDS = {1: 1001, 2: 2002, 3: 2002}
+# Small enough to ingest and train in seconds on a CI machine, large enough for stable scores.
+ROWS = 2000
 COLUMNS = (
     "pump_model",
     "hours_since_service",
@@ -43,9 +49,11 @@ COLUMNS = (
     "rpm",
     "failure_within_7d",
 )
-# What version 2 changes: the temperature offset and the vibration unit's scale.
-TEMPERATURE_SHIFT = {1: 0.0, 2: 12.0}
-VIBRATION_SCALE = {1: 1.0, 2: 2.5}
+# What versions 2 and 3 change: the temperature offset and the vibration unit's scale.
+TEMPERATURE_SHIFT = {1: 0.0, 2: 12.0, 3: 12.0}
+VIBRATION_SCALE = {1: 1.0, 2: 2.5, 3: 2.5}
+# Versions whose labels a broken labelling job shuffled across pumps.
+MISLABELLED = {3}
 
 
 def readings(version: int, rows: int = ROWS, seed: int | None = None) -> list[dict[str, Any]]:
@@ -60,6 +68,8 @@ def readings(version: int, rows: int = ROWS, seed: int | None = None) -> list[di
     # Failure depends on the true (pre-firmware) physical state, the same in both versions.
     score = -7.5 + 4.0 * wear + 0.9 * (vibration - 2.0) + 0.08 * (temperature - 55)
     failed = rng.random(rows) < 1 / (1 + np.exp(-score))
+    if version in MISLABELLED:
+        failed = rng.permutation(failed)
     temperature = temperature + TEMPERATURE_SHIFT[version]
     vibration = vibration * VIBRATION_SCALE[version]
     return [
@@ -84,19 +94,33 @@ def to_csv(rows: list[dict[str, Any]]) -> bytes:
     return out.getvalue().encode()
 
 
-def predict_request(version: int, count: int) -> dict[str, Any]:
-    """Fresh readings (another seed than the Dataset's) without their label, as V1 instances."""
+def instances(version: int, count: int) -> list[dict[str, Any]]:
+    """Fresh readings (another seed than the Dataset's) without their label."""
     rows = readings(version, count, seed=SEEDS[version] + 1)
-    return {"instances": [{k: v for k, v in row.items() if k != COLUMNS[-1]} for row in rows]}
+    return [{k: v for k, v in row.items() if k != COLUMNS[-1]} for row in rows]
+
+
+def predict_request(version: int, count: int) -> dict[str, Any]:
+    """`count` fresh readings as one KServe V1 predict body."""
+    return {"instances": instances(version, count)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--version", type=int, choices=sorted(SEEDS), required=True)
     parser.add_argument("--requests", type=int, metavar="N", help="print a predict body instead")
+    parser.add_argument(
+        "--per-line",
+        action="store_true",
+        help="with --requests: N bodies of one reading each, a line each",
+    )
     parser.add_argument("--output-dir", type=Path, help="write the CSV here instead of to S3")
     parser.add_argument("--bucket", default="modelyard", help="bucket the Dataset reads")
     args = parser.parse_args()
+    if args.requests and args.per_line:
+        for instance in instances(args.version, args.requests):
+            print(json.dumps({"instances": [instance]}))
+        return
     if args.requests:
         json.dump(predict_request(args.version, args.requests), sys.stdout)
         return
