@@ -23,12 +23,19 @@ from modelyard.cli import main
 from modelyard.cli.main import build_parser
 from tests.conftest import EXAMPLES
 
-SCENARIOS = ["medical-diagnosis", "credit-scoring", "demand-forecasting", "predictive-maintenance"]
+SCENARIOS = [
+    "medical-diagnosis",
+    "credit-scoring",
+    "demand-forecasting",
+    "predictive-maintenance",
+    "model-selection",
+]
 # The CSV each generator writes, by a call into the script itself (no S3, no subprocess).
 GENERATED: dict[str, Callable[[ModuleType], bytes]] = {
     "credit-scoring": lambda script: script.transactions(),
     "demand-forecasting": lambda script: script.sales(),
     "predictive-maintenance": lambda script: script.to_csv(script.readings(1)),
+    "model-selection": lambda script: script.subscribers(),
 }
 CI = EXAMPLES / "ci"
 CI_YAML = [
