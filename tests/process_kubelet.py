@@ -11,12 +11,15 @@ images and network namespaces are missing.
 from __future__ import annotations
 
 import base64
+import math
+import os
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 from kubernetes import client
+from kubernetes.utils import parse_quantity
 
 from tests.kubelet import pods, report_ended, wait_for
 
@@ -25,16 +28,38 @@ MESSAGE_LIMIT = 4096
 
 
 def resolved_env(core: client.CoreV1Api, pod: client.V1Pod) -> dict[str, str]:
-    """The container's environment as the kubelet would give it: Secret keys looked up."""
+    """The container's environment as the kubelet would give it: Secret keys looked up, resource
+    fields from the container's resources."""
     env: dict[str, str] = {}
-    for var in pod.spec.containers[0].env or []:
+    container = pod.spec.containers[0]
+    for var in container.env or []:
         if var.value_from is None:
             env[var.name] = var.value or ""
+            continue
+        if var.value_from.resource_field_ref is not None:
+            env[var.name] = _resource_field(container, var.value_from.resource_field_ref)
             continue
         reference = var.value_from.secret_key_ref
         secret = core.read_namespaced_secret(reference.name, pod.metadata.namespace)
         env[var.name] = base64.b64decode(secret.data[reference.key]).decode()
     return env
+
+
+def _resource_field(container: client.V1Container, field: client.V1ResourceFieldSelector) -> str:
+    """A resource's limit or request in units of its divisor, rounded up as the kubelet does; an
+    unset limit is the node's capacity, here this machine's CPUs and memory."""
+    kind, _, resource = field.resource.partition(".")
+    declared = container.resources.limits if kind == "limits" else container.resources.requests
+    quantity = (declared or {}).get(resource)
+    if quantity is None:
+        capacity = {
+            "cpu": os.cpu_count() or 1,
+            "memory": os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"),
+        }
+        value = parse_quantity(capacity[resource])
+    else:
+        value = parse_quantity(quantity)
+    return str(math.ceil(value / parse_quantity(field.divisor or "1")))
 
 
 def run_pod(core: client.CoreV1Api, pod: client.V1Pod, timeout: float = 300) -> int:
