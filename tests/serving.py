@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 import requests
 
+from modelyard.monitoring import token
 from modelyard.storage.client import Storage
 from modelyard.storage.config import StorageConfig
 from modelyard.storage.digest import bytes_digest
@@ -39,10 +40,17 @@ class Served:
     # The first process's monitoring port; worker i of --workers N answers on monitor_port + i.
     monitor_port: int = 0
     workers: int = 1
+    monitor_token: str | None = None  # required on the monitoring ports when set
 
     def monitor_urls(self) -> list[str]:
         """Each server process's monitoring address (POST /monitoring/collect, …/feedback)."""
         return [f"http://127.0.0.1:{self.monitor_port + i}" for i in range(self.workers)]
+
+    def monitor_headers(self) -> dict[str, str]:
+        """What the operator sends on the monitoring ports: the token, if the server has one."""
+        if self.monitor_token is None:
+            return {}
+        return {token.HEADER: token.header_value(self.monitor_token)}
 
     def stop(self) -> int:
         if self.process.poll() is None:
@@ -120,11 +128,13 @@ def start(
     *args: str,
     ready: bool = True,
     extra_env: dict[str, str] | None = None,
+    monitor_token: str | None = None,
 ) -> Served:
     """Start `modelyard-worker serve`; wait until it is ready (or, with ready=False, live).
 
     Unless `args` name a --monitor-port, the processes' monitoring ports are free ones too:
-    `Served.monitor_urls()`.
+    `Served.monitor_urls()`. With `monitor_token`, they require it, as in a pod
+    (`Served.monitor_headers()`).
     """
     workers = int(args[args.index("--workers") + 1]) if "--workers" in args else 1
     if "--monitor-port" in args:
@@ -148,13 +158,21 @@ def start(
                 **os.environ,
                 **env,
                 **(extra_env or {}),
+                **({token.ENV: monitor_token} if monitor_token is not None else {}),
                 "MODELYARD_TERMINATION_LOG": str(termination_log),
             },
             stdout=sink,
             stderr=subprocess.STDOUT,
         )
     served = Served(
-        process, f"http://127.0.0.1:{port}", port, output, termination_log, monitor_port, workers
+        process,
+        f"http://127.0.0.1:{port}",
+        port,
+        output,
+        termination_log,
+        monitor_port,
+        workers,
+        monitor_token,
     )
     probe = "/v2/health/ready" if ready else "/v2/health/live"
     deadline = time.monotonic() + 60

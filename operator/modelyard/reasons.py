@@ -346,10 +346,12 @@ EXPLANATIONS: dict[Reason, Explanation] = {
         _FIX_SPEC,
     ),
     Reason.MetricNotApplicable: Explanation(
-        _TJ,
+        f"{_TJ}, {_MD}",
         True,
         "A metric in spec.metrics or spec.objective does not fit the estimator's task "
-        "(e.g. rmse for a classifier).",
+        "(e.g. rmse for a classifier); on a ModelDeployment, QualityDegraded=Unknown: "
+        "spec.monitoring.quality.metric does not fit the served model's task (accuracy is for "
+        "classifiers, mae and rmse for regressors), and nothing retrains on it.",
         _FIX_SPEC,
     ),
     Reason.SourceNotFound: Explanation(

@@ -5,8 +5,10 @@ The tier has no kubelet: the test makes the main track's pods itself, as the Rep
 controller would (owned by the Deployment's ReplicaSet, from its template), bound to a node
 that does not exist, and reports them ready with pod IP 127.0.0.1; their `monitor-*` ports are
 the monitoring ports of two real `modelyard-worker serve --workers 2` processes on loopback (two
-replicas x two workers), and a third pod's port answers garbage. The ReplicaSet controller
-removes its own pending pods in favour of these ready ones.
+replicas x two workers), and a third pod's port answers garbage. Like the pods' servers, those
+processes require the ModelDeployment's monitoring token (monitoring.token), so the operator's
+figures prove it bears it. The ReplicaSet controller removes its own pending pods in favour of
+these ready ones.
 
 Training and ingestion are played by a stand-in kubelet: run-1 publishes the very model the
 servers load (same digest); later runs publish models below the promotion gate, so the model
@@ -32,6 +34,7 @@ from sklearn.datasets import load_iris
 
 from modelyard.api import GROUP, VERSION
 from modelyard.controllers.retrain import RETRAIN_ANNOTATION
+from modelyard.monitoring import token
 from tests.chaos.objects import Objects
 from tests.kubelet import (
     ingest_summary,
@@ -140,25 +143,29 @@ def bucket(s3_server: S3Server) -> Iterator[Bucket]:
         yield bucket
 
 
+Launch = Callable[[Trained, int, int, str], list[Served]]
+
+
 @pytest.fixture
-def replicas(bucket: Bucket, tmp_path: Path, model: Trained) -> Iterator[list[Served]]:
-    """Two replicas of the model, two worker processes each."""
-    uri = bucket.publish(model)
-    servers = [start(bucket.env, uri, tmp_path, "--workers", "2") for _ in range(2)]
-    for served in servers:
-        assert served.process.poll() is None, served.log()
-    yield servers
-    for served in servers:
+def launch(bucket: Bucket, tmp_path: Path) -> Iterator[Launch]:
+    """Starts `count` servers of a model, `workers` processes each, requiring `monitor_token`
+    on their monitoring ports as a pod's servers do."""
+    started: list[Served] = []
+
+    def launch_(model: Trained, count: int, workers: int, monitor_token: str) -> list[Served]:
+        uri = bucket.publish(model)
+        servers = [
+            start(bucket.env, uri, tmp_path, "--workers", str(workers), monitor_token=monitor_token)
+            for _ in range(count)
+        ]
+        started.extend(servers)
+        for served in servers:
+            assert served.process.poll() is None, served.log()
+        return servers
+
+    yield launch_
+    for served in started:
         served.stop()
-
-
-@pytest.fixture
-def other_model(bucket: Bucket, tmp_path: Path) -> Iterator[Served]:
-    """A server of another model, as a pod of an older rollout would be."""
-    served = start(bucket.env, bucket.publish(mixed()), tmp_path)
-    assert served.process.poll() is None, served.log()
-    yield served
-    served.stop()
 
 
 def stamp() -> str:
@@ -200,6 +207,10 @@ class Api(Objects):
             except ApiException as error:
                 if error.status != 404:
                     raise
+
+    def monitoring_token(self) -> str:
+        """What the ModelDeployment's servers require on their monitoring ports."""
+        return token.for_deployment((self.get("ModelDeployment", NAME) or {})["metadata"]["uid"])
 
     def monitoring(self) -> dict[str, Any]:
         return dict(self.status("ModelDeployment", NAME).get("monitoring") or {})
@@ -348,7 +359,7 @@ def test_drift_across_replicas_and_workers_retrains_once_per_cooldown(
     api: Api,
     crds: Cluster,
     namespace: str,
-    replicas: list[Served],
+    launch: Launch,
     model: Trained,
     garbage: int,
     record_property: Callable[[str, object], None],
@@ -366,6 +377,7 @@ def test_drift_across_replicas_and_workers_retrains_once_per_cooldown(
             lambda: api.status("ModelDeployment", NAME).get("model"),
         )
         assert (served["run"], served["digest"]) == ("run-1", model.card.digest)
+        replicas = launch(model, 2, 2, api.monitoring_token())
         # Two replicas of two processes each, and a third pod whose port answers garbage.
         api.serve_from(
             [[r.monitor_port + i for i in range(r.workers)] for r in replicas] + [[garbage]]
@@ -464,20 +476,25 @@ def test_feedback_on_another_replica_is_relayed_and_counted_once(
     api: Api,
     crds: Cluster,
     namespace: str,
-    replicas: list[Served],
+    launch: Launch,
     model: Trained,
-    other_model: Served,
 ) -> None:
     with Kubelet(crds.api_client(), namespace, model.card.digest):
         create_chain(api, 3, {"quality": {"metric": "accuracy", "minimum": 0.9, "minLabels": 3}})
         wait_for("run-1 served", lambda: api.status("ModelDeployment", NAME).get("model"))
+    replicas = launch(model, 2, 2, api.monitoring_token())
+    # A server of another model, as a pod of an older rollout would be.
+    (other_model,) = launch(mixed(), 1, 1, api.monitoring_token())
+    # A server of the same model that requires another deployment's token: not ours to ask.
+    (stranger,) = launch(model, 1, 1, token.for_deployment("another-deployment"))
     api.serve_from(
-        [[r.monitor_port + i for i in range(r.workers)] for r in [*replicas, other_model]]
+        [[r.monitor_port + i for i in range(r.workers)] for r in [*replicas, other_model, stranger]]
     )
-    # The process of another model answers, but only the served model's four count.
+    # The process of another model answers, but only the served model's four count; the one
+    # that refuses the operator's token counts as unreachable.
     wait_for(
         "four processes gathered",
-        lambda: (api.monitoring().get("servers"), api.monitoring().get("unreachable")) == (4, 0),
+        lambda: (api.monitoring().get("servers"), api.monitoring().get("unreachable")) == (4, 1),
         timeout=60,
     )
 

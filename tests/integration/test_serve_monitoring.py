@@ -1,7 +1,8 @@
 """Monitoring across real server processes, as the operator gathers it: one server with two
 workers and a second server as a second replica, each process answering on its own monitoring
-port. Summed drift counts cover every row sent, and feedback that lands on a process without
-the prediction is counted exactly once after being relayed to the others."""
+port behind the deployment's token. Summed drift counts cover every row sent, feedback that
+lands on a process without the prediction is counted exactly once after being relayed to the
+others, and no one without the token gets anything from a monitoring port."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import pytest
 import requests
 from sklearn.datasets import load_iris
 
-from modelyard.monitoring import report
+from modelyard.monitoring import report, token
 from modelyard.monitoring.psi import psi, shares
 from modelyard.monitoring.quality import QualitySums
 from modelyard.workloads.common.modelcard import NumericBaseline
@@ -45,9 +46,14 @@ def iris_model() -> Trained:
 
 @pytest.fixture(scope="module")
 def replicas(bucket: Bucket, workdir: Path, iris_model: Trained) -> Iterator[list[Served]]:
-    """Two "replicas" of one model: a server with two workers, and a single-process one."""
+    """Two "replicas" of one model: a server with two workers, and a single-process one, with
+    the token the operator gives the pods of one ModelDeployment."""
     uri = bucket.publish(iris_model)
-    servers = [start(bucket.env, uri, workdir, "--workers", "2"), start(bucket.env, uri, workdir)]
+    secret = token.for_deployment("d1a0c5e2-uid")
+    servers = [
+        start(bucket.env, uri, workdir, "--workers", "2", monitor_token=secret),
+        start(bucket.env, uri, workdir, monitor_token=secret),
+    ]
     for served in servers:
         assert served.process.poll() is None, served.log()
     yield servers
@@ -59,11 +65,17 @@ def monitoring_urls(replicas: list[Served]) -> list[str]:
     return [url for served in replicas for url in served.monitor_urls()]
 
 
+def operator_headers(replicas: list[Served]) -> dict[str, str]:
+    return replicas[0].monitor_headers()
+
+
 def collect_all(replicas: list[Served]) -> list[report.ProcessReport]:
     """What the operator does each interval: ask every process, parse its answer."""
     answers = []
     for url in monitoring_urls(replicas):
-        answer = requests.post(f"{url}/monitoring/collect", timeout=10)
+        answer = requests.post(
+            f"{url}/monitoring/collect", headers=operator_headers(replicas), timeout=10
+        )
         assert answer.status_code == 200, answer.text
         answers.append(report.parse(answer.json()))
     return answers
@@ -165,7 +177,12 @@ def test_feedback_is_counted_once_after_the_operator_relays_it(
         document = {"feedback": [{"id": f.id, "truth": f.truth} for f in process.unmatched]}
         for other in urls:
             if other != url:
-                answer = requests.post(f"{other}/monitoring/feedback", json=document, timeout=10)
+                answer = requests.post(
+                    f"{other}/monitoring/feedback",
+                    json=document,
+                    headers=operator_headers(replicas),
+                    timeout=10,
+                )
                 assert answer.status_code == 200, answer.text
                 relayed_matches += answer.json()["matched"]
     assert relayed_matches == sum(unmatched.values())
@@ -181,8 +198,39 @@ def test_feedback_is_counted_once_after_the_operator_relays_it(
     assert again.json() == {"id": made_id, "matched": False}
     relay = {"feedback": [{"id": made_id, "truth": wrong}]}
     for url in urls:
-        answer = requests.post(f"{url}/monitoring/feedback", json=relay, timeout=10)
+        answer = requests.post(
+            f"{url}/monitoring/feedback", json=relay, headers=operator_headers(replicas), timeout=10
+        )
         assert answer.json() == {"matched": 0}
+
+
+def test_without_the_token_a_monitoring_port_gives_nothing_and_takes_nothing(
+    replicas: list[Served],
+) -> None:
+    """Another pod of the cluster can reach the ports, but can neither drain the feedback a
+    process holds (other clients' ids and labels) nor relay labels of its own."""
+    single = replicas[1]
+    collect_all(replicas)  # start from nothing held
+    answer = fresh_post(f"{single.url}/v1/models/iris:feedback", {"id": "held-1", "truth": [1]})
+    assert answer.json() == {"id": "held-1", "matched": False}  # held for the operator
+    relay = {"feedback": [{"id": "held-1", "truth": [2]}]}
+    strangers: list[dict[str, str]] = [
+        {},
+        {"Authorization": token.header_value(token.for_deployment("another-deployment"))},
+        {"Authorization": f"Basic {single.monitor_token}"},
+    ]
+    cases: list[tuple[str, dict[str, Any] | None]] = [("collect", None), ("feedback", relay)]
+    for url in monitoring_urls(replicas):
+        for headers in strangers:
+            for path, document in cases:
+                answer = requests.post(
+                    f"{url}/monitoring/{path}", json=document, headers=headers, timeout=10
+                )
+                assert answer.status_code == 401, answer.text
+                assert answer.headers["www-authenticate"].startswith("Bearer")
+    # The operator still gets what the process held.
+    processes = collect_all(replicas)
+    assert [f for p in processes for f in p.unmatched] == [report.Feedback("held-1", [1])]
 
 
 def test_a_taken_monitoring_port_ends_the_server_with_bind_failed(

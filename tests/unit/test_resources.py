@@ -389,3 +389,37 @@ def test_model_servers_use_the_read_only_serving_credentials() -> None:
     assert {e["name"]: e for e in _pod_spec(job)["containers"][0]["env"]}["AWS_SECRET_ACCESS_KEY"][
         "valueFrom"
     ]["secretKeyRef"]["name"] == CONFIG.s3_credentials_secret
+
+
+@pytest.mark.parametrize(
+    ("monitoring", "windows"),
+    [
+        # Larger than the servers keep by default: each process keeps that many.
+        (
+            {
+                "drift": {"minRows": 5000},
+                "quality": {"metric": "accuracy", "minimum": 0.9, "minLabels": 20_000},
+            },
+            {"MODELYARD_DRIFT_WINDOW": "5000", "MODELYARD_FEEDBACK_WINDOW": "20000"},
+        ),
+        # Smaller: the servers' defaults stay.
+        (
+            {"drift": {"minRows": 200}, "quality": {"metric": "accuracy", "minimum": 0.9}},
+            {"MODELYARD_DRIFT_WINDOW": "1000", "MODELYARD_FEEDBACK_WINDOW": "10000"},
+        ),
+        ({"drift": {"minRows": 100_000}}, {"MODELYARD_DRIFT_WINDOW": "100000"}),
+        # Without judging, nothing is set: the template stays as it was before monitoring.
+        ({}, {}),
+        (None, {}),
+    ],
+)
+def test_servers_keep_at_least_the_rows_monitoring_judges_from(
+    monitoring: dict[str, Any] | None, windows: dict[str, str]
+) -> None:
+    spec = _serving_spec(**({"monitoring": monitoring} if monitoring is not None else {}))
+    deployment = build_deployment(
+        DEPLOYMENT, spec, "main", ModelRef("s3://m/a", DIGEST, None), 1, CONFIG
+    )
+    _validate(deployment)
+    env = {e["name"]: e.get("value") for e in _pod_spec(deployment)["containers"][0]["env"]}
+    assert {name: env[name] for name in env if name.endswith("_WINDOW")} == windows

@@ -1,6 +1,7 @@
 """What a server process monitors: request ids on both protocols, ground truth matched by id into
 the live metric (once per id), unmatched feedback handed to the operator once, drift counts per
-baseline bin, the monitoring port's two routes, and the pod's monitoring ports."""
+baseline bin, the monitoring port's two routes behind its token, and the pod's monitoring
+ports."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from modelyard.config import ConfigError, OperatorConfig
-from modelyard.monitoring import report
+from modelyard.monitoring import report, token
 from modelyard.monitoring.psi import psi, shares
 from modelyard.monitoring.quality import QualitySums
 from modelyard.resources.jobs import Owner
@@ -45,9 +46,19 @@ def serving(trained: Trained, **settings: int) -> App:
     return app
 
 
-def call(app: App | MonitorApp, path: str, document: Any, header: str | None = None) -> Response:
+def call(
+    app: App | MonitorApp,
+    path: str,
+    document: Any,
+    header: str | None = None,
+    authorization: str | None = None,
+) -> Response:
     result = app.handle(
-        b"POST", path.encode(), orjson.dumps(document), header.encode() if header else None
+        b"POST",
+        path.encode(),
+        orjson.dumps(document),
+        header.encode() if header else None,
+        authorization.encode() if authorization is not None else None,
     )
     assert isinstance(result, Response)  # small requests are answered inline
     return result
@@ -93,6 +104,17 @@ def test_v2_takes_the_body_id_then_the_header_then_makes_one(iris_trained: Train
     assert len(made) == 50  # unique, and echoed in the body as well:
     answer = call(app, path, v2(ROWS))
     assert orjson.loads(answer.body)["id"] == echoed(answer)
+
+
+def test_made_ids_cannot_be_guessed_from_one_another(iris_trained: Trained) -> None:
+    """A client that knows its own id must not be able to name (and label first) another's."""
+    app = serving(iris_trained)
+    path = "/v1/models/iris:predict"
+    made = [echoed(call(app, path, {"instances": ROWS})) for _ in range(200)]
+    # Nothing shared to count on from one id to the next: each is 96 random bits (24 hex
+    # digits), so even their first digits differ among 200 of them.
+    assert len({made_id[0] for made_id in made}) > 1
+    assert all(len(made_id) == 24 for made_id in made)
 
 
 def test_v1_takes_the_header_or_makes_one(iris_trained: Trained) -> None:
@@ -216,6 +238,28 @@ def test_regression_truth_must_be_numbers(petal_trained: Trained) -> None:
     assert "\"truth[1]\": '2.0' is not a finite number" in orjson.loads(answer.body)["error"]
 
 
+def test_a_truth_too_far_from_its_prediction_is_refused(petal_trained: Trained) -> None:
+    """1e200 is a finite number, but its squared error is not: summed, it would make the
+    process's report unreadable to the operator, which would then lose its drift counts too."""
+    app = serving(petal_trained)
+    rows = [row[:3] for row in IRIS_ROWS[:2]]
+    values = predicted(call(app, "/v1/models/petal:predict", {"instances": rows}, "far"))
+    answer = call(app, "/v1/models/petal:feedback", {"id": "far", "truth": [values[0], 1e200]})
+    assert answer.status == 400
+    assert '"truth[1]": 1e+200 is ' in orjson.loads(answer.body)["error"]
+    # Refused, not counted: the prediction is still held for the genuine truth.
+    answer = call(app, "/v1/models/petal:feedback", {"id": "far", "truth": values})
+    assert orjson.loads(answer.body)["matched"] is True
+
+    # Relayed by the operator, such feedback is dropped, and the report stays readable.
+    call(app, "/v1/models/petal:predict", {"instances": rows}, "relayed")
+    relayed = {"feedback": [{"id": "relayed", "truth": [1e200, -1e200]}]}
+    answer = call(MonitorApp(app), "/monitoring/feedback", relayed)
+    assert orjson.loads(answer.body) == {"matched": 0}
+    sums = collect(app).quality  # report.parse refuses a non-finite sum
+    assert sums.labels == 2 and sums.sum_squared_error == pytest.approx(0.0)
+
+
 def test_class_labels_compare_as_the_card_lists_them() -> None:
     app = serving(mixed())  # classes "no" and "yes"
     row = {"age": 61.0, "city": "lima", "member": False}
@@ -333,6 +377,39 @@ def test_relayed_feedback_envelope_is_checked(iris_trained: Trained) -> None:
         assert answer.status == 400 and named in orjson.loads(answer.body)["error"]
 
 
+def test_a_monitoring_port_with_a_token_answers_only_its_bearer(iris_trained: Trained) -> None:
+    """Any pod that reaches the port could otherwise drain a server's held feedback (other
+    clients' ids and labels) or inject labels of its own."""
+    app = serving(iris_trained)
+    call(app, "/v2/models/iris/feedback", {"id": "elsewhere", "truth": [2]})  # held for relay
+    secret = token.for_deployment("uid-3")
+    monitor = MonitorApp(app, secret)
+    bearer = token.header_value(secret)
+    for authorization in (None, "", f"Bearer {token.for_deployment('uid-4')}", secret, "Bearer"):
+        for path, document in [
+            ("/monitoring/collect", None),
+            ("/monitoring/feedback", {"feedback": [{"id": "x", "truth": [0]}]}),
+            ("/anything", None),
+        ]:
+            answer = call(monitor, path, document, authorization=authorization)
+            assert answer.status == 401, (authorization, path)
+            assert b"www-authenticate: Bearer" in answer.headers
+            assert "Authorization: Bearer <token>" in orjson.loads(answer.body)["error"]
+    # Nothing was handed over to them: the operator, with the token, still gets the feedback.
+    answer = call(monitor, "/monitoring/collect", None, authorization=bearer)
+    assert answer.status == 200
+    assert report.parse(orjson.loads(answer.body)).unmatched == [report.Feedback("elsewhere", [2])]
+    answer = call(monitor, "/monitoring/feedback", {"feedback": []}, authorization=bearer)
+    assert orjson.loads(answer.body) == {"matched": 0}
+
+
+def test_the_monitor_token_comes_from_the_environment_only() -> None:
+    model = ["--model-uri", "s3://models/a/model.joblib"]
+    assert parse(model, env={}).monitor_token is None
+    assert parse(model, env={token.ENV: ""}).monitor_token is None
+    assert parse(model, env={token.ENV: "abc"}).monitor_token == "abc"
+
+
 def test_each_port_serves_only_its_own_routes(iris_trained: Trained) -> None:
     app = serving(iris_trained)
     monitor = MonitorApp(app)
@@ -403,6 +480,8 @@ def test_server_pods_declare_one_monitoring_port_per_worker() -> None:
         ]
         env = {e["name"]: e["value"] for e in container["env"]}
         assert env["MODELYARD_MONITOR_PORT"] == "9090"
+        # The token the operator derives from the same uid when it asks these servers.
+        assert env[token.ENV] == token.for_deployment("uid-3")
         assert env.get("MODELYARD_WORKERS") == (str(workers) if workers > 1 else None)
 
 

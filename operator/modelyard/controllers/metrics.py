@@ -81,22 +81,34 @@ QUALITY_DEGRADED = Gauge(
     ["namespace", "modeldeployment"],
 )
 
-_monitored: dict[tuple[str, str], tuple[frozenset[str], str | None]] = {}
+RELAY_DROPPED = Counter(
+    "modelyard_monitoring_relay_dropped_total",
+    "Unmatched feedback entries not relayed to the other server processes of a "
+    "ModelDeployment: over the budget of one gathering round.",
+    ["namespace", "modeldeployment"],
+)
+
+# Per ModelDeployment: the features and metric with a series, and the model they are about.
+_monitored: dict[tuple[str, str], tuple[frozenset[str], str | None, str]] = {}
 
 
 def set_monitoring(
     namespace: str,
     name: str,
+    model: str,
     features: dict[str, float],
-    drifted: bool | None,
+    drifted: str | None,
     metric: str | None,
     value: float | None,
-    degraded: bool | None,
+    degraded: str | None,
 ) -> None:
-    """Record what a gathering found; None (not judged, or no value) removes that series."""
+    """Record what a gathering of `model`'s servers found. `drifted` and `degraded` are the
+    conditions' statuses: None (not judged) removes the series; Unknown (too few rows for now,
+    e.g. while a pod restarts) keeps the last 0 or 1 for the same model, so that an alert's
+    `for:` window does not start again; a None value removes the live metric's series."""
     key = (namespace, name)
     with _lock:
-        old_features, old_metric = _monitored.get(key, (frozenset(), None))
+        old_features, old_metric, old_model = _monitored.get(key, (frozenset(), None, model))
         for feature in old_features - features.keys():
             FEATURE_DRIFT.remove(namespace, name, feature)
         for feature, psi in features.items():
@@ -107,25 +119,30 @@ def set_monitoring(
         if metric is not None and value is not None:
             LIVE_METRIC.labels(namespace, name, metric).set(value)
         for gauge, judged in ((DRIFTED, drifted), (QUALITY_DEGRADED, degraded)):
-            if judged is None:
+            if judged in ("True", "False"):
+                gauge.labels(namespace, name).set(int(judged == "True"))
+            elif judged is None or old_model != model:  # a new model's figures say nothing yet
                 _remove(gauge, namespace, name)
-            else:
-                gauge.labels(namespace, name).set(int(judged))
-        _monitored[key] = (frozenset(features), kept_metric)
+        _monitored[key] = (frozenset(features), kept_metric, model)
+
+
+def relay_dropped(namespace: str, name: str, entries: int) -> None:
+    RELAY_DROPPED.labels(namespace, name).inc(entries)
 
 
 def forget_monitoring(namespace: str, name: str) -> None:
     """Remove every monitoring series of a ModelDeployment (deleted, or no longer monitored)."""
     with _lock:
-        features, metric = _monitored.pop((namespace, name), (frozenset(), None))
+        features, metric, _ = _monitored.pop((namespace, name), (frozenset(), None, ""))
         for feature in features:
             FEATURE_DRIFT.remove(namespace, name, feature)
         if metric is not None:
             LIVE_METRIC.remove(namespace, name, metric)
         _remove(DRIFTED, namespace, name)
         _remove(QUALITY_DEGRADED, namespace, name)
+        _remove(RELAY_DROPPED, namespace, name)
 
 
-def _remove(gauge: Gauge, *labels: str) -> None:
+def _remove(series: Gauge | Counter, *labels: str) -> None:
     with contextlib.suppress(KeyError):  # never set
-        gauge.remove(*labels)
+        series.remove(*labels)

@@ -11,9 +11,14 @@ successor.
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import json
 import logging
-import urllib.request
+import socket
+import threading
+import time
+import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -37,9 +42,10 @@ from modelyard.controllers.conditions import set_condition as set_condition_
 from modelyard.controllers.context import Context, from_memo, post_event
 from modelyard.controllers.fresh import on_fresh, patch_status
 from modelyard.controllers.refresh import format_time, parse_time
+from modelyard.monitoring import token
 from modelyard.monitoring.psi import psi, shares
 from modelyard.monitoring.quality import QualitySums
-from modelyard.monitoring.report import MalformedReport, ProcessReport, parse
+from modelyard.monitoring.report import Feedback, MalformedReport, ProcessReport, parse
 from modelyard.reasons import Reason
 from modelyard.resources.serving import (
     COMPONENT,
@@ -58,18 +64,37 @@ DRIFTED, DEGRADED = "Drifted", "QualityDegraded"
 # gathers when spec.monitoring.interval has passed since status.monitoring.observedAt, and makes
 # no API call otherwise (it reads kopf's copy of the object).
 TICK_SECONDS = 5.0
-# A server process that does not answer within this long counts as unreachable for the round.
+# A server process whose whole answer has not arrived within this long (connecting, sending and
+# reading together, however slowly it trickles) counts as unreachable for the round.
 TIMEOUT_SECONDS = 5.0
-# The most bytes read of one answer: a report at its format's bounds stays below.
-MAX_ANSWER_BYTES = 32 * 1024 * 1024
+# The most bytes read of one answer. A real one is far smaller: at most 21 bins per feature, and
+# at most 10 000 unmatched entries (ids of at most 256 characters, 100 000 values in all).
+MAX_ANSWER_BYTES = 8 * 1024 * 1024
+READ_CHUNK = 64 * 1024
 # Processes asked at once.
 CONCURRENCY = 16
+# Answers are decoded one at a time: decoded JSON takes several times its size, and the GIL
+# serialises the decoding anyway. CONCURRENCY answers read at once hold their bytes only.
+_decoding = threading.Lock()
 # Relayed feedback per request: a server takes up to monitoring.report.MAX_UNMATCHED.
 RELAY_BATCH = 1000
+# What one round relays at most, counted once per receiving process: every entry goes to every
+# other process, so without a bound the cost grows with the square of the processes, and any
+# client of the serving port can fill every process's held feedback. The rest is dropped (the
+# operator's log and modelyard_monitoring_relay_dropped_total say how much).
+RELAY_MAX_DELIVERIES = 20_000
+RELAY_MAX_BYTES = 4 * 1024 * 1024
 # Features named in a condition's message and kept in status (its schema's bound).
 FEATURES_NAMED, FEATURES_KEPT = 3, 64
 # The live metric shown when spec.monitoring.quality does not name one.
 DEFAULT_LIVE_METRIC = {"classification": LiveMetric.ACCURACY, "regression": LiveMetric.RMSE}
+# The task each live metric measures: accuracy of a regressor is always 0, and a classifier's
+# errors are never summed.
+METRIC_TASK = {
+    LiveMetric.ACCURACY: "classification",
+    LiveMetric.MAE: "regression",
+    LiveMetric.RMSE: "regression",
+}
 
 
 @dataclass(frozen=True)
@@ -79,6 +104,7 @@ class Endpoint:
     pod: str
     port: str  # its name, monitor-<worker>
     url: str  # http://<pod IP>:<port>
+    token: str = field(repr=False)  # monitoring.token.for_deployment(its MD's uid)
 
 
 @dataclass
@@ -171,10 +197,23 @@ def worse(metric: LiveMetric, value: float, minimum: float) -> bool:
     return value > minimum if metric in LIVE_LOWER_IS_BETTER else value < minimum
 
 
+def applicable(metric: LiveMetric, task: str | None) -> bool:
+    """Whether `metric` measures a model of `task` (unknown before any server answered)."""
+    return task is None or METRIC_TASK[metric] == task
+
+
 def judge_quality(monitoring: Monitoring, found: Aggregate) -> Verdict:
     spec = monitoring.quality
     if spec is None:
         return Verdict(None)
+    if not applicable(spec.metric, found.task):
+        fitting = " or ".join(str(m) for m, task in METRIC_TASK.items() if task == found.task)
+        return Verdict(
+            "Unknown",
+            Reason.MetricNotApplicable,
+            f"spec.monitoring.quality.metric {spec.metric} does not measure a {found.task} "
+            f"model; use {fitting}",
+        )
     labels = found.quality.labels
     value = found.quality.value(spec.metric)
     if value is None or labels < spec.min_labels:
@@ -230,7 +269,7 @@ def monitoring_status(
         "quality": None,
     }
     if metric is not None:
-        value = found.quality.value(metric)
+        value = found.quality.value(metric) if applicable(metric, found.task) else None
         status["quality"] = {
             "metric": str(metric),
             "value": None if value is None else round(value, 6),
@@ -318,6 +357,7 @@ def endpoints(context: Context, body: dict[str, Any]) -> list[Endpoint]:
         for replica_set in context.kube.list_objects("apps/v1", "ReplicaSet", namespace, selector)
         if provenance.controller_uid(replica_set["metadata"]) == deployment["metadata"]["uid"]
     }
+    bearer = token.for_deployment(meta["uid"])
     found = []
     for pod in context.kube.list_objects("v1", "Pod", namespace, selector):
         pod_meta, status = pod["metadata"], pod.get("status") or {}
@@ -337,58 +377,126 @@ def endpoints(context: Context, body: dict[str, Any]) -> list[Endpoint]:
             for port in container.get("ports") or []:
                 if str(port.get("name", "")).startswith(MONITOR_PORT_PREFIX):
                     url = f"http://{host}:{port['containerPort']}"
-                    found.append(Endpoint(pod_meta["name"], port["name"], url))
+                    found.append(Endpoint(pod_meta["name"], port["name"], url, bearer))
     return found
 
 
-def _post(url: str, document: dict[str, Any]) -> Any:
-    request = urllib.request.Request(
-        url,
-        data=json.dumps(document).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    with urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS) as answer:
-        body = answer.read(MAX_ANSWER_BYTES + 1)
-    if len(body) > MAX_ANSWER_BYTES:
-        raise MalformedReport(f"answer larger than {MAX_ANSWER_BYTES} bytes")
-    return json.loads(body)
+def _post(endpoint: Endpoint, path: str, document: dict[str, Any]) -> bytearray:
+    """POST `document` to the process with its bearer token; the answer's body. Everything,
+    from connecting to the answer's last byte, within TIMEOUT_SECONDS: a socket's timeout only
+    bounds each read, and an answer trickled byte by byte would hold the round for ever."""
+    url = urllib.parse.urlsplit(endpoint.url)
+    deadline = time.monotonic() + TIMEOUT_SECONDS
+    connection = http.client.HTTPConnection(url.hostname or "", url.port, timeout=TIMEOUT_SECONDS)
+    cut = threading.Event()
+
+    def cut_off() -> None:  # wakes the read blocked on the socket
+        cut.set()
+        sock = connection.sock  # None once closed
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    try:
+        connection.connect()
+        watchdog = threading.Timer(max(0.0, deadline - time.monotonic()), cut_off)
+        watchdog.start()
+        try:
+            connection.request(
+                "POST",
+                path,
+                json.dumps(document).encode(),
+                {
+                    "Content-Type": "application/json",
+                    token.HEADER: token.header_value(endpoint.token),
+                },
+            )
+            answer = connection.getresponse()
+            if answer.status != 200:
+                raise OSError(f"answered HTTP {answer.status} {answer.reason}")
+            body = bytearray()
+            while chunk := answer.read(READ_CHUNK):
+                body += chunk
+                if len(body) > MAX_ANSWER_BYTES:
+                    raise MalformedReport(f"answer larger than {MAX_ANSWER_BYTES} bytes")
+        finally:
+            watchdog.cancel()
+        if cut.is_set():
+            raise TimeoutError(f"no whole answer within {TIMEOUT_SECONDS:g} s")
+    except http.client.HTTPException as error:  # not HTTP, or cut off mid-answer
+        if cut.is_set():
+            raise TimeoutError(f"no whole answer within {TIMEOUT_SECONDS:g} s") from error
+        raise OSError(f"not an HTTP answer: {error!r}") from error
+    finally:
+        connection.close()
+    return body
 
 
 def collect(endpoint: Endpoint) -> ProcessReport | None:
     """The process's report, or None when it did not answer with one."""
     try:
-        return parse(_post(endpoint.url + "/monitoring/collect", {}))
+        body = _post(endpoint, "/monitoring/collect", {})
+        with _decoding:
+            return parse(json.loads(body))
     except (OSError, ValueError) as error:  # refused, timed out, an HTTP error, not our format
         log.info("monitoring: %s %s did not answer: %s", endpoint.pod, endpoint.port, error)
         return None
 
 
-def relay(answers: list[tuple[Endpoint, ProcessReport]]) -> None:
-    """Hand every process's unmatched feedback to all the other processes: the one that
-    answered the request counts it; the others drop it."""
+def to_relay(
+    answers: list[tuple[Endpoint, ProcessReport]],
+) -> tuple[list[tuple[Endpoint, Feedback]], int]:
+    """The unmatched feedback this round relays, taken from every process in turn so that one
+    flooded process does not crowd out the others, within RELAY_MAX_DELIVERIES and
+    RELAY_MAX_BYTES; and how many entries are dropped. Nothing with a single process: no other
+    could hold the request."""
+    held = sum(len(report.unmatched) for _, report in answers)
+    others = len(answers) - 1
+    if others < 1:
+        return [], 0
+    chosen: list[tuple[Endpoint, Feedback]] = []
+    deliveries = size = 0
+    queues = [(source, iter(report.unmatched)) for source, report in answers if report.unmatched]
+    while queues:
+        remaining = []
+        for source, queue in queues:
+            item = next(queue, None)
+            if item is None:
+                continue
+            cost = len(json.dumps({"id": item.id, "truth": item.truth})) * others
+            if deliveries + others > RELAY_MAX_DELIVERIES or size + cost > RELAY_MAX_BYTES:
+                return chosen, held - len(chosen)
+            deliveries, size = deliveries + others, size + cost
+            chosen.append((source, item))
+            remaining.append((source, queue))
+        queues = remaining
+    return chosen, held - len(chosen)
+
+
+def relay(answers: list[tuple[Endpoint, ProcessReport]]) -> int:
+    """Hand the processes' unmatched feedback to all the other processes: the one that
+    answered the request counts it; the others drop it. Returns how many entries the round's
+    budget dropped."""
+    chosen, dropped = to_relay(answers)
     calls = []
     for target, _ in answers:
         feedback = [
-            {"id": item.id, "truth": item.truth}
-            for source, report in answers
-            if source != target
-            for item in report.unmatched
+            {"id": item.id, "truth": item.truth} for source, item in chosen if source != target
         ]
         for start in range(0, len(feedback), RELAY_BATCH):
             calls.append((target, feedback[start : start + RELAY_BATCH]))
-    if not calls:
-        return
 
     def send(call: tuple[Endpoint, list[dict[str, Any]]]) -> None:
         target, batch = call
         try:
-            _post(target.url + "/monitoring/feedback", {"feedback": batch})
+            _post(target, "/monitoring/feedback", {"feedback": batch})
         except (OSError, ValueError) as error:
             log.info("monitoring: relay to %s %s failed: %s", target.pod, target.port, error)
 
-    with ThreadPoolExecutor(min(CONCURRENCY, len(calls))) as pool:
-        list(pool.map(send, calls))
+    if calls:
+        with ThreadPoolExecutor(min(CONCURRENCY, len(calls))) as pool:
+            list(pool.map(send, calls))
+    return dropped
 
 
 def gather(context: Context, body: dict[str, Any]) -> Gathered:
@@ -400,7 +508,19 @@ def gather(context: Context, body: dict[str, Any]) -> Gathered:
     with ThreadPoolExecutor(min(CONCURRENCY, len(targets))) as pool:
         reports = list(pool.map(collect, targets))
     answers = [(t, r) for t, r in zip(targets, reports, strict=True) if r is not None]
-    relay(answers)
+    dropped = relay(answers)
+    if dropped:
+        meta = body["metadata"]
+        log.warning(
+            "monitoring: %s/%s: dropped %d unmatched feedback entries over this round's relay "
+            "budget (%d deliveries, %d bytes)",
+            meta["namespace"],
+            meta["name"],
+            dropped,
+            RELAY_MAX_DELIVERIES,
+            RELAY_MAX_BYTES,
+        )
+        metrics.relay_dropped(meta["namespace"], meta["name"], dropped)
     return Gathered(
         [report for _, report in answers if report.model == digest],
         unreachable=len(targets) - len(answers),
@@ -464,15 +584,16 @@ def monitor(context: Context, body: dict[str, Any]) -> None:
     written = on_fresh(context, KIND, meta["namespace"], meta["name"], write)
     if written is None:
         return
-    value = found.quality.value(metric) if metric is not None else None
+    quality_status = status["quality"] or {}
     metrics.set_monitoring(
         meta["namespace"],
         meta["name"],
+        digest,
         dict(found.features),
-        None if drift.status in (None, "Unknown") else drift.status == "True",
-        None if metric is None else str(metric),
-        value,
-        None if quality.status in (None, "Unknown") else quality.status == "True",
+        drift.status,
+        quality_status.get("metric"),
+        quality_status.get("value"),
+        quality.status,
     )
     for trigger, verdict in (
         (RetrainTrigger.DRIFT, drift),

@@ -3,24 +3,27 @@ the TrainingJob whose model it serves to retrain, when that TrainingJob's retrai
 trigger, nothing of it is training, no retrain of it is pending and its retrainCooldown has passed
 since the last one. The Dataset is refreshed first (an annotation its controller folds into the
 ingest Job's name); the run starts once that ingestion has ended, on whatever version it left,
-and an ingestion that fails abandons the retrain.
+and an ingestion that fails abandons the retrain, as does a refresh the Dataset refuses or that
+has not started within START_BOUND. A ModelDeployment that pins a run, or has a canary taking a
+share of the traffic, asks for no retrain: the new run could not serve by itself.
 
-Who calls whom: the monitoring gatherer calls `consider` after it wrote a True condition; the
-TrainingJob controller calls `refresh_outcome` while it reconciles (the Dataset controller
-reconciles the TrainingJobs of a Dataset whose ingestion ended).
+Who calls whom: the monitoring gatherer calls `consider` after it wrote a True condition (which
+also abandons a pending retrain that is past hope: no Dataset event comes for a refresh that never
+started); the TrainingJob controller calls `refresh_outcome` while it reconciles (the Dataset
+controller reconciles the TrainingJobs of a Dataset whose ingestion ended).
 """
 
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from modelyard.api import API_VERSION, GROUP
+from modelyard.api.modeldeployment import ModelDeploymentSpec
 from modelyard.api.refresh import parse_duration
 from modelyard.api.trainingjob import RetrainTrigger, TrainingJobSpec
 from modelyard.controllers.conditions import get_condition
@@ -38,6 +41,19 @@ ACTIVE = ("Pending", "Running")
 # The condition of a ModelDeployment each trigger follows.
 CONDITIONS = {RetrainTrigger.DRIFT: "Drifted", RetrainTrigger.QUALITY_DEGRADED: "QualityDegraded"}
 _NAMES = {RetrainTrigger.DRIFT: "Drift", RetrainTrigger.QUALITY_DEGRADED: "QualityDegraded"}
+# A retrain whose Dataset refresh has not started this long after it was asked for is abandoned
+# (the Dataset controller refused it, or the annotation never landed): pending, it would block
+# every later retrain.
+START_BOUND = timedelta(minutes=10)
+# A Dataset not Ready for one of these starts no refresh until a human acts.
+REFUSALS = frozenset(
+    {
+        Reason.StorageNotAllowed,
+        Reason.LocationNotAllowed,
+        Reason.ForeignJob,
+        Reason.InvalidSpec,
+    }
+)
 
 # (namespace, TrainingJob) → requestedAt of the retrain whose cooldown a RetrainDeferred event
 # was posted for: one event per cooldown window, not one per gathering. Lost on a restart, which
@@ -74,16 +90,33 @@ def consider(
     one asks for it and may now."""
     meta, status = deployment["metadata"], deployment.get("status") or {}
     training_job = (status.get("model") or {}).get("trainingJob")
-    if not training_job:
-        return  # a model given by URI: nothing to retrain
+    if not training_job or not follows_latest(deployment):
+        return
     cause = cause_of(trigger, meta["name"], evidence)
+    # Chosen once: a retry of the write below annotates the Dataset with the same token.
+    now = datetime.now(UTC)
     on_fresh(
         context,
         "TrainingJob",
         meta["namespace"],
         training_job,
-        lambda body: _request(context, body, deployment, trigger, cause),
+        lambda body: _request(context, body, deployment, trigger, cause, now),
     )
+
+
+def follows_latest(deployment: dict[str, Any]) -> bool:
+    """Whether a new run of its TrainingJob could serve by itself: not when the deployment pins
+    a run (a rollback would be retrained every cooldown, to no effect), nor while a canary takes
+    a share of its traffic (a person is deciding between two models; a new run would change the
+    main track under that decision)."""
+    try:
+        spec = ModelDeploymentSpec.model_validate(deployment["spec"])
+    except ValidationError:
+        return False  # its reconcile reports it
+    ref = spec.model.training_job_ref
+    if ref is None or ref.run is not None:
+        return False
+    return spec.canary is None or spec.canary.traffic_percent == 0
 
 
 def _request(
@@ -92,6 +125,7 @@ def _request(
     deployment: dict[str, Any],
     trigger: RetrainTrigger,
     cause: str,
+    now: datetime,
 ) -> None:
     meta = body["metadata"]
     namespace, name = meta["namespace"], meta["name"]
@@ -105,17 +139,28 @@ def _request(
     if any(run["phase"] in ACTIVE for run in status.get("runs") or []):
         return  # a run is training already: its model comes before any other
     last = status.get("lastAutomaticRetrain")
-    if pending(last):
+    dataset_name = spec.dataset_ref.name
+    if last is not None and pending(last):
+        # Nothing else may look at it for a long time (no Dataset event comes for a refresh
+        # that never started): abandon it here once it is past hope.
+        dataset = context.kube.custom("Dataset", namespace, dataset_name)
+        outcome = refresh_outcome(status, dataset, now)
+        if outcome is not None and outcome.abandoned:
+            patch_status(context, "TrainingJob", body, {"lastAutomaticRetrain": abandoned(last)})
+            why = f"{last.get('cause')}: {outcome.abandoned}"
+            post_event(body, Reason.RetrainAbandoned, why, warning=True)
         return
-    now = datetime.now(UTC)
     ends = cooldown_end(last, spec.retrain_cooldown)
     if ends is not None and now < ends:
         _defer(body, last or {}, spec.retrain_cooldown, ends, cause)
         return
-    dataset = spec.dataset_ref.name
-    if context.kube.custom("Dataset", namespace, dataset) is None:
+    if context.kube.custom("Dataset", namespace, dataset_name) is None:
         return  # the TrainingJob's own reconcile says DatasetNotFound
     token = refresh_token(now)
+    # The Dataset first, then the record: a record always names a refresh that was asked for,
+    # so a crash or a failed call in between leaves at most one extra ingestion, never a
+    # retrain pending forever. A retry annotates the same token again.
+    _annotate(context, namespace, dataset_name, token)
     record = {
         "trigger": str(trigger),
         "cause": cause,
@@ -125,15 +170,10 @@ def _request(
         "refresh": token,
         "run": None,  # a merge patch keeps keys it does not name
     }
-    # Recorded first (guarded by the resourceVersion read): a second gatherer that raced this one
-    # conflicts here, and on a new read finds the retrain pending.
+    # Guarded by the resourceVersion read: a second gatherer that raced this one conflicts here,
+    # and on a new read finds the retrain pending (the refresh it asked for serves both).
     patch_status(context, "TrainingJob", body, {"lastAutomaticRetrain": record})
-    try:
-        _annotate(context, namespace, dataset, token)
-    except ApiException as error:
-        abandon(context, namespace, name, token, f"refreshing Dataset {dataset} failed: {error}")
-        raise
-    message = f"{cause}; refreshing Dataset {dataset}, then training on it"
+    message = f"{cause}; refreshing Dataset {dataset_name}, then training on it"
     post_event(body, Reason.RetrainTriggered, message)
     post_event(deployment, Reason.RetrainTriggered, f"retraining TrainingJob {name}: {message}")
 
@@ -177,22 +217,52 @@ class Outcome:
     abandoned: str | None = None
 
 
-def refresh_outcome(status: dict[str, Any], dataset: dict[str, Any] | None) -> Outcome | None:
+def refresh_outcome(
+    status: dict[str, Any], dataset: dict[str, Any] | None, now: datetime | None = None
+) -> Outcome | None:
     """The outcome of the pending retrain's refresh once its ingestion has ended; None while
-    there is none pending, or it is still on its way."""
+    there is none pending, or it is still on its way.
+
+    Any ingestion started after the retrain was asked for serves it: its own, or that of a later
+    retrain of another TrainingJob of the same Dataset (whose token replaced this one's).
+    """
     last = status.get("lastAutomaticRetrain")
     if not pending(last):
         return None
     assert last is not None
-    token = last["refresh"]
     if dataset is None:
         return Outcome(abandoned="its Dataset does not exist")
-    meta = dataset["metadata"]
-    annotated = (meta.get("annotations") or {}).get(RETRAIN_ANNOTATION)
-    if annotated != token:
-        if _newer(annotated, token):
-            return Outcome(abandoned=f"Dataset {meta['name']} was refreshed for {annotated}")
-        return None  # the annotation is on its way (it is written right after the record)
+    meta, ds_status = dataset["metadata"], dataset.get("status") or {}
+    name = meta["name"]
+    if not _refresh_started(last, meta, ds_status):
+        ready = get_condition(ds_status.get("conditions"), "Ready") or {}
+        reason = ready.get("reason") if ready.get("status") == "False" else None
+        said = f"{reason}: {ready.get('message', '')}".rstrip(": ") if reason else ""
+        if reason in REFUSALS:
+            return Outcome(abandoned=f"Dataset {name} refused the refresh: {said}")
+        requested = parse_time(last.get("requestedAt"))
+        if requested is None or (now or datetime.now(UTC)) - requested >= START_BOUND:
+            return Outcome(
+                abandoned=f"Dataset {name} did not start the refresh within "
+                f"{int(START_BOUND.total_seconds() // 60)} minutes" + (f" ({said})" if said else "")
+            )
+        return None  # the Dataset controller has yet to start it
+    if ds_status.get("phase") == "Ingesting":
+        return None
+    if ds_status.get("phase") == "Ready":
+        return Outcome(run_cause=str(last["cause"]))
+    ready = get_condition(ds_status.get("conditions"), "Ready") or {}
+    return Outcome(
+        abandoned=f"refreshing Dataset {name} failed: "
+        f"{ready.get('reason', 'Failed')}: {ready.get('message', '')}".rstrip(": ")
+    )
+
+
+def _refresh_started(last: dict[str, Any], meta: dict[str, Any], status: dict[str, Any]) -> bool:
+    """Whether the Dataset's current ingestion was started for this retrain or after it: it is
+    the one its present annotations name, and those carry this retrain's token or a later one,
+    or (when the annotation was replaced by an older racing token, or removed) its Job is no
+    older than the request."""
     # Imported here: the Dataset controller imports the TrainingJob controller, which imports
     # this module.
     from modelyard.controllers.dataset import refresh_token as dataset_token
@@ -200,35 +270,17 @@ def refresh_outcome(status: dict[str, Any], dataset: dict[str, Any] | None) -> O
     current = ingest_job_name(
         meta["name"], meta["uid"], meta.get("generation", 1), dataset_token(meta)
     )
-    ds_status = dataset.get("status") or {}
-    if ds_status.get("ingestJob") != current or ds_status.get("phase") == "Ingesting":
-        return None
-    if ds_status.get("phase") == "Ready":
-        return Outcome(run_cause=str(last["cause"]))
-    ready = get_condition(ds_status.get("conditions"), "Ready") or {}
-    return Outcome(
-        abandoned=f"refreshing Dataset {meta['name']} failed: "
-        f"{ready.get('reason', 'Failed')}: {ready.get('message', '')}".rstrip(": ")
-    )
-
-
-def _newer(annotated: str | None, token: str) -> bool:
+    if status.get("ingestJob") != current:
+        return False
+    annotated = (meta.get("annotations") or {}).get(RETRAIN_ANNOTATION) or ""
     # Tokens carry their time in a fixed-width form: later ones sort after earlier ones.
-    return bool(annotated and annotated.startswith("retrain-") and annotated > token)
-
-
-def abandon(context: Context, namespace: str, name: str, token: str, why: str) -> None:
-    """The refresh `token` asked for will bring no run: say so, and let the next trigger (after
-    the cooldown) ask again."""
-
-    def clear(body: dict[str, Any]) -> None:
-        last = (body.get("status") or {}).get("lastAutomaticRetrain") or {}
-        if last.get("refresh") != token or last.get("run"):
-            return
-        patch_status(context, "TrainingJob", body, {"lastAutomaticRetrain": abandoned(last)})
-        post_event(body, Reason.RetrainAbandoned, f"{last.get('cause')}: {why}", warning=True)
-
-    on_fresh(context, "TrainingJob", namespace, name, clear)
+    if annotated.startswith("retrain-") and annotated >= str(last["refresh"]):
+        return True
+    job_made, requested = (
+        parse_time(status.get("lastRefreshTime")),
+        parse_time(last.get("requestedAt")),
+    )
+    return job_made is not None and requested is not None and job_made >= requested
 
 
 def abandoned(last: dict[str, Any]) -> dict[str, Any]:

@@ -13,9 +13,10 @@ from typing import Any
 
 from modelyard.monitoring.quality import QualitySums
 
-# Bounds on what one answer may hold.
+# Bounds on what one answer may hold. A baseline has at most 21 bins per feature (10 numeric
+# bins, or 20 categories and "other"); 64 leaves room without letting an answer grow large.
 MAX_FEATURES = 4096
-MAX_BINS = 1024
+MAX_BINS = 64
 MAX_UNMATCHED = 10_000
 MAX_ID_LENGTH = 256
 MAX_TRUTH_ROWS = 10_000

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from modelyard.api.common import StorageSpec
 from modelyard.api.modeldeployment import Autoscaling, ModelDeploymentSpec
 from modelyard.config import OperatorConfig
+from modelyard.monitoring import token
 from modelyard.resources.common import (
     TMP_MOUNT,
     Manifest,
@@ -23,6 +24,7 @@ from modelyard.resources.common import (
     tmp_volume,
 )
 from modelyard.resources.jobs import Owner
+from modelyard.workloads.serving.config import DEFAULT_DRIFT_WINDOW, DEFAULT_FEEDBACK_WINDOW
 
 KIND = "ModelDeployment"
 COMPONENT = "server"
@@ -100,6 +102,9 @@ def build_deployment(
         {"name": "MODELYARD_MODEL_NAME", "value": owner.name},
         {"name": "MODELYARD_PORT", "value": str(PORT)},
         {"name": "MODELYARD_MONITOR_PORT", "value": str(MONITOR_PORT)},
+        # Derived from the owner's uid, so the operator recomputes it to ask these servers.
+        {"name": token.ENV, "value": token.for_deployment(owner.uid)},
+        *window_env(spec),
         *(
             [{"name": "MODELYARD_WORKERS", "value": str(config.server_workers)}]
             if config.server_workers > 1
@@ -175,6 +180,22 @@ def build_deployment(
         "metadata": meta,
         "spec": deployment_spec,
     }
+
+
+def window_env(spec: ModelDeploymentSpec) -> list[Manifest]:
+    """Windows large enough for what spec.monitoring judges from: each process keeps at least
+    minRows input rows and minLabels labelled rows, or a single-process deployment would never
+    reach them and its condition would stay Unknown. Only when monitoring is set, so that the
+    template of a deployment without it stays as it was."""
+    monitoring = spec.monitoring
+    env: list[Manifest] = []
+    if monitoring is not None and monitoring.drift is not None:
+        rows = max(DEFAULT_DRIFT_WINDOW, monitoring.drift.min_rows)
+        env.append({"name": "MODELYARD_DRIFT_WINDOW", "value": str(rows)})
+    if monitoring is not None and monitoring.quality is not None:
+        labels = max(DEFAULT_FEEDBACK_WINDOW, monitoring.quality.min_labels)
+        env.append({"name": "MODELYARD_FEEDBACK_WINDOW", "value": str(labels)})
+    return env
 
 
 def monitor_ports(workers: int) -> list[Manifest]:

@@ -23,7 +23,7 @@ from modelyard.workloads.serving import openapi, protocol
 from modelyard.workloads.serving.config import DEFAULT_FEEDBACK_WINDOW, DEFAULT_REMEMBER_ROWS
 from modelyard.workloads.serving.drift import DriftMonitor
 from modelyard.workloads.serving.errors import RequestError
-from modelyard.workloads.serving.feedback import Labels, RequestIds, checked_id, header_id
+from modelyard.workloads.serving.feedback import Labels, checked_id, header_id, new_request_id
 from modelyard.workloads.serving.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from modelyard.workloads.serving.metrics import Metrics
 from modelyard.workloads.serving.model import Model
@@ -95,7 +95,6 @@ class App:
         self._drift_window = drift_window
         self._remember_rows = remember_rows
         self._feedback_window = feedback_window
-        self._ids = RequestIds()
         self._server_metadata = orjson.dumps(
             {"name": "modelyard", "version": __version__, "extensions": []}
         )
@@ -136,7 +135,12 @@ class App:
     # --- dispatch ----------------------------------------------------------------------------
 
     def handle(
-        self, method: bytes, path: bytes, body: bytes, request_id: bytes | None = None
+        self,
+        method: bytes,
+        path: bytes,
+        body: bytes,
+        request_id: bytes | None = None,
+        authorization: bytes | None = None,  # the serving port asks for none: clients are anyone
     ) -> Response | Offload:
         route = self._routes.get(path)
         if route is None:
@@ -299,7 +303,7 @@ class App:
         if inference.proba:
             model.require_proba()
         if inference.request_id is None:
-            inference.request_id = header_id(header) if header is not None else self._ids.new()
+            inference.request_id = header_id(header) if header is not None else new_request_id()
         if self.drift is not None:
             self.drift.observe(inference.matrix)
 

@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
+from modelyard.monitoring import token
 from modelyard.storage import layout
 from modelyard.storage.uri import S3Uri
 
@@ -52,6 +53,9 @@ class ServeConfig:
     monitor_port: int = DEFAULT_MONITOR_PORT
     remember_rows: int = DEFAULT_REMEMBER_ROWS
     feedback_window: int = DEFAULT_FEEDBACK_WINDOW
+    # Required as `Authorization: Bearer <token>` on the monitoring port when set. From the
+    # environment only: a flag's value would show in every `ps` on the node.
+    monitor_token: str | None = None
 
     def monitor_port_of(self, worker: int) -> int:
         """The monitoring port of worker `worker` (0 for a single process)."""
@@ -173,7 +177,8 @@ def parse(argv: Sequence[str], env: Mapping[str, str] | None = None) -> ServeCon
         type=int,
         default=_number(env, "MODELYARD_MONITOR_PORT", DEFAULT_MONITOR_PORT, int),
         help="each process answers the operator's POST /monitoring/collect and "
-        "/monitoring/feedback on this port + its worker index [env MODELYARD_MONITOR_PORT]",
+        "/monitoring/feedback on this port + its worker index [env MODELYARD_MONITOR_PORT]; "
+        f"with {token.ENV} set, only requests bearing that token",
     )
     parser.add_argument(
         "--remember-rows",
@@ -265,4 +270,5 @@ def parse(argv: Sequence[str], env: Mapping[str, str] | None = None) -> ServeCon
         monitor_port=args.monitor_port,
         remember_rows=args.remember_rows,
         feedback_window=args.feedback_window,
+        monitor_token=env.get(token.ENV) or None,
     )

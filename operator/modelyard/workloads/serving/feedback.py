@@ -11,7 +11,6 @@ hold the id and drop it otherwise.
 
 from __future__ import annotations
 
-import itertools
 import math
 import secrets
 from collections import deque
@@ -27,6 +26,10 @@ from modelyard.workloads.serving.model import Model
 
 # Truth values of unmatched feedback held between two collects, over all held feedback.
 MAX_HELD_VALUES = 100_000
+# The largest absolute error a regression label may have: far beyond any real target, and small
+# enough that the squared errors of a window, summed by the process and then over every process
+# by the operator, stay finite (an infinite sum is not JSON, and would void the whole report).
+MAX_ERROR = 1e100
 
 
 def checked_id(value: str, where: str) -> str:
@@ -49,19 +52,13 @@ def header_id(raw: bytes) -> str:
     return checked_id(text, "X-Request-Id header")
 
 
-class RequestIds:
-    """Ids for requests that bring none: a random prefix per process, then a counter.
+def new_request_id() -> str:
+    """An id for a request that brings none: 96 random bits.
 
-    Unique across the processes of a deployment (feedback is relayed between them), and cheaper
-    than a uuid4 per request.
+    Unguessable, so that a client cannot name (and label first) another client's prediction,
+    and unique across the processes of a deployment, between which feedback is relayed.
     """
-
-    def __init__(self) -> None:
-        self._prefix = secrets.token_hex(8) + "-"
-        self._counter = itertools.count(1)
-
-    def new(self) -> str:
-        return f"{self._prefix}{next(self._counter):x}"
+    return secrets.token_hex(12)
 
 
 def _label_key(value: Any) -> tuple[str, Any] | None:
@@ -179,8 +176,9 @@ class Labels:
     def match(self, request_id: str, truth: list[Any], strict: bool = False) -> bool:
         """Count `truth` against the prediction held for `request_id`, then forget it.
 
-        A different number of values than the request's rows is a 400 when `strict` (the
-        client's own feedback), and simply no match for relayed feedback.
+        A different number of values than the request's rows, or a regression error above
+        MAX_ERROR, is a 400 when `strict` (the client's own feedback), and simply no match for
+        relayed feedback (dropped; the prediction stays held).
         """
         predicted = self._predictions.get(request_id)
         if predicted is None:
@@ -193,16 +191,26 @@ class Labels:
                     f"{len(predicted)} rows",
                 )
             return False
-        del self._predictions[request_id]
-        self._rows -= len(predicted)
         values = predicted.tolist()
         if self.classifier:
-            self._scores.extend(
+            scores = [
                 1.0 if _label_key(p) == _label_key(t) else 0.0
                 for p, t in zip(values, truth, strict=True)
-            )
+            ]
         else:
-            self._scores.extend(abs(p - t) for p, t in zip(values, truth, strict=True))
+            scores = [abs(p - t) for p, t in zip(values, truth, strict=True)]
+            if not all(error <= MAX_ERROR for error in scores):  # NaN fails this too
+                if not strict:
+                    return False
+                i = next(i for i, error in enumerate(scores) if not error <= MAX_ERROR)
+                raise RequestError(
+                    400,
+                    f'"truth[{i}]": {truth[i]!r} is {scores[i]!r} away from the prediction '
+                    f"{values[i]!r}; errors above {MAX_ERROR:g} are refused",
+                )
+        del self._predictions[request_id]
+        self._rows -= len(predicted)
+        self._scores.extend(scores)
         self.matched += len(truth)
         return True
 

@@ -38,6 +38,7 @@ from modelyard.workloads.serving.metrics import Metrics
 _REASONS = {
     200: "OK",
     400: "Bad Request",
+    401: "Unauthorized",
     404: "Not Found",
     405: "Method Not Allowed",
     413: "Content Too Large",
@@ -75,7 +76,12 @@ class Application(Protocol):
     metrics: Metrics
 
     def handle(
-        self, method: bytes, path: bytes, body: bytes, request_id: bytes | None = None
+        self,
+        method: bytes,
+        path: bytes,
+        body: bytes,
+        request_id: bytes | None = None,
+        authorization: bytes | None = None,
     ) -> Response | Offload: ...
 
     def finish(self, offload: Offload, outcome: Outcome | BaseException) -> Response: ...
@@ -90,6 +96,7 @@ class Request(NamedTuple):
     # Set when the request was refused while parsing (413, 400): send it, then close.
     refusal: Response | None = None
     request_id: bytes | None = None  # the X-Request-Id header
+    authorization: bytes | None = None  # the Authorization header
 
 
 class Server:
@@ -169,6 +176,7 @@ class Connection(asyncio.Protocol):
         self._size = 0  # of the body being read, counted in server.inflight until answered
         self._expect_continue = False
         self._request_id: bytes | None = None
+        self._authorization: bytes | None = None
         self._header_bytes = 0
         self._in_message = False
         self._last_active = time.monotonic()
@@ -264,6 +272,7 @@ class Connection(asyncio.Protocol):
         self._header_bytes = 0
         self._expect_continue = False
         self._request_id = None
+        self._authorization = None
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -287,6 +296,8 @@ class Connection(asyncio.Protocol):
             self._expect_continue = True
         elif name == b"x-request-id":
             self._request_id = value
+        elif name == b"authorization":
+            self._authorization = value
 
     def on_headers_complete(self) -> None:
         if self._expect_continue and not self._closed and self._transport is not None:
@@ -317,11 +328,14 @@ class Connection(asyncio.Protocol):
             self._parser.should_keep_alive(),
             time.perf_counter(),
             request_id=self._request_id,
+            authorization=self._authorization,
         )
         if self._queue is not None:
             self._enqueue(request)
             return
-        result = self._app.handle(request.method, request.path, request.body, request.request_id)
+        result = self._app.handle(
+            request.method, request.path, request.body, request.request_id, request.authorization
+        )
         if isinstance(result, Offload):
             self._queue = deque()
             self._offload(request, result)
@@ -359,7 +373,11 @@ class Connection(asyncio.Protocol):
                 self._send(request, request.refusal)
                 continue
             result = self._app.handle(
-                request.method, request.path, request.body, request.request_id
+                request.method,
+                request.path,
+                request.body,
+                request.request_id,
+                request.authorization,
             )
             if isinstance(result, Offload):
                 self._offload(request, result)

@@ -11,16 +11,21 @@ choice. Only two routes, both POST:
                           held again, so feedback cannot travel in circles); {"matched": k}
 
 The serving port does not answer these paths, so clients of the model cannot read other
-clients' feedback or inject relayed labels.
+clients' feedback or inject relayed labels. With a token (MODELYARD_MONITOR_TOKEN, which the
+operator derives from the ModelDeployment: monitoring.token), every request without
+`Authorization: Bearer <token>` gets 401, so that no other pod that can reach the port can
+either.
 """
 
 from __future__ import annotations
 
+import hmac
 import logging
 from typing import Any
 
 import orjson
 
+from modelyard.monitoring import token as monitor_token
 from modelyard.monitoring.report import MAX_UNMATCHED, ProcessReport
 from modelyard.workloads.serving import protocol
 from modelyard.workloads.serving.app import JSON, OTHER, POST, App, Offload, Outcome, Response
@@ -38,15 +43,33 @@ FEEDBACK = "/monitoring/feedback"
 class MonitorApp:
     """Answers the monitoring port from the state of the process's serving App."""
 
-    def __init__(self, app: App) -> None:
+    def __init__(self, app: App, token: str | None = None) -> None:
         self._app = app
+        self._authorization = (
+            monitor_token.header_value(token).encode() if token is not None else None
+        )
         self.metrics: Metrics = app.metrics  # requests here are counted with the others
         self._routes = {COLLECT.encode(): self._collect, FEEDBACK.encode(): self._feedback}
 
     def handle(
-        self, method: bytes, path: bytes, body: bytes, request_id: bytes | None = None
+        self,
+        method: bytes,
+        path: bytes,
+        body: bytes,
+        request_id: bytes | None = None,
+        authorization: bytes | None = None,
     ) -> Response:
         handler = self._routes.get(path)
+        expected = self._authorization
+        # Before anything else, so that nothing about the port is told to a stranger; compared
+        # in constant time, so that the answer's timing does not reveal the token bit by bit.
+        if expected is not None and not hmac.compare_digest(authorization or b"", expected):
+            return error_response(
+                401,
+                f"{monitor_token.HEADER}: Bearer <token> is required on the monitoring port",
+                path.decode() if handler is not None else OTHER,
+                b'www-authenticate: Bearer realm="modelyard-monitoring"\r\n',
+            )
         if handler is None:
             return error_response(404, f"no such endpoint: {path.decode(errors='replace')}", OTHER)
         endpoint = path.decode()

@@ -117,7 +117,7 @@ async def _serve(
             max_queued_requests=config.max_queued_requests,
             write_seconds=config.write_seconds,
         )
-        for application in (app, MonitorApp(app))
+        for application in (app, MonitorApp(app, config.monitor_token))
     )
     sock, monitor_sock = sockets
     listener = await loop.create_server(server.connection, sock=sock)
@@ -125,10 +125,11 @@ async def _serve(
     sweepers = [loop.create_task(server.sweep()), loop.create_task(monitor.sweep())]
     host, port = sock.getsockname()[:2]
     log.info(
-        "listening on %s:%d, monitoring port %d (pid %d)",
+        "listening on %s:%d, monitoring port %d%s (pid %d)",
         host,
         port,
         monitor_sock.getsockname()[1],
+        " (token required)" if config.monitor_token is not None else " (open: no token set)",
         os.getpid(),
     )
 

@@ -23,7 +23,14 @@ CONSTANT = Response(200, b'{"predictions":[0]}', "/ceiling")
 
 
 class Constant(App):
-    def handle(self, method: bytes, path: bytes, body: bytes) -> Response | Offload:
+    def handle(
+        self,
+        method: bytes,
+        path: bytes,
+        body: bytes,
+        request_id: bytes | None = None,
+        authorization: bytes | None = None,
+    ) -> Response | Offload:
         return CONSTANT
 
 
