@@ -136,15 +136,9 @@ class SearchSpec(ApiModel):
     )
 
 
-class CandidateSpec(ApiModel):
+class CandidateSpec(EstimatorSpec):
     """One estimator model selection tries, with its own search space."""
 
-    class_: EstimatorClass = Field(
-        alias="class", description="Import path of an allowed scikit-learn estimator."
-    )
-    params: dict[str, Any] | None = Field(
-        default=None, description="Fixed constructor parameters, e.g. {max_iter: 500}."
-    )
     search_space: dict[str, Any] | None = Field(
         default=None,
         description="Candidate values per parameter, e.g. {C: [0.1, 1, 10]}; left out, the "
