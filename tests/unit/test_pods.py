@@ -89,3 +89,19 @@ def test_every_pod_reason_is_documented() -> None:
     from modelyard.reasons import EXPLANATIONS
 
     assert EXPLANATIONS.keys() >= POD_REASONS
+
+
+@pytest.mark.parametrize("kind", ["secret", "configmap"])
+def test_a_kubelet_cache_not_synced_yet_is_no_problem_it_retries(kind: str) -> None:
+    # Seen in CI: the first pod in a new namespace, before the kubelet's watch on it synced.
+    message = f"failed to sync {kind} cache: timed out waiting for the condition"
+    waiting = {"waiting": {"reason": "CreateContainerConfigError", "message": message}}
+    assert problem(_pod(containerStatuses=[_container(waiting)])) is None
+
+
+def test_a_missing_secret_still_stops_the_pod() -> None:
+    message = 'secret "s3-credentials" not found'
+    waiting = {"waiting": {"reason": "CreateContainerConfigError", "message": message}}
+    found = problem(_pod(containerStatuses=[_container(waiting)]))
+    assert found is not None and found.reason == "CreateContainerConfigError"
+    assert message in found.message

@@ -27,6 +27,10 @@ STUCK = frozenset(
         Reason.RunContainerError,
     }
 )
+# The kubelet's own start-up race, not a problem of the pod: a pod created moments after its
+# namespace (or its Secret) waits for the kubelet's watch cache, says CreateContainerConfigError
+# with one of these, and starts on the kubelet's next try.
+CACHE_NOT_SYNCED = ("failed to sync secret cache", "failed to sync configmap cache")
 # Every reason a pod problem may carry: the owner clears a stall with one of these once its pod
 # runs again.
 POD_REASONS = frozenset({*STUCK, Reason.Unschedulable, Reason.OOMKilled, Reason.CrashLoopBackOff})
@@ -67,6 +71,8 @@ def _container_problem(pod: str, container: dict[str, Any]) -> PodProblem | None
     last = (container.get("lastState") or {}).get("terminated") or {}
     terminated = state.get("terminated") or last
     if waiting.get("reason") in STUCK:
+        if any(text in (waiting.get("message") or "") for text in CACHE_NOT_SYNCED):
+            return None
         return PodProblem(waiting["reason"], f"pod {pod}: {waiting.get('message') or ''}".strip())
     if terminated.get("reason") == "OOMKilled":
         return PodProblem(
