@@ -54,6 +54,7 @@ from tests.unit.test_serve_protocol import Trained, iris, mixed
 pytestmark = pytest.mark.integration
 
 NAME, TJ, DATASET = "pm", "iris-tj", "sensors"
+TEST_NODE = "monitoring-test-node"
 COOLDOWN = "45s"  # longer than a retrain and two gatherings take here
 INTERVAL = "5s"
 MIN_ROWS = 200
@@ -193,6 +194,13 @@ class Api(Objects):
             ),
         )
         template = self.api_client.sanitize_for_serialization(replica_set.spec.template)
+        # The pods are bound to this node; were it missing, the pod garbage collector would
+        # delete them as orphans (at once, once the control plane has seen it missing before).
+        try:
+            self.core.create_node({"metadata": {"name": TEST_NODE}})
+        except ApiException as error:
+            if error.status != 409:
+                raise
         for index, monitor_ports in enumerate(ports):
             pod = pod_for(replica_set, template, index, monitor_ports)
             self.core.create_namespaced_pod(self.namespace, pod)
@@ -200,10 +208,17 @@ class Api(Objects):
             report_ready(self.core, self.namespace, pod["metadata"]["name"])
 
     def remove_pods(self) -> None:
-        """Pods bound to a node that does not exist go only when forced."""
+        """Pods bound to a node without a kubelet go only when forced; then the node goes (the
+        tier's control plane is shared, and it has no nodes otherwise)."""
         for name in self.made:
             try:
                 self.core.delete_namespaced_pod(name, self.namespace, grace_period_seconds=0)
+            except ApiException as error:
+                if error.status != 404:
+                    raise
+        if self.made:
+            try:
+                self.core.delete_node(TEST_NODE)
             except ApiException as error:
                 if error.status != 404:
                     raise
@@ -246,7 +261,7 @@ def pod_for(
             for i, port in enumerate(ports)
         ),
     ]
-    spec["nodeName"] = "monitoring-test-node"  # ranked above the controller's unbound pods
+    spec["nodeName"] = TEST_NODE  # ranked above the controller's unbound pods
     return {
         "apiVersion": "v1",
         "kind": "Pod",
