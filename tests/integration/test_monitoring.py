@@ -473,6 +473,17 @@ def test_drift_across_replicas_and_workers_retrains_once_per_cooldown(
         wait_for("a later gathering", lambda: api.monitoring()["observedAt"] > seen, timeout=30)
         assert [r["id"] for r in api.runs()] == ["run-1", "run-2"]
         assert len(api.events(TJ, "RetrainDeferred")) == 1
+        # After the cooldown, the drift that persists retrains a second time.
+        run3 = wait_for(
+            "run-3 after the cooldown",
+            lambda: next((r for r in api.runs() if r["id"] == "run-3"), None),
+            timeout=240,
+        )
+        second = api.status("TrainingJob", TJ)["lastAutomaticRetrain"]
+        assert run3["cause"] == second["cause"]
+        assert second["requestedAt"] > last["requestedAt"]
+        assert len(api.events(TJ, "RetrainDeferred")) == 1
+        assert [r["id"] for r in api.runs()] == ["run-1", "run-2", "run-3"]
 
 
 def test_feedback_on_another_replica_is_relayed_and_counted_once(
