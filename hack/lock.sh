@@ -15,7 +15,7 @@ UV="${UV:-${REPO_ROOT}/.venv/bin/uv}"
 # The images' Python is the base's (bookworm's 3.11); never download another.
 export UV_PYTHON_DOWNLOADS=never
 # image:extra
-IMAGES=(operator:operator trainer:train server:serve)
+IMAGES=(operator:operator trainer:train server:serve dask-operator:dask-operator)
 
 # Prints images/<image>/requirements.txt as the lock says it should be.
 export_for() { # <extra>

@@ -82,6 +82,9 @@ class Reason(StrEnum):
     DatasetVersionMismatch = "DatasetVersionMismatch"
     TrainingFailed = "TrainingFailed"
     ObjectiveNotMet = "ObjectiveNotMet"
+    # A run on workers (spec.workers) and its Dask cluster.
+    EngineUnavailable = "EngineUnavailable"
+    EngineLost = "EngineLost"
     # Findings of a run's evaluation report (status.runs[].report.findings).
     ClassImbalance = "ClassImbalance"
     Overfitting = "Overfitting"
@@ -470,6 +473,24 @@ EXPLANATIONS: dict[Reason, Explanation] = {
         True,
         "scikit-learn rejected the data during fit (e.g. one class only).",
         "Read the message; fix the data or the estimator.",
+    ),
+    Reason.EngineUnavailable: Explanation(
+        _TJ,
+        True,
+        "spec.workers asks for a Dask cluster, but the cluster has no Dask operator (its "
+        "DaskCluster resource, kubernetes.dask.org/v1, is not installed) or the operator may not "
+        "create one.",
+        "Install the Dask operator (docs/distributed-training.md) or leave out spec.workers; "
+        "the run is retried when the spec changes.",
+    ),
+    Reason.EngineLost: Explanation(
+        _TJ,
+        True,
+        "The run's Dask cluster failed under it: its scheduler went away, its workers did not "
+        "become ready in time, or they kept failing (e.g. out of memory) after the engine's "
+        "retries.",
+        "Read the message and the worker pods' events; give the workers more memory or fewer "
+        "rows per row group.",
     ),
     Reason.ObjectiveNotMet: Explanation(
         _TJ,

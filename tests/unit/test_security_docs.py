@@ -105,7 +105,7 @@ def test_admission_allows_exactly_the_estimator_allowlist() -> None:
     spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
     allowed = spec["properties"]["estimator"]["properties"]["class"]["enum"]
     assert sorted(allowed) == sorted(member.value for member in EstimatorClass)
-    assert all(path.startswith("sklearn.") for path in allowed)
+    assert all(path.startswith(("sklearn.", "lightgbm.")) for path in allowed)
 
 
 @pytest.mark.parametrize(

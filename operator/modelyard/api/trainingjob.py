@@ -31,7 +31,8 @@ from modelyard.api.refresh import DURATION_PATTERN
 
 
 class EstimatorClass(StrEnum):
-    """The scikit-learn estimators a TrainingJob may use. Nothing outside this list is imported."""
+    """The estimators a TrainingJob may use: scikit-learn's, and LightGBM's scikit-learn
+    interface. Nothing outside this list is imported."""
 
     LOGISTIC_REGRESSION = "sklearn.linear_model.LogisticRegression"
     LINEAR_REGRESSION = "sklearn.linear_model.LinearRegression"
@@ -57,6 +58,12 @@ class EstimatorClass(StrEnum):
     K_NEIGHBORS_CLASSIFIER = "sklearn.neighbors.KNeighborsClassifier"
     K_NEIGHBORS_REGRESSOR = "sklearn.neighbors.KNeighborsRegressor"
     GAUSSIAN_NB = "sklearn.naive_bayes.GaussianNB"
+    LGBM_CLASSIFIER = "lightgbm.LGBMClassifier"
+    LGBM_REGRESSOR = "lightgbm.LGBMRegressor"
+
+
+# Estimators that train data-parallel across an engine's workers (through lightgbm.dask).
+DATA_PARALLEL_ESTIMATORS = (EstimatorClass.LGBM_CLASSIFIER, EstimatorClass.LGBM_REGRESSOR)
 
 
 class Metric(StrEnum):
@@ -167,6 +174,24 @@ def search_trials(spec: TrainingJobSpec) -> int:
     return sum(sizes)
 
 
+class WorkersSpec(ApiModel):
+    """A Dask cluster the operator creates for each run and deletes after it."""
+
+    replicas: int = Field(ge=1, le=100, description="How many Dask workers the run gets.")
+    resources: ResourceRequirements | None = Field(
+        default=None,
+        description="CPU and memory for each worker, e.g. {limits: {cpu: 1, memory: 2Gi}}; "
+        "a worker runs as many threads as its CPU limit (at least one).",
+    )
+    data_parallel: bool = Field(
+        default=False,
+        description="Train the estimator data-parallel on the snapshot's Parquet row groups, "
+        "spread over the workers, so that the training data need not fit in one pod's memory "
+        "(LightGBM estimators, without search). Off: the workers run the search's trials and "
+        "the candidates' fits, on data the training pod loads.",
+    )
+
+
 class Objective(ApiModel):
     """A quality bar: a run that misses it is recorded with reason ObjectiveNotMet."""
 
@@ -203,6 +228,28 @@ class TrainingJobSpec(ApiModel):
             message="search.params is required with estimator: the values to try",
             check=lambda s: s.estimator is None or s.search is None or s.search.params is not None,
             field_path=".search.params",
+        ),
+        Rule(
+            cel="!has(self.workers) || !self.workers.dataParallel || (has(self.estimator) && "
+            + "self.estimator.class in ["
+            + ", ".join(f"'{c}'" for c in DATA_PARALLEL_ESTIMATORS)
+            + "])",
+            message="workers.dataParallel trains one of "
+            + ", ".join(DATA_PARALLEL_ESTIMATORS)
+            + " given as estimator",
+            check=lambda s: (
+                s.workers is None
+                or not s.workers.data_parallel
+                or (s.estimator is not None and s.estimator.class_ in DATA_PARALLEL_ESTIMATORS)
+            ),
+            field_path=".workers.dataParallel",
+        ),
+        Rule(
+            cel="!has(self.workers) || !self.workers.dataParallel || !has(self.search)",
+            message="a data-parallel run trains once on the whole snapshot: leave out search, "
+            "or turn workers.dataParallel off to spread the search's trials over the workers",
+            check=lambda s: s.workers is None or not s.workers.data_parallel or s.search is None,
+            field_path=".workers.dataParallel",
         ),
         Rule(
             cel="!has(self.retrainOn) || self.retrainOn.all(t, t == 'DatasetChange') || "
@@ -264,6 +311,12 @@ class TrainingJobSpec(ApiModel):
     )
     resources: ResourceRequirements | None = Field(
         default=None, description="CPU and memory for the training container."
+    )
+    workers: WorkersSpec | None = Field(
+        default=None,
+        description="Run on a Dask cluster of this many workers, created for each run and "
+        "deleted after it (needs the Dask operator, see docs/distributed-training.md). Left out, "
+        "the run is one pod.",
     )
     image: Image | None = Field(default=None, description="Trainer image, overriding the default.")
     backoff_limit: int = Field(
@@ -353,6 +406,19 @@ class EvaluationReport(ApiModel):
     )
 
 
+class RunProgress(ApiModel):
+    """How far a run on workers has come, while it runs."""
+
+    workers: int = Field(ge=0, description="Workers the run asked for.")
+    workers_ready: int = Field(ge=0, description="Of those, how many are ready.")
+    trials_done: int | None = Field(
+        default=None, ge=0, description="Fits of the search done, one per trial and fold."
+    )
+    trials_total: int | None = Field(
+        default=None, ge=0, description="Fits the search makes in all."
+    )
+
+
 class Run(ApiModel):
     id: str = Field(max_length=63, description="Run identifier, e.g. run-3.")
     dataset_version: Digest | None = Field(default=None, description="Dataset version trained on.")
@@ -393,6 +459,9 @@ class Run(ApiModel):
     )
     report: EvaluationReport | None = Field(
         default=None, description="Plots and findings on the test split."
+    )
+    progress: RunProgress | None = Field(
+        default=None, description="Workers ready and trials done, while a run on workers runs."
     )
 
 
