@@ -12,7 +12,7 @@ HELM ?= $(shell hack/bin-path.sh helm)
 
 export CLUSTER_NODES MODELYARD_CACHE_DIR MODELYARD_STATE_DIR IMAGE_TAG
 
-.PHONY: cluster-deps binaries cluster-up cluster-down s3-wipe images images-test
+.PHONY: cluster-deps binaries cluster-up cluster-down s3-wipe images images-test dask-operator
 
 cluster-deps: ## apt-install containerd, runc, CNI plugins, buildah, debootstrap... (root)
 	hack/install-deps.sh
@@ -34,3 +34,7 @@ images: ## build images/*/Dockerfile on the local base, import into the node (ro
 
 images-test: ## build the images the cluster's own e2e tests use (hack/testdata)
 	hack/images.sh test
+
+# CLUSTER_KUBECONFIG=<yours> installs into another cluster (push the image there first).
+dask-operator: install ## the Dask operator (TrainingJob spec.workers) into the cluster, with Helm and our image
+	KUBECONFIG=$(CLUSTER_KUBECONFIG) PY=$(PY) hack/dask-operator.sh
