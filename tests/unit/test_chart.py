@@ -18,6 +18,7 @@ import yaml
 
 from modelyard.config import OperatorConfig
 from modelyard.resources.common import labels as workload_labels
+from modelyard.resources.dask import COMPONENT as ENGINE_COMPONENT
 from modelyard.resources.jobs import INGEST_COMPONENT, TRAIN_COMPONENT
 from modelyard.resources.serving import COMPONENT as SERVER_COMPONENT
 from tests.conftest import REPO
@@ -373,7 +374,7 @@ def test_namespaced_operator_with_replicas_peers_in_each_watched_namespace() -> 
 
 
 @pytest.mark.parametrize("values", _variants())
-def test_rbac_has_no_wildcards_and_nothing_on_secrets(values: dict[str, str]) -> None:
+def test_rbac_has_no_wildcards_and_secrets_create_only(values: dict[str, str]) -> None:
     manifests = render(values)
     assert _rules(manifests)
     every_rule = [
@@ -382,7 +383,8 @@ def test_rbac_has_no_wildcards_and_nothing_on_secrets(values: dict[str, str]) ->
     for rule in every_rule:
         for field in ("apiGroups", "resources", "verbs"):
             assert "*" not in rule[field], rule
-        assert "secrets" not in rule["resources"], rule
+        if "secrets" in rule["resources"]:  # a run's TLS Secret: created, never read
+            assert rule["verbs"] == ["create"], rule
         assert "nonResourceURLs" not in rule, rule
     for rule in _rules(manifests):
         assert "resourceNames" not in rule, rule
@@ -398,6 +400,14 @@ def test_cluster_role_grants_what_the_operator_does() -> None:
         assert _granted(rules, "modelyard.dev", f"{kind}/finalizers") == {"update"}
     assert _granted(rules, "batch", "jobs") == {"get", "list", "watch", "create"}
     assert _granted(rules, "", "pods") == {"list", "watch"}
+    assert _granted(rules, "", "pods/log") == {"get"}
+    assert _granted(rules, "", "secrets") == {"create"}
+    assert _granted(rules, "kubernetes.dask.org", "daskclusters") == {
+        "get",
+        "list",
+        "create",
+        "delete",
+    }
     assert _granted(rules, "apps", "replicasets") == {"list"}
     assert _granted(rules, "apps", "deployments") == {
         "get",
@@ -419,7 +429,7 @@ def test_cluster_role_grants_what_the_operator_does() -> None:
     # kopf's namespace and CRD scanning is off (controllers/runner.py): nothing cluster-scoped.
     assert _granted(rules, "", "namespaces") == set()
     assert _granted(rules, "apiextensions.k8s.io", "customresourcedefinitions") == set()
-    assert len(rules) == 12
+    assert len(rules) == 15
     binding = _operator_objects(manifests, "ClusterRoleBinding")[0]
     account = _operator_objects(manifests, "ServiceAccount")[0]["metadata"]
     assert binding["subjects"] == [
@@ -634,7 +644,7 @@ S3_RULE = {
     "to": [{"ipBlock": {"cidr": "10.0.5.0/24"}}],
     "ports": [{"protocol": "TCP", "port": 9000}],
 }
-WORKLOAD_COMPONENTS = (INGEST_COMPONENT, TRAIN_COMPONENT, SERVER_COMPONENT)
+WORKLOAD_COMPONENTS = (INGEST_COMPONENT, TRAIN_COMPONENT, SERVER_COMPONENT, ENGINE_COMPONENT)
 
 
 def _selects(selector: Manifest, pod_labels: dict[str, str]) -> bool:
@@ -681,6 +691,30 @@ def test_network_policy_lets_only_the_operator_reach_the_servers_monitoring_port
     assert source["podSelector"]["matchLabels"].items() <= operator_pod.items()
 
 
+def test_network_policy_lets_only_the_namespaces_training_and_dask_pods_reach_dask_pods() -> None:
+    (policy,) = [
+        p
+        for p in of_kind(render(VARIANTS["network-policy"]), "NetworkPolicy")
+        if p["metadata"]["name"].endswith("-engine")
+    ]
+    spec = policy["spec"]
+    assert spec["policyTypes"] == ["Ingress"]
+    engine = workload_labels("TrainingJob", "fraud", ENGINE_COMPONENT)
+    assert _selects({"matchExpressions": [], **spec["podSelector"]}, engine)
+    (rule,) = spec["ingress"]
+    (source,) = rule["from"]
+    # A pod selector alone: pods of the policy's own namespace, never another tenant's.
+    assert set(source) == {"podSelector"}
+    allowed = {
+        c
+        for c in WORKLOAD_COMPONENTS
+        if _selects(source["podSelector"], workload_labels("TrainingJob", "fraud", c))
+    }
+    assert allowed == {TRAIN_COMPONENT, ENGINE_COMPONENT}
+    operator_pod = _deployment()["spec"]["template"]["metadata"]["labels"]
+    assert not _selects(source["podSelector"], operator_pod)
+
+
 def test_no_network_policy_unless_asked() -> None:
     assert not of_kind(render(), "NetworkPolicy")
 
@@ -702,7 +736,7 @@ def test_network_policy_limits_workload_egress_to_dns_and_the_given_rules() -> N
             assert _selects(spec["podSelector"], pod), component
         operator_pod = _deployment()["spec"]["template"]["metadata"]["labels"]
         assert not _selects(spec["podSelector"], operator_pod)
-        dns, *rest = spec["egress"]
+        dns, engine, *rest = spec["egress"]
         assert dns["to"] == [
             {
                 "namespaceSelector": {
@@ -715,6 +749,13 @@ def test_network_policy_limits_workload_egress_to_dns_and_the_given_rules() -> N
             ("TCP", 53),
             ("UDP", 53),
         ]
+        # Training pods reach their Dask scheduler; Dask pods each other (same namespace only).
+        (peers,) = engine["to"]
+        assert set(peers) == {"podSelector"}
+        assert _selects(
+            {"matchExpressions": [], **peers["podSelector"]},
+            workload_labels("TrainingJob", "fraud", ENGINE_COMPONENT),
+        )
         assert rest == [S3_RULE]
 
 

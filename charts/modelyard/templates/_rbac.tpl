@@ -1,4 +1,4 @@
-{{/* Rules the operator needs in every namespace it watches. Least privilege: no wildcards, each verb one the operator or kopf calls (docs/security.md says which and why), nothing on Secrets (workload pods reference Secrets by name, which needs no RBAC). */}}
+{{/* Rules the operator needs in every namespace it watches. Least privilege: no wildcards, each verb one the operator or kopf calls (docs/security.md says which and why), on Secrets only create (a run on workers gets a Secret with its TLS material, deleted by garbage collection; workload pods reference Secrets by name, which needs no RBAC), nothing that reads one. */}}
 {{- define "modelyard.namespacedRules" -}}
 - apiGroups: ["modelyard.dev"]
   resources: ["datasets", "trainingjobs", "modeldeployments"]
@@ -15,6 +15,15 @@
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["list", "watch"]
+- apiGroups: [""]
+  resources: ["pods/log"]
+  verbs: ["get"]
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["create"]
+- apiGroups: ["kubernetes.dask.org"]
+  resources: ["daskclusters"]
+  verbs: ["get", "list", "create", "delete"]
 - apiGroups: ["apps"]
   resources: ["deployments"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]

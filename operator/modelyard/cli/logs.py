@@ -14,6 +14,7 @@ from modelyard.cli.errors import CliError, UsageError
 from modelyard.cli.kubeclient import Kube, Options
 from modelyard.cli.refs import Ref, parse_ref
 from modelyard.resources.common import LABEL_PREFIX
+from modelyard.resources.jobs import TRAIN_COMPONENT
 
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 START_TIMEOUT = 300
@@ -71,8 +72,10 @@ def pod_selector(ref: Ref, obj: dict[str, Any], run: str | None) -> tuple[str, s
     wanted = runs[-1] if run is None else run if run.startswith("run-") else f"run-{run}"
     if wanted not in runs:
         raise CliError(f"{ref} has no run {wanted} (it has {', '.join(runs)})")
+    # The training pod's, not those of the run's Dask cluster (which carry the same labels).
     return (
-        f"{LABEL_PREFIX}/trainingjob={ref.name},{LABEL_PREFIX}/run={wanted}",
+        f"{LABEL_PREFIX}/trainingjob={ref.name},{LABEL_PREFIX}/run={wanted},"
+        f"app.kubernetes.io/component={TRAIN_COMPONENT}",
         f"{ref} {wanted}",
     )
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from modelyard import summaries
 from modelyard.controllers.pods import problem
+from modelyard.exitcodes import EXIT_ENGINE_LOST
 from modelyard.reasons import Reason
 from modelyard.resources.jobs import OUTPUT_URI
 from modelyard.storage.uri import InvalidUri, S3Uri
@@ -59,5 +60,21 @@ def failure_of(
     stopped = next((found for pod in pods if (found := problem(pod)) is not None), None)
     if stopped is not None:
         return stopped.reason, stopped.message
+    if any(EXIT_ENGINE_LOST in _exit_codes(pod) for pod in pods):
+        # Exited for its engine before it could say more (or its report was lost).
+        return Reason.EngineLost, (
+            f"{what} {job['metadata']['name']} lost its Dask cluster (exit code "
+            f"{EXIT_ENGINE_LOST}); see the scheduler's and workers' pods and events"
+        )
     message = (failure.message if failure else "") or f"{what} {job['metadata']['name']} failed"
     return failure_reason(job), message
+
+
+def _exit_codes(pod: dict[str, Any]) -> set[int]:
+    codes = set()
+    for status in (pod.get("status") or {}).get("containerStatuses") or []:
+        for state in (status.get("state"), status.get("lastState")):
+            terminated = (state or {}).get("terminated") or {}
+            if isinstance(terminated.get("exitCode"), int):
+                codes.add(terminated["exitCode"])
+    return codes

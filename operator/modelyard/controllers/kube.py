@@ -88,6 +88,20 @@ class Kube:
             )
             return _plain(existing), False
 
+    def create_only(self, manifest: Manifest) -> bool:
+        """Create, and False when it exists already, without reading it: for Secrets, which the
+        operator may create but never read."""
+        resource = self._resource(manifest["apiVersion"], manifest["kind"])
+        try:
+            resource.create(
+                body=manifest,
+                namespace=manifest["metadata"]["namespace"],
+                _request_timeout=REQUEST_TIMEOUT,
+            )
+        except ConflictError:
+            return False
+        return True
+
     def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
         with contextlib.suppress(NotFoundError):
             self._resource(api_version, kind).delete(

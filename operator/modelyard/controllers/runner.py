@@ -17,6 +17,7 @@ from modelyard.controllers import (  # noqa: F401
     bookkeeping,
     children,
     dataset,
+    engine,
     indexes,
     modeldeployment,
     protection,

@@ -13,7 +13,7 @@ from modelyard import summaries
 from modelyard.api import GROUP, VERSION
 from modelyard.api.dataset import DatasetSpec
 from modelyard.api.trainingjob import Metric, RetrainTrigger, TrainingJobSpec, search_trials
-from modelyard.controllers import metrics, modeldeployment, pods, provenance, retrain
+from modelyard.controllers import engine, metrics, modeldeployment, pods, provenance, retrain
 from modelyard.controllers.conditions import (
     get_condition,
     now,
@@ -114,6 +114,8 @@ def reconcile(context: Context, body: dict[str, Any]) -> None:
     if refused is not None:
         _stall(context, body, conditions, *refused)
         return
+    if spec.workers is not None:
+        engine.sweep(context, body)
     dataset = context.kube.custom("Dataset", namespace, spec.dataset_ref.name)
     # The Dataset refresh of a pending automatic retrain, once it has ended.
     retraining = retrain.refresh_outcome(status, dataset)
@@ -176,7 +178,11 @@ def reconcile(context: Context, body: dict[str, Any]) -> None:
         )
     ) is not None:
         run_id = f"run-{_next_run_number(runs)}"
-        started = _start_job(context, body, spec, run_id, version, dataset, uri)
+        try:
+            started = _start_job(context, body, spec, run_id, version, dataset, uri)
+        except engine.Unavailable as error:
+            _stall(context, body, conditions, Reason.EngineUnavailable, str(error))
+            return
         if isinstance(started, str):
             _stall(context, body, conditions, Reason.ForeignJob, started)
             return
@@ -191,6 +197,12 @@ def reconcile(context: Context, body: dict[str, Any]) -> None:
                 "phase": "Running",
                 "startedAt": now(),
                 "cause": cause,
+                # Kept current while the run's workers work; gone when it ends.
+                **(
+                    {"progress": {"workers": spec.workers.replicas, "workersReady": 0}}
+                    if spec.workers is not None
+                    else {}
+                ),
             }
         )
         runs = _bounded(context, body, runs, spec.run_history_limit)
@@ -344,8 +356,16 @@ def _start_job(
     desired = build_training_job(
         owner, spec, run_id, uri, version, dataset_storage, str(output), context.config
     )
+    job_name = desired["metadata"]["name"]
+    if spec.workers is not None:
+        # Before the Job: its pod connects to the cluster as soon as it starts.
+        foreign = engine.start(context, owner, spec, run_id, job_name, dataset_storage)
+        if foreign is not None:
+            return foreign
     job, created = context.kube.create(desired)
     foreign = None if created else provenance.foreign_job(job, meta["uid"], desired)
+    if foreign is not None and spec.workers is not None:
+        engine.stop(context, meta["namespace"], job_name, meta["uid"])
     return foreign if foreign is not None else (job, created)
 
 
@@ -587,6 +607,7 @@ def _end_run(
     namespace, name, generation = meta["namespace"], meta["name"], meta.get("generation")
     status = body.get("status") or {}
     run = {**runs[index], **fields, "finishedAt": now()}
+    on_workers = run.pop("progress", None) is not None
     runs = [*runs[:index], run, *runs[index + 1 :]]
     conditions = status.get("conditions")
     patch: dict[str, Any] = {}
@@ -616,6 +637,10 @@ def _end_run(
     patch.update(runs=runs, conditions=conditions, phase=_phase(runs))
     context.kube.patch_status(KIND, namespace, name, patch, meta["resourceVersion"])
     metrics.set_phase(KIND, namespace, name, patch["phase"])
+    if on_workers and run.get("job"):
+        # Recorded: the run's engine is done with. Its pods and Secret go with the DaskCluster
+        # (and should the operator stop right here, the next reconcile's sweep deletes it).
+        engine.stop(context, namespace, run["job"], meta["uid"])
 
 
 def _primary_metric(

@@ -8,10 +8,18 @@ scheduler` / `dask worker` commands all use mutual TLS without a flag of their o
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 SCHEDULER_PORT = 8786
-DASHBOARD_PORT = 8787
+# Each engine pod's HTTP server, where its readiness probe asks /health. It serves nothing else
+# (HEALTH_ONLY_ENV): no dashboard, no metrics, no API that could retire workers.
+HEALTH_PORT = 8787
+HEALTH_PATH = "/health"
+HEALTH_ONLY_ENV = [
+    {"name": "DASK_DISTRIBUTED__SCHEDULER__HTTP__ROUTES", "value": '["distributed.http.health"]'},
+    {"name": "DASK_DISTRIBUTED__WORKER__HTTP__ROUTES", "value": '["distributed.http.health"]'},
+]
 
 # The training pod's environment.
 SCHEDULER_ENV = "MODELYARD_DASK_SCHEDULER"  # tls://<cluster>-scheduler.<namespace>.svc:8786
@@ -30,9 +38,18 @@ KEY_FILE = "tls.key"
 PROGRESS_KEY = "modelyard.progress"
 
 
+# The dask operator refuses a longer DaskCluster name: "<cluster>-scheduler" names a Service
+# (a DNS label, at most 63 characters).
+MAX_CLUSTER_NAME = 53
+
+
 def cluster_name(training_job_child: str) -> str:
-    """The DaskCluster of a run is named after the run's training Job."""
-    return training_job_child
+    """The DaskCluster of a run is named after the run's training Job, shortened with a hash of
+    the whole name when that is too long for the dask operator."""
+    if len(training_job_child) <= MAX_CLUSTER_NAME:
+        return training_job_child
+    digest = hashlib.sha256(training_job_child.encode()).hexdigest()[:8]
+    return f"{training_job_child[: MAX_CLUSTER_NAME - 9].rstrip('-')}-{digest}"
 
 
 def scheduler_address(cluster: str, namespace: str) -> str:

@@ -11,7 +11,14 @@ from modelyard.api.dataset import DatasetSpec
 from modelyard.api.sources import SOURCE_SECRET_ENV
 from modelyard.api.trainingjob import TrainingJobSpec
 from modelyard.config import OperatorConfig
-from modelyard.exitcodes import EXIT_INVALID_DATA, EXIT_OBJECTIVE_NOT_MET, EXIT_USAGE
+from modelyard.engine.contract import cluster_name
+from modelyard.exitcodes import (
+    EXIT_ENGINE_LOST,
+    EXIT_INVALID_DATA,
+    EXIT_OBJECTIVE_NOT_MET,
+    EXIT_USAGE,
+)
+from modelyard.resources import dask
 from modelyard.resources.common import (
     TMP_MOUNT,
     Manifest,
@@ -138,9 +145,13 @@ def build_training_job(
         },
         *storage_env(config, dataset_storage),
     ]
+    name = training_job_name(owner.name, owner.uid, run)
+    cluster = cluster_name(name)
+    if spec.workers is not None:
+        env += dask.training_env(cluster, owner.namespace, spec.workers)
     job = _job(
         owner,
-        training_job_name(owner.name, owner.uid, run),
+        name,
         TRAIN_COMPONENT,
         ["modelyard-worker", "train"],
         env,
@@ -152,6 +163,15 @@ def build_training_job(
     )
     job["metadata"]["labels"]["modelyard.dev/run"] = run
     job["spec"]["template"]["metadata"]["labels"]["modelyard.dev/run"] = run
+    if spec.workers is not None:
+        pod_spec = job["spec"]["template"]["spec"]
+        pod_spec["containers"][0]["volumeMounts"].append(dask.TLS_VOLUME_MOUNT)
+        pod_spec["volumes"].append(dask.tls_volume(cluster))
+        # A lost engine fails the run at once: the workload gives up only after the engine's
+        # own retries, and a new pod would start the whole run again on the same cluster.
+        job["spec"]["podFailurePolicy"]["rules"][0]["onExitCodes"]["values"].append(
+            EXIT_ENGINE_LOST
+        )
     return job
 
 
