@@ -541,7 +541,8 @@ EXPLANATIONS: dict[Reason, Explanation] = {
     Reason.VersionSkew: Explanation(
         _SERVER,
         True,
-        "The model was trained with another scikit-learn major.minor than the server runs.",
+        "The model was trained with another scikit-learn (or, for a LightGBM model, LightGBM) "
+        "major.minor than the server runs.",
         "Serve it with the server image of the trainer's release, or retrain.",
     ),
     Reason.ModelLoadFailed: Explanation(

@@ -1,12 +1,14 @@
 """model.json: everything the server needs to know about a model file, written by training.
 
 The card travels beside `model.joblib`. The server reads it first, checks the file's digest and
-the scikit-learn version against it, and only then unpickles the model.
+the scikit-learn version against it (and LightGBM's, for a LightGBM model), and only then
+unpickles the model.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+from importlib import metadata
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
@@ -15,6 +17,24 @@ CARD_FORMAT = 1
 
 FeatureType = Literal["integer", "float", "string", "boolean"]
 Label = str | int | float | bool
+
+
+# Libraries besides scikit-learn whose objects a model file holds, by the top-level package of
+# the estimator's import path, with their distribution names: training records their versions in
+# the card, and the server refuses a model whose version of them it does not run.
+MODEL_LIBRARIES = {"lightgbm": "lightgbm"}
+
+
+def estimator_library(estimator: str) -> str | None:
+    """The library besides scikit-learn the estimator class comes from, or None."""
+    return MODEL_LIBRARIES.get(estimator.partition(".")[0])
+
+
+def estimator_library_versions(estimator: str) -> dict[str, str]:
+    """{library: installed version} for the card's `libraries`: the estimator's own library
+    besides scikit-learn (lightgbm for a LightGBM model); empty for scikit-learn's estimators."""
+    library = estimator_library(estimator)
+    return {} if library is None else {library: metadata.version(library)}
 
 
 class Feature(BaseModel):
@@ -96,7 +116,8 @@ class ModelCard(BaseModel):
     model_file: str = "model.joblib"
     digest: str = Field(description="sha256:<hex> of the model file.")
     libraries: dict[str, str] = Field(
-        description="Versions of python, scikit-learn, numpy, joblib."
+        description="Versions of python, scikit-learn, numpy, joblib, and of the estimator's "
+        "own library (lightgbm for a LightGBM model)."
     )
     baseline: list[NumericBaseline | CategoricalBaseline] = Field(default_factory=list)
     derived: list[DerivedFeatureCard] = Field(

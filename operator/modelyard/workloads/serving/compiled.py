@@ -14,7 +14,9 @@ categories), linear classifiers and single-output linear regressors, decision tr
 forests and extra-trees (single output), histogram gradient boosting on numeric features
 (binary and multiclass log-loss, squared-error regression). The last matters most: its
 scikit-learn predict() starts an OpenMP team per call, which costs milliseconds per request on
-a busy node.
+a busy node. LightGBM's estimators are not recompiled: their booster predicts, on one thread,
+with the parameters their predict() would pass, after the compiled preprocessing; only the
+validation and wrapping around it are skipped.
 """
 
 from __future__ import annotations
@@ -285,6 +287,8 @@ def _final(step: Any) -> tuple[Transform, Transform | None]:
         return _trees(step, list(step.estimators_), classifier=classifier, average=True)
     if kind in (HistGradientBoostingClassifier, HistGradientBoostingRegressor):
         return _hist_gradient_boosting(step)
+    if kind.__module__.startswith("lightgbm."):
+        return _lightgbm(step)
     if kind in _LINEAR_REGRESSORS:
         coef = np.asarray(step.coef_, dtype=np.float64)
         if coef.ndim != 1:
@@ -627,6 +631,51 @@ def _hist_gradient_boosting(step: Any) -> tuple[Transform, Transform | None]:
         return scores
 
     classes = step.classes_
+
+    def predict(matrix: np.ndarray) -> np.ndarray:
+        result: np.ndarray = classes.take(np.argmax(proba(matrix), axis=1), axis=0)
+        return result
+
+    return predict, proba
+
+
+def _lightgbm(step: Any) -> tuple[Transform, Transform | None]:
+    """LightGBM's LGBMClassifier / LGBMRegressor.predict() without their input validation:
+    the booster's predict with the parameters they would pass, then their post-processing
+    (the probability of each class of a binary model, the label of the likeliest class)."""
+    from lightgbm import LGBMClassifier, LGBMRegressor
+    from lightgbm.basic import _ConfigAliases
+
+    if type(step) not in (LGBMClassifier, LGBMRegressor) or callable(step.objective):
+        raise Unsupported(f"{type(step).__name__} with its objective")
+    params = step._process_params(stage="predict")
+    # What LGBMModel.predict() removes, passes by itself, or sets per call (its threads).
+    for alias in _ConfigAliases.get_by_alias(
+        "data",
+        "X",
+        "raw_score",
+        "start_iteration",
+        "num_iteration",
+        "pred_leaf",
+        "pred_contrib",
+        "num_threads",
+    ):
+        params.pop(alias, None)
+    params["num_threads"] = 1  # a request's rows are few: an OpenMP team costs more than it saves
+    booster = step.booster_
+
+    def booster_predict(matrix: np.ndarray) -> np.ndarray:
+        result: np.ndarray = booster.predict(matrix, validate_features=False, **params)
+        return result
+
+    if type(step) is LGBMRegressor:
+        return booster_predict, None
+    classes = step.classes_
+    multiclass = step.n_classes_ > 2
+
+    def proba(matrix: np.ndarray) -> np.ndarray:
+        result = booster_predict(matrix)
+        return result if multiclass else np.vstack((1.0 - result, result)).transpose()
 
     def predict(matrix: np.ndarray) -> np.ndarray:
         result: np.ndarray = classes.take(np.argmax(proba(matrix), axis=1), axis=0)

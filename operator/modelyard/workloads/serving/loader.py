@@ -5,7 +5,7 @@ read before it is proven: the model is published (its manifest, written last, ex
 bytes are the ones the operator recorded (the expected card digest) before they are parsed, the
 model's bytes are the ones training wrote (the card's and the manifest's digest) and the operator
 deployed (the expected digest), and the runtime's scikit-learn can read them (same major.minor as
-at training).
+at training), and so can its LightGBM for a LightGBM model.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import time
 from dataclasses import dataclass
+from importlib import metadata
 from typing import Any
 
 import joblib
@@ -23,7 +24,7 @@ from modelyard.reasons import Reason
 from modelyard.storage.client import ObjectNotFound, Storage
 from modelyard.storage.config import StorageConfig
 from modelyard.storage.digest import bytes_digest
-from modelyard.workloads.common.modelcard import ModelCard
+from modelyard.workloads.common.modelcard import ModelCard, estimator_library
 from modelyard.workloads.common.termination import WorkloadError
 from modelyard.workloads.serving.config import ServeConfig
 from modelyard.workloads.serving.model import Model
@@ -119,20 +120,38 @@ def verify(
             f"{config.model_uri} has digest {actual} but {config.expected_digest} was "
             "expected (MODELYARD_MODEL_DIGEST): refusing to load it",
         )
-    trained = card.libraries.get("scikit-learn")
+    check_version(card, config, "scikit-learn", sklearn.__version__)
+    library = estimator_library(card.estimator)
+    if library is not None:
+        check_version(card, config, library, _installed(library))
+
+
+def check_version(card: ModelCard, config: ServeConfig, library: str, running: str | None) -> None:
+    """The model file holds `library`'s objects: refused unless the card records the version
+    it was trained with and the server runs (`running`) the same major.minor."""
+    trained = card.libraries.get(library)
     if trained is None:
         raise WorkloadError(
             Reason.VersionSkew,
-            f"{config.card_uri} does not record the scikit-learn version the model was "
+            f"{config.card_uri} does not record the {library} version the model was "
             "trained with; refusing to unpickle it blind",
         )
-    if _major_minor(trained) != _major_minor(sklearn.__version__):
+    if running is None or _major_minor(trained) != _major_minor(running):
+        runs = f"runs {running}" if running is not None else f"has no {library}"
         raise WorkloadError(
             Reason.VersionSkew,
-            f"model trained with scikit-learn {trained} but this server runs "
-            f"{sklearn.__version__}: pickles are not portable across scikit-learn minor "
-            "versions; serve it with a server image of the same scikit-learn major.minor",
+            f"model trained with {library} {trained} but this server {runs}: pickles are not "
+            f"portable across {library} minor versions; serve it with a server image of the "
+            f"same {library} major.minor",
         )
+
+
+def _installed(distribution: str) -> str | None:
+    """The installed version, read from package metadata: nothing is imported to learn it."""
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None
 
 
 def unpickle(data: bytes, config: ServeConfig) -> Any:

@@ -7,9 +7,11 @@ whether missing values are accepted, class labels, the version string.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
+from sklearn.pipeline import Pipeline
 
 from modelyard.reasons import Reason
 from modelyard.storage.digest import short
@@ -44,8 +46,12 @@ class Model:
 
         if not callable(getattr(estimator, "predict", None)):
             raise WorkloadError(Reason.InvalidModel, f"{type(estimator).__name__} has no predict()")
-        self._predict = estimator.predict
-        self._predict_proba = getattr(estimator, "predict_proba", None)
+        options = _predict_options(estimator)
+        self._predict: Callable[[np.ndarray], np.ndarray] = partial(estimator.predict, **options)
+        proba = getattr(estimator, "predict_proba", None)
+        self._predict_proba: Callable[[np.ndarray], np.ndarray] | None = (
+            partial(proba, **options) if callable(proba) else None
+        )
         self.classes: list[Any] = []
         if self.is_classifier:
             self.classes = np.asarray(getattr(estimator, "classes_", [])).tolist()
@@ -197,6 +203,14 @@ class Model:
         except Exception:
             return False
         return True
+
+
+def _predict_options(estimator: Any) -> dict[str, Any]:
+    """Keyword arguments for the final step's predict(): LightGBM predicts on one thread. By
+    default it takes the training pod's thread count, and starting that many OpenMP threads per
+    request costs milliseconds; a server scales by processes (--workers), not threads."""
+    final = estimator.steps[-1][1] if isinstance(estimator, Pipeline) else estimator
+    return {"num_threads": 1} if type(final).__module__.startswith("lightgbm.") else {}
 
 
 def _outcome(function: Callable[[np.ndarray], np.ndarray], rows: np.ndarray) -> Any:

@@ -12,8 +12,11 @@ encoded, with categories unseen in training ignored at prediction time. spec.fea
 from __future__ import annotations
 
 import importlib
+import inspect
+import re
 from typing import Any, Literal
 
+import numpy as np
 from sklearn.base import BaseEstimator, is_classifier
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
@@ -42,6 +45,8 @@ DERIVE_STEP = "derive"
 NUMERIC_TYPES = frozenset({"integer", "float"})
 DEFAULT_HASH_BUCKETS = 32
 CARD_TYPE: dict[Kind, Literal["float", "string"]] = {NUMBER: "float", STRING: "string"}
+# LightGBM's scikit-learn estimators: its own parameter checks and defaults (_lightgbm).
+LIGHTGBM_ESTIMATORS = frozenset(c for c in EstimatorClass if c.value.startswith("lightgbm."))
 SCALERS: dict[Scaling, type[Any]] = {
     Scaling.STANDARD: StandardScaler,
     Scaling.MINMAX: MinMaxScaler,
@@ -64,8 +69,13 @@ def estimator_class(path: str) -> type[BaseEstimator]:
     return cls
 
 
-def build_estimator(path: str, params: dict[str, Any] | None) -> BaseEstimator:
+def build_estimator(path: str, params: dict[str, Any] | None, threads: int = 1) -> BaseEstimator:
+    """The estimator with `params`, checked; WorkloadError (InvalidParams) naming
+    spec.estimator.params for what is wrong. `threads`: native threads one fit may use
+    (LightGBM's n_jobs when the spec does not set it)."""
     cls = estimator_class(path)
+    if path in LIGHTGBM_ESTIMATORS:
+        return _lightgbm(cls, params or {}, threads)
     try:
         estimator = cls(**(params or {}))
         # scikit-learn checks values only in fit(); checking now refuses a bad value (a
@@ -76,6 +86,73 @@ def build_estimator(path: str, params: dict[str, Any] | None) -> BaseEstimator:
             Reason.InvalidParams, f"spec.estimator.params: {error}", EXIT_USAGE
         ) from None
     return estimator
+
+
+def _lightgbm(cls: type[BaseEstimator], params: dict[str, Any], threads: int) -> BaseEstimator:
+    """A LightGBM estimator with our defaults where the spec sets none: no log lines
+    (verbosity -1) and `threads` threads (n_jobs). LightGBM takes any keyword, only warns of an
+    unknown one, and of two names for one parameter silently keeps one (its scikit-learn
+    estimators always pass their own arguments, so `num_leaf` would lose to num_leaves' default);
+    then it checks values when it fits. All of that is refused here, before the download."""
+    from lightgbm.basic import _ConfigAliases
+
+    arguments = {*inspect.signature(cls).parameters} - {"kwargs"}
+    # Each LightGBM parameter with every name it goes by.
+    names = [{name, *aliases} for name, aliases in _ConfigAliases._get_all_param_aliases().items()]
+    for key in [key for key in params if key not in arguments]:
+        same = set().union(*(group for group in names if key in group)) - {key}
+        if not same:
+            raise _invalid(f"{key!r} is not a parameter of {cls.__name__} or of LightGBM")
+        argument = sorted(same & arguments)
+        if argument:
+            raise _invalid(
+                f"{key!r} is LightGBM's name for {cls.__name__}'s {argument[0]!r}: "
+                f"set {argument[0]!r} instead"
+            )
+        twice = sorted(same & set(params))
+        if twice:
+            raise _invalid(f"{key!r} and {twice[0]!r} name the same LightGBM parameter")
+    defaults: dict[str, Any] = {"n_jobs": threads}
+    if _ConfigAliases.get("verbosity").isdisjoint(params):
+        defaults["verbosity"] = -1
+    settings = {**defaults, **params}
+    # Checked quietly and on one thread, whatever the spec asks of the real fit.
+    quiet = {k: v for k, v in settings.items() if k not in _ConfigAliases.get("verbosity")}
+    error = _lightgbm_refusal(cls(**{**quiet, "verbosity": -1, "n_jobs": 1}))
+    if error is not None:
+        raise _invalid(error)
+    return cls(**settings)
+
+
+def _invalid(detail: str) -> WorkloadError:
+    return WorkloadError(Reason.InvalidParams, f"spec.estimator.params: {detail}", EXIT_USAGE)
+
+
+def _lightgbm_refusal(estimator: BaseEstimator) -> str | None:
+    """Why LightGBM refuses the estimator's parameters, or None. It checks them only in fit(),
+    so the estimator is fitted on a few synthetic rows, on one thread. A classifier's params
+    pass when they fit two classes or three (`objective: multiclass` needs three, `binary`
+    two; the dataset's are not known yet); the first refusal is the one reported."""
+    from lightgbm.basic import LightGBMError
+
+    rows = np.arange(24, dtype=np.float64).reshape(12, 2)
+    if is_classifier(estimator):
+        # Labels 0, 1 (binary) then 0, 1, 2 (multiclass).
+        labels: list[np.ndarray] = [np.arange(12) % 2, np.arange(12) % 3]
+    else:
+        # In (0, 1]: valid for every regression objective (poisson and gamma need positive
+        # labels, cross-entropy labels within [0, 1]).
+        labels = [np.arange(1, 13) / 12]
+    refusals = []
+    for y in labels:
+        try:
+            estimator.fit(rows, y)
+        except (LightGBMError, ValueError, TypeError) as error:
+            # LightGBM's checks end with the C++ source file and line: not for users.
+            refusals.append(re.sub(r" at \S+, line \d+ \.?$", "", str(error).strip()))
+        else:
+            return None
+    return refusals[0]
 
 
 def build_pipeline(
