@@ -15,6 +15,7 @@ import os
 import platform
 import tempfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,13 @@ from modelyard.storage.client import Storage
 from modelyard.storage.digest import bytes_digest, file_digest
 from modelyard.storage.uri import S3Uri
 from modelyard.workloads.common import termination
-from modelyard.workloads.common.modelcard import DatasetLineage, Feature, ModelCard, Trial
+from modelyard.workloads.common.modelcard import (
+    DatasetLineage,
+    Feature,
+    ModelCard,
+    Trial,
+    estimator_library_versions,
+)
 from modelyard.workloads.common.spec import load_spec, parse_uri, storage_config
 from modelyard.workloads.common.termination import (
     EXIT_INVALID_DATA,
@@ -51,7 +58,9 @@ from modelyard.workloads.training.evaluation import (
 from modelyard.workloads.training.features import table_to_matrix
 from modelyard.workloads.training.pipeline import engineering_card
 from modelyard.workloads.training.report import build_report
-from modelyard.workloads.training.selection import Plan, cpus, plan, select
+from modelyard.workloads.training.selection import Plan, Selected, cpus, plan, select
+
+Array = np.ndarray[Any, Any]
 
 # The report's findings a summary carries at most (EvaluationReport.findings).
 FINDINGS_MAX = 16
@@ -155,59 +164,48 @@ def train(
     task = chosen.task
     wanted = _check_metrics(spec, chosen)
     names = metric_names(task, [name for _, name in wanted])
-    with (
-        phase("train", "download and load"),
-        tempfile.TemporaryDirectory(prefix="modelyard-train-") as work,
-    ):
-        data_path = Path(work) / layout.DATA_FILE
-        split_path = Path(work) / layout.SPLIT_FILE
-        storage.download_file(dataset_uri.join(manifest["files"]["data"]), data_path)
-        storage.download_file(dataset_uri.join(manifest["files"]["split"]), split_path)
-        table = pq.read_table(data_path)
-        test_rows = pq.read_table(split_path).column("test_row").to_numpy()
-        x = table_to_matrix(table, features)
-        y = table.column(target).to_numpy(zero_copy_only=False)
-        del table  # the matrix holds the features now; the table would double the memory
-    if task == "regression" and y.dtype.kind not in "iuf":
-        raise WorkloadError(
-            Reason.TargetNotNumeric,
-            f"{chosen.candidates[0].where}.class: a regressor needs a numeric target, "
-            f"{target!r} is text",
-            EXIT_INVALID_DATA,
-        )
-    is_test = np.zeros(len(y), dtype=bool)
-    is_test[test_rows] = True
-    x_train, y_train, x_test, y_test = x[~is_test], y[~is_test], x[is_test], y[is_test]
-    if task == "classification":
-        check_test_classes(y_test, wanted)
+    if spec.workers is None:
+        fitted = _fit_in_pod(chosen, storage, dataset_uri, manifest, features, wanted, names)
+    else:
+        # Imported only here: a run without workers never loads Dask.
+        from modelyard.workloads.training import engine
 
-    with phase("train", "fit"):
-        selected = select(chosen, x_train, y_train, cpus())
-    fitted, best_params = selected.pipeline, selected.params
-    with phase("train", "evaluate"):
-        metrics = evaluate(fitted, x_test, y_test, names)
+        with engine.connected(spec.workers.replicas) as client:
+            if spec.workers.data_parallel:
+                from modelyard.workloads.training.data_parallel import fit_data_parallel
+
+                fitted = fit_data_parallel(
+                    client, chosen, storage, dataset_uri, manifest, features, wanted, names
+                )
+            else:
+                backend = engine.search_backend(client, chosen)
+                fitted = _fit_in_pod(
+                    chosen, storage, dataset_uri, manifest, features, wanted, names, backend
+                )
+    selected, metrics = fitted.selected, fitted.metrics
+    pipeline, best_params = selected.pipeline, selected.params
     leaderboard = [_entry(trial) for trial in selected.leaderboard if trial.score is not None]
     with phase("train", "report"):
         report = build_report(
-            pipeline=fitted,
+            pipeline=pipeline,
             task=task,
             feature_names=[f.name for f in features],
-            x_train=x_train,
-            y_train=y_train,
-            x_test=x_test,
-            y_test=y_test,
+            x_train=fitted.x_train,
+            y_train=fitted.y_train,
+            x_test=fitted.x_test,
+            y_test=fitted.y_test,
             metrics=metrics,
             leaderboard=leaderboard,
             title=f"{namespace}/{name} {run}",
         )
 
-    classes = [_label(c) for c in fitted.classes_] if task == "classification" else None
+    classes = [_label(c) for c in pipeline.classes_] if task == "classification" else None
     with (
         phase("train", "save and upload"),
         tempfile.TemporaryDirectory(prefix="modelyard-model-") as work,
     ):
         model_path = Path(work) / layout.MODEL_FILE
-        joblib.dump(fitted, model_path, compress=3)
+        joblib.dump(pipeline, model_path, compress=3)
         digest = file_digest(model_path)
         card = ModelCard(
             name=name,
@@ -219,9 +217,9 @@ def train(
             classes=classes,
             metrics=metrics,
             digest=digest,
-            libraries=_library_versions(),
-            baseline=feature_baselines(features, x_train),
-            **engineering_card(fitted, spec.feature_engineering),
+            libraries={**_library_versions(), **estimator_library_versions(selected.estimator)},
+            baseline=feature_baselines(features, fitted.x_train),
+            **engineering_card(pipeline, spec.feature_engineering),
             leaderboard=selected.leaderboard,
             dataset=DatasetLineage(
                 namespace=manifest["dataset"]["namespace"],
@@ -265,8 +263,8 @@ def train(
         "params": best_params,
         "estimator": selected.estimator,
         "task": task,
-        "trainRows": len(y_train),
-        "testRows": len(y_test),
+        "trainRows": fitted.train_rows,
+        "testRows": fitted.test_rows,
         "startedAt": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
     if leaderboard:
@@ -290,6 +288,67 @@ def train(
             )
             return termination.Completed(within_limit(summary), exit_code=EXIT_OBJECTIVE_NOT_MET)
     return termination.Completed(within_limit(summary))
+
+
+@dataclass(frozen=True)
+class Fitted:
+    """What a fit hands on to the report and the card: the model, its test-split metrics, and
+    the rows the report looks at (the whole split in the pod; a bounded sample data-parallel)."""
+
+    selected: Selected
+    metrics: dict[str, float]
+    x_train: Array
+    y_train: Array
+    x_test: Array
+    y_test: Array
+    train_rows: int
+    test_rows: int
+
+
+def _fit_in_pod(
+    chosen: Plan,
+    storage: Storage,
+    dataset_uri: S3Uri,
+    manifest: dict[str, Any],
+    features: list[Feature],
+    wanted: list[tuple[str, str]],
+    names: list[str],
+    backend: str | None = None,
+) -> Fitted:
+    """Loads the whole snapshot here; the search's fits run here, or on the engine's workers
+    through `backend` (engine.search_backend)."""
+    task, target = chosen.task, manifest["target"]
+    with (
+        phase("train", "download and load"),
+        tempfile.TemporaryDirectory(prefix="modelyard-train-") as work,
+    ):
+        data_path = Path(work) / layout.DATA_FILE
+        split_path = Path(work) / layout.SPLIT_FILE
+        storage.download_file(dataset_uri.join(manifest["files"]["data"]), data_path)
+        storage.download_file(dataset_uri.join(manifest["files"]["split"]), split_path)
+        table = pq.read_table(data_path)
+        test_rows = pq.read_table(split_path).column("test_row").to_numpy()
+        x = table_to_matrix(table, features)
+        y = table.column(target).to_numpy(zero_copy_only=False)
+        del table  # the matrix holds the features now; the table would double the memory
+    if task == "regression" and y.dtype.kind not in "iuf":
+        raise WorkloadError(
+            Reason.TargetNotNumeric,
+            f"{chosen.candidates[0].where}.class: a regressor needs a numeric target, "
+            f"{target!r} is text",
+            EXIT_INVALID_DATA,
+        )
+    is_test = np.zeros(len(y), dtype=bool)
+    is_test[test_rows] = True
+    x_train, y_train, x_test, y_test = x[~is_test], y[~is_test], x[is_test], y[is_test]
+    if task == "classification":
+        check_test_classes(y_test, wanted)
+
+    with phase("train", "fit"):
+        selected = select(chosen, x_train, y_train, cpus(), backend)
+    with phase("train", "evaluate"):
+        metrics = evaluate(selected.pipeline, x_test, y_test, names)
+    return Fitted(selected, metrics, x_train, y_train, x_test, y_test, len(y_train), len(y_test))
 
 
 def _check_metrics(spec: TrainingJobSpec, chosen: Plan) -> list[tuple[str, str]]:

@@ -19,14 +19,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from joblib import parallel_config
 from joblib.externals.loky import get_reusable_executor
-from sklearn.base import BaseEstimator, clone
+from lightgbm.basic import LightGBMError
+from sklearn.base import BaseEstimator, clone, is_classifier
 from sklearn.model_selection import (
     GridSearchCV,
     KFold,
     ParameterGrid,
     RandomizedSearchCV,
     StratifiedKFold,
+    check_cv,
 )
 from sklearn.pipeline import Pipeline
 from sklearn.utils._param_validation import InvalidParameterError
@@ -165,7 +168,9 @@ def _candidate(
             and "random_state" in estimator_class(class_)().get_params()
         ):
             params = {**(params or {}), "random_state": 0}
-        estimator = build_estimator(class_, params)
+        # A lone fit may use every CPU; a search runs one fit per CPU (select), one thread each.
+        threads = 1 if spec.search or spec.candidates else cpus()
+        estimator = build_estimator(class_, params, threads)
     except WorkloadError as error:
         # pipeline.py names spec.estimator; a candidate's own field is what needs fixing.
         raise WorkloadError(error.reason, _relabel(error.message, where), error.exit_code) from None
@@ -213,11 +218,21 @@ def _check_trials(spec: TrainingJobSpec) -> None:
         )
 
 
-def select(chosen: Plan, x: Any, y: Any, n_jobs: int) -> Selected:
+def select(chosen: Plan, x: Any, y: Any, n_jobs: int, backend: str | None = None) -> Selected:
     """Cross-validate every candidate on (x, y), refit the best on all of it, within `n_jobs`
     CPUs: as many processes, and native threads (OpenMP, BLAS) bounded to match, since they
-    default to every core of the node and a pod's CPU quota would throttle them."""
+    default to every core of the node and a pod's CPU quota would throttle them.
+
+    `backend`: a joblib backend of the run's engine (engine.search_backend), which runs the
+    searches' fits on its workers, as many at once as they have threads. The folds are made
+    here, the ones the search would make, so that they go to the engine once with (x, y) and
+    before any fit, not with every fit. The best is refitted here."""
     with threadpool_limits(limits=n_jobs):
+        if backend is not None:
+            folds = _folds(chosen, x, y)
+            arrays = [x, y, *(part for fold in folds for part in fold)]
+            with parallel_config(backend=backend, scatter=arrays):
+                return _select(chosen, x, y, -1, folds)
         try:
             return _select(chosen, x, y, n_jobs)
         finally:
@@ -227,21 +242,37 @@ def select(chosen: Plan, x: Any, y: Any, n_jobs: int) -> Selected:
                 get_reusable_executor(reuse=True).shutdown(wait=True)
 
 
-def _select(chosen: Plan, x: Any, y: Any, n_jobs: int) -> Selected:
-    if not chosen.shared_folds:
-        return _single(chosen, chosen.candidates[0], x, y, n_jobs)
+def _folds(chosen: Plan, x: Any, y: Any) -> list[tuple[Any, Any]]:
+    """The searches' folds: with candidates, one seeded splitter's; otherwise the ones
+    scikit-learn's search makes from spec.search.cv (its check_cv); none without a search."""
     search = chosen.search or SearchSpec()
-    splitter = (
-        StratifiedKFold(search.cv, shuffle=True, random_state=0)
-        if chosen.task == "classification"
-        else KFold(search.cv, shuffle=True, random_state=0)
-    )
+    if chosen.shared_folds:
+        splitter = (
+            StratifiedKFold(search.cv, shuffle=True, random_state=0)
+            if chosen.task == "classification"
+            else KFold(search.cv, shuffle=True, random_state=0)
+        )
+    elif chosen.search is not None:
+        classifier = is_classifier(chosen.candidates[0].pipeline)
+        splitter = check_cv(search.cv, y, classifier=classifier)
+    else:
+        return []
     try:
-        folds = list(splitter.split(x, y))
+        return list(splitter.split(x, y))
     except ValueError as error:  # fewer rows of a class than folds, say
         raise WorkloadError(
             Reason.TrainingFailed, f"spec.search.cv: {error}", EXIT_INVALID_DATA
         ) from None
+
+
+def _select(
+    chosen: Plan, x: Any, y: Any, n_jobs: int, folds: list[tuple[Any, Any]] | None = None
+) -> Selected:
+    if not chosen.shared_folds:
+        return _single(chosen, chosen.candidates[0], x, y, n_jobs, folds)
+    search = chosen.search or SearchSpec()
+    if folds is None:
+        folds = _folds(chosen, x, y)
     trials: list[dict[str, Any]] = []
     for index, candidate in enumerate(chosen.candidates):
         searched = _searcher(candidate, search, chosen.metric, folds, n_jobs, True)
@@ -262,12 +293,21 @@ def _select(chosen: Plan, x: Any, y: Any, n_jobs: int) -> Selected:
     )
 
 
-def _single(chosen: Plan, candidate: Candidate, x: Any, y: Any, n_jobs: int) -> Selected:
-    """spec.estimator: fitted as before candidates existed (n_jobs changes the speed only)."""
+def _single(
+    chosen: Plan,
+    candidate: Candidate,
+    x: Any,
+    y: Any,
+    n_jobs: int,
+    folds: list[tuple[Any, Any]] | None = None,
+) -> Selected:
+    """spec.estimator: fitted as before candidates existed (n_jobs changes the speed only; the
+    folds, made beforehand or by the search itself, are the same)."""
     if chosen.search is None:
         _run(candidate, candidate.pipeline, x, y)
         return Selected(candidate.pipeline, candidate.class_, candidate.params, [])
-    searched = _searcher(candidate, chosen.search, chosen.metric, chosen.search.cv, n_jobs)
+    cv = chosen.search.cv if folds is None else folds
+    searched = _searcher(candidate, chosen.search, chosen.metric, cv, n_jobs)
     _run(candidate, searched, x, y)
     entries = _entries(candidate, searched.cv_results_)
     # scikit-learn's best (the first of its top rank) is the one refitted: it leads the board.
@@ -317,6 +357,9 @@ def _run(candidate: Candidate, model: Any, x: Any, y: Any) -> None:
     try:
         model.fit(x, y)
     except InvalidParameterError as error:
+        raise WorkloadError(Reason.InvalidParams, f"{field}: {error}", EXIT_USAGE) from None
+    except LightGBMError as error:
+        # Params checked in plan() that do not suit the data: an objective for other classes.
         raise WorkloadError(Reason.InvalidParams, f"{field}: {error}", EXIT_USAGE) from None
     except ValueError as error:
         where = "" if candidate.where == ESTIMATOR_PREFIX else f"{candidate.where}: "
