@@ -15,6 +15,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from modelyard.api.common import ResourceRequirements
 from modelyard.api.trainingjob import TrainingJobSpec, WorkersSpec
 from modelyard.config import OperatorConfig
 from modelyard.controllers.engine import parse_progress
@@ -198,6 +199,23 @@ def test_workers_join_the_runs_scheduler_over_tls_with_their_container_limits() 
     assert env["AWS_SECRET_ACCESS_KEY"] == {
         "secretKeyRef": {"name": "s3-creds", "key": "AWS_SECRET_ACCESS_KEY"}
     }
+
+
+def test_scheduler_gets_the_training_containers_resources_as_it_holds_the_same_data() -> None:
+    spec = ResourceRequirements(limits={"memory": "6Gi"}, requests={"memory": "6Gi"})
+    cluster = build_dask_cluster(
+        OWNER,
+        contract.cluster_name("iris-classifier-run-1"),
+        "run-1",
+        _workers(),
+        IMAGE,
+        storage_env(CONFIG),
+        CONFIG,
+        scheduler_resources=spec,
+    )
+    (scheduler,) = cluster["spec"]["scheduler"]["spec"]["containers"]
+    assert scheduler["resources"]["limits"]["memory"] == "6Gi"
+    assert scheduler["resources"]["requests"]["memory"] == "6Gi"
 
 
 def test_workers_get_the_operator_defaults_for_what_the_spec_leaves_out() -> None:

@@ -77,6 +77,7 @@ def start(
         spec.image or context.config.trainer_image,
         storage_env(context.config, dataset_storage),
         context.config,
+        scheduler_resources=spec.resources,
     )
     try:
         made, _ = context.kube.create(desired)

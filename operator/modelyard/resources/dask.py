@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 from typing import TYPE_CHECKING
 
+from modelyard.api.common import ResourceRequirements
 from modelyard.api.trainingjob import WorkersSpec
 from modelyard.config import OperatorConfig
 from modelyard.engine import contract
@@ -103,9 +104,12 @@ def build_dask_cluster(
     image: str,
     storage: list[Manifest],
     config: OperatorConfig,
+    scheduler_resources: ResourceRequirements | None = None,
 ) -> Manifest:
     """`cluster`: contract.cluster_name of the run's training Job; `image`: the one that Job
-    runs; `storage`: the S3 environment of that Job (workers read the snapshot's row groups)."""
+    runs; `storage`: the S3 environment of that Job (workers read the snapshot's row groups);
+    `scheduler_resources`: the training container's (spec.resources): in a search the scheduler
+    holds the same data as the training pod, the training split, in the task graph."""
     address = contract.scheduler_address(cluster, owner.namespace)
     scheduler = _container(
         "scheduler",
@@ -122,7 +126,7 @@ def build_dask_cluster(
             f"0.0.0.0:{contract.HEALTH_PORT}",
         ],
         [*contract.tls_env(), *contract.HEALTH_ONLY_ENV],
-        resources(None, config),
+        resources(scheduler_resources, config),
         config,
     )
     scheduler["ports"] = [
