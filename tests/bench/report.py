@@ -21,6 +21,7 @@ SUITES = (
     ("serving", "Model serving: our server against MLServer, KServe and FastAPI"),
     ("operator", "Operator: scale, latency, memory and idle CPU"),
     ("workloads", "Workloads: ingest and training against plain pyarrow and scikit-learn"),
+    ("distributed", "Searches on a Dask cluster: 1 and 3 workers against in-process GridSearchCV"),
 )
 
 
