@@ -36,7 +36,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from botocore.exceptions import BotoCoreError, ClientError
 from dask.delayed import delayed
-from distributed import Client
+from distributed import Client, Future
 from lightgbm.dask import DaskLGBMClassifier, DaskLGBMRegressor
 from sklearn.base import clone
 from sklearn.pipeline import Pipeline
@@ -269,8 +269,8 @@ def _fit_watched(client: Client, model: Any, x: Any, y: Any) -> None:
     """lightgbm.dask pins each worker's share of the training to that worker's address. A worker
     the nanny restarts (it does at 95 % of the worker's memory) comes back under another address,
     and the pinned task would wait for the old one for ever. So the fit runs in a thread while
-    this one watches the workers: once one it started with is gone, the workers are restarted,
-    which cancels every task, and the fit fails (to be retried) instead of hanging."""
+    this one watches the workers: once one it started with is gone, every task of the fit is
+    cancelled, and the fit fails (to be retried) instead of hanging."""
     outcome: list[BaseException | None] = []
 
     def fit() -> None:
@@ -289,7 +289,9 @@ def _fit_watched(client: Client, model: Any, x: Any, y: Any) -> None:
         current = set(client.scheduler_info(n_workers=-1)["workers"])
         if thread.is_alive() and not started <= current:
             gone = ", ".join(sorted(started - current))
-            client.restart(wait_for_workers=False)
+            # Cancelling the client's tasks (the fit's among them) ends LightGBM's wait for its
+            # lost worker; the workers, old and new, are left alone.
+            client.cancel([Future(key, client) for key in list(client.futures)], force=True)  # type: ignore[no-untyped-call]
             thread.join()
             raise RuntimeError(f"worker(s) {gone} left while LightGBM trained")
     (error,) = outcome
