@@ -65,6 +65,8 @@ SAMPLE_ROWS = 50_000
 FIT_ATTEMPTS = 3
 # How often a fit in flight checks that the workers it started on are all still there.
 WATCH_SECONDS = 2.0
+# How long a fit that lost a worker may take to fail by itself before its tasks are cancelled.
+LOST_GRACE_SECONDS = 20.0
 # The workers' transformed parts, which LightGBM copies once more into one matrix per worker:
 # single precision halves what a worker holds. LightGBM bins every feature into at most
 # max_bin (255) values anyway, so the model does not need more digits than float32 has.
@@ -269,8 +271,9 @@ def _fit_watched(client: Client, model: Any, x: Any, y: Any) -> None:
     """lightgbm.dask pins each worker's share of the training to that worker's address. A worker
     the nanny restarts (it does at 95 % of the worker's memory) comes back under another address,
     and the pinned task would wait for the old one for ever. So the fit runs in a thread while
-    this one watches the workers: once one it started with is gone, every task of the fit is
-    cancelled, and the fit fails (to be retried) instead of hanging."""
+    this one watches the workers: once one it started with is gone and the fit has not failed by
+    itself soon after, its tasks are cancelled, and the fit fails (to be retried) instead of
+    hanging."""
     outcome: list[BaseException | None] = []
 
     def fit() -> None:
@@ -284,16 +287,21 @@ def _fit_watched(client: Client, model: Any, x: Any, y: Any) -> None:
     started = set(client.scheduler_info(n_workers=-1)["workers"])
     thread = threading.Thread(target=fit, name="lightgbm-fit", daemon=True)
     thread.start()
+    lost_at: float | None = None
     while thread.is_alive():
         thread.join(WATCH_SECONDS)
-        current = set(client.scheduler_info(n_workers=-1)["workers"])
-        if thread.is_alive() and not started <= current:
-            gone = ", ".join(sorted(started - current))
-            # Cancelling the client's tasks (the fit's among them) ends LightGBM's wait for its
-            # lost worker; the workers, old and new, are left alone.
+        if not thread.is_alive():
+            break
+        if lost_at is None:
+            gone = started - set(client.scheduler_info(n_workers=-1)["workers"])
+            lost_at = time.monotonic() if gone else None
+        elif time.monotonic() - lost_at > LOST_GRACE_SECONDS:
+            # Surviving peers fail the fit by themselves within seconds (a broken connection);
+            # when none did, no worker of the fit is left: cancelling the client's tasks (the
+            # fit's among them) ends LightGBM's wait, and leaves the new workers alone.
             client.cancel([Future(key, client) for key in list(client.futures)], force=True)  # type: ignore[no-untyped-call]
             thread.join()
-            raise RuntimeError(f"worker(s) {gone} left while LightGBM trained")
+            raise RuntimeError(f"worker(s) {', '.join(sorted(gone))} left while LightGBM trained")
     (error,) = outcome
     if error is not None:
         raise error
