@@ -82,7 +82,7 @@ class DaskCluster:
                 self.address,
                 "--nthreads",
                 "1",
-                "--no-nanny",
+                # Behind a nanny, as in a worker pod: a restart brings the worker process back.
                 "--no-dashboard",
                 "--name",
                 f"worker-{len(self.workers)}",

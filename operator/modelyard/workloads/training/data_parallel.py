@@ -258,6 +258,10 @@ def _fit(
                     "run out of memory (its pod's log says so): give spec.workers.resources "
                     "more memory, or add workers"
                 ) from None
+            # The workers that survived may still sit in the failed fit's collective, their
+            # only thread blocked on the lost peer: restarting every worker process (the nannies
+            # do) clears them before the next attempt.
+            client.restart(wait_for_workers=False)
             print(
                 f"train: LightGBM fit {attempt} of {FIT_ATTEMPTS} lost worker(s) {lost}; "
                 "retrying once the workers are back",
