@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import dask.config
 import dask_kubernetes
 import jsonschema
 import kubernetes_validate
@@ -199,6 +200,20 @@ def test_workers_join_the_runs_scheduler_over_tls_with_their_container_limits() 
     assert env["AWS_SECRET_ACCESS_KEY"] == {
         "secretKeyRef": {"name": "s3-creds", "key": "AWS_SECRET_ACCESS_KEY"}
     }
+
+
+@pytest.mark.parametrize("data_parallel", [True, False])
+def test_data_parallel_workers_do_not_spill_the_parts_lightgbm_holds(data_parallel: bool) -> None:
+    (worker,) = _cluster(_workers(dataParallel=data_parallel))["spec"]["worker"]["spec"][
+        "containers"
+    ]
+    env = {name: value for name, value in _env(worker).items() if isinstance(value, str)}
+    # As Dask reads its configuration from the container's environment.
+    memory = dask.config.collect_env(env).get("distributed", {}).get("worker", {}).get("memory", {})
+    if data_parallel:
+        assert memory == {"target": False, "spill": False}
+    else:
+        assert memory == {}
 
 
 def test_scheduler_gets_the_training_containers_resources_as_it_holds_the_same_data() -> None:

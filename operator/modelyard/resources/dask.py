@@ -42,6 +42,13 @@ HEALTH_PORT_NAME = "http-health"
 # The dask operator looks the scheduler's port up by this name.
 COMM_PORT_NAME = "tcp-comm"
 LOCAL_DIRECTORY = "/tmp/dask"
+# A data-parallel fit holds every part its worker computed until LightGBM is done with them:
+# spilling parts to disk, Dask's default past 70 % of the memory limit, frees nothing then,
+# costs the writes, and fails on the LightGBM sockets among the worker's data.
+NO_SPILL_ENV = [
+    {"name": "DASK_DISTRIBUTED__WORKER__MEMORY__TARGET", "value": "False"},
+    {"name": "DASK_DISTRIBUTED__WORKER__MEMORY__SPILL", "value": "False"},
+]
 # Environment of a worker container that its command reads ($(VAR) is expanded by the kubelet).
 CPUS_ENV = "MODELYARD_CPUS"
 MEMORY_ENV = "MODELYARD_MEMORY_LIMIT"
@@ -167,6 +174,7 @@ def build_dask_cluster(
                 "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "1"}},
             },
             *storage,
+            *(NO_SPILL_ENV if workers.data_parallel else []),
         ],
         resources(workers.resources, config),
         config,

@@ -9,7 +9,9 @@ test rows' indices, small), then:
    the training rows (SAMPLE_ROWS, drawn evenly from every task), which is what the statistics
    it learns (medians, scales, categories) need, not every row;
 2. has each task transform its rows on its worker into dask arrays, and trains
-   lightgbm.dask's DaskLGBMClassifier/Regressor with the spec's params on them;
+   lightgbm.dask's DaskLGBMClassifier/Regressor with the spec's params on them. LightGBM trains
+   each worker on the parts it holds, so the tasks are placed to give every worker the same
+   number of rows: the busiest worker's share is what has to fit in a worker's memory;
 3. turns the result into the same scikit-learn Pipeline the pod saves otherwise (the fitted
    preprocessing, then the local LightGBM model), so the model server serves it unchanged;
 4. evaluates it on the whole test split, predicting on the workers and gathering only the
@@ -26,6 +28,7 @@ import io
 import os
 import threading
 import time
+from concurrent.futures import CancelledError
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -35,7 +38,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from botocore.exceptions import BotoCoreError, ClientError
-from dask.delayed import delayed
 from distributed import Client, Future
 from lightgbm.dask import DaskLGBMClassifier, DaskLGBMRegressor
 from sklearn.base import clone
@@ -62,6 +64,8 @@ Array = np.ndarray[Any, Any]
 PARTITION_ROWS = 250_000
 # Training rows the preprocessing is fitted on, and test rows the report and baselines look at.
 SAMPLE_ROWS = 50_000
+# Rows the workers transform at a time (see _read_transformed).
+TRANSFORM_ROWS = 16_384
 FIT_ATTEMPTS = 3
 # How often a fit in flight checks that the workers it started on are all still there.
 WATCH_SECONDS = 2.0
@@ -101,7 +105,10 @@ def fit_data_parallel(
     features: list[Feature],
     wanted: list[tuple[str, str]],
     names: list[str],
+    workers: int,
 ) -> Fitted:
+    """The chosen LightGBM estimator trained over the run's `workers` Dask workers, with
+    the evaluation and samples a run in one pod records."""
     candidate = chosen.candidates[0]
     target = manifest["target"]
     if chosen.task == "regression" and _target_type(manifest) not in NUMERIC:
@@ -116,7 +123,6 @@ def fit_data_parallel(
         split = pq.read_table(
             pa.BufferReader(storage.get_bytes(dataset_uri.join(manifest["files"]["split"])))
         )
-        workers = len(client.scheduler_info(n_workers=-1)["workers"])
         parts = partition(group_rows, split.column("test_row").to_numpy(), workers)
     train_rows = sum(part.train_rows for part in parts)
     test_rows = sum(len(part.test) for part in parts)
@@ -132,7 +138,12 @@ def fit_data_parallel(
     preprocess.fit(x_sample, y_sample)
     with phase("train", "fit"):
         model = _fit(
-            client, chosen, preprocess, (x_sample, y_sample), config, data, parts, features, target
+            client,
+            chosen,
+            preprocess,
+            (x_sample, y_sample),
+            _Rows(config, data, parts, features, target),
+            workers,
         )
     pipeline = Pipeline([*preprocess.steps, (ESTIMATOR_STEP, model)])
     with phase("train", "evaluate"):
@@ -198,51 +209,52 @@ def _gather_samples(
     return x, y
 
 
+@dataclass(frozen=True)
+class _Rows:
+    """Where the training rows are: the data file, its parts, the columns the model reads."""
+
+    config: StorageConfig
+    data: str
+    parts: list[Part]
+    features: list[Feature]
+    target: str
+
+
 def _fit(
     client: Client,
     chosen: Plan,
     preprocess: Pipeline,
     sample: tuple[Array, Array],
-    config: StorageConfig,
-    data: str,
-    parts: list[Part],
-    features: list[Feature],
-    target: str,
+    rows: _Rows,
+    workers: int,
 ) -> Any:
     """The LightGBM model trained on every training row, over the workers; retried when a
     worker was lost during a fit."""
     candidate = chosen.candidates[0]
-    x_sample, y_sample = sample
-    width = preprocess.transform(x_sample[:1]).shape[1]
-    x_parts, y_parts = [], []
-    for part in parts:
-        if not part.train_rows:
-            continue
-        rows = delayed(_read, pure=True)(config, data, part, features, target, False)
-        x_parts.append(
-            da.from_delayed(  # type: ignore[no-untyped-call]
-                delayed(_transform, pure=True)(preprocess, rows),
-                shape=(part.train_rows, width),
-                dtype=FEATURE_DTYPE,
-            )
-        )
-        labels = delayed(_labels)(rows)
-        shape = (part.train_rows,)
-        y_parts.append(da.from_delayed(labels, shape=shape, dtype=y_sample.dtype))  # type: ignore[no-untyped-call]
-    x, y = da.concatenate(x_parts), da.concatenate(y_parts)  # type: ignore[no-untyped-call]
     dask_class = DaskLGBMClassifier if chosen.task == "classification" else DaskLGBMRegressor
     params = {**candidate.estimator.get_params(), "time_out": _network_timeout()}
-    wanted = len(client.scheduler_info(n_workers=-1)["workers"])
     for attempt in range(1, FIT_ATTEMPTS + 1):
+        # Every worker the run asked for, also when one was lost before the first attempt: a
+        # fit on fewer workers would give each more rows than it was sized for.
+        _wait_for_workers(client, workers)
         before = set(client.scheduler_info(n_workers=-1)["workers"])
+        print(
+            f"train: LightGBM fit {attempt} of {FIT_ATTEMPTS} on {len(before)} workers", flush=True
+        )
+        x, y = _training_arrays(client, preprocess, sample, rows, sorted(before))
         try:
             model = dask_class(client=client, **params)
             _fit_watched(client, model, x, y)
             return model.to_local()
-        except engine.ENGINE_FAILURES:
-            raise
         except Exception as error:
+            # Tasks cancelled as their inputs went with a lost worker are that worker's loss,
+            # like a peer's broken connection; other engine failures (no scheduler) end the run.
+            cancelled = isinstance(error, CancelledError)
+            if isinstance(error, engine.ENGINE_FAILURES) and not cancelled:
+                raise
             after = set(client.scheduler_info(n_workers=-1)["workers"])
+            if before <= after and cancelled:
+                raise
             if before <= after:
                 # Every worker is still there: the data or the params, not the engine.
                 raise WorkloadError(
@@ -258,17 +270,77 @@ def _fit(
                     "run out of memory (its pod's log says so): give spec.workers.resources "
                     "more memory, or add workers"
                 ) from None
+            del x, y
             # The workers that survived may still sit in the failed fit's collective, their
             # only thread blocked on the lost peer: restarting every worker process (the nannies
-            # do) clears them before the next attempt.
+            # do) clears them before the next attempt, which places the parts anew.
             client.restart(wait_for_workers=False)
             print(
                 f"train: LightGBM fit {attempt} of {FIT_ATTEMPTS} lost worker(s) {lost}; "
                 "retrying once the workers are back",
                 flush=True,
             )
-            _wait_for_workers(client, wanted)
     raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+def assign(parts: list[Part], workers: list[str]) -> list[str]:
+    """The worker of each part: the one with the fewest training rows so far, so that the
+    workers' shares differ by at most one part's rows."""
+    load = dict.fromkeys(workers, 0)
+    chosen = []
+    for part in parts:
+        worker = min(workers, key=load.__getitem__)
+        load[worker] += part.train_rows
+        chosen.append(worker)
+    return chosen
+
+
+def _training_arrays(
+    client: Client,
+    preprocess: Pipeline,
+    sample: tuple[Array, Array],
+    rows: _Rows,
+    workers: list[str],
+) -> tuple[Any, Any]:
+    """The training rows as dask arrays of the parts, each computed on the worker that has the
+    fewest rows so far. Left to the scheduler, the workers that happen to be free take more
+    parts (8, 6 and 6 of 20 in a measured run), and the busiest one runs out of memory first."""
+    x_sample, y_sample = sample
+    width = preprocess.transform(x_sample[:1]).shape[1]
+    # Sent once to every worker, not inside each task.
+    fitted = client.scatter(preprocess, broadcast=True, hash=False)  # type: ignore[no-untyped-call]
+    x_parts, y_parts = [], []
+    training = [part for part in rows.parts if part.train_rows]
+    for part, worker in zip(training, assign(training, workers), strict=True):
+        # Elsewhere when that worker is lost: the fit fails then anyway, and is retried.
+        where = {"workers": [worker], "allow_other_workers": True}
+        matrix = client.submit(
+            _read_transformed,
+            fitted,
+            width,
+            rows.config,
+            rows.data,
+            part,
+            rows.features,
+            rows.target,
+            pure=False,
+            **where,
+        )
+        x_parts.append(
+            da.from_delayed(  # type: ignore[no-untyped-call]
+                client.submit(_item, matrix, 0, **where),
+                shape=(part.train_rows, width),
+                dtype=FEATURE_DTYPE,
+            )
+        )
+        y_parts.append(
+            da.from_delayed(  # type: ignore[no-untyped-call]
+                client.submit(_item, matrix, 1, **where),
+                shape=(part.train_rows,),
+                dtype=y_sample.dtype,
+            )
+        )
+    return da.concatenate(x_parts), da.concatenate(y_parts)  # type: ignore[no-untyped-call]
 
 
 def _fit_watched(client: Client, model: Any, x: Any, y: Any) -> None:
@@ -323,11 +395,8 @@ def _wait_for_workers(client: Client, count: int) -> None:
     except TimeoutError:
         ready = len(client.scheduler_info(n_workers=-1)["workers"])
         raise engine.lost(
-            f"{ready} of {count} Dask workers came back within {limit:g} s after a lost fit"
+            f"{ready} of {count} Dask workers were there within {limit:g} s to train on"
         ) from None
-    # A replacement joins before the scheduler has re-placed the lost worker's data; a moment
-    # lets the next fit find every part where it will stay.
-    time.sleep(1)
 
 
 def _predict(
@@ -438,22 +507,25 @@ def _group_rows(config: StorageConfig, data: str) -> list[int]:
     return [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)]
 
 
-def _read(
+def _read_table(
     config: StorageConfig,
     data: str,
     part: Part,
     features: list[Feature],
     target: str,
     test: bool,
-) -> tuple[Array, Array]:
-    """The part's training (or test) rows as the pipeline's input matrix, and their labels."""
+) -> pa.Table:
     table = _parquet(config, data).read_row_groups(
         list(part.groups), columns=[*(f.name for f in features), target]
     )
     is_test = np.zeros(part.rows, dtype=bool)
     is_test[part.test] = True
-    table = table.filter(pa.array(is_test if test else ~is_test))
-    return table_to_matrix(table, features), table.column(target).to_numpy(zero_copy_only=False)
+    return table.filter(pa.array(is_test if test else ~is_test))
+
+
+def _labels(table: pa.Table, target: str) -> Array:
+    labels: Array = table.column(target).to_numpy(zero_copy_only=False)
+    return labels
 
 
 def _sample(
@@ -466,22 +538,42 @@ def _sample(
     share: float,
     seed: int,
 ) -> tuple[Array, Array]:
-    x, y = _read(config, data, part, features, target, test)
-    if share >= 1.0:
-        return x, y
-    chosen = np.random.default_rng(seed).random(len(y)) < share
-    return x[chosen], y[chosen]
+    table = _read_table(config, data, part, features, target, test)
+    if share < 1.0:
+        # Chosen before the conversion, which makes a Python object of each value when a
+        # feature is text or boolean (see _read_transformed).
+        table = table.filter(np.random.default_rng(seed).random(table.num_rows) < share)
+    return table_to_matrix(table, features), _labels(table, target)
 
 
-def _transform(preprocess: Pipeline, rows: tuple[Array, Array]) -> Array:
-    transformed = preprocess.transform(rows[0])
-    # One-hot columns may come back sparse; LightGBM's parts are dense like the rest.
-    dense = transformed.toarray() if hasattr(transformed, "toarray") else transformed
-    return np.asarray(dense, dtype=FEATURE_DTYPE)
+def _read_transformed(
+    preprocess: Pipeline,
+    width: int,
+    config: StorageConfig,
+    data: str,
+    part: Part,
+    features: list[Feature],
+    target: str,
+) -> tuple[Array, Array]:
+    """The part's training rows through the preprocessing, and their labels. A slice of
+    TRANSFORM_ROWS rows at a time: the pipeline's input is an object array when a feature is
+    text or boolean (a Python object per value). For a whole part of 190,000 rows by 30
+    features that took 270 MiB above the part's result for a moment, and much of it stayed
+    with the worker process after it was freed (measured)."""
+    table = _read_table(config, data, part, features, target, False)
+    x = np.empty((table.num_rows, width), dtype=FEATURE_DTYPE)
+    for start in range(0, table.num_rows, TRANSFORM_ROWS):
+        rows = table_to_matrix(table.slice(start, TRANSFORM_ROWS), features)
+        transformed = preprocess.transform(rows)
+        # One-hot columns may come back sparse; LightGBM's parts are dense like the rest.
+        x[start : start + len(rows)] = (
+            transformed.toarray() if hasattr(transformed, "toarray") else transformed
+        )
+    return x, _labels(table, target)
 
 
-def _labels(rows: tuple[Array, Array]) -> Array:
-    return rows[1]
+def _item(pair: tuple[Array, Array], index: int) -> Array:
+    return pair[index]
 
 
 def _predict_part(
@@ -492,6 +584,15 @@ def _predict_part(
     features: list[Feature],
     target: str,
 ) -> tuple[Array, Array, Array | None]:
-    x, y = _read(config, data, part, features, target, True)
-    probabilities = pipeline.predict_proba(x) if hasattr(pipeline, "predict_proba") else None
-    return y, pipeline.predict(x), probabilities
+    table = _read_table(config, data, part, features, target, True)
+    predicted, probabilities = [], []
+    for start in range(0, table.num_rows, TRANSFORM_ROWS):
+        x = table_to_matrix(table.slice(start, TRANSFORM_ROWS), features)
+        predicted.append(pipeline.predict(x))
+        if hasattr(pipeline, "predict_proba"):
+            probabilities.append(pipeline.predict_proba(x))
+    return (
+        _labels(table, target),
+        np.concatenate(predicted),
+        np.concatenate(probabilities) if probabilities else None,
+    )

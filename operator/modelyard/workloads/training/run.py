@@ -175,7 +175,15 @@ def train(
                 from modelyard.workloads.training.data_parallel import fit_data_parallel
 
                 fitted = fit_data_parallel(
-                    client, chosen, storage, dataset_uri, manifest, features, wanted, names
+                    client,
+                    chosen,
+                    storage,
+                    dataset_uri,
+                    manifest,
+                    features,
+                    wanted,
+                    names,
+                    engine.workers_wanted(spec.workers.replicas),
                 )
             else:
                 backend = engine.search_backend(client, chosen)
