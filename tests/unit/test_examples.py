@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 import yaml
+from kubernetes.utils import parse_quantity
 
 from modelyard.cli import main
 from modelyard.cli.main import build_parser
@@ -29,6 +30,7 @@ SCENARIOS = [
     "demand-forecasting",
     "predictive-maintenance",
     "model-selection",
+    "transaction-fraud",
 ]
 # The CSV each generator writes, by a call into the script itself (no S3, no subprocess).
 GENERATED: dict[str, Callable[[ModuleType], bytes]] = {
@@ -98,6 +100,27 @@ def test_generated_data_is_the_same_on_every_run_and_has_the_datasets_columns(
         c["name"] for c in dataset["spec"]["schema"]["columns"]
     }
     assert expected <= set(rows[0])
+
+
+def test_transaction_fraud_files_are_the_same_on_every_run_with_the_datasets_columns() -> None:
+    script = _script("transaction-fraud")
+    table = script.transactions(2000, script.SEED)
+    assert script.parquet(script.transactions(2000, script.SEED)) == script.parquet(table)
+    dataset = _documents(EXAMPLES / "transaction-fraud" / "manifests.yaml")[0]
+    assert dataset["spec"]["source"]["s3"]["uri"].endswith(script.PREFIX)
+    columns = [c["name"] for c in dataset["spec"]["schema"]["columns"]]
+    assert table.column_names == columns
+    assert 0.01 < sum(table.column("fraud").to_pylist()) / table.num_rows < 0.05
+
+
+def test_transaction_fraud_data_is_larger_than_one_workers_memory() -> None:
+    """The example's point: its data in memory exceed the memory limit of any one worker."""
+    script = _script("transaction-fraud")
+    per_row = script.transactions(100_000, script.SEED).nbytes / 100_000
+    training = _documents(EXAMPLES / "transaction-fraud" / "manifests.yaml")[1]["spec"]
+    limit = parse_quantity(training["workers"]["resources"]["limits"]["memory"])
+    assert training["workers"]["replicas"] == 3 and training["workers"]["dataParallel"]
+    assert script.ROWS * per_row > 1.05 * float(limit)
 
 
 def test_fraud_is_rare_in_the_credit_scoring_data() -> None:
