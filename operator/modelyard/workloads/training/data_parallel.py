@@ -28,7 +28,8 @@ import io
 import os
 import threading
 import time
-from concurrent.futures import CancelledError
+from collections.abc import Iterator
+from contextlib import suppress
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -75,6 +76,8 @@ LOST_GRACE_SECONDS = 20.0
 # single precision halves what a worker holds. LightGBM bins every feature into at most
 # max_bin (255) values anyway, so the model does not need more digits than float32 has.
 FEATURE_DTYPE = np.float32
+# How long every worker process has to restart between fit attempts.
+RESTART_SECONDS = 60.0
 # LightGBM's socket time-out in minutes (its time_out; its default is 120). The workers that
 # survive a lost one stay blocked in its collective until then: it is how long a lost worker
 # delays the retry. A worker that keeps the others waiting longer than this at one
@@ -247,15 +250,12 @@ def _fit(
             _fit_watched(client, model, x, y)
             return model.to_local()
         except Exception as error:
-            # Tasks cancelled as their inputs went with a lost worker are that worker's loss,
-            # like a peer's broken connection; other engine failures (no scheduler) end the run.
-            cancelled = isinstance(error, CancelledError)
-            if isinstance(error, engine.ENGINE_FAILURES) and not cancelled:
-                raise
+            if client.status != "running":
+                raise  # the scheduler is gone: connected() ends the run with EngineLost
             after = set(client.scheduler_info(n_workers=-1)["workers"])
-            if before <= after and cancelled:
-                raise
             if before <= after:
+                if isinstance(error, engine.ENGINE_FAILURES):
+                    raise
                 # Every worker is still there: the data or the params, not the engine.
                 raise WorkloadError(
                     Reason.TrainingFailed,
@@ -270,11 +270,15 @@ def _fit(
                     "run out of memory (its pod's log says so): give spec.workers.resources "
                     "more memory, or add workers"
                 ) from None
-            del x, y
-            # The workers that survived may still sit in the failed fit's collective, their
-            # only thread blocked on the lost peer: restarting every worker process (the nannies
-            # do) clears them before the next attempt, which places the parts anew.
-            client.restart(wait_for_workers=False)
+            # Whatever the fit failed with (a peer's broken connection, tasks cancelled with the
+            # lost worker's data, a call to its old address timing out), a worker was lost: the
+            # fit is retried. The workers that survived may still sit in the failed fit's
+            # collective, their only thread blocked on the lost peer: restarting every worker
+            # process (the nannies do) clears them before the next attempt, which places the
+            # parts anew. Dask removes the workers that do not restart in time; new ones replace
+            # them.
+            with suppress(TimeoutError):
+                client.restart(timeout=RESTART_SECONDS, wait_for_workers=False)
             print(
                 f"train: LightGBM fit {attempt} of {FIT_ATTEMPTS} lost worker(s) {lost}; "
                 "retrying once the workers are back",
@@ -562,14 +566,20 @@ def _read_transformed(
     with the worker process after it was freed (measured)."""
     table = _read_table(config, data, part, features, target, False)
     x = np.empty((table.num_rows, width), dtype=FEATURE_DTYPE)
-    for start in range(0, table.num_rows, TRANSFORM_ROWS):
-        rows = table_to_matrix(table.slice(start, TRANSFORM_ROWS), features)
+    for start, rows in _slices(table, features):
         transformed = preprocess.transform(rows)
         # One-hot columns may come back sparse; LightGBM's parts are dense like the rest.
         x[start : start + len(rows)] = (
             transformed.toarray() if hasattr(transformed, "toarray") else transformed
         )
     return x, _labels(table, target)
+
+
+def _slices(table: pa.Table, features: list[Feature]) -> Iterator[tuple[int, Array]]:
+    """The table's rows as the pipeline's input, TRANSFORM_ROWS at a time, with the first
+    row's index."""
+    for start in range(0, table.num_rows, TRANSFORM_ROWS):
+        yield start, table_to_matrix(table.slice(start, TRANSFORM_ROWS), features)
 
 
 def _item(pair: tuple[Array, Array], index: int) -> Array:
@@ -586,8 +596,7 @@ def _predict_part(
 ) -> tuple[Array, Array, Array | None]:
     table = _read_table(config, data, part, features, target, True)
     predicted, probabilities = [], []
-    for start in range(0, table.num_rows, TRANSFORM_ROWS):
-        x = table_to_matrix(table.slice(start, TRANSFORM_ROWS), features)
+    for _, x in _slices(table, features):
         predicted.append(pipeline.predict(x))
         if hasattr(pipeline, "predict_proba"):
             probabilities.append(pipeline.predict_proba(x))

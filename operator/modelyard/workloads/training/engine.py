@@ -112,7 +112,7 @@ def _describe(error: BaseException) -> str:
     if isinstance(error, KilledWorker):
         return f"a task kept losing its workers: {error}"
     if isinstance(error, (NoWorkerError, TimeoutError)):
-        return f"no worker was left to run the search's fits for {timeout():g} s"
+        return f"no worker was left to run the run's tasks for {timeout():g} s"
     return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
 
 
