@@ -250,8 +250,11 @@ def _fit(
             _fit_watched(client, model, x, y)
             return model.to_local()
         except Exception as error:
-            if client.status != "running":
-                raise  # the scheduler is gone: connected() ends the run with EngineLost
+            if not _connected(client):
+                raise engine.lost(
+                    "the connection to the Dask scheduler broke during a LightGBM fit and did not "
+                    f"come back within {engine.timeout():g} s ({error})"
+                ) from None
             after = set(client.scheduler_info(n_workers=-1)["workers"])
             if before <= after:
                 if isinstance(error, engine.ENGINE_FAILURES):
@@ -385,6 +388,18 @@ def _fit_watched(client: Client, model: Any, x: Any, y: Any) -> None:
     (error,) = outcome
     if error is not None:
         raise error
+
+
+def _connected(client: Client) -> bool:
+    """Whether the client is connected to the scheduler, waiting while it reconnects: a client
+    whose connection broke (seen on the local cluster under load, mid-fit) reconnects by itself
+    within its time-out, and the fit is retried then."""
+    deadline = time.monotonic() + engine.timeout()
+    while client.status != "running":
+        if client.status in ("closing", "closed") or time.monotonic() > deadline:
+            return False
+        time.sleep(1)
+    return True
 
 
 def _network_timeout() -> int:
