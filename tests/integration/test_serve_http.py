@@ -768,6 +768,8 @@ def test_workers_share_the_port(bucket: Bucket, workdir: Path, iris_model: Train
                 answer = session.post(
                     f"{served.url}{PREDICT}", json={"instances": IRIS_ROWS}, timeout=10
                 )
+                # CI15 once got an answer without predictions here: say which, if it recurs.
+                assert answer.status_code == 200, (answer.status_code, answer.text)
                 assert answer.json()["predictions"] == [0, 1, 2]
                 metrics = session.get(f"{served.url}/metrics", timeout=10).text
                 workers |= {
