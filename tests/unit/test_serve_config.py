@@ -61,6 +61,18 @@ def test_the_limits_under_abuse_have_defaults_and_settings() -> None:
     assert parse([*model, "--max-connections", "11"], env=env).max_connections == 11
 
 
+def test_batching_is_on_by_default_and_set_by_flag_or_environment() -> None:
+    model = ["--model-uri", "s3://models/a/model.joblib"]
+    config = parse(model, env={})
+    assert (config.batch_rows, config.batch_wait_seconds) == (256, 0.0)
+    env = {"MODELYARD_BATCH_ROWS": "1", "MODELYARD_BATCH_WAIT_MS": "2.5"}
+    assert (parse(model, env=env).batch_rows, parse(model, env=env).batch_wait_seconds) == (
+        1,
+        0.0025,
+    )
+    assert parse([*model, "--batch-rows", "64"], env=env).batch_rows == 64
+
+
 @pytest.mark.parametrize(
     ("argv", "env", "message"),
     [
@@ -92,6 +104,26 @@ def test_the_limits_under_abuse_have_defaults_and_settings() -> None:
             ["--model-uri", "s3://models/model.joblib", "--max-inflight-bytes", "1000"],
             {},
             "must be at least --max-body-bytes",
+        ),
+        (
+            ["--model-uri", "s3://models/model.joblib", "--batch-rows", "0"],
+            {},
+            "--batch-rows 0: must lie within 1-1024",
+        ),
+        (
+            ["--model-uri", "s3://models/model.joblib"],
+            {"MODELYARD_BATCH_ROWS": "4096"},
+            "--batch-rows 4096: must lie within 1-1024",
+        ),
+        (
+            ["--model-uri", "s3://models/model.joblib", "--batch-wait-ms", "-1"],
+            {},
+            "--batch-wait-ms -1.0: must lie within 0-1000",
+        ),
+        (
+            ["--model-uri", "s3://models/model.joblib"],
+            {"MODELYARD_BATCH_WAIT_MS": "soon"},
+            "MODELYARD_BATCH_WAIT_MS='soon': expected a number",
         ),
     ],
 )

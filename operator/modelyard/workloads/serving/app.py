@@ -3,6 +3,8 @@
 `App.handle` answers a request synchronously whenever it can: small predictions run inline,
 because a thread hop costs more than predicting a few rows. Large batches come back as an
 `Offload` whose model call runs on a worker thread, so the event loop keeps serving others.
+With batching on, small predictions come back as a `Batchable` instead, which the server
+predicts together with the others that queued at the same time (batching.py).
 
 Every prediction has a request id (V2's body `id`, else the X-Request-Id header, else one made
 here), echoed in the X-Request-Id response header, under which its predicted values are kept
@@ -20,7 +22,11 @@ import orjson
 
 from modelyard import __version__
 from modelyard.workloads.serving import openapi, protocol
-from modelyard.workloads.serving.config import DEFAULT_FEEDBACK_WINDOW, DEFAULT_REMEMBER_ROWS
+from modelyard.workloads.serving.config import (
+    DEFAULT_FEEDBACK_WINDOW,
+    DEFAULT_REMEMBER_ROWS,
+    INLINE_ROWS,
+)
 from modelyard.workloads.serving.drift import DriftMonitor
 from modelyard.workloads.serving.errors import RequestError
 from modelyard.workloads.serving.feedback import Labels, checked_id, header_id, new_request_id
@@ -32,8 +38,6 @@ from modelyard.workloads.serving.protocol import Inference
 log = logging.getLogger("modelyard.serve")
 
 JSON = b"application/json"
-# Above this many rows the model call leaves the event loop (see the module docstring).
-INLINE_ROWS = 1024
 OTHER = "other"  # endpoint label of unrouted paths: raw paths would explode label cardinality
 
 
@@ -58,8 +62,25 @@ class Offload(NamedTuple):
     endpoint: str
 
 
+class Batchable(NamedTuple):
+    """A small prediction that may share one model call with others queued beside it."""
+
+    model: Model
+    matrix: np.ndarray
+    predict: bool
+    proba: bool
+    respond: Callable[[Outcome], Response]
+    endpoint: str
+
+    def compute(self) -> Outcome:
+        return Outcome(
+            self.model.predict(self.matrix) if self.predict else None,
+            self.model.predict_proba(self.matrix) if self.proba else None,
+        )
+
+
 # A handler takes the body and the raw X-Request-Id header (None without one).
-Handler = Callable[[bytes, bytes | None], "Response | Offload"]
+Handler = Callable[[bytes, bytes | None], "Response | Offload | Batchable"]
 
 
 class Route(NamedTuple):
@@ -85,8 +106,11 @@ class App:
         *,
         remember_rows: int = DEFAULT_REMEMBER_ROWS,
         feedback_window: int = DEFAULT_FEEDBACK_WINDOW,
+        batching: bool = False,
     ) -> None:
         self.name = name
+        # Small predictions come back as Batchable for the server to predict together.
+        self.batching = batching
         self.metrics = metrics
         self.model: Model | None = None
         self.draining = False
@@ -141,7 +165,7 @@ class App:
         body: bytes,
         request_id: bytes | None = None,
         authorization: bytes | None = None,  # the serving port asks for none: clients are anyone
-    ) -> Response | Offload:
+    ) -> Response | Offload | Batchable:
         route = self._routes.get(path)
         if route is None:
             return self._unrouted(path)
@@ -162,8 +186,9 @@ class App:
             log.exception("unexpected error on %s", route.endpoint)
             return error(500, f"internal error: {type(failure).__name__}", route.endpoint)
 
-    def finish(self, offload: Offload, outcome: Outcome | BaseException) -> Response:
-        """The response to an offloaded prediction, given what the worker thread produced."""
+    def finish(self, offload: Offload | Batchable, outcome: Outcome | BaseException) -> Response:
+        """The response to an offloaded or batched prediction, given what its model call
+        produced (or raised)."""
         if isinstance(outcome, RequestError):
             return error(outcome.status, outcome.message, offload.endpoint)
         if isinstance(outcome, BaseException):
@@ -248,21 +273,23 @@ class App:
         document = orjson.dumps({"name": self.name, "ready": self.ready})
         return Response(200 if self.ready else 503, document, "/v2/models/{name}/ready")
 
-    def _v2_infer(self, body: bytes, request_id: bytes | None) -> Response | Offload:
+    def _v2_infer(self, body: bytes, request_id: bytes | None) -> Response | Offload | Batchable:
         model = self._loaded()
         inference = protocol.decode_v2(model, body)
         return self._predict(
             model, inference, request_id, "/v2/models/{name}/infer", self._respond_v2
         )
 
-    def _v1_predict(self, body: bytes, request_id: bytes | None) -> Response | Offload:
+    def _v1_predict(self, body: bytes, request_id: bytes | None) -> Response | Offload | Batchable:
         model = self._loaded()
         inference = protocol.decode_v1(model, body, proba_verb=False)
         return self._predict(
             model, inference, request_id, "/v1/models/{name}:predict", self._respond_v1
         )
 
-    def _v1_predict_proba(self, body: bytes, request_id: bytes | None) -> Response | Offload:
+    def _v1_predict_proba(
+        self, body: bytes, request_id: bytes | None
+    ) -> Response | Offload | Batchable:
         model = self._loaded()
         inference = protocol.decode_v1(model, body, proba_verb=True)
         endpoint = "/v1/models/{name}:predict_proba"
@@ -299,7 +326,7 @@ class App:
         header: bytes | None,
         endpoint: str,
         respond: Callable[[Model, Inference, str, Outcome], Response],
-    ) -> Response | Offload:
+    ) -> Response | Offload | Batchable:
         if inference.proba:
             model.require_proba()
         if inference.request_id is None:
@@ -313,11 +340,16 @@ class App:
                 model.predict_proba(inference.matrix) if inference.proba else None,
             )
 
+        def answer(outcome: Outcome) -> Response:
+            return respond(model, inference, endpoint, outcome)
+
         if len(inference.matrix) > INLINE_ROWS:
-            return Offload(
-                compute, lambda outcome: respond(model, inference, endpoint, outcome), endpoint
+            return Offload(compute, answer, endpoint)
+        if self.batching:
+            return Batchable(
+                model, inference.matrix, inference.predict, inference.proba, answer, endpoint
             )
-        return respond(model, inference, endpoint, compute())
+        return answer(compute())
 
     def _count(self, model: Model, inference: Inference, outcome: Outcome) -> bytes:
         """Count the prediction, remember it for feedback; the X-Request-Id header line."""

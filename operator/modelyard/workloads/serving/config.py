@@ -29,6 +29,15 @@ DEFAULT_MAX_INFLIGHT_BYTES = 64 * 1024 * 1024
 DEFAULT_MAX_QUEUED_REQUESTS = 4096
 # A client that reads none of its answers for this long is cut off (nginx's send_timeout).
 DEFAULT_WRITE_SECONDS = 60.0
+# Adaptive batching (batching.py): rows one model call takes at most (1: batching off), and how
+# long the first request of a batch waits for more (0: only those read in the same turn of the
+# event loop, so a lone request waits for nothing).
+DEFAULT_BATCH_ROWS = 256
+DEFAULT_BATCH_WAIT_SECONDS = 0.0
+MAX_BATCH_WAIT_MS = 1000.0
+# Above this many rows a prediction leaves the event loop for a thread (app.py), and so does
+# no batch: a batch runs on the loop.
+INLINE_ROWS = 1024
 
 
 @dataclass(frozen=True)
@@ -50,6 +59,8 @@ class ServeConfig:
     max_inflight_bytes: int = DEFAULT_MAX_INFLIGHT_BYTES
     max_queued_requests: int = DEFAULT_MAX_QUEUED_REQUESTS
     write_seconds: float = DEFAULT_WRITE_SECONDS
+    batch_rows: int = DEFAULT_BATCH_ROWS
+    batch_wait_seconds: float = DEFAULT_BATCH_WAIT_SECONDS
     monitor_port: int = DEFAULT_MONITOR_PORT
     remember_rows: int = DEFAULT_REMEMBER_ROWS
     feedback_window: int = DEFAULT_FEEDBACK_WINDOW
@@ -173,6 +184,20 @@ def parse(argv: Sequence[str], env: Mapping[str, str] | None = None) -> ServeCon
         "[env MODELYARD_WRITE_SECONDS]",
     )
     parser.add_argument(
+        "--batch-rows",
+        type=int,
+        default=_number(env, "MODELYARD_BATCH_ROWS", DEFAULT_BATCH_ROWS, int),
+        help="adaptive batching: small predictions that queue together are predicted in one "
+        "model call of up to this many rows; 1 turns batching off [env MODELYARD_BATCH_ROWS]",
+    )
+    parser.add_argument(
+        "--batch-wait-ms",
+        type=float,
+        default=_number(env, "MODELYARD_BATCH_WAIT_MS", DEFAULT_BATCH_WAIT_SECONDS * 1000, float),
+        help="how long the first prediction of a batch waits for others; 0 takes only those "
+        "already read, so a lone request never waits [env MODELYARD_BATCH_WAIT_MS]",
+    )
+    parser.add_argument(
         "--monitor-port",
         type=int,
         default=_number(env, "MODELYARD_MONITOR_PORT", DEFAULT_MONITOR_PORT, int),
@@ -230,6 +255,15 @@ def parse(argv: Sequence[str], env: Mapping[str, str] | None = None) -> ServeCon
             f"--max-inflight-bytes {args.max_inflight_bytes}: must be at least --max-body-bytes "
             f"({args.max_body_bytes}), or no body that large could ever be read"
         )
+    if not 1 <= args.batch_rows <= INLINE_ROWS:
+        raise UsageError(
+            f"--batch-rows {args.batch_rows}: must lie within 1-{INLINE_ROWS} (larger requests "
+            "are predicted on a thread of their own)"
+        )
+    if not 0 <= args.batch_wait_ms <= MAX_BATCH_WAIT_MS:
+        raise UsageError(
+            f"--batch-wait-ms {args.batch_wait_ms}: must lie within 0-{MAX_BATCH_WAIT_MS}"
+        )
     if args.drift_window < 1:
         raise UsageError(f"--drift-window {args.drift_window}: must be positive")
     for flag, value in (
@@ -267,6 +301,8 @@ def parse(argv: Sequence[str], env: Mapping[str, str] | None = None) -> ServeCon
         max_inflight_bytes=args.max_inflight_bytes,
         max_queued_requests=args.max_queued_requests,
         write_seconds=args.write_seconds,
+        batch_rows=args.batch_rows,
+        batch_wait_seconds=args.batch_wait_ms / 1000,
         monitor_port=args.monitor_port,
         remember_rows=args.remember_rows,
         feedback_window=args.feedback_window,

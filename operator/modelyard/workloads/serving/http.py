@@ -25,8 +25,11 @@ from typing import NamedTuple, Protocol, cast
 import httptools
 import orjson
 
-from modelyard.workloads.serving.app import JSON, OTHER, Offload, Outcome, Response
+from modelyard.workloads.serving.app import JSON, OTHER, Batchable, Offload, Outcome, Response
+from modelyard.workloads.serving.batching import Batcher
 from modelyard.workloads.serving.config import (
+    DEFAULT_BATCH_ROWS,
+    DEFAULT_BATCH_WAIT_SECONDS,
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_INFLIGHT_BYTES,
     DEFAULT_MAX_QUEUED_REQUESTS,
@@ -82,9 +85,11 @@ class Application(Protocol):
         body: bytes,
         request_id: bytes | None = None,
         authorization: bytes | None = None,
-    ) -> Response | Offload: ...
+    ) -> Response | Offload | Batchable: ...
 
-    def finish(self, offload: Offload, outcome: Outcome | BaseException) -> Response: ...
+    def finish(
+        self, offload: Offload | Batchable, outcome: Outcome | BaseException
+    ) -> Response: ...
 
 
 class Request(NamedTuple):
@@ -112,6 +117,8 @@ class Server:
         max_inflight_bytes: int = DEFAULT_MAX_INFLIGHT_BYTES,
         max_queued_requests: int = DEFAULT_MAX_QUEUED_REQUESTS,
         write_seconds: float = DEFAULT_WRITE_SECONDS,
+        batch_rows: int = DEFAULT_BATCH_ROWS,
+        batch_wait_seconds: float = DEFAULT_BATCH_WAIT_SECONDS,
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
@@ -129,6 +136,7 @@ class Server:
         self.queued = 0  # pipelined requests waiting, over all connections
         self.draining = False
         self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="predict")
+        self.batcher = Batcher(app.finish, app.metrics.batch, batch_rows, batch_wait_seconds)
         self._date_second = 0
         self._date_header = b""
 
@@ -183,9 +191,9 @@ class Connection(asyncio.Protocol):
         self._message_started = 0.0
         self._answered = False  # until the first response, idling counts as a stalled request
         self._closed = False  # no more input is read (refused, closing, or lost)
-        # While one request waits on a worker thread, or the client does not read its answers,
-        # later pipelined ones queue here so the responses go out in order. None: nothing
-        # pending, requests are answered inline.
+        # While one request waits on a worker thread or a batch, or the client does not read its
+        # answers, later pipelined ones queue here so the responses go out in order. None:
+        # nothing pending, requests are answered inline.
         self._queue: deque[Request] | None = None
         self._offloading = False
         self._reading_paused = False
@@ -339,6 +347,9 @@ class Connection(asyncio.Protocol):
         if isinstance(result, Offload):
             self._queue = deque()
             self._offload(request, result)
+        elif isinstance(result, Batchable):
+            self._queue = deque()
+            self._batch(request, result)
         else:
             self._server.inflight -= self._size
             self._send(request, result)
@@ -362,8 +373,19 @@ class Connection(asyncio.Protocol):
         self._send(request, self._app.finish(offload, outcome))
         self._answer_queued()
 
+    def _batch(self, request: Request, item: Batchable) -> None:
+        self._offloading = True
+        self._server.batcher.add(item, lambda response: self._batched(request, response))
+
+    def _batched(self, request: Request, response: Response) -> None:
+        self._server.inflight -= len(request.body)
+        self._offloading = False
+        self._send(request, response)
+        self._answer_queued()
+
     def _answer_queued(self) -> None:
-        """Answer queued requests in order while the client reads, up to one to offload."""
+        """Answer queued requests in order while the client reads, up to one to offload or
+        batch."""
         queue = self._queue
         server = self._server
         while queue and not self._writing_paused:
@@ -381,6 +403,9 @@ class Connection(asyncio.Protocol):
             )
             if isinstance(result, Offload):
                 self._offload(request, result)
+                return
+            if isinstance(result, Batchable):
+                self._batch(request, result)
                 return
             server.inflight -= len(request.body)
             self._send(request, result)

@@ -43,6 +43,8 @@ class Metrics:
         self._latency: dict[tuple[str, int], tuple[list[int], list[float]]] = {}
         self._classes: dict[Any, int] = {}
         self._rows = 0
+        self._batches = 0
+        self._batched = 0
         self._registry = CollectorRegistry(auto_describe=False)
         self._registry.register(_Collector(self))
         ProcessCollector(registry=self._registry)
@@ -64,6 +66,10 @@ class Metrics:
 
     def rows(self, count: int) -> None:
         self._rows += count
+
+    def batch(self, requests: int) -> None:
+        self._batches += 1
+        self._batched += requests
 
     def render(self) -> bytes:
         return generate_latest(self._registry)
@@ -105,6 +111,21 @@ class Metrics:
         )
         rows.add_metric([model, worker], self._rows)
         yield rows
+        batches = CounterMetricFamily(
+            "modelyard_server_batches",
+            "Model calls made for batched predictions (adaptive batching); the batched "
+            "requests divided by this is the mean batch size.",
+            labels=["model", "worker"],
+        )
+        batches.add_metric([model, worker], self._batches)
+        yield batches
+        batched = CounterMetricFamily(
+            "modelyard_server_batched_requests",
+            "Prediction requests answered through adaptive batching.",
+            labels=["model", "worker"],
+        )
+        batched.add_metric([model, worker], self._batched)
+        yield batched
 
         ready = GaugeMetricFamily(
             "modelyard_server_model_ready",

@@ -28,7 +28,16 @@ import orjson
 from modelyard.monitoring import token as monitor_token
 from modelyard.monitoring.report import MAX_UNMATCHED, ProcessReport
 from modelyard.workloads.serving import protocol
-from modelyard.workloads.serving.app import JSON, OTHER, POST, App, Offload, Outcome, Response
+from modelyard.workloads.serving.app import (
+    JSON,
+    OTHER,
+    POST,
+    App,
+    Batchable,
+    Offload,
+    Outcome,
+    Response,
+)
 from modelyard.workloads.serving.app import error as error_response
 from modelyard.workloads.serving.errors import RequestError
 from modelyard.workloads.serving.feedback import Labels, checked_id
@@ -88,8 +97,9 @@ class MonitorApp:
             log.exception("unexpected error on %s", endpoint)
             return error_response(500, f"internal error: {type(failure).__name__}", endpoint)
 
-    def finish(self, offload: Offload, outcome: Outcome | BaseException) -> Response:
-        raise AssertionError("the monitoring port never offloads")  # handle() never returns one
+    def finish(self, offload: Offload | Batchable, outcome: Outcome | BaseException) -> Response:
+        # handle() never returns an Offload or a Batchable.
+        raise AssertionError("the monitoring port never offloads or batches")
 
     def _labels(self) -> Labels:
         labels = self._app.labels

@@ -105,6 +105,7 @@ async def _serve(
         config.drift_window,
         remember_rows=config.remember_rows,
         feedback_window=config.feedback_window,
+        batching=config.batch_rows > 1,
     )
     # The monitoring port has the serving port's limits: it reads bodies too.
     server, monitor = (
@@ -116,6 +117,8 @@ async def _serve(
             max_inflight_bytes=config.max_inflight_bytes,
             max_queued_requests=config.max_queued_requests,
             write_seconds=config.write_seconds,
+            batch_rows=config.batch_rows,
+            batch_wait_seconds=config.batch_wait_seconds,
         )
         for application in (app, MonitorApp(app, config.monitor_token))
     )
