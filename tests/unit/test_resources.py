@@ -36,6 +36,7 @@ from modelyard.resources.serving import (
     build_service,
     split_replicas,
 )
+from modelyard.workloads.serving.config import parse
 
 CONFIG = OperatorConfig(s3_endpoint="http://10.0.0.1:8333", s3_credentials_secret="s3-creds")
 DIGEST = "sha256:" + "ab" * 32
@@ -423,3 +424,28 @@ def test_servers_keep_at_least_the_rows_monitoring_judges_from(
     _validate(deployment)
     env = {e["name"]: e.get("value") for e in _pod_spec(deployment)["containers"][0]["env"]}
     assert {name: env[name] for name in env if name.endswith("_WINDOW")} == windows
+
+
+@pytest.mark.parametrize(
+    ("batching", "settings"),
+    [
+        ({"maxRows": 1}, (1, 0.0)),  # off
+        ({"maxRows": 64, "maxWaitMilliseconds": 5}, (64, 0.005)),
+        ({}, (256, 0.0)),  # the API's defaults are the server's
+        (None, (256, 0.0)),
+    ],
+)
+def test_the_servers_batch_as_the_spec_says(
+    batching: dict[str, Any] | None, settings: tuple[int, float]
+) -> None:
+    spec = _serving_spec(**({"batching": batching} if batching is not None else {}))
+    deployment = build_deployment(
+        DEPLOYMENT, spec, "main", ModelRef("s3://m/a", DIGEST, None), 1, CONFIG
+    )
+    _validate(deployment)
+    env = {e["name"]: e.get("value") for e in _pod_spec(deployment)["containers"][0]["env"]}
+    if batching is None:  # the template stays as it was before batching had a setting
+        assert not [name for name in env if name.startswith("MODELYARD_BATCH")]
+    given = {name: value for name, value in env.items() if value is not None}
+    server = parse(["--model-uri", "s3://models/a/model.joblib"], env=given)
+    assert (server.batch_rows, server.batch_wait_seconds) == settings

@@ -27,6 +27,7 @@ from modelyard.api.common import (
 )
 from modelyard.api.refresh import DURATION_PATTERN, parse_duration
 from modelyard.api.trainingjob import Metric
+from modelyard.workloads.serving.config import DEFAULT_BATCH_ROWS, INLINE_ROWS, MAX_BATCH_WAIT_MS
 
 # Children beside <name>: the canary track (<name>-canary), and while a canary takes a share,
 # the main track's Service (<name>-stable) and the weighted router (<name>-router). A name
@@ -204,6 +205,26 @@ class Monitoring(ApiModel):
     )
 
 
+class Batching(ApiModel):
+    """Adaptive batching: small predictions that queue together in a server share one model
+    call, and each gets its own rows' answer."""
+
+    max_rows: int = Field(
+        default=DEFAULT_BATCH_ROWS,
+        ge=1,
+        le=INLINE_ROWS,
+        description="Rows one model call takes at most; 1 turns batching off.",
+    )
+    max_wait_milliseconds: int = Field(
+        default=0,
+        ge=0,
+        le=int(MAX_BATCH_WAIT_MS),
+        description="How long the first prediction of a batch waits for others. 0 batches only "
+        "the requests a server read together, so a lone request never waits; more trades "
+        "latency for larger batches.",
+    )
+
+
 class ModelDeploymentSpec(ApiModel):
     rules = (
         Rule(
@@ -229,6 +250,11 @@ class ModelDeploymentSpec(ApiModel):
         default=None, description="CPU and memory for each server container."
     )
     image: Image | None = Field(default=None, description="Server image, overriding the default.")
+    batching: Batching | None = Field(
+        default=None,
+        description=f"Adaptive batching in each server; on when left out ({DEFAULT_BATCH_ROWS} "
+        "rows a call, no added wait).",
+    )
     monitoring: Monitoring | None = Field(
         default=None,
         description="Gather drift and live quality from the servers into status, with the "

@@ -105,6 +105,7 @@ def build_deployment(
         # Derived from the owner's uid, so the operator recomputes it to ask these servers.
         {"name": token.ENV, "value": token.for_deployment(owner.uid)},
         *window_env(spec),
+        *batching_env(spec),
         *(
             [{"name": "MODELYARD_WORKERS", "value": str(config.server_workers)}]
             if config.server_workers > 1
@@ -196,6 +197,17 @@ def window_env(spec: ModelDeploymentSpec) -> list[Manifest]:
         labels = max(DEFAULT_FEEDBACK_WINDOW, monitoring.quality.min_labels)
         env.append({"name": "MODELYARD_FEEDBACK_WINDOW", "value": str(labels)})
     return env
+
+
+def batching_env(spec: ModelDeploymentSpec) -> list[Manifest]:
+    """Only when spec.batching is set: the server's defaults are the API's, and the template
+    of a deployment without it stays as it was."""
+    if spec.batching is None:
+        return []
+    return [
+        {"name": "MODELYARD_BATCH_ROWS", "value": str(spec.batching.max_rows)},
+        {"name": "MODELYARD_BATCH_WAIT_MS", "value": str(spec.batching.max_wait_milliseconds)},
+    ]
 
 
 def monitor_ports(workers: int) -> list[Manifest]:
