@@ -111,11 +111,17 @@ def _joined(items: list[Batchable]) -> Outcome | BaseException:
 
 
 def _split(outcome: Outcome, sizes: list[int]) -> list[Outcome | BaseException]:
-    bounds = np.cumsum(sizes)[:-1]
-    predictions = (
-        np.split(outcome.predictions, bounds)
-        if outcome.predictions is not None
-        else [None] * len(sizes)
-    )
-    proba = np.split(outcome.proba, bounds) if outcome.proba is not None else [None] * len(sizes)
-    return [Outcome(p, q) for p, q in zip(predictions, proba, strict=True)]
+    # Plain slices: np.split costs more than the rest of a small batch's bookkeeping.
+    predictions, proba = outcome
+    outcomes: list[Outcome | BaseException] = []
+    start = 0
+    for size in sizes:
+        end = start + size
+        outcomes.append(
+            Outcome(
+                None if predictions is None else predictions[start:end],
+                None if proba is None else proba[start:end],
+            )
+        )
+        start = end
+    return outcomes

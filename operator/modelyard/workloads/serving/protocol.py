@@ -237,11 +237,13 @@ def _matrix_tensor(model: Model, tensor: Tensor) -> np.ndarray:
             f"data has {len(data)}",
         )
     else:
-        matrix = rows_matrix(
-            model,
-            [data[i : i + width] for i in range(0, len(data), width)],
-            f"input {tensor.name!r}",
-        )
+        # A flat row-major list, as most clients send it: converted in one piece when numeric.
+        where = f"input {tensor.name!r}"
+        matrix = _numeric_matrix(model, data, where, flat=True) if data else None
+        if matrix is None:
+            matrix = rows_matrix(
+                model, [data[i : i + width] for i in range(0, len(data), width)], where
+            )
     if matrix.shape[0] != rows:
         raise RequestError(
             422, f"input {tensor.name!r}: shape {tensor.shape} but data has {matrix.shape[0]} rows"
@@ -317,22 +319,33 @@ def rows_matrix(model: Model, rows: list[Any], where: str) -> np.ndarray:
     """Rows given as lists of values in feature order, checked and converted."""
     if not rows:
         raise RequestError(422, f"{where}: no rows: nothing to predict")
-    if model.all_numeric:
-        try:
-            array = np.asarray(rows)
-        except (ValueError, OverflowError):
-            array = None  # ragged rows or out-of-range ints: the checks below say which row
-        if (
-            array is not None
-            and array.dtype.kind in _NUMERIC_KINDS
-            and array.ndim == 2
-            and array.shape[1] == len(model.features)
-        ):
-            matrix = array.astype(np.float64, copy=False)
-            if not np.isfinite(matrix).all():
-                _reject_non_finite(model, matrix, where)
-            return matrix
-    return _checked_rows(model, rows, where)
+    matrix = _numeric_matrix(model, rows, where)
+    return _checked_rows(model, rows, where) if matrix is None else matrix
+
+
+def _numeric_matrix(
+    model: Model, values: list[Any], where: str, flat: bool = False
+) -> np.ndarray | None:
+    """Rows (with `flat`, the values of rows one after the other) as a float64 matrix in one
+    numpy conversion when they are all numbers and as many per row as the model has features;
+    None otherwise, for the value-by-value checks to name what is wrong."""
+    if not model.all_numeric:
+        return None
+    try:
+        array = np.asarray(values)
+    except (ValueError, OverflowError):
+        return None  # ragged rows or out-of-range ints
+    width = len(model.features)
+    if array.dtype.kind not in _NUMERIC_KINDS:
+        return None
+    if flat and array.ndim == 1 and len(array) % width == 0:
+        array = array.reshape(-1, width)
+    if array.ndim != 2 or array.shape[1] != width:
+        return None
+    matrix = array.astype(np.float64, copy=False)
+    if not np.isfinite(matrix).all():
+        _reject_non_finite(model, matrix, where)
+    return matrix
 
 
 def _checked_rows(model: Model, rows: list[Any], where: str) -> np.ndarray:
