@@ -239,11 +239,12 @@ def _matrix_tensor(model: Model, tensor: Tensor) -> np.ndarray:
     else:
         # A flat row-major list, as most clients send it: converted in one piece when numeric.
         where = f"input {tensor.name!r}"
-        matrix = _numeric_matrix(model, data, where, flat=True) if data else None
-        if matrix is None:
-            matrix = rows_matrix(
-                model, [data[i : i + width] for i in range(0, len(data), width)], where
-            )
+        numeric = _numeric_matrix(model, data, where, flat=True) if data else None
+        matrix = (
+            rows_matrix(model, [data[i : i + width] for i in range(0, len(data), width)], where)
+            if numeric is None
+            else numeric
+        )
     if matrix.shape[0] != rows:
         raise RequestError(
             422, f"input {tensor.name!r}: shape {tensor.shape} but data has {matrix.shape[0]} rows"
