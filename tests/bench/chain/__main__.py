@@ -1,0 +1,52 @@
+"""Entry point: `python -m tests.bench.chain [--quick]` (the same run either way: one chain).
+
+Runs tests/e2e/test_chain_budget.py on the local cluster (images built and the chart installed
+by the e2e fixtures, as `make test-e2e` does), then writes docs/benchmarks/chain.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from tests.bench.chain.report import markdown
+from tests.conftest import REPO
+
+DOCS = REPO / "docs" / "benchmarks"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.bench.chain")
+    parser.add_argument("--quick", action="store_true", help="accepted for make bench-quick")
+    parser.add_argument("--output", type=Path, default=DOCS, help="where chain.md goes")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as directory:
+        milestones_file = Path(directory) / "milestones.json"
+        started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        subprocess.run(
+            [
+                *(sys.executable, "-m", "pytest", "tests/e2e/test_chain_budget.py"),
+                *("-m", "bench", "-p", "no:cacheprovider", "-q"),
+            ],
+            check=True,
+            cwd=REPO,
+            env={
+                **__import__("os").environ,
+                "MODELYARD_CHAIN_BUDGET_OUTPUT": str(milestones_file),
+            },
+        )
+        milestones = json.loads(milestones_file.read_text())
+    args.output.mkdir(parents=True, exist_ok=True)
+    command = "python -m tests.bench.chain" + (" --quick" if args.quick else "")
+    (args.output / "chain.md").write_text(markdown(milestones, started, command))
+    print(f"wrote {args.output / 'chain.md'}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

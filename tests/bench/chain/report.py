@@ -1,0 +1,93 @@
+"""docs/benchmarks/chain.md from the milestones of one quickstart run."""
+
+from __future__ import annotations
+
+GOAL_SECONDS = 10.0
+FIRST_PREDICTION = "first prediction"
+
+# Each phase: what it is, and the milestones it runs between.
+PHASES: list[tuple[str, str, str]] = [
+    ("operator: Dataset to its ingest Job", "Dataset created", "ingest Job created"),
+    ("Job to ingest pod", "ingest Job created", "ingest pod created"),
+    (
+        "ingest pod start (schedule, sandbox, image)",
+        "ingest pod created",
+        "ingest container started",
+    ),
+    (
+        "ingestion (imports, read, write to S3)",
+        "ingest container started",
+        "ingest container finished",
+    ),
+    ("operator: ingest done to Dataset Ready", "ingest container finished", "Dataset Ready"),
+    ("operator: Dataset Ready to the training Job", "Dataset Ready", "train Job created"),
+    ("Job to training pod", "train Job created", "train pod created"),
+    ("training pod start", "train pod created", "train container started"),
+    (
+        "training (imports, read, fit, write the model)",
+        "train container started",
+        "train container finished",
+    ),
+    (
+        "operator: training done to TrainingJob Ready",
+        "train container finished",
+        "TrainingJob Ready",
+    ),
+    (
+        "operator: TrainingJob Ready to the server Deployment",
+        "TrainingJob Ready",
+        "server Deployment created",
+    ),
+    ("Deployment to server pod", "server Deployment created", "server pod created"),
+    ("server pod start", "server pod created", "server container started"),
+    (
+        "server start (imports, model fetch, verify, load) and readiness probe",
+        "server container started",
+        "server pod ready",
+    ),
+    ("pod ready to the first answer through the Service", "server pod ready", FIRST_PREDICTION),
+]
+
+
+def markdown(milestones: dict[str, float], started: str, command: str) -> str:
+    total = milestones.get(FIRST_PREDICTION)
+    verdict = (
+        "not measured" if total is None else ("met" if total <= GOAL_SECONDS else "**missed**")
+    )
+    lines = [
+        "# Whole chain: the quickstart from `kubectl apply` to the first prediction",
+        "",
+        f"Run {started} with `{command}` (`make bench`): `examples/quickstart` applied to a",
+        "fresh namespace of the warm local cluster (images on the node, operator installed by",
+        "the chart), the first prediction polled through the API server's service proxy every",
+        "50 ms. Milestones are when this client saw them on watches (the API's own timestamps",
+        "have whole seconds).",
+        "",
+        "| goal | figure | verdict |",
+        "| --- | --- | --- |",
+        f"| apply to first prediction ≤ {GOAL_SECONDS:.0f} s | "
+        f"{'-' if total is None else f'{total:.1f} s'} | {verdict} |",
+        "",
+        "## Where the time goes",
+        "",
+        "| phase | seconds | share |",
+        "| --- | --- | --- |",
+    ]
+    for label, begin, end in PHASES:
+        if begin in milestones and end in milestones:
+            seconds = milestones[end] - milestones[begin]
+            share = f"{seconds / total:.0%}" if total else "-"
+            lines.append(f"| {label} | {seconds:.2f} | {share} |")
+        else:
+            lines.append(f"| {label} | not seen | |")
+    lines += [
+        "",
+        "Phases can overlap or leave gaps (the next starts when it sees the last one's end on",
+        "its own watch); the milestones themselves:",
+        "",
+        "| milestone | seconds after apply |",
+        "| --- | --- |",
+        *(f"| {name} | {seconds:.2f} |" for name, seconds in milestones.items()),
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,173 @@
+"""Where the quickstart's time goes, from `kubectl apply` to the first prediction: a
+measurement for `make bench` (tests/bench/chain), not part of the e2e tier (marker `bench`).
+
+Milestones are taken as the API server reports them, watched from here with this process's
+clock (the API's own timestamps have whole seconds); the first prediction is polled through
+the API server's service proxy every 50 ms once the server Deployment exists.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client, watch
+
+from tests.conftest import EXAMPLES
+from tests.e2e.chain import GROUP, VERSION, kubectl, wait_until
+from tests.e2e.conftest import ServiceProxy
+from tests.plugins.kube import Cluster
+
+pytestmark = pytest.mark.bench
+
+# Where tests/bench/chain wants the milestones (seconds after the apply, by name).
+OUTPUT = "MODELYARD_CHAIN_BUDGET_OUTPUT"
+COMPONENT = "app.kubernetes.io/component"
+IRIS_ROW = [5.1, 3.5, 1.4, 0.2]
+
+
+class Milestones:
+    """The first time each named thing was seen, in seconds after `start`."""
+
+    def __init__(self) -> None:
+        self.start = time.monotonic()
+        self.seen: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def mark(self, name: str) -> None:
+        with self._lock:
+            self.seen.setdefault(name, round(time.monotonic() - self.start, 3))
+
+
+def _watch(
+    stop: threading.Event, listing: Callable[..., Any], on: Callable[[dict[str, Any]], None]
+) -> None:
+    while not stop.is_set():
+        stream = watch.Watch()
+        for event in stream.stream(listing, timeout_seconds=2, _request_timeout=5):
+            on(event["object"] if isinstance(event["object"], dict) else _plain(event["object"]))
+            if stop.is_set():
+                stream.stop()
+
+
+def _plain(thing: Any) -> dict[str, Any]:
+    serialized: dict[str, Any] = client.ApiClient().sanitize_for_serialization(thing)
+    return serialized
+
+
+def _condition(document: dict[str, Any], kind: str) -> bool:
+    conditions = (document.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == kind and c.get("status") == "True" for c in conditions)
+
+
+def _on_pod(milestones: Milestones) -> Callable[[dict[str, Any]], None]:
+    def on(pod: dict[str, Any]) -> None:
+        component = (pod["metadata"].get("labels") or {}).get(COMPONENT)
+        if component is None:
+            return
+        milestones.mark(f"{component} pod created")
+        status = pod.get("status") or {}
+        if any(
+            c.get("type") == "PodScheduled" and c["status"] == "True"
+            for c in status.get("conditions") or []
+        ):
+            milestones.mark(f"{component} pod scheduled")
+        for container in status.get("containerStatuses") or []:
+            state = container.get("state") or {}
+            if "running" in state or "terminated" in state:
+                milestones.mark(f"{component} container started")
+            if "terminated" in state:
+                milestones.mark(f"{component} container finished")
+        if _condition(pod, "Ready"):
+            milestones.mark(f"{component} pod ready")
+
+    return on
+
+
+def _on_owner(milestones: Milestones, kind: str) -> Callable[[dict[str, Any]], None]:
+    def on(document: dict[str, Any]) -> None:
+        milestones.mark(f"{kind} created")
+        if _condition(document, "Ready"):
+            milestones.mark(f"{kind} Ready")
+
+    return on
+
+
+def _on_child(milestones: Milestones, kind: str) -> Callable[[dict[str, Any]], None]:
+    def on(document: dict[str, Any]) -> None:
+        component = (document["metadata"].get("labels") or {}).get(COMPONENT)
+        if component is not None:
+            milestones.mark(f"{component} {kind} created")
+
+    return on
+
+
+def _watchers(
+    cluster: Cluster, namespace: str, milestones: Milestones
+) -> Iterator[tuple[Callable[..., Any], Callable[[dict[str, Any]], None]]]:
+    api = cluster.api_client()
+    core, batch, apps = client.CoreV1Api(api), client.BatchV1Api(api), client.AppsV1Api(api)
+    custom = client.CustomObjectsApi(api)
+    yield (lambda **kw: core.list_namespaced_pod(namespace, **kw)), _on_pod(milestones)
+    yield (lambda **kw: batch.list_namespaced_job(namespace, **kw)), _on_child(milestones, "Job")
+    yield (
+        (lambda **kw: apps.list_namespaced_deployment(namespace, **kw)),
+        _on_child(milestones, "Deployment"),
+    )
+    for plural, kind in (
+        ("datasets", "Dataset"),
+        ("trainingjobs", "TrainingJob"),
+        ("modeldeployments", "ModelDeployment"),
+    ):
+
+        def listing(plural: str = plural, **kw: Any) -> Any:
+            return custom.list_namespaced_custom_object(GROUP, VERSION, namespace, plural, **kw)
+
+        yield listing, _on_owner(milestones, kind)
+
+
+def test_quickstart_time_budget(kube_node: Cluster, ml_namespace: str, proxy: ServiceProxy) -> None:
+    milestones = Milestones()
+    stop = threading.Event()
+    threads = [
+        threading.Thread(target=_watch, args=(stop, listing, on), daemon=True)
+        for listing, on in _watchers(kube_node, ml_namespace, milestones)
+    ]
+    for thread in threads:
+        thread.start()
+    time.sleep(1)  # every watch open before the apply
+    milestones.start = time.monotonic()
+    kubectl(kube_node, "apply", "-n", ml_namespace, "-f", str(EXAMPLES / "quickstart"))
+    milestones.mark("kubectl apply returned")
+    wait_until("the server Deployment", lambda: "server Deployment created" in milestones.seen)
+
+    def predicted() -> bool:
+        try:
+            answer = proxy.post(
+                ml_namespace, "iris", "v1/models/iris:predict", {"instances": [IRIS_ROW]}
+            )
+        except OSError:
+            return False
+        return answer.status_code == 200 and answer.json()["predictions"] == [0]
+
+    deadline = time.monotonic() + 600
+    while not predicted():
+        assert time.monotonic() < deadline, f"no prediction in 600 s: {milestones.seen}"
+        time.sleep(0.05)
+    milestones.mark("first prediction")
+    wait_until("ModelDeployment Ready", lambda: "ModelDeployment Ready" in milestones.seen)
+    stop.set()
+    for thread in threads:
+        thread.join(timeout=10)
+    ordered = dict(sorted(milestones.seen.items(), key=lambda item: item[1]))
+    print(json.dumps(ordered, indent=1))
+    target = os.environ.get(OUTPUT)
+    if target:
+        Path(target).write_text(json.dumps(ordered, indent=1))
+    assert ordered["first prediction"] > 0
