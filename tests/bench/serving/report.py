@@ -183,7 +183,7 @@ def _http_gain(servers: dict[str, Result]) -> float:
 
 def absolute(results: list[Result], mode: str) -> list[str]:
     header = ["model", "workers", "rows", "c" if mode == "closed" else "rate/s", "server"]
-    header += ["requests", "req/s", "p50 ms", "p99 ms", "errors", "counts"]
+    header += ["requests", "req/s", "p50 ms", "p99 ms", "errors", "valid run"]
     lines = [_row(header), _row("---" for _ in header)]
     for (model, workers, rows, level), servers in sorted(_cells(results, mode).items()):
         for server, result in servers.items():
