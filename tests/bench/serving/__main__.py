@@ -98,7 +98,8 @@ def main() -> int:
     if partial:
         PARTIAL.parent.mkdir(parents=True, exist_ok=True)
         PARTIAL.write_text(json.dumps(document, indent=1))
-        print("\n".join([*report.goals(document["results"])[0], "", *report.limits(document)]))
+        table = report.goals(document["results"])[0]
+        print("\n".join([*table, "", *report.layers(document), *report.limits(document)]))
         print(f"raw figures: {PARTIAL}", file=sys.stderr)
         return 0
     report.write(document)
