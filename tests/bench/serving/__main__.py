@@ -52,7 +52,7 @@ def main() -> int:
     parser.add_argument(
         "--report-only",
         action="store_true",
-        help="write serving.md and .png again from serving.json (adds the profile if missing)",
+        help="write serving.md and .png again from serving.json (profiles again if missing or old)",
     )
     parser.add_argument("--models", type=_words, help="only these, e.g. hgb,rf (of lr,rf,hgb)")
     parser.add_argument("--workers", type=_numbers, help="only these worker counts, e.g. 1")
@@ -66,7 +66,8 @@ def main() -> int:
     }
     if args.report_only:
         document = json.loads(report.RAW.read_text())
-        if not document.get("profiles"):
+        # Profiles of older runs lack the V1 handler time the layer table needs: made again.
+        if not all("handler_v1_us" in profile for profile in document.get("profiles") or [{}]):
             matrix = Matrix(**document["matrix"])
             with tempfile.TemporaryDirectory(prefix="modelyard-bench-") as temporary:
                 models = build_models(Path(temporary), matrix.models)
@@ -97,7 +98,8 @@ def main() -> int:
     if partial:
         PARTIAL.parent.mkdir(parents=True, exist_ok=True)
         PARTIAL.write_text(json.dumps(document, indent=1))
-        print("\n".join([*report.goals(document["results"])[0], "", *report.limits(document)]))
+        table = report.goals(document["results"])[0]
+        print("\n".join([*table, "", *report.layers(document), *report.limits(document)]))
         print(f"raw figures: {PARTIAL}", file=sys.stderr)
         return 0
     report.write(document)

@@ -19,13 +19,16 @@ BIN = CACHE.parent / "bin"
 
 @dataclass(frozen=True)
 class Measured:
-    requests: int
+    requests: int  # answered or failed within the run; those still in flight at its end are not
     throughput: float  # successful requests per second
     p50_ms: float
     p99_ms: float
-    errors: int  # socket errors, timeouts and non-2xx answers
+    errors: int  # socket errors, timeouts and non-2xx answers: the three below added up
+    socket_errors: int  # connect, read or write failed (vegeta: also its time-outs)
+    timeouts: int | None  # no answer within the client's time-out; None: vegeta cannot tell
+    bad_status: int  # answered, but not 2xx
 
-    def as_dict(self) -> dict[str, float]:
+    def as_dict(self) -> dict[str, float | None]:
         return asdict(self)
 
 
@@ -66,13 +69,16 @@ def closed_loop(
     if run.returncode != 0:
         raise RuntimeError(f"wrk failed: {run.stderr}")
     figures = json.loads(run.stdout.strip().splitlines()[-1])
-    errors = figures["socket_errors"] + figures["bad_status"]
+    errors = figures["socket_errors"] + figures["timeouts"] + figures["bad_status"]
     return Measured(
         requests=figures["requests"],
         throughput=(figures["requests"] - errors) / figures["seconds"],
         p50_ms=figures["p50_us"] / 1000,
         p99_ms=figures["p99_us"] / 1000,
         errors=errors,
+        socket_errors=figures["socket_errors"],
+        timeouts=figures["timeouts"],
+        bad_status=figures["bad_status"],
     )
 
 
@@ -100,13 +106,19 @@ def open_loop(url: str, body: Path, rate: int, seconds: float, cpus: str | None)
         [vegeta(), "report", "-type=json"], input=attack.stdout, capture_output=True, check=True
     )
     figures = json.loads(report.stdout)
-    ok = sum(count for code, count in figures["status_codes"].items() if code.startswith("2"))
+    codes: dict[str, int] = figures["status_codes"]
+    ok = sum(count for code, count in codes.items() if code.startswith("2"))
+    # Vegeta records a request that got no answer (refused, reset, timed out) as status 0.
+    unanswered = codes.get("0", 0)
     return Measured(
         requests=figures["requests"],
         throughput=figures["throughput"],
         p50_ms=figures["latencies"]["50th"] / 1e6,
         p99_ms=figures["latencies"]["99th"] / 1e6,
         errors=figures["requests"] - ok,
+        socket_errors=unanswered,
+        timeouts=None,
+        bad_status=figures["requests"] - ok - unanswered,
     )
 
 

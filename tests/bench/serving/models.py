@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +14,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 
 from modelyard.storage.client import Storage
-from modelyard.storage.layout import MODEL_CARD, MODEL_FILE
+from modelyard.storage.digest import bytes_digest
+from modelyard.storage.layout import MANIFEST, MODEL_CARD, MODEL_FILE
 from modelyard.storage.uri import S3Uri
 from modelyard.workloads.common.modelcard import Feature
 from tests.unit.test_serve_protocol import Trained, train
@@ -37,9 +39,14 @@ class BenchModel:
         return [int(p) for p in predictions]
 
     def publish(self, storage: Storage, root: S3Uri) -> S3Uri:
+        """As training lays a model out: payload, card, then the manifest naming both digests
+        (the server refuses a model without it as half-written)."""
         prefix = root.join("models", self.name)
         storage.put_bytes(prefix.join(MODEL_FILE), self.trained.data)
-        storage.put_json(prefix.join(MODEL_CARD), self.trained.card.model_dump(mode="json"))
+        card = json.dumps(self.trained.card.model_dump(mode="json"), indent=2).encode()
+        storage.put_bytes(prefix.join(MODEL_CARD), card, "application/json")
+        manifest = {"digest": bytes_digest(self.trained.data), "cardDigest": bytes_digest(card)}
+        storage.put_json(prefix.join(MANIFEST), manifest)
         return prefix.join(MODEL_FILE)
 
 

@@ -8,9 +8,9 @@ file:close()
 done = function(summary, latency, requests)
   local errors = summary.errors
   io.write(string.format(
-    '{"requests": %d, "seconds": %.6f, "socket_errors": %d, "bad_status": %d, ' ..
-    '"p50_us": %d, "p99_us": %d}\n',
+    '{"requests": %d, "seconds": %.6f, "socket_errors": %d, "timeouts": %d, ' ..
+    '"bad_status": %d, "p50_us": %d, "p99_us": %d}\n',
     summary.requests, summary.duration / 1e6,
-    errors.connect + errors.read + errors.write + errors.timeout, errors.status,
+    errors.connect + errors.read + errors.write, errors.timeout, errors.status,
     latency:percentile(50), latency:percentile(99)))
 end

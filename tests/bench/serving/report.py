@@ -17,8 +17,18 @@ RAW = OUT / "serving.json"
 OURS = {"V2": "modelyard V2", "V1": "modelyard V1"}
 # Each goal compares our endpoint with the peer endpoint that speaks the same protocol.
 PEERS = (("MLServer V2", "V2"), ("KServe V2", "V2"), ("KServe V1", "V1"))
+# Our App and model under other HTTP servers (V1, like the FastAPI floor): what our own HTTP
+# server is worth on its own.
+LAYERS = ("App on uvicorn V1", "App on granian V1")
 THROUGHPUT_GOAL = 3.0
 CEILING_GOAL = 0.7
+HTTP_GOAL = 0.2  # our HTTP server: at least this much more throughput than the best of LAYERS
+# A cell is invalid when any server in it answered errors or too few requests. 100: a p99 of
+# fewer samples is their maximum. 4 per connection: wrk drops the requests in flight when the
+# run ends, up to one per connection, so below 4 answers a connection that cut alone is over a
+# fifth of the count.
+MIN_REQUESTS = 100
+MIN_PER_CONNECTION = 4
 
 Result = dict[str, Any]
 
@@ -32,6 +42,46 @@ def _cells(results: list[Result], mode: str) -> dict[tuple[Any, ...], dict[str, 
         key = (result["model_label"], result["workers"], result["rows"], result["level"])
         cells.setdefault(key, {})[result["server"]] = result
     return cells
+
+
+def minimum(result: Result) -> int:
+    """The fewest answered requests that make this run's figures count."""
+    if result["mode"] == "closed":
+        return max(MIN_REQUESTS, MIN_PER_CONNECTION * int(result["level"]))
+    return MIN_REQUESTS
+
+
+def errors_text(result: Result) -> str:
+    """The run's errors, split where they were recorded; "not recorded" for older runs."""
+    if "errors" not in result:
+        return "errors not recorded"
+    if "bad_status" not in result:
+        return str(result["errors"])  # older runs: the total only
+    timeouts = result["timeouts"]
+    split = [
+        f"{result['socket_errors']} socket",
+        "timeouts in socket" if timeouts is None else f"{timeouts} timeouts",
+        f"{result['bad_status']} non-2xx",
+    ]
+    return f"{result['errors']} ({', '.join(split)})"
+
+
+def problem(result: Result) -> str | None:
+    """Why this run's figures do not count, or None when they do."""
+    if "errors" not in result:
+        return f"{result['server']}: errors not recorded"
+    answered = result["requests"] - result["errors"]
+    if result["errors"] or answered < minimum(result):
+        return (
+            f"{result['server']}: {answered} answered (minimum {minimum(result)}), "
+            f"errors {errors_text(result)}"
+        )
+    return None
+
+
+def problems(servers: dict[str, Result]) -> list[str]:
+    """Why a cell is invalid: one line per server whose run does not count; empty if valid."""
+    return [text for result in servers.values() if (text := problem(result)) is not None]
 
 
 def _ratio(numerator: float, denominator: float) -> float:
@@ -48,8 +98,12 @@ def _row(values: Iterable[object]) -> str:
     return "| " + " | ".join(str(v) for v in values) + " |"
 
 
-def goals(results: list[Result]) -> tuple[list[str], dict[str, tuple[int, int]]]:
-    """The closed-loop comparison table and, per goal, (cells met, cells measured)."""
+def goals(results: list[Result]) -> tuple[list[str], dict[str, tuple[int, int, int]]]:
+    """The closed-loop comparison table and, per goal, (cells met, valid cells, invalid cells).
+
+    An invalid cell's ratios are shown but count for no goal: the peer that failed in it was
+    not measured, and whoever shared the machine with its failure was not measured alone.
+    """
     header = [
         "model",
         "workers",
@@ -66,11 +120,15 @@ def goals(results: list[Result]) -> tuple[list[str], dict[str, tuple[int, int]]]
         "p99 MLServer ÷ ours",
         "p99 KServe V2 ÷ ours",
         "p99 KServe V1 ÷ ours V1",
+        "ours V1 ÷ best App elsewhere",
+        "cell",
     ]
     lines = [_row(header), _row("---" for _ in header)]
-    tally = {"throughput": [0, 0], "p99": [0, 0], "ceiling": [0, 0]}
+    # Per goal: cells met, valid cells, invalid cells.
+    tally = {name: [0, 0, 0] for name in ("throughput", "p99", "ceiling", "http")}
     for (model, workers, rows, level), servers in sorted(_cells(results, "closed").items()):
         ours = {protocol: servers[label] for protocol, label in OURS.items()}
+        invalid = problems(servers)
         cells: list[object] = [model, workers, rows, level]
         throughput = {}
         p99 = {}
@@ -81,13 +139,13 @@ def goals(results: list[Result]) -> tuple[list[str], dict[str, tuple[int, int]]]
             mine, theirs = ours[protocol], servers[peer]
             throughput[peer] = _ratio(mine["throughput"], theirs["throughput"])
             p99[peer] = _ratio(theirs["p99_ms"], mine["p99_ms"])
-            tally["throughput"][0] += throughput[peer] >= THROUGHPUT_GOAL
-            tally["p99"][0] += p99[peer] >= THROUGHPUT_GOAL
-            tally["throughput"][1] += 1
-            tally["p99"][1] += 1
+            _count(tally["throughput"], throughput[peer] >= THROUGHPUT_GOAL, invalid)
+            _count(tally["p99"], p99[peer] >= THROUGHPUT_GOAL, invalid)
         ceiling = _ratio(ours["V2"]["throughput"], servers["ceiling"]["throughput"])
-        tally["ceiling"][0] += ceiling >= CEILING_GOAL
-        tally["ceiling"][1] += 1
+        _count(tally["ceiling"], ceiling >= CEILING_GOAL, invalid)
+        http = _http_gain(servers)
+        if http == http:  # NaN: no other server ran our App in this cell
+            _count(tally["http"], http >= HTTP_GOAL, invalid)
         cells += [
             f"{ours['V2']['throughput']:,.0f}",
             _x(throughput["MLServer V2"]),
@@ -100,14 +158,32 @@ def goals(results: list[Result]) -> tuple[list[str], dict[str, tuple[int, int]]]
             _x(p99["MLServer V2"]),
             _x(p99["KServe V2"]),
             _x(p99["KServe V1"]),
+            "n/a" if http != http else f"{100 * http:+.0f} %",
+            "valid" if not invalid else "**invalid**: " + "; ".join(invalid),
         ]
         lines.append(_row(cells))
-    return lines, {name: (met, total) for name, (met, total) in tally.items()}
+    return lines, {name: (met, valid, bad) for name, (met, valid, bad) in tally.items()}
+
+
+def _count(tally: list[int], met: bool, invalid: list[str]) -> None:
+    if invalid:
+        tally[2] += 1
+        return
+    tally[0] += met
+    tally[1] += 1
+
+
+def _http_gain(servers: dict[str, Result]) -> float:
+    """Our V1 throughput over the best of our App under another server, minus 1; NaN if none."""
+    others = [servers[label]["throughput"] for label in LAYERS if label in servers]
+    if not others:
+        return float("nan")
+    return _ratio(servers[OURS["V1"]]["throughput"], max(others)) - 1
 
 
 def absolute(results: list[Result], mode: str) -> list[str]:
     header = ["model", "workers", "rows", "c" if mode == "closed" else "rate/s", "server"]
-    header += ["req/s", "p50 ms", "p99 ms", "errors"]
+    header += ["requests", "req/s", "p50 ms", "p99 ms", "errors", "valid run"]
     lines = [_row(header), _row("---" for _ in header)]
     for (model, workers, rows, level), servers in sorted(_cells(results, mode).items()):
         for server, result in servers.items():
@@ -115,10 +191,12 @@ def absolute(results: list[Result], mode: str) -> list[str]:
                 _row(
                     [
                         *(model, workers, rows, level, server),
+                        f"{result['requests']:,}",
                         f"{result['throughput']:,.0f}",
                         f"{result['p50_ms']:.2f}",
                         f"{result['p99_ms']:.2f}",
-                        result["errors"],
+                        errors_text(result),
+                        "yes" if problem(result) is None else "**no**",
                     ]
                 )
             )
@@ -225,6 +303,8 @@ def tails(results: list[Result]) -> list[str]:
     header += ["p99 ÷ p50 ours", "p99 ÷ p50 ceiling"]
     rows = []
     for (model, workers, rows_, level), servers in sorted(_cells(results, "closed").items()):
+        if problems(servers):
+            continue
         ceiling = servers["ceiling"]
         for peer, protocol in PEERS:
             if peer not in servers:
@@ -267,6 +347,77 @@ def tails(results: list[Result]) -> list[str]:
     ]
 
 
+def layers(document: dict[str, Any]) -> list[str]:
+    """Time per request of our App under each HTTP layer, and each layer's share of it."""
+    handler = {
+        (profile["model"], profile["rows"]): profile["handler_v1_us"]
+        for profile in document.get("profiles", [])
+        if "handler_v1_us" in profile
+    }
+    rows = []
+    cells = _cells(document["results"], "closed")
+    for (model, workers, rows_, level), servers in sorted(cells.items()):
+        wanted = [OURS["V1"], *LAYERS, "FastAPI V1"]
+        if workers != 1 or problems(servers) or any(label not in servers for label in wanted):
+            continue
+        us = {label: _ratio(1e6, servers[label]["throughput"]) for label in wanted}
+        # The App's own time, measured in-process (best of 5 rounds, see profile.py): less
+        # disturbed by a busy machine than a difference of two HTTP runs. Runs without it:
+        # ours minus the ceiling (our HTTP server reading the request, answering a constant).
+        app = handler.get((model, rows_))
+        if app is None:
+            if "ceiling" not in servers:
+                continue
+            app = us[OURS["V1"]] - _ratio(1e6, servers["ceiling"]["throughput"])
+        http = {label: us[label] - app for label in (OURS["V1"], *LAYERS)}
+        rows.append(
+            _row(
+                [
+                    *(model, rows_, level),
+                    f"{app:.0f}",
+                    *(_share(us[label], http[label]) for label in (OURS["V1"], *LAYERS)),
+                    f"{us['FastAPI V1']:.0f}",
+                    f"{us['FastAPI V1'] - us[LAYERS[0]]:+.0f}",
+                ]
+            )
+        )
+    if not rows:
+        return []
+    header = [
+        "model",
+        "rows",
+        "c",
+        "App µs",
+        "ours (hand-written HTTP) µs (HTTP µs, share)",
+        "App on uvicorn µs (HTTP µs, share)",
+        "App on granian µs (HTTP µs, share)",
+        "FastAPI + plain predict µs",
+        "FastAPI minus App on uvicorn µs",
+    ]
+    return [
+        "## Layers: our App and model under three HTTP servers",
+        "",
+        "The same App (`App.handle`) and model (our loader, so the same compiled predictor) served",
+        "by our HTTP server, by uvicorn as a raw ASGI app and by granian (ASGI), all V1, beside",
+        "the FastAPI floor (uvicorn, FastAPI, the pipeline's own `predict`). Time per request is",
+        "1 / throughput with the server pinned to one CPU (one worker, valid cells only). The",
+        "App's time is `App.handle` on the same V1 body timed in-process (the profile below);",
+        "each server's HTTP time is its total minus that, and its share is of its own total.",
+        "At c=1 the total includes the load generator's round trip, at c=64 it is the server's",
+        "CPU time per request. The last column is what FastAPI and the plain predict cost",
+        "beyond the App on the same uvicorn (negative: the floor is faster).",
+        "",
+        _row(header),
+        _row("---" for _ in header),
+        *rows,
+        "",
+    ]
+
+
+def _share(total: float, http: float) -> str:
+    return f"{total:.0f} ({http:.0f}, {100 * http / total:.0f} %)"
+
+
 def write(document: dict[str, Any]) -> None:
     results: list[Result] = document["results"]
     matrix, command, started = document["matrix"], document["command"], document["started"]
@@ -279,6 +430,8 @@ def write(document: dict[str, Any]) -> None:
         "throughput": f"throughput ≥ {THROUGHPUT_GOAL:.0f}x MLServer's and KServe's",
         "p99": f"p99 ≤ 1/{THROUGHPUT_GOAL:.0f} of MLServer's and KServe's",
         "ceiling": f"≥ {100 * CEILING_GOAL:.0f} % of the constant endpoint's throughput",
+        "http": f"our hand-written HTTP server beats the best well-kept server (uvicorn, granian) "
+        f"running the same App and model by ≥ {100 * HTTP_GOAL:.0f} % (V1 throughput)",
     }
     lines = [
         "# Model serving: our server against MLServer, KServe and FastAPI",
@@ -296,17 +449,32 @@ def write(document: dict[str, Any]) -> None:
         "`uvicorn --workers`; ours is `modelyard-worker serve --workers`. Logging per request",
         "is off where a flag turns it off (KServe latency logging, uvicorn access log). One",
         "worker: servers pinned to CPU 0 and the load generator to CPU 1 (`taskset`); two",
-        "workers: nothing pinned, the load generator shares both cores. Cells run interleaved",
-        "(every server, then the next cell). The ceiling is our HTTP stack answering a constant.",
+        "workers: nothing pinned, the load generator shares both cores. Every server process",
+        "gets `OMP_NUM_THREADS` = its CPUs ÷ workers (scikit-learn's HistGradientBoosting",
+        "predicts on OpenMP threads: two workers of two threads each on two shared cores",
+        "starved the peers). Cells run interleaved (every server, then the next cell). The",
+        "ceiling is our HTTP stack answering a constant. `App on uvicorn` and `App on granian`",
+        "are our request handler and model (compiled predictor) as a raw ASGI app under those",
+        "servers (`tests/bench/serving/apps/asgi_app.py`), to tell our HTTP server's share.",
         "",
         "## Goals",
         "",
-        "| goal | cells met | verdict |",
-        "| --- | --- | --- |",
+        "| goal | cells met (of valid) | invalid cells | verdict |",
+        "| --- | --- | --- | --- |",
     ]
     for name, text in summary.items():
-        met, total = tally[name]
-        lines.append(_row([text, f"{met} / {total}", "met" if met == total else "**missed**"]))
+        met, valid, invalid = tally[name]
+        verdict = "no valid cell" if not valid else "met" if met == valid else "**missed**"
+        lines.append(_row([text, f"{met} / {valid}", invalid, verdict]))
+    lines += [
+        "",
+        "A cell is invalid, and counts for no goal, when any server in it answered an error",
+        f"(socket error, time-out or non-2xx) or fewer than max({MIN_REQUESTS}, "
+        f"{MIN_PER_CONNECTION} per connection) requests",
+        f"in the run (closed loop; open loop: {MIN_REQUESTS}). Each invalid cell names its",
+        "servers' counts in the last column of the table below. wrk's time-out (10 s) is longer",
+        "than a run: a server that stalls shows as too few answers, not as time-outs.",
+    ]
     lines += [
         "",
         "## Closed loop (wrk, one connection per client, next request on the last answer)",
@@ -317,6 +485,7 @@ def write(document: dict[str, Any]) -> None:
         "",
         "![throughput and p99 per server](serving.png)",
         "",
+        *layers(document),
         *limits(document),
         *tails(results),
         "## Open loop (vegeta, fixed rate, one worker, one-row payloads)",

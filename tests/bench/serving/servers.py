@@ -84,16 +84,47 @@ class Running:
                 self.process.wait(timeout=10)
 
 
+@dataclass(frozen=True)
+class Launch:
+    """What every server gets: the model, worker count, CPUs to pin to, a work directory."""
+
+    model: BenchModel
+    model_uri: str  # s3://… for our server
+    s3_env: dict[str, str]
+    workers: int
+    cpus: str | None
+    workdir: Path
+
+    def threads(self) -> int:
+        """OpenMP threads per server process: its CPUs shared among its workers.
+
+        scikit-learn's HistGradientBoosting predicts on OpenMP threads, one per CPU a process
+        sees. Unpinned, each of two workers ran two on the two cores the load generator uses
+        too, and the peers answered a handful of requests in a run (KServe V1: 1 in 3 s).
+        """
+        cpus = len(os.sched_getaffinity(0)) if self.cpus is None else _count(self.cpus)
+        return max(1, cpus // self.workers)
+
+
+def _count(cpus: str) -> int:
+    """How many CPUs a taskset list such as "0", "0,1" or "0-3" names."""
+    total = 0
+    for part in cpus.split(","):
+        first, _, last = part.partition("-")
+        total += int(last or first) - int(first) + 1
+    return total
+
+
 def _launch(
-    name: str, command: list[str], log: Path, cpus: str | None, env: dict[str, str], cwd: Path
+    launch: Launch, name: str, command: list[str], log: Path, env: dict[str, str], cwd: Path
 ) -> subprocess.Popen[bytes]:
-    pinned = [] if cpus is None else ["taskset", "-c", cpus]
+    pinned = [] if launch.cpus is None else ["taskset", "-c", launch.cpus]
     with log.open("wb") as sink:
         return subprocess.Popen(
             [*pinned, *command],
             stdout=sink,
             stderr=subprocess.STDOUT,
-            env={**os.environ, **env},
+            env={**os.environ, "OMP_NUM_THREADS": str(launch.threads()), **env},
             cwd=cwd,
             start_new_session=True,  # one process group: the server's workers stop with it
         )
@@ -126,18 +157,6 @@ def _wait_ready(running: Running, model: BenchModel, log: Path, seconds: float) 
             time.sleep(0.25)
 
 
-@dataclass(frozen=True)
-class Launch:
-    """What every server gets: the model, worker count, CPUs to pin to, a work directory."""
-
-    model: BenchModel
-    model_uri: str  # s3://… for our server
-    s3_env: dict[str, str]
-    workers: int
-    cpus: str | None
-    workdir: Path
-
-
 def modelyard(launch: Launch) -> Running:
     port = free_port()
     log = launch.workdir / f"modelyard-{launch.model.name}-{launch.workers}.log"
@@ -147,7 +166,7 @@ def modelyard(launch: Launch) -> Running:
         *("--workers", str(launch.workers)),
         *("--monitor-port", str(free_ports(launch.workers))),
     ]
-    process = _launch("modelyard", command, log, launch.cpus, launch.s3_env, ROOT)
+    process = _launch(launch, "modelyard", command, log, launch.s3_env, ROOT)
     base = f"http://127.0.0.1:{port}"
     name = launch.model.name
     running = Running(
@@ -169,7 +188,7 @@ def ceiling(launch: Launch) -> Running:
         *(sys.executable, "-m", "tests.bench.serving.apps.ceiling"),
         *(str(port), str(launch.workers)),
     ]
-    process = _launch("ceiling", command, log, launch.cpus, {}, ROOT)
+    process = _launch(launch, "ceiling", command, log, {}, ROOT)
     running = Running(
         "ceiling", process, [Endpoint("ceiling", f"http://127.0.0.1:{port}/ceiling", V2)]
     )
@@ -203,7 +222,7 @@ def mlserver(launch: Launch) -> Running:
     python = venvs.python("mlserver")
     log = folder / "server.log"
     command = [str(python.parent / "mlserver"), "start", str(folder)]
-    process = _launch("mlserver", command, log, launch.cpus, {}, folder)
+    process = _launch(launch, "mlserver", command, log, {}, folder)
     url = f"http://127.0.0.1:{port}/v2/models/{launch.model.name}/infer"
     running = Running("mlserver", process, [Endpoint("MLServer V2", url, V2)])
     wait_ready(running, launch.model, log)
@@ -222,7 +241,7 @@ def kserve(launch: Launch) -> Running:
         # Neither is measured: no gRPC server beside HTTP, no log line per request.
         *("--enable_grpc", "false", "--enable_latency_logging", "false"),
     ]
-    process = _launch("kserve", command, log, launch.cpus, {}, launch.workdir)
+    process = _launch(launch, "kserve", command, log, {}, launch.workdir)
     base = f"http://127.0.0.1:{port}"
     running = Running(
         "kserve",
@@ -246,11 +265,63 @@ def fastapi(launch: Launch) -> Running:
         *("--workers", str(launch.workers), "--no-access-log"),
     ]
     env = {"BENCH_MODEL": str(launch.model.path)}
-    process = _launch("fastapi", command, log, launch.cpus, env, launch.workdir)
+    process = _launch(launch, "fastapi", command, log, env, launch.workdir)
     url = f"http://127.0.0.1:{port}/v1/models/{name}:predict"
     running = Running("fastapi", process, [Endpoint("FastAPI V1", url, V1)])
     wait_ready(running, launch.model, log)
     return running
 
 
-SERVERS: list[Callable[[Launch], Running]] = [modelyard, mlserver, kserve, fastapi, ceiling]
+def _app_env(launch: Launch) -> dict[str, str]:
+    """What apps/asgi_app.py needs: this checkout's modelyard package and the model on S3."""
+    return {
+        **launch.s3_env,
+        "PYTHONPATH": str(ROOT / "operator"),
+        "MODELYARD_MODEL_URI": launch.model_uri,
+    }
+
+
+def uvicorn_app(launch: Launch) -> Running:
+    """Our App and model as a raw ASGI app under `uvicorn --workers` (uvloop, httptools)."""
+    port = free_port()
+    name = launch.model.name
+    log = launch.workdir / f"uvicorn-app-{name}-{launch.workers}.log"
+    command = [
+        *(str(venvs.python("asgi")), "-m", "uvicorn", "asgi_app:app"),
+        *("--app-dir", str(APPS), "--host", "127.0.0.1", "--port", str(port)),
+        *("--workers", str(launch.workers), "--no-access-log"),
+    ]
+    process = _launch(launch, "uvicorn-app", command, log, _app_env(launch), launch.workdir)
+    url = f"http://127.0.0.1:{port}/v1/models/{name}:predict"
+    running = Running("uvicorn-app", process, [Endpoint("App on uvicorn V1", url, V1)])
+    wait_ready(running, launch.model, log)
+    return running
+
+
+def granian_app(launch: Launch) -> Running:
+    """Our App and model under `granian --interface asgi --workers` (its defaults otherwise)."""
+    port = free_port()
+    name = launch.model.name
+    log = launch.workdir / f"granian-app-{name}-{launch.workers}.log"
+    command = [
+        str(venvs.python("asgi").parent / "granian"),
+        *("--interface", "asgi", "--working-dir", str(APPS)),
+        *("--host", "127.0.0.1", "--port", str(port), "--workers", str(launch.workers)),
+        *("--no-ws", "--no-access-log", "asgi_app:app"),
+    ]
+    process = _launch(launch, "granian-app", command, log, _app_env(launch), launch.workdir)
+    url = f"http://127.0.0.1:{port}/v1/models/{name}:predict"
+    running = Running("granian-app", process, [Endpoint("App on granian V1", url, V1)])
+    wait_ready(running, launch.model, log)
+    return running
+
+
+SERVERS: list[Callable[[Launch], Running]] = [
+    modelyard,
+    mlserver,
+    kserve,
+    fastapi,
+    uvicorn_app,
+    granian_app,
+    ceiling,
+]

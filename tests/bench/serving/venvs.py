@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import subprocess
 import sys
@@ -19,6 +20,13 @@ PEERS: dict[str, list[str]] = {
     "mlserver": ["mlserver==1.7.1", "mlserver-sklearn==1.7.1", "uvloop==0.21.0", SKLEARN],
     "kserve": ["kserve==0.21.0", SKLEARN],
     "fastapi": ["fastapi==0.163.2", "uvicorn[standard]==0.54.0", SKLEARN],
+    # Our App under well-kept ASGI servers; its own dependencies come from LOCKED below.
+    "asgi": ["uvicorn[standard]==0.54.0", "granian==2.8.7"],
+}
+# Installed first (with their hashes) where a venv runs our code: the server image's lock, so
+# numpy, scikit-learn, uvloop, httptools and orjson are the versions our server runs on.
+LOCKED: dict[str, Path] = {
+    "asgi": Path(__file__).resolve().parents[3] / "images" / "server" / "requirements.txt",
 }
 
 
@@ -27,6 +35,9 @@ def python(peer: str) -> Path:
     venv = CACHE / "venvs" / peer
     marker = venv / "installed.txt"
     wanted = "\n".join(PEERS[peer])
+    lock = LOCKED.get(peer)
+    if lock is not None:
+        wanted += f"\n{lock.name} sha256:{hashlib.sha256(lock.read_bytes()).hexdigest()}"
     if marker.exists() and marker.read_text() == wanted:
         return venv / "bin" / "python"
     print(f"installing {peer} into {venv} ...", file=sys.stderr)
@@ -34,6 +45,9 @@ def python(peer: str) -> Path:
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet"]
     subprocess.run([*pip, "--upgrade", "pip"], check=True)
+    if lock is not None:
+        # Apart: pip wants hashes for every requirement of a call once one has them.
+        subprocess.run([*pip, "--require-hashes", "-r", str(lock)], check=True)
     subprocess.run([*pip, *PEERS[peer]], check=True)
     marker.write_text(wanted)
     return venv / "bin" / "python"
