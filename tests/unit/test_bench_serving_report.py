@@ -100,3 +100,22 @@ def test_the_http_verdict_follows_the_figures() -> None:
     table, tally = report.goals(results)
     assert tally["http"] == (0, 1, 0)
     assert "+11 %" in table[-1]
+
+
+def test_the_ceiling_goal_is_judged_on_one_row_iris_at_concurrency_8_and_above() -> None:
+    judged = [*cell(level=8), *cell(level=64)]
+    # Far from the ceiling, but outside the goal's cells: concurrency 1, and 64 rows.
+    unjudged = [*cell(level=1), *[{**result, "rows": 64} for result in cell(level=8)]]
+    _, tally = report.goals(judged + unjudged)
+    assert tally["ceiling"] == (0, 2, 0)  # 9,000 of 40,000 req/s: 22 %, in 2 cells
+
+
+def test_batching_on_and_off_side_by_side() -> None:
+    figures = cell()
+    figures += [run("modelyard unbatched V2", 3000.0, 8), run("modelyard unbatched V1", 4000.0, 8)]
+    table, tally = report.goals(figures)
+    columns = table[0].strip("| ").split(" | ")
+    row = table[2].strip("| ").split(" | ")
+    assert row[columns.index("batching on ÷ off (V2)")] == "3.0x"  # 9,000 against 3,000
+    # The HTTP verdict compares the same App: unbatched 4,000 against granian's 8,000.
+    assert tally["http"] == (0, 1, 0)

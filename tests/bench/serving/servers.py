@@ -158,23 +158,35 @@ def _wait_ready(running: Running, model: BenchModel, log: Path, seconds: float) 
 
 
 def modelyard(launch: Launch) -> Running:
+    """Ours as deployed: adaptive batching on (the default)."""
+    return _modelyard(launch, "modelyard")
+
+
+def modelyard_unbatched(launch: Launch) -> Running:
+    """Ours with batching off: what batching adds, and the same App the other HTTP servers
+    run (tests/bench/serving/apps/asgi_app.py predicts each request alone)."""
+    return _modelyard(launch, "modelyard unbatched", "--batch-rows", "1")
+
+
+def _modelyard(launch: Launch, label: str, *flags: str) -> Running:
     port = free_port()
-    log = launch.workdir / f"modelyard-{launch.model.name}-{launch.workers}.log"
+    log = launch.workdir / f"{label.replace(' ', '-')}-{launch.model.name}-{launch.workers}.log"
     command = [
         *(sys.executable, "-m", "modelyard.workloads", "serve"),
         *("--model-uri", launch.model_uri, "--host", "127.0.0.1", "--port", str(port)),
         *("--workers", str(launch.workers)),
         *("--monitor-port", str(free_ports(launch.workers))),
+        *flags,
     ]
-    process = _launch(launch, "modelyard", command, log, launch.s3_env, ROOT)
+    process = _launch(launch, label, command, log, launch.s3_env, ROOT)
     base = f"http://127.0.0.1:{port}"
     name = launch.model.name
     running = Running(
-        "modelyard",
+        label,
         process,
         [
-            Endpoint("modelyard V2", f"{base}/v2/models/{name}/infer", V2),
-            Endpoint("modelyard V1", f"{base}/v1/models/{name}:predict", V1),
+            Endpoint(f"{label} V2", f"{base}/v2/models/{name}/infer", V2),
+            Endpoint(f"{label} V1", f"{base}/v1/models/{name}:predict", V1),
         ],
     )
     wait_ready(running, launch.model, log)
@@ -318,6 +330,7 @@ def granian_app(launch: Launch) -> Running:
 
 SERVERS: list[Callable[[Launch], Running]] = [
     modelyard,
+    modelyard_unbatched,
     mlserver,
     kserve,
     fastapi,
