@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import matplotlib
@@ -41,15 +42,59 @@ class Results:
     deletion_seconds: float
     storm_cpu_seconds: float = 0.0
     writes_per_object: dict[str, float] = field(default_factory=dict)
+    # plural → what a write changed (or "child Job", "Event (core/v1)") → per object
+    writes_by_part: dict[str, dict[str, float]] = field(default_factory=dict)
+    commit: str = ""
     rss: list[tuple[float, float, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class WritesRecord:
+    """What one run measured, kept as operator.json next to the page: the next run shows it as
+    "before" beside its own figures."""
+
+    command: str
+    commit: str
+    storm: int
+    storm_seconds: float
+    baseline_loop_seconds: float
+    population: int
+    peak_rss_mib: float
+    writes_per_object: dict[str, float]
+    writes_by_part: dict[str, dict[str, float]]
+
+    @classmethod
+    def of(cls, results: Results) -> WritesRecord:
+        first = results.storms[0]
+        return cls(
+            command=results.command,
+            commit=results.commit,
+            storm=first.count,
+            storm_seconds=first.all_children_seconds,
+            baseline_loop_seconds=results.baseline_loop_seconds,
+            population=results.population,
+            peak_rss_mib=results.peak_rss_mib,
+            writes_per_object=results.writes_per_object,
+            writes_by_part=results.writes_by_part,
+        )
+
+    @classmethod
+    def load(cls, path: Path) -> WritesRecord | None:
+        try:
+            return cls(**json.loads(path.read_text()))
+        except (TypeError, ValueError):  # a file from before a field was added
+            return None
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(asdict(self), indent=1) + "\n")
 
 
 def _row(*cells: object) -> str:
     return "| " + " | ".join(str(c) for c in cells) + " |"
 
 
-def markdown(results: Results, plot: str) -> str:
+def markdown(results: Results, plot: str, previous: WritesRecord | None = None) -> str:
     first = results.storms[0]
     ratio = first.all_children_seconds / results.baseline_loop_seconds
     idle_percent = 100 * results.idle_cpu_seconds / results.idle_seconds
@@ -124,8 +169,53 @@ def markdown(results: Results, plot: str) -> str:
         f"![RSS over time and latency distribution]({plot})",
         "",
     ]
+    lines += _writes_table(results, previous)
     lines += _limits(results)
     return "\n".join(lines) + "\n"
+
+
+def _writes_table(results: Results, previous: WritesRecord | None) -> list[str]:
+    """Writes per object in the first storm by what each write changed, beside the previous
+    run's when there is one."""
+    if not results.writes_by_part:
+        return []
+    plurals = list(results.writes_by_part)
+    runs: list[tuple[str, dict[str, dict[str, float]]]] = [
+        (f"this run ({results.commit or 'unknown commit'})", results.writes_by_part)
+    ]
+    if previous is not None and previous.writes_by_part:
+        runs.insert(
+            0,
+            (
+                f"previous run ({previous.commit or 'unknown commit'}, storm "
+                f"{previous.storm} + {previous.storm}: {previous.storm_seconds:.1f} s against "
+                f"{previous.baseline_loop_seconds:.1f} s, peak RSS {previous.peak_rss_mib:.0f}"
+                f" MiB at {previous.population} + {previous.population})",
+                previous.writes_by_part,
+            ),
+        )
+    parts = sorted({part for _, run in runs for counts in run.values() for part in counts})
+    header = [f"{plural}: {label.split(' (')[0]}" for label, _ in runs for plural in plurals]
+    lines = [
+        "## Writes per object in the first storm",
+        "",
+        "Counted from watch events until the operator settled; each write is classified by what"
+        " it changed against the object's previous version (one write can change several parts:"
+        " `finalizer+kopf annotation`). `kopf annotation` is kopf's bookkeeping under"
+        " `operator.modelyard.dev/`; the child Jobs and Events are writes to other objects made"
+        " for each one.",
+        "",
+        *(f"- {label}" for label, _ in runs),
+        "",
+        _row("write", *header),
+        _row(*["---"] * (1 + len(header))),
+    ]
+    for part in parts:
+        cells = [f"{run.get(p, {}).get(part, 0.0):.2f}" for _, run in runs for p in plurals]
+        lines.append(_row(part, *cells))
+    totals = [f"{sum(run.get(p, {}).values()):.2f}" for _, run in runs for p in plurals]
+    lines += [_row("**all writes**", *totals), ""]
+    return lines
 
 
 def _limits(results: Results) -> list[str]:
