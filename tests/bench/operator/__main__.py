@@ -56,6 +56,7 @@ def main() -> None:
     population = args.population or (300 if args.quick else 2000)
     idle = args.idle or (10 if args.quick else 30)
     suffix = uuid.uuid4().hex[:6]
+    commit = _commit()  # the code the operator process starts with, before anyone edits it
     CACHE.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as stack:
         if args.shared:
@@ -67,7 +68,7 @@ def main() -> None:
     flags = [f for f, on in (("--quick", args.quick), ("--shared", args.shared)) if on]
     flags += [f"--operator-env {item}" for item in args.operator_env]
     results.command = " ".join(["python -m tests.bench.operator", *flags])
-    results.commit = _commit()
+    results.commit = commit
     args.output.mkdir(parents=True, exist_ok=True)
     # The previous run's writes, for the before/after table: whatever run made the page before.
     saved = args.output / "operator.json"
