@@ -8,7 +8,12 @@ from typing import Any
 import kopf
 
 from modelyard.controllers import dataset, trainingjob
-from modelyard.controllers.bookkeeping import BOOKKEEPING, DIFFBASE_KEY, StatusDerivedDiffBase
+from modelyard.controllers.bookkeeping import (
+    BOOKKEEPING,
+    DIFFBASE_KEY,
+    StatusDerivedDiffBase,
+    UnmarkedProgressStorage,
+)
 from modelyard.resources.jobs import ingest_job_name
 
 STALE = f"{BOOKKEEPING}/{DIFFBASE_KEY}"
@@ -84,3 +89,17 @@ def test_other_kinds_keep_kopfs_annotation() -> None:
     patch = kopf.Patch(body=deployment)
     storage.store(body=deployment, patch=patch, essence=storage.build(body=deployment))
     assert STALE in patch["metadata"]["annotations"]
+
+
+def test_a_handler_that_succeeded_at_once_leaves_nothing_to_write() -> None:
+    """kopf stores the handler's state and purges it from the same patch; its own storage
+    leaves its marker behind, a write of its own on every new object."""
+    body = _body("Dataset", {})
+    key = kopf.HandlerId("dataset_changed")
+    record: kopf.ProgressRecord = {"started": "2026-01-01T00:00:00", "success": True}
+    kopfs = kopf.AnnotationsProgressStorage(prefix=BOOKKEEPING)
+    for storage, left in ((kopfs, True), (UnmarkedProgressStorage(prefix=BOOKKEEPING), False)):
+        patch = kopf.Patch(body=body)
+        storage.store(key=key, record=record, body=body, patch=patch)
+        storage.purge(key=key, body=body, patch=patch)
+        assert bool(patch) is left

@@ -29,6 +29,20 @@ TOUCH = f"{BOOKKEEPING}/touch-dummy"
 DIFFBASE_KEY = "last-handled-configuration"
 
 
+class UnmarkedProgressStorage(kopf.AnnotationsProgressStorage):
+    """kopf's progress annotations without the `kopf-managed` marker.
+
+    kopf stores each handler's state in the cycle's patch and, when the handler succeeded at its
+    first attempt, purges it from the same patch: nothing is left to write but the marker, which
+    marks our prefix for other kopf-based operators. With no finalizer or diff base to carry it,
+    that was a write of its own on every new Dataset and TrainingJob. ModelDeployments still get
+    it with kopf's diff-base annotation; retries' progress annotations go under our prefix as
+    before."""
+
+    def _store_marker(self, prefix: str, patch: kopf.Patch, body: kopf.Body) -> None:
+        return None
+
+
 class StatusDerivedDiffBase(kopf.AnnotationsDiffBaseStorage):
     """kopf's change detection without its annotation write, for the kinds whose reconcile
     records in status what it acted on (observedGeneration, the ingestion's name).
