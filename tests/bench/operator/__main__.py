@@ -66,6 +66,15 @@ def main() -> None:
         env = dict(item.split("=", 1) for item in args.operator_env)
         results = _bench(kubeconfig, suffix, storm, population, idle, args.profile, env)
     flags = [f for f, on in (("--quick", args.quick), ("--shared", args.shared)) if on]
+    flags += [
+        f"--{name} {value:g}"
+        for name, value in (
+            ("storm", args.storm),
+            ("population", args.population),
+            ("idle", args.idle),
+        )
+        if value
+    ]
     flags += [f"--operator-env {item}" for item in args.operator_env]
     results.command = " ".join(["python -m tests.bench.operator", *flags])
     results.commit = commit
