@@ -11,6 +11,7 @@ import yaml
 from kubernetes import client
 
 from modelyard.api import GROUP, VERSION
+from modelyard.controllers.bookkeeping import FINALIZER
 from tests.chaos.objects import Objects
 from tests.conftest import EXAMPLES, PLURALS
 from tests.kubelet import (
@@ -493,6 +494,32 @@ def test_referenced_trainingjob_and_dataset_are_protected(api: Api, operator: Op
         timeout=60,
     )
     wait_for("the Dataset gone", lambda: api.get("Dataset", "iris") is None, timeout=60)
+
+
+def _finalized(api: Api, kind: str, name: str) -> bool:
+    return FINALIZER in ((api.get(kind, name) or {}).get("metadata", {}).get("finalizers") or [])
+
+
+def test_what_a_new_modeldeployment_uses_is_protected_at_once(api: Api, operator: Operator) -> None:
+    """Only what a ModelDeployment uses carries the finalizer. A TrainingJob trained already and
+    its Dataset get no event of their own when a ModelDeployment starts to use them: its
+    reconcile puts the finalizer on them."""
+    _ready_dataset(api)
+    api.create(_quickstart("TrainingJob"))
+    _trained(api, "run-1", V1, MODEL_1, 0.95)
+    assert not _finalized(api, "TrainingJob", "iris-classifier")
+    assert not _finalized(api, "Dataset", "iris")
+    api.create(_quickstart("ModelDeployment"))
+    wait_for("the finalizers", lambda: all(_finalized(api, *o) for o in _USED))
+    api.delete("TrainingJob", "iris-classifier")
+    api.delete("Dataset", "iris")
+    api.wait_condition("TrainingJob", "iris-classifier", "DeletionBlocked", "True", "InUse")
+    api.wait_condition("Dataset", "iris", "DeletionBlocked", "True", "InUse")
+    api.delete("ModelDeployment", "iris")
+    wait_for("both gone", lambda: not any(api.get(*o) for o in _USED), timeout=60)
+
+
+_USED = (("TrainingJob", "iris-classifier"), ("Dataset", "iris"))
 
 
 def test_restart_mid_way_creates_no_duplicate_children(api: Api, operator: Operator) -> None:

@@ -29,6 +29,7 @@ from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
 from modelyard.controllers.bookkeeping import BOOKKEEPING, FINALIZER
+from modelyard.controllers.kube import FIELD_MANAGER
 from tests.plugins.kube import Cluster
 
 GROUP, VERSION = "modelyard.dev", "v1alpha1"
@@ -109,14 +110,20 @@ def dump(path: Path, objects: list[Recorded], source: str) -> None:
     path.write_text(f'{{"source": {line(source)}, "objects": [\n{body}\n]}}\n')
 
 
+def _operator_status(entry: dict[str, Any]) -> bool:
+    """A managedFields entry of a status the operator wrote (most objects carry neither its
+    finalizer nor kopf's annotations: only those a ModelDeployment uses have the finalizer)."""
+    return entry.get("manager") == FIELD_MANAGER and entry.get("subresource") == "status"
+
+
 class StatusRecorder:
     """Watches the three kinds in every namespace, from threads, until stopped.
 
     Objects that already exist when it starts are left out: their earlier states are unknown,
     and on the shared cluster they are someone else's. So are objects no operator ever handled
-    (neither its finalizer nor its kopf bookkeeping annotations ever on them): their statuses, if
-    any, are a test's own writes. A kind whose CRD is not installed yet (the e2e tier installs it
-    with the chart) is watched once it is.
+    (neither its finalizer, its kopf bookkeeping annotations nor a status it wrote ever on them):
+    their statuses, if any, are a test's own writes. A kind whose CRD is not installed yet (the
+    e2e tier installs it with the chart) is watched once it is.
     """
 
     def __init__(self, cluster: Cluster) -> None:
@@ -162,8 +169,10 @@ class StatusRecorder:
                 self._existing.add(uid)
             if uid in self._existing:
                 return
-            if FINALIZER in (meta.get("finalizers") or []) or any(
-                key.startswith(f"{BOOKKEEPING}/") for key in meta.get("annotations") or {}
+            if (
+                FINALIZER in (meta.get("finalizers") or [])
+                or any(key.startswith(f"{BOOKKEEPING}/") for key in meta.get("annotations") or {})
+                or any(_operator_status(entry) for entry in meta.get("managedFields") or [])
             ):
                 self._handled.add(uid)
             recorded = self._objects.setdefault(

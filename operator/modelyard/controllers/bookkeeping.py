@@ -13,6 +13,7 @@ cycle runs the handlers. No other cycle is touched, so no other write is added."
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import kopf
@@ -25,6 +26,56 @@ BOOKKEEPING = f"operator.{GROUP}"
 FINALIZER = f"{GROUP}/protection"
 # The key kopf's own progress storage uses to wake an object up.
 TOUCH = f"{BOOKKEEPING}/touch-dummy"
+DIFFBASE_KEY = "last-handled-configuration"
+
+
+class UnmarkedProgressStorage(kopf.AnnotationsProgressStorage):
+    """kopf's progress annotations without the `kopf-managed` marker.
+
+    kopf stores each handler's state in the cycle's patch and, when the handler succeeded at its
+    first attempt, purges it from the same patch: nothing is left to write but the marker, which
+    marks our prefix for other kopf-based operators. With no finalizer or diff base to carry it,
+    that was a write of its own on every new Dataset and TrainingJob. ModelDeployments still get
+    it with kopf's diff-base annotation; retries' progress annotations go under our prefix as
+    before."""
+
+    def _store_marker(self, prefix: str, patch: kopf.Patch, body: kopf.Body) -> None:
+        return None
+
+
+class StatusDerivedDiffBase(kopf.AnnotationsDiffBaseStorage):
+    """kopf's change detection without its annotation write, for the kinds whose reconcile
+    records in status what it acted on (observedGeneration, the ingestion's name).
+
+    kopf keeps the last handled configuration to tell a change (run the handlers) from a no-op
+    (skip them), and writes it in an annotation after every handled change: one more write per
+    object and change, on top of the status write that already says the same. For a kind in
+    `handled`, the object's status answers instead: when it says the current configuration was
+    acted on, the configuration itself is "last handled" (no change, handlers skipped); when not,
+    there is none (kopf runs the handlers). Nothing is written. A reconcile that ends without
+    recording anything (it waits, or stalls with the status it already has) thus runs again on
+    the object's next event: reconciles are idempotent and write nothing when nothing changed,
+    so that costs a handler run, not a write. Other kinds keep kopf's annotation."""
+
+    def __init__(self, handled: Mapping[str, Callable[[Mapping[str, Any]], bool]]) -> None:
+        super().__init__(prefix=BOOKKEEPING, key=DIFFBASE_KEY)
+        self.handled = dict(handled)
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        handled = self.handled.get(body.get("kind", ""))
+        if handled is None:
+            return super().fetch(body=body)
+        return self.build(body=body) if handled(body) else None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        if body.get("kind", "") not in self.handled:
+            super().store(body=body, patch=patch, essence=essence)
+            return
+        # The annotation an earlier operator version wrote: stale from now on, so it goes with
+        # the next write kopf makes anyway.
+        for key in self.make_keys(self.key, body=body):
+            if key in body.metadata.annotations:
+                patch.metadata.annotations[key] = None
 
 
 def carried_over_patch_would_write_nothing(body: kopf.Body, patch: kopf.Patch, **_: Any) -> bool:

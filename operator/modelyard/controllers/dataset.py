@@ -3,6 +3,7 @@ starts the scheduled refreshes of spec.refresh."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -60,6 +61,19 @@ def dataset_changed(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
             reconcile(context, plain)
         except ConflictError as error:  # a Job's event recorded a result meanwhile
             raise kopf.TemporaryError("status changed meanwhile", delay=1) from error
+
+
+def handled(body: Mapping[str, Any]) -> bool:
+    """Whether the status records the ingestion that this generation and these refresh tokens
+    ask for: kopf's change detection (bookkeeping.StatusDerivedDiffBase) asks this instead of
+    keeping the last handled configuration in an annotation. A stalled Dataset (storage
+    refused, foreign Job) records no ingestion, so its reconcile runs on each of its events and
+    writes nothing while the stall stands."""
+    meta = body["metadata"]
+    job_name = ingest_job_name(
+        meta["name"], meta["uid"], meta.get("generation", 1), refresh_token(meta)
+    )
+    return bool((body.get("status") or {}).get("ingestJob") == job_name)
 
 
 def versions_prefix(context: Context, body: dict[str, Any], spec: DatasetSpec) -> S3Uri:
@@ -149,7 +163,7 @@ def reconcile(context: Context, body: dict[str, Any]) -> None:
         on_job_finished(context, job, finished)
 
 
-def refresh_token(meta: dict[str, Any]) -> str:
+def refresh_token(meta: Mapping[str, Any]) -> str:
     """The refresh part of the ingest Job's name: the manual annotation, the scheduled slot once
     there is one, and the refresh of the latest automatic retrain once there is one (names of
     Datasets never refreshed on a schedule or for a retrain stay as they were)."""

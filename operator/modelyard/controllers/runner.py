@@ -23,7 +23,12 @@ from modelyard.controllers import (  # noqa: F401
     protection,
     trainingjob,
 )
-from modelyard.controllers.bookkeeping import BOOKKEEPING, FINALIZER
+from modelyard.controllers.bookkeeping import (
+    BOOKKEEPING,
+    FINALIZER,
+    StatusDerivedDiffBase,
+    UnmarkedProgressStorage,
+)
 from modelyard.controllers.context import Context
 from modelyard.controllers.kube import Kube
 
@@ -68,10 +73,11 @@ def configure(settings: kopf.OperatorSettings) -> None:
     settings.watching.label_selectors["apps", "deployments"] = MANAGED
     settings.watching.label_selectors["", "v1", "pods"] = MANAGED
     # kopf's bookkeeping lives in our own annotations, never in spec: Argo CD compares only the
-    # fields it applied, so these create no drift, and status stays ours alone.
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=BOOKKEEPING)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=BOOKKEEPING, key="last-handled-configuration"
+    # fields it applied, so these create no drift, and status stays ours alone. Datasets and
+    # TrainingJobs need no last-handled configuration: their status says what was acted on.
+    settings.persistence.progress_storage = UnmarkedProgressStorage(prefix=BOOKKEEPING)
+    settings.persistence.diffbase_storage = StatusDerivedDiffBase(
+        {"Dataset": dataset.handled, "TrainingJob": trainingjob.handled}
     )
     settings.persistence.finalizer = FINALIZER
     settings.peering.name = "modelyard"

@@ -19,7 +19,7 @@ from kubernetes import client, config
 from modelyard.api import GROUP, VERSION
 from modelyard.controllers.kube import Kube
 from tests.bench.operator import procstat, workload
-from tests.bench.operator.report import Results, Storm, markdown, plot
+from tests.bench.operator.report import Results, Storm, WritesRecord, markdown, plot
 from tests.chaos import objects
 from tests.conftest import REPO
 from tests.plugins import controlplane
@@ -56,6 +56,7 @@ def main() -> None:
     population = args.population or (300 if args.quick else 2000)
     idle = args.idle or (10 if args.quick else 30)
     suffix = uuid.uuid4().hex[:6]
+    commit = _commit()  # the code the operator process starts with, before anyone edits it
     CACHE.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as stack:
         if args.shared:
@@ -65,12 +66,37 @@ def main() -> None:
         env = dict(item.split("=", 1) for item in args.operator_env)
         results = _bench(kubeconfig, suffix, storm, population, idle, args.profile, env)
     flags = [f for f, on in (("--quick", args.quick), ("--shared", args.shared)) if on]
+    flags += [
+        f"--{name} {value:g}"
+        for name, value in (
+            ("storm", args.storm),
+            ("population", args.population),
+            ("idle", args.idle),
+        )
+        if value
+    ]
     flags += [f"--operator-env {item}" for item in args.operator_env]
     results.command = " ".join(["python -m tests.bench.operator", *flags])
+    results.commit = commit
     args.output.mkdir(parents=True, exist_ok=True)
+    # The previous run's writes, for the before/after table: whatever run made the page before.
+    saved = args.output / "operator.json"
+    previous = WritesRecord.load(saved) if saved.exists() else None
     plot(results, args.output / "operator.png")
-    (args.output / "operator.md").write_text(markdown(results, "operator.png"))
+    (args.output / "operator.md").write_text(markdown(results, "operator.png", previous))
+    WritesRecord.of(results).save(saved)
     print((args.output / "operator.md").read_text())
+
+
+def _commit() -> str:
+    """The operator code measured: the commit, marked when the work tree differs from it."""
+    head = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
+    ).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "operator"], cwd=REPO, capture_output=True, text=True
+    ).stdout.strip()
+    return f"{head} + uncommitted changes" if dirty else head
 
 
 @contextlib.contextmanager
@@ -163,6 +189,7 @@ def _run(
         plural: workload.WriteCounter(api, namespace, plural)
         for plural in ("datasets", "trainingjobs")
     }
+    events = workload.EventCounter(api, namespace)
     time.sleep(2)  # the operator's watches and ours are open
     spy = _profiler(operator.pid, f"profile-storm-{storm}") if profile else None
 
@@ -178,7 +205,20 @@ def _run(
     storm_cpu = procstat.cpu_seconds(operator.pid) - cpu_before
     # Every write the storm's objects cause, the TrainingJobs' (which wait) included.
     _settle(operator.pid)
-    storm_writes = {plural: counter.events / storm for plural, counter in writes.items()}
+    snapshots = {plural: counter.snapshot() for plural, counter in writes.items()}
+    storm_writes = {plural: total / storm for plural, (total, _) in snapshots.items()}
+    storm_parts = {
+        plural: {part: count / storm for part, count in sorted(parts.items())}
+        for plural, (_, parts) in snapshots.items()
+    }
+    kinds = {"Dataset": "datasets", "TrainingJob": "trainingjobs"}
+    for kind, count in events.snapshot().items():
+        if kind in kinds:
+            storm_parts[kinds[kind]]["Event (core/v1)"] = count / storm
+    # Child Jobs the storm made, counted by their owner's label.
+    for plural, label in (("datasets", "dataset"), ("trainingjobs", "trainingjob")):
+        children = sum(1 for key in list(watcher.seen) if key.startswith(f"modelyard.dev/{label}/"))
+        storm_parts[plural]["child Job"] = children / storm
     first = Storm(
         f"{storm} Datasets + {storm} TrainingJobs applied at once → ingest Jobs",
         storm,
@@ -265,6 +305,7 @@ def _run(
         rss=sampler.samples,
         storm_cpu_seconds=storm_cpu,
         writes_per_object=storm_writes,
+        writes_by_part=storm_parts,
         notes=[
             f"The operator worked off its backlog {settled:.0f} s after the population's "
             "last child Job appeared; idle CPU is measured after that.",

@@ -141,15 +141,77 @@ def baseline(kube: Kube, namespace: str, prefix: str, count: int, threads: int) 
     return time.monotonic() - started
 
 
+# What a write changed, from the difference between an object's consecutive watch events.
+CREATE, FINALIZER, BOOKKEEPING, ANNOTATION, STATUS, OTHER = (
+    "create",
+    "finalizer",
+    "kopf annotation",
+    "annotation",
+    "status",
+    "other",
+)
+KOPF_PREFIX = "operator.modelyard.dev/"
+
+
+def classify(old: dict[str, Any] | None, new: dict[str, Any]) -> list[str]:
+    """The parts of an object one write changed: one write can change several (kopf patches
+    its finalizer and annotations together when it can)."""
+    if old is None:
+        return [CREATE]
+    old_meta, new_meta = old["metadata"], new["metadata"]
+    changed = []
+    if old_meta.get("finalizers") != new_meta.get("finalizers"):
+        changed.append(FINALIZER)
+    old_notes, new_notes = old_meta.get("annotations") or {}, new_meta.get("annotations") or {}
+    keys = {k for k in old_notes.keys() | new_notes.keys() if old_notes.get(k) != new_notes.get(k)}
+    if any(k.startswith(KOPF_PREFIX) for k in keys):
+        changed.append(BOOKKEEPING)
+    if any(not k.startswith(KOPF_PREFIX) for k in keys):
+        changed.append(ANNOTATION)
+    if old.get("status") != new.get("status"):
+        changed.append(STATUS)
+    rest = ("spec", "labels", "deletionTimestamp", "ownerReferences")
+    if old.get("spec") != new.get("spec") or any(
+        old_meta.get(k) != new_meta.get(k) for k in rest[1:]
+    ):
+        changed.append(OTHER)
+    return changed or [OTHER]
+
+
 class WriteCounter:
     """Watch events on one plural: every write to an object (create, finalizer, status,
-    kopf's annotations) is one event. Evidence of what each reconcile costs the API server."""
+    kopf's annotations) is one event. Evidence of what each reconcile costs the API server;
+    `by_part` says what each write changed ("finalizer+kopf annotation" when one write did
+    both)."""
 
     def __init__(self, api: client.ApiClient, namespace: str, plural: str) -> None:
         self.custom = client.CustomObjectsApi(api)
         self.namespace, self.plural = namespace, plural
         self.events = 0
+        self.by_part: dict[str, int] = {}
+        self._last: dict[str, dict[str, Any]] = {}
+        self._lock = threading.Lock()
         threading.Thread(target=self._run, daemon=True).start()
+
+    def snapshot(self) -> tuple[int, dict[str, int]]:
+        with self._lock:
+            return self.events, dict(self.by_part)
+
+    def _saw(self, kind: str, body: dict[str, Any]) -> None:
+        name = body["metadata"]["name"]
+        with self._lock:
+            if kind == "DELETED":
+                self._last.pop(name, None)
+                return
+            if (
+                self._last.get(name, {}).get("metadata", {}).get("resourceVersion")
+                == (body["metadata"]["resourceVersion"])
+            ):
+                return  # the same version again from a re-opened watch: no write
+            part = "+".join(classify(self._last.get(name), body))
+            self._last[name] = body
+            self.events += 1
+            self.by_part[part] = self.by_part.get(part, 0) + 1
 
     def _run(self) -> None:
         resource_version = None
@@ -164,7 +226,41 @@ class WriteCounter:
                     resource_version=resource_version,
                     timeout_seconds=300,
                 ):
-                    self.events += 1
+                    self._saw(event["type"], event["object"])
                     resource_version = event["object"]["metadata"]["resourceVersion"]
+            except Exception:  # an expired watch: count on from a new one
+                time.sleep(0.5)
+
+
+class EventCounter:
+    """Kubernetes Events the operator records about one kind of object (new and repeated)."""
+
+    def __init__(self, api: client.ApiClient, namespace: str) -> None:
+        self.core = client.CoreV1Api(api)
+        self.namespace = namespace
+        self.by_kind: dict[str, int] = {}
+        self._lock = threading.Lock()
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self.by_kind)
+
+    def _run(self) -> None:
+        resource_version = None
+        while True:
+            try:
+                for event in watch.Watch().stream(
+                    self.core.list_namespaced_event,
+                    self.namespace,
+                    resource_version=resource_version,
+                    timeout_seconds=300,
+                ):
+                    obj = event["object"]
+                    resource_version = obj.metadata.resource_version
+                    if event["type"] in ("ADDED", "MODIFIED"):
+                        with self._lock:
+                            kind = obj.involved_object.kind
+                            self.by_kind[kind] = self.by_kind.get(kind, 0) + 1
             except Exception:  # an expired watch: count on from a new one
                 time.sleep(0.5)

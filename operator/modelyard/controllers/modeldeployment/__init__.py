@@ -10,7 +10,7 @@ from kubernetes.dynamic.exceptions import ConflictError
 
 from modelyard.api import GROUP, VERSION
 from modelyard.api.modeldeployment import ModelDeploymentSpec
-from modelyard.controllers import metrics
+from modelyard.controllers import metrics, protection
 from modelyard.controllers.conditions import (
     get_condition,
     now,
@@ -21,6 +21,7 @@ from modelyard.controllers.conditions import (
 from modelyard.controllers.context import Context, from_memo, post_event
 from modelyard.controllers.denials import reported
 from modelyard.controllers.fresh import on_fresh, patch_status
+from modelyard.controllers.indexes import references
 from modelyard.controllers.modeldeployment.children import NameConflict, apply_children
 from modelyard.controllers.modeldeployment.resolve import describe, resolve
 from modelyard.controllers.modeldeployment.rollout import report_rollout
@@ -120,6 +121,8 @@ def reconcile(context: Context, body: dict[str, Any]) -> None:
     spec = ModelDeploymentSpec.model_validate(body["spec"])
     status = body.get("status") or {}
     conditions = status.get("conditions")
+    # Before a model is resolved from them: deleting them is blocked from now on.
+    protection.hold(context, namespace, sorted(references(body)))
     refused = refusal(context, namespace, spec)
     if refused is not None:
         _stall(context, body, *refused)
