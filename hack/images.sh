@@ -10,8 +10,9 @@
 #                            (python:* or debian:*) and RUNTIME_IMAGE (python:*: the runtime
 #                            flavor), import into the cluster's containerd
 #   images.sh test           the same for hack/testdata/* (images our own tests use)
-#   images.sh size [DIR]...  one JSON line per built image: its layers' bytes unpacked (the tars
-#                            the node imports) and gzip-compressed (what a registry would store)
+#   images.sh size [DIR]...  one JSON line per built image (or image name:tag): its layers' bytes
+#                            unpacked (the tars the node imports) and gzip-compressed (what a
+#                            registry would store)
 # Needs root (debootstrap, buildah's storage). Images are tagged ${IMAGE_TAG}, never latest.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -375,7 +376,10 @@ case "${cmd}" in
     if [[ ${#dirs[@]} -eq 0 ]]; then
       for f in "${REPO_ROOT}"/images/*/Dockerfile; do dirs+=("$(basename "$(dirname "${f}")")"); done
     fi
-    for d in "${dirs[@]}"; do image_size "docker.io/modelyard/${d}:${IMAGE_TAG}"; done
+    for d in "${dirs[@]}"; do
+      # A name with a tag is an image's own name (e.g. one built with another IMAGE_TAG).
+      if [[ "${d}" == *:* ]]; then image_size "${d}"; else image_size "docker.io/modelyard/${d}:${IMAGE_TAG}"; fi
+    done
     ;;
   *) die "usage: images.sh pause|coredns|base [flavor]|build [dir...]|test [dir...]|size [dir...]" ;;
 esac
