@@ -10,6 +10,8 @@
 #                            (python:* or debian:*) and RUNTIME_IMAGE (python:*: the runtime
 #                            flavor), import into the cluster's containerd
 #   images.sh test           the same for hack/testdata/* (images our own tests use)
+#   images.sh run DIR CMD... run CMD (no shell) in a new container of images/<dir>'s built image,
+#                            with buildah's chroot isolation: no container runtime or node needed
 #   images.sh size [DIR]...  one JSON line per built image (or image name:tag): its layers' bytes
 #                            unpacked (the tars the node imports) and gzip-compressed (what a
 #                            registry would store)
@@ -371,6 +373,15 @@ case "${cmd}" in
     [[ ${#dirs[@]} -gt 0 ]] || { log "no Dockerfiles under ${parent}"; exit 0; }
     for d in "${dirs[@]}"; do build_dir "${parent}" "${d}"; done
     ;;
+  run)
+    [[ $# -ge 2 ]] || die "usage: images.sh run <dir> <command>..."
+    ctr="$(bah from --quiet "docker.io/modelyard/$1:${IMAGE_TAG}")"
+    shift
+    rc=0
+    bah run --isolation chroot "${ctr}" -- "$@" || rc=$?
+    bah rm "${ctr}" >/dev/null
+    exit "${rc}"
+    ;;
   size)
     dirs=("$@")
     if [[ ${#dirs[@]} -eq 0 ]]; then
@@ -381,5 +392,5 @@ case "${cmd}" in
       if [[ "${d}" == *:* ]]; then image_size "${d}"; else image_size "docker.io/modelyard/${d}:${IMAGE_TAG}"; fi
     done
     ;;
-  *) die "usage: images.sh pause|coredns|base [flavor]|build [dir...]|test [dir...]|size [dir...]" ;;
+  *) die "usage: images.sh pause|coredns|base [flavor]|build [dir...]|test [dir...]|run <dir> <command>...|size [dir...]" ;;
 esac
