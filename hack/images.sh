@@ -4,7 +4,7 @@
 #   images.sh coredns        the same for the cluster DNS (CoreDNS built by build-binaries.sh)
 #   images.sh base [FLAVOR]  debootstrap a bookworm base image (cached), print its name:
 #                            python (default: python3, pip, venv), debian (the bare system) or
-#                            runtime (Python's runtime alone: no pip, venv, apt, dpkg or shell)
+#                            runtime (Python's runtime alone: no pip, ensurepip, apt, dpkg or shell)
 #   images.sh build [DIR]... buildah-build images/<dir>/Dockerfile (default: every one in
 #                            images/) on the local base standing in for its default BASE_IMAGE
 #                            (python:* or debian:*) and RUNTIME_IMAGE (python:*: the runtime
