@@ -62,7 +62,7 @@ test: lint test-unit test-integration test-adversarial test-chaos test-e2e ## ev
 demo: install ## the quickstart end to end: cluster, S3, images, chart, a prediction
 	hack/demo.sh
 
-BENCH_SUITES ?= serving operator workloads distributed chain
+BENCH_SUITES ?= serving operator workloads distributed images chain
 
 bench: install ## benchmarks against peers; writes docs/benchmarks/ (long: see docs/benchmarks/README.md)
 	for suite in $(BENCH_SUITES); do $(PY) -m tests.bench.$$suite || exit 1; done

@@ -22,6 +22,7 @@ SUITES = (
     ("operator", "Operator: scale, latency, memory and idle CPU"),
     ("workloads", "Workloads: ingest and training against plain pyarrow and scikit-learn"),
     ("distributed", "Searches on a Dask cluster: 1 and 3 workers against in-process GridSearchCV"),
+    ("images", "Images: sizes unpacked and compressed, against their ceilings"),
     ("chain", "Whole chain: the quickstart from kubectl apply to the first prediction"),
 )
 
