@@ -104,6 +104,8 @@ def _on_child(milestones: Milestones, kind: str) -> Callable[[dict[str, Any]], N
         component = (document["metadata"].get("labels") or {}).get(COMPONENT)
         if component is not None:
             milestones.mark(f"{component} {kind} created")
+            if _condition(document, "Complete"):
+                milestones.mark(f"{component} {kind} complete")
 
     return on
 

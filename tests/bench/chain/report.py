@@ -19,7 +19,12 @@ PHASES: list[tuple[str, str, str]] = [
         "ingest container started",
         "ingest container finished",
     ),
-    ("operator: ingest done to Dataset Ready", "ingest container finished", "Dataset Ready"),
+    (
+        "Job controller: ingest container finished to Job Complete",
+        "ingest container finished",
+        "ingest Job complete",
+    ),
+    ("operator: ingest Job Complete to Dataset Ready", "ingest Job complete", "Dataset Ready"),
     ("operator: Dataset Ready to the training Job", "Dataset Ready", "train Job created"),
     ("Job to training pod", "train Job created", "train pod created"),
     ("training pod start", "train pod created", "train container started"),
@@ -29,8 +34,13 @@ PHASES: list[tuple[str, str, str]] = [
         "train container finished",
     ),
     (
-        "operator: training done to TrainingJob Ready",
+        "Job controller: train container finished to Job Complete",
         "train container finished",
+        "train Job complete",
+    ),
+    (
+        "operator: train Job Complete to TrainingJob Ready",
+        "train Job complete",
         "TrainingJob Ready",
     ),
     (
