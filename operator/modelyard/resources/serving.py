@@ -129,9 +129,11 @@ def build_deployment(
                     {"name": "http", "containerPort": PORT, "protocol": "TCP"},
                     *monitor_ports(config.server_workers),
                 ],
+                # Every second: a new pod serves within a second of its model loading (the
+                # kubelet waits a whole period between tries), and a probe is a few µs of work.
                 "readinessProbe": {
                     "httpGet": {"path": "/v2/health/ready", "port": "http"},
-                    "periodSeconds": 2,
+                    "periodSeconds": 1,
                     "failureThreshold": 2,
                 },
                 "livenessProbe": {
@@ -141,8 +143,8 @@ def build_deployment(
                 },
                 "startupProbe": {
                     "httpGet": {"path": "/v2/health/live", "port": "http"},
-                    "periodSeconds": 2,
-                    "failureThreshold": 60,
+                    "periodSeconds": 1,
+                    "failureThreshold": 120,
                 },
                 # Endpoints drop a terminating pod a moment after SIGTERM would reach it;
                 # waiting first means no request is sent to a server that stopped accepting.
