@@ -51,19 +51,23 @@ def workload_job_deleted(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> Non
 
 
 def succeeded(body: kopf.Body, type: str | None, **_: Any) -> bool:
-    """A workload pod that exited 0: its Job has succeeded (each has one pod to complete)."""
-    return (
-        type != "DELETED"
-        and _component(body) in FINISHED
-        and (body.get("status") or {}).get("phase") == "Succeeded"
+    """A workload pod whose container exited 0: its Job has succeeded (each has one pod to
+    complete, never restarted). The container's state, not the pod's phase: the kubelet sets
+    the phase only once the pod's sandbox is torn down, about a second later."""
+    if type == "DELETED" or _component(body) not in FINISHED:
+        return False
+    statuses = (body.get("status") or {}).get("containerStatuses") or []
+    return any(
+        ((status.get("state") or {}).get("terminated") or {}).get("exitCode") == 0
+        for status in statuses
     )
 
 
 @kopf.on.event("", "v1", "pods", labels=MANAGED, when=succeeded)
 def workload_pod_succeeded(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
-    """Record the result as soon as the pod that made it succeeded: the Job controller marks
-    the Job Complete one to two seconds later (tests/bench/chain), and the quickstart waits on
-    that twice. Its Complete event then finds the result recorded and does nothing."""
+    """Record the result as soon as the pod that made it exited: the Job controller marks the
+    Job Complete one to two seconds later (tests/bench/chain), and the quickstart waits on that
+    twice. Its Complete event then finds the result recorded and does nothing."""
     pod = dict(body)
     meta = pod["metadata"]
     owner = next(
