@@ -20,11 +20,10 @@ PHASES: list[tuple[str, str, str]] = [
         "ingest container finished",
     ),
     (
-        "Job controller: ingest container finished to Job Complete",
+        "operator: ingest container exited to Dataset Ready",
         "ingest container finished",
-        "ingest Job complete",
+        "Dataset Ready",
     ),
-    ("operator: ingest Job Complete to Dataset Ready", "ingest Job complete", "Dataset Ready"),
     ("operator: Dataset Ready to the training Job", "Dataset Ready", "train Job created"),
     ("Job to training pod", "train Job created", "train pod created"),
     ("training pod start", "train pod created", "train container started"),
@@ -34,13 +33,8 @@ PHASES: list[tuple[str, str, str]] = [
         "train container finished",
     ),
     (
-        "Job controller: train container finished to Job Complete",
+        "operator: training container exited to TrainingJob Ready",
         "train container finished",
-        "train Job complete",
-    ),
-    (
-        "operator: train Job Complete to TrainingJob Ready",
-        "train Job complete",
         "TrainingJob Ready",
     ),
     (
@@ -93,7 +87,11 @@ def markdown(milestones: dict[str, float], started: str, command: str) -> str:
     lines += [
         "",
         "Phases can overlap or leave gaps (the next starts when it sees the last one's end on",
-        "its own watch); the milestones themselves:",
+        "its own watch). Container starts and ends are seen when the kubelet reports them, which",
+        "it does on its one-second relist: workload phases come in whole seconds. The operator",
+        "records a workload's result when its container exits 0, not when the Job controller",
+        "marks the Job Complete (`<stage> Job complete` below, one to two seconds later). The",
+        "milestones themselves:",
         "",
         "| milestone | seconds after apply |",
         "| --- | --- |",
