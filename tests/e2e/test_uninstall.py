@@ -25,18 +25,36 @@ def test_helm_uninstall_keeps_crds_and_user_data_and_leaves_nothing_stuck(
     with kube_node.api_client() as api:
         # Any: the client's declared types say `object` for custom objects.
         custom: Any = client.CustomObjectsApi(api)
-        custom.create_namespaced_custom_object(
-            "modelyard.dev",
-            "v1alpha1",
-            ml_namespace,
-            "datasets",
-            {
-                "apiVersion": "modelyard.dev/v1alpha1",
-                "kind": "Dataset",
-                "metadata": {"name": "kept"},
-                "spec": {"source": {"builtin": {"name": "wine"}}},
-            },
-        )
+        # A Dataset a ModelDeployment uses (through its TrainingJob): the operator protects it
+        # with its finalizer, which only the uninstall hook can take off once it is gone.
+        for plural, kind, spec in (
+            ("datasets", "Dataset", {"source": {"builtin": {"name": "wine"}}}),
+            (
+                "trainingjobs",
+                "TrainingJob",
+                {
+                    "datasetRef": {"name": "kept"},
+                    "estimator": {"class": "sklearn.linear_model.LogisticRegression"},
+                },
+            ),
+            (
+                "modeldeployments",
+                "ModelDeployment",
+                {"model": {"trainingJobRef": {"name": "kept"}}},
+            ),
+        ):
+            custom.create_namespaced_custom_object(
+                "modelyard.dev",
+                "v1alpha1",
+                ml_namespace,
+                plural,
+                {
+                    "apiVersion": "modelyard.dev/v1alpha1",
+                    "kind": kind,
+                    "metadata": {"name": "kept"},
+                    "spec": spec,
+                },
+            )
 
         def kept() -> dict[str, Any]:
             found: dict[str, Any] = custom.get_namespaced_custom_object(
@@ -44,7 +62,7 @@ def test_helm_uninstall_keeps_crds_and_user_data_and_leaves_nothing_stuck(
             )
             return found
 
-        # The operator protects what it sees: this is what the uninstall has to undo.
+        # What the uninstall has to undo.
         wait_until("the operator's finalizer", lambda: FINALIZER in _finalizers(kept()), 120)
         subprocess.run(
             [*release, "uninstall", RELEASE, "--namespace", OPERATOR_NAMESPACE, "--wait"],
