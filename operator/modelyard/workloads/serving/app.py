@@ -334,22 +334,17 @@ class App:
         if self.drift is not None:
             self.drift.observe(inference.matrix)
 
-        def compute() -> Outcome:
-            return Outcome(
-                model.predict(inference.matrix) if inference.predict else None,
-                model.predict_proba(inference.matrix) if inference.proba else None,
-            )
-
         def answer(outcome: Outcome) -> Response:
             return respond(model, inference, endpoint, outcome)
 
+        item = Batchable(
+            model, inference.matrix, inference.predict, inference.proba, answer, endpoint
+        )
         if len(inference.matrix) > INLINE_ROWS:
-            return Offload(compute, answer, endpoint)
+            return Offload(item.compute, answer, endpoint)
         if self.batching:
-            return Batchable(
-                model, inference.matrix, inference.predict, inference.proba, answer, endpoint
-            )
-        return answer(compute())
+            return item
+        return answer(item.compute())
 
     def _count(self, model: Model, inference: Inference, outcome: Outcome) -> bytes:
         """Count the prediction, remember it for feedback; the X-Request-Id header line."""
