@@ -236,7 +236,7 @@ def test_the_operator_records_the_counts_in_status(
 
     # Cleaning dropped: the next version is recorded without counts.
     api.patch("Dataset", "iris", {"spec": {"cleaning": None}})
-    job = api.wait_job("modelyard.dev/dataset=iris", count=2)
+    job = api.wait_job("modelyard.dev/dataset=iris", besides={job.metadata.name})
     finish_job(api.core, api.namespace, job.metadata.name, ingest_summary("sha256:" + "2" * 64))
     status = wait_for(
         "the second version recorded",
