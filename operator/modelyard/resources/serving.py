@@ -136,15 +136,13 @@ def build_deployment(
                     "periodSeconds": 1,
                     "failureThreshold": 2,
                 },
+                # No startup probe: the server answers /live while its model loads, so liveness
+                # needs no grace, and a startup probe would only hold readiness probing back
+                # until the kubelet has seen it pass (a period more before the pod serves).
                 "livenessProbe": {
                     "httpGet": {"path": "/v2/health/live", "port": "http"},
                     "periodSeconds": 10,
                     "failureThreshold": 3,
-                },
-                "startupProbe": {
-                    "httpGet": {"path": "/v2/health/live", "port": "http"},
-                    "periodSeconds": 1,
-                    "failureThreshold": 120,
                 },
                 # Endpoints drop a terminating pod a moment after SIGTERM would reach it;
                 # waiting first means no request is sent to a server that stopped accepting.
