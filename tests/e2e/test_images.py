@@ -50,10 +50,15 @@ for service in ("s3", "sts", "sso", "sso-oidc", "signin"):
 assert boto3.client("s3", region_name="eu-west-1").meta.endpoint_url.startswith("https://s3.")
 """
 
-# The trainer: ingest (pyarrow, DuckDB, the PostgreSQL ADBC driver), training, the report's plots,
-# the Dask engine (its workers run this image's `dask` command) and S3.
+# The trainer: the toy datasets stored at build time (read without scikit-learn), ingest (pyarrow,
+# DuckDB, the PostgreSQL ADBC driver), training, the report's plots, the Dask engine (its workers
+# run this image's `dask` command) and S3.
 TRAINER = """
-import io
+import io, sys
+from modelyard.api.dataset import BuiltinName
+from modelyard.workloads.ingest.builtin import STORED, builtin_table
+assert all((STORED / f"{name.value}.parquet").is_file() for name in BuiltinName), STORED
+assert builtin_table(BuiltinName.IRIS).num_rows == 150 and "sklearn" not in sys.modules
 import boto3
 import adbc_driver_postgresql.dbapi, duckdb, lightgbm.dask  # noqa: F401
 import dask.dataframe, distributed.cli.dask_worker, distributed.cli.dask_scheduler  # noqa: F401

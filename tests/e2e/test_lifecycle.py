@@ -17,7 +17,7 @@ from modelyard.api.dataset import BuiltinName
 from modelyard.storage.client import Storage
 from modelyard.storage.config import StorageConfig
 from modelyard.storage.uri import S3Uri
-from modelyard.workloads.ingest.sources import builtin_table
+from modelyard.workloads.ingest.builtin import builtin_table
 from tests.conftest import EXAMPLES
 from tests.e2e.chain import GROUP, VERSION, kubectl, status, wait_ready, wait_until
 from tests.e2e.conftest import ServiceProxy

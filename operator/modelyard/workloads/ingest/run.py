@@ -40,10 +40,11 @@ from modelyard.workloads.common.tabular import (
 )
 from modelyard.workloads.common.termination import EXIT_INVALID_DATA, EXIT_USAGE, WorkloadError
 from modelyard.workloads.common.timing import log_peak_memory, phase
+from modelyard.workloads.ingest.builtin import BUILTIN_TARGET
 from modelyard.workloads.ingest.cleaning import ROW_COLUMN, Cleaned, clean, internal_name
 from modelyard.workloads.ingest.parquet_sink import ParquetSink
 from modelyard.workloads.ingest.prefetch import prefetch
-from modelyard.workloads.ingest.sources import BUILTIN_TARGET, read_source
+from modelyard.workloads.ingest.sources import read_source
 from modelyard.workloads.ingest.split import TargetColumn, choose_test_rows
 from modelyard.workloads.ingest.stats import StatisticsAccumulator
 from modelyard.workloads.ingest.validation import SchemaMismatch, Validator, select_columns

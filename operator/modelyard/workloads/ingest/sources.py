@@ -16,7 +16,6 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import BinaryIO
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.json as pa_json
@@ -29,6 +28,7 @@ from modelyard.storage.uri import S3Uri
 from modelyard.workloads.common.termination import EXIT_INVALID_DATA, EXIT_USAGE, WorkloadError
 from modelyard.workloads.ingest.address_policy import workload_policy
 from modelyard.workloads.ingest.api_source import read_api
+from modelyard.workloads.ingest.builtin import builtin_table
 from modelyard.workloads.ingest.http_fetch import FetchFailed, FetchRefused, open_url
 from modelyard.workloads.ingest.source_stream import open_source
 from modelyard.workloads.ingest.sql_source import read_sql
@@ -41,7 +41,6 @@ _EXTENSIONS = {
     ".jsonl": DataFormat.JSONL,
     ".ndjson": DataFormat.JSONL,
 }
-BUILTIN_TARGET = "target"
 # Compressed copies name their format before this suffix (data.csv.gz); see source_stream.py.
 COMPRESSED_SUFFIXES = (".gz", ".gzip", ".bz2", ".zst", ".zstd")
 
@@ -98,23 +97,6 @@ def read_source(
     objects = _s3_objects(storage, uri)
     first_format = infer_format(objects[0].key, data_format)
     return first_format, _read_s3(storage, objects, first_format, data_format, types)
-
-
-def builtin_table(name: BuiltinName) -> pa.Table:
-    """A scikit-learn toy dataset as a table: its feature names plus a `target` column."""
-    from sklearn import datasets
-
-    loader = getattr(datasets, f"load_{name.value}")
-    bunch = loader()
-    columns = {
-        str(feature): pa.array(np.asarray(bunch.data[:, i], dtype=np.float64))
-        for i, feature in enumerate(bunch.feature_names)
-    }
-    target = np.asarray(bunch.target)
-    columns[BUILTIN_TARGET] = pa.array(
-        target.astype(np.int64) if target.dtype.kind in "iu" else target.astype(np.float64)
-    )
-    return pa.table(columns)
 
 
 def _s3_objects(storage: Storage, uri: S3Uri) -> list[S3Uri]:
