@@ -1,6 +1,9 @@
-"""docs/benchmarks/chain.md from the milestones of one quickstart run."""
+"""docs/benchmarks/chain.md from the milestones of quickstart runs: the goal judged on their median,
+where the time goes shown for the median run."""
 
 from __future__ import annotations
+
+import math
 
 GOAL_SECONDS = 10.0
 FIRST_PREDICTION = "first prediction"
@@ -53,11 +56,20 @@ PHASES: list[tuple[str, str, str]] = [
 ]
 
 
-def markdown(milestones: dict[str, float], started: str, command: str) -> str:
+def median_round(rounds: list[dict[str, float]]) -> dict[str, float]:
+    """The round whose first prediction is the median (the lower middle one of an even count)."""
+    ordered = sorted(rounds, key=lambda milestones: milestones.get(FIRST_PREDICTION, math.inf))
+    return ordered[(len(ordered) - 1) // 2]
+
+
+def markdown(rounds: list[dict[str, float]], started: str, command: str) -> str:
+    milestones = median_round(rounds)
     total = milestones.get(FIRST_PREDICTION)
     verdict = (
         "not measured" if total is None else ("met" if total <= GOAL_SECONDS else "**missed**")
     )
+    totals = sorted(r[FIRST_PREDICTION] for r in rounds if FIRST_PREDICTION in r)
+    spread = ", ".join(f"{seconds:.1f}" for seconds in totals)
     lines = [
         "# Whole chain: the quickstart from `kubectl apply` to the first prediction",
         "",
@@ -65,14 +77,17 @@ def markdown(milestones: dict[str, float], started: str, command: str) -> str:
         "fresh namespace of the warm local cluster (images on the node, operator installed by",
         "the chart), the first prediction polled through the API server's service proxy every",
         "50 ms. Milestones are when this client saw them on watches (the API's own timestamps",
-        "have whole seconds).",
+        f"have whole seconds). {len(rounds)} round(s), each in a namespace of its own; the goal",
+        "is judged on their median, and the tables below show the median round.",
         "",
         "| goal | figure | verdict |",
         "| --- | --- | --- |",
-        f"| apply to first prediction ≤ {GOAL_SECONDS:.0f} s | "
+        f"| apply to first prediction ≤ {GOAL_SECONDS:.0f} s, median | "
         f"{'-' if total is None else f'{total:.1f} s'} | {verdict} |",
         "",
-        "## Where the time goes",
+        f"Every round's first prediction, in seconds after the apply: {spread or '-'}.",
+        "",
+        "## Where the time goes (the median round)",
         "",
         "| phase | seconds | share |",
         "| --- | --- | --- |",
