@@ -389,6 +389,30 @@ CATALOGUE: tuple[Invalid, ...] = (
         "greater than or equal to 0",
     ),
     Invalid(
+        "modeldeployment-batch-zero-rows",
+        _with(MODEL_DEPLOYMENT, "batching", {"maxRows": 0}),
+        "spec.batching.maxRows",
+        "greater than or equal to 1",
+    ),
+    Invalid(
+        "modeldeployment-batch-too-many-rows",
+        _with(MODEL_DEPLOYMENT, "batching", {"maxRows": 1025}),
+        "spec.batching.maxRows",
+        "less than or equal to 1024",
+    ),
+    Invalid(
+        "modeldeployment-batch-negative-wait",
+        _with(MODEL_DEPLOYMENT, "batching", {"maxWaitMilliseconds": -1}),
+        "spec.batching.maxWaitMilliseconds",
+        "greater than or equal to 0",
+    ),
+    Invalid(
+        "modeldeployment-batch-wait-too-long",
+        _with(MODEL_DEPLOYMENT, "batching", {"maxWaitMilliseconds": 1001}),
+        "spec.batching.maxWaitMilliseconds",
+        "less than or equal to 1000",
+    ),
+    Invalid(
         "modeldeployment-cpu-target-zero",
         _with(
             MODEL_DEPLOYMENT,
