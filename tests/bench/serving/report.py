@@ -499,6 +499,9 @@ def write(document: dict[str, Any]) -> None:
         f"in the run (closed loop; open loop: {MIN_REQUESTS}). Each invalid cell names its",
         "servers' counts in the last column of the table below. wrk's time-out (10 s) is longer",
         "than a run: a server that stalls shows as too few answers, not as time-outs.",
+        "wrk corrects its latencies for coordinated omission (the requests a stalled",
+        "connection did not send count as late): one 50 ms pause in a 3 s run at c=1 fills",
+        "the p99.",
     ]
     lines += [
         "",
