@@ -185,14 +185,19 @@ def _scenario(api: Api, operator: OperatorProcess, kubelet: HoldingKubelet) -> N
     api.create(dataset("paused", {"interval": "1m", "suspend": True}))
     api.create(dataset("broken", {"schedule": "99 * * * *"}))
 
-    # The first ingestion starts the interval: the next refresh is due a minute after it began.
+    # The first ingestion starts the interval: the status write that records its start names
+    # the next refresh, due a minute after it began (not a timer tick later).
     first = api.wait_jobs("fresh", 1)[0]
+    recorded = wait_for(
+        "the first start recorded",
+        lambda: (lambda s: s if s.get("lastRefreshTime") else None)(api.status("fresh")),
+    )
+    assert recorded.get("nextRefreshTime"), recorded
     kubelet.released.add(first.metadata.name)
     status = api.wait_ready_with("fresh", first.metadata.name)
     started = parse_time(status["lastRefreshTime"])
     assert started == first.metadata.creation_timestamp
-    next_due = wait_for("nextRefreshTime", lambda: api.status("fresh").get("nextRefreshTime"))
-    assert (parse_time(next_due) - started).total_seconds() == INTERVAL_SECONDS
+    assert (parse_time(status["nextRefreshTime"]) - started).total_seconds() == INTERVAL_SECONDS
 
     # A schedule croniter refuses: a condition naming the field; ingestion and manual refresh
     # still work.

@@ -149,6 +149,8 @@ def reconcile(context: Context, body: dict[str, Any]) -> None:
     if spec.refresh is None:  # the timer only follows Datasets that have a schedule
         patch["nextRefreshTime"] = None
         patch["conditions"] = remove_condition(conditions, SCHEDULE_CONDITION)
+    else:
+        patch.update(_next_refresh(body, patch["lastRefreshTime"]))
     _patch(context, body, patch)
     metrics.set_phase(KIND, namespace, name, "Ingesting")
     if created:
@@ -206,6 +208,19 @@ def _refresh_plan(body: dict[str, Any], now: datetime) -> refresh.Plan | str | N
         )
     except refresh.InvalidSchedule as error:
         return f"spec.refresh.schedule: {error}; no scheduled refresh runs"
+
+
+def _next_refresh(body: dict[str, Any], started: str) -> dict[str, Any]:
+    """The next refresh time counted from an ingestion that started at `started`, for the
+    status write that records the start: an interval counts from the first start, and the
+    timer's next tick (up to REFRESH_TICK_SECONDS later) would leave the status without it
+    until then. Nothing when the schedule is invalid or the time is already recorded."""
+    status = {**(body.get("status") or {}), "lastRefreshTime": started}
+    planned = _refresh_plan({**body, "status": status}, datetime.now(UTC))
+    if not isinstance(planned, refresh.Plan):
+        return {}
+    upcoming = refresh.format_time(planned.next)
+    return {} if upcoming == status.get("nextRefreshTime") else {"nextRefreshTime": upcoming}
 
 
 def _refresh_work(body: dict[str, Any], now: datetime) -> bool:
