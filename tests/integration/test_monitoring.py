@@ -397,6 +397,13 @@ def test_drift_across_replicas_and_workers_retrains_once_per_cooldown(
         api.serve_from(
             [[r.monitor_port + i for i in range(r.workers)] for r in replicas] + [[garbage]]
         )
+        # Monitoring asks pods as soon as they are Ready; the ModelDeployment reads Ready once
+        # the ReplicaSet and Deployment controllers have counted them, which may come later.
+        wait_for(
+            "the ModelDeployment Ready",
+            lambda: api.condition("ModelDeployment", NAME, "Ready").get("status") == "True",
+            timeout=60,
+        )
 
         # Both replicas see drifted traffic, spread over their workers by the kernel.
         started = time.monotonic()
@@ -424,7 +431,7 @@ def test_drift_across_replicas_and_workers_retrains_once_per_cooldown(
         assert drifted["message"].startswith(f"petal_length PSI {top['psi']:.2f} > 0.25")
         (event,) = api.events(NAME, "DriftDetected")
         assert event.startswith("petal_length PSI")
-        # Drift is a finding about the traffic, not a failure of the deployment.
+        # Drift is a finding about the traffic, not a failure of the deployment: still Ready.
         assert next(c for c in status["conditions"] if c["type"] == "Ready")["status"] == "True"
         # The figure docs/monitoring.md quotes (in the JUnit report: --junitxml).
         record_property("drift_detected_seconds", round(detected, 1))
