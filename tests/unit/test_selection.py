@@ -180,13 +180,16 @@ def test_search_processes_follow_the_pods_cpus(monkeypatch: pytest.MonkeyPatch) 
 
 def _loky_workers() -> list[str]:
     """Command lines of this process's joblib worker processes."""
-    found = []
+    children: list[str] = []
     for task in Path(f"/proc/{os.getpid()}/task").iterdir():
-        for child in (task / "children").read_text().split():
-            cmdline = Path(f"/proc/{child}/cmdline")
-            with contextlib.suppress(OSError):
-                if b"LokyProcess" in cmdline.read_bytes():
-                    found.append(child)
+        # A thread may end between the listing and the read (joblib's, as a search ends).
+        with contextlib.suppress(FileNotFoundError):
+            children += (task / "children").read_text().split()
+    found = []
+    for child in children:
+        with contextlib.suppress(OSError):
+            if b"LokyProcess" in Path(f"/proc/{child}/cmdline").read_bytes():
+                found.append(child)
     return found
 
 
