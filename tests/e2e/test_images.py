@@ -64,6 +64,8 @@ import adbc_driver_postgresql.dbapi, duckdb, lightgbm.dask  # noqa: F401
 import dask.dataframe, distributed.cli.dask_worker, distributed.cli.dask_scheduler  # noqa: F401
 import pyarrow as pa, pyarrow.dataset, pyarrow.parquet as pq  # noqa: F401
 import modelyard.workloads.ingest.run, modelyard.workloads.training.run  # noqa: F401
+from modelyard.workloads.training.fonts import STORED as FONTS
+assert [p.name for p in FONTS.glob("fontlist-*.json")], FONTS
 import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt

@@ -18,17 +18,14 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 
 matplotlib.use("Agg")  # no display in the pod; sklearn's displays import pyplot
 
 import numpy as np
-from matplotlib.axes import Axes
-from matplotlib.figure import Figure
 from sklearn.base import clone
-from sklearn.inspection import permutation_importance
 from sklearn.metrics import (
     ConfusionMatrixDisplay,
     PrecisionRecallDisplay,
@@ -46,6 +43,15 @@ from modelyard.api.trainingjob import LeaderboardEntry
 from modelyard.reasons import Reason
 from modelyard.storage.digest import bytes_digest
 from modelyard.storage.layout import REPORT_FILE, REPORT_PLOT_PIN
+from modelyard.workloads.training import fonts
+from modelyard.workloads.training.importance import permutation_importance
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+# Nothing above loads matplotlib's font manager: the stored font list goes into place first.
+fonts.seed_cache()
 
 Array = np.ndarray[Any, Any]
 
@@ -72,11 +78,11 @@ MAX_FEATURES_CHECKED = 100
 # Row bounds: a big split is sampled (seeded) so the report's cost does not grow with it.
 LEAKAGE_ROWS = 2000
 TRAIN_SCORE_ROWS = 5000
-# Permutation importance calls predict features x repeats times, on the sampled rows each time.
-# A forest's predict costs tens of milliseconds per call whatever the rows, so the calls are
-# bounded (fewer repeats with many features, at least one), and so are the rows predicted.
+# Permutation importance predicts features x repeats shuffled copies of the sampled rows (in one
+# call: importance.py). Both the copies (fewer repeats with many features, at least one) and the
+# rows predicted in all are bounded.
 IMPORTANCE_MAX_REPEATS = 5
-IMPORTANCE_CALLS = 30
+IMPORTANCE_COPIES = 30
 IMPORTANCE_ROWS_PREDICTED = 30_000
 IMPORTANCE_MIN_ROWS = 200
 IMPORTANCE_MAX_ROWS = 1000
@@ -109,13 +115,15 @@ class _Plots:
     notes: list[str] = field(default_factory=list)
 
     def add(self, name: str, caption: str, draw: Callable[[Figure], None]) -> None:
+        from matplotlib.figure import Figure  # after fonts.seed_cache(): it loads the fonts
+
         figure = Figure(figsize=(6.4, 4.8), dpi=DPI, layout="constrained")
         draw(figure)
         buffer = io.BytesIO()
-        # No Software/date chunks: the same plot is the same bytes.
-        figure.savefig(
-            buffer, format="png", dpi=DPI, bbox_inches="tight", metadata={"Software": None}
-        )
+        # No Software/date chunks: the same plot is the same bytes. The constrained layout
+        # already keeps every label inside the figure: a "tight" bounding box would only draw
+        # it a second time to measure it.
+        figure.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
         self.images[name] = buffer.getvalue()
         self.captions[name] = caption
 
@@ -335,26 +343,26 @@ def _importance_plot(
             f"features would cost more than the report may (at most {MAX_FEATURES_CHECKED})."
         )
         return
-    repeats = min(IMPORTANCE_MAX_REPEATS, max(1, IMPORTANCE_CALLS // len(feature_names)))
+    repeats = min(IMPORTANCE_MAX_REPEATS, max(1, IMPORTANCE_COPIES // len(feature_names)))
     budget = IMPORTANCE_ROWS_PREDICTED // (len(feature_names) * repeats)
     rows = _sample(len(y_test), min(IMPORTANCE_MAX_ROWS, max(IMPORTANCE_MIN_ROWS, budget)))
     result = permutation_importance(
         pipeline,
         x_test[rows],
         y_test[rows],
-        scoring="accuracy" if classification else "r2",
-        n_repeats=repeats,
-        random_state=SEED,
+        accuracy_score if classification else r2_score,
+        repeats,
+        SEED,
     )
-    top = np.argsort(-result.importances_mean, kind="stable")[:IMPORTANCE_TOP][::-1]
+    top = np.argsort(-result.mean, kind="stable")[:IMPORTANCE_TOP][::-1]
     metric = "accuracy" if classification else "r2"
 
     def draw(figure: Figure) -> None:
         axes: Axes = figure.subplots()
         axes.barh(
             [_short(feature_names[i]) for i in top],
-            result.importances_mean[top],
-            xerr=result.importances_std[top],
+            result.mean[top],
+            xerr=result.std[top],
             color="tab:blue",
         )
         axes.axvline(0, color="black", linewidth=0.8)
