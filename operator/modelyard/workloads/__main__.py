@@ -7,6 +7,8 @@ import os
 import sys
 from collections.abc import Sequence
 
+from modelyard.workloads.common.timing import log_process_time, seconds_since_exec
+
 COMMANDS = {
     "ingest": "modelyard.workloads.ingest.run",
     "train": "modelyard.workloads.training.run",
@@ -27,10 +29,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args or args[0] not in COMMANDS:
         print(f"usage: modelyard-worker {{{','.join(COMMANDS)}}} [options]", file=sys.stderr)
         return 2
+    before_imports = seconds_since_exec()
     # Import only the workload asked for: the server image has no pyarrow, the trainer no uvloop.
     module = importlib.import_module(COMMANDS[args[0]])
+    after_imports = seconds_since_exec()
     code: int = module.main(args[1:])
     if argv is None and args[0] in BATCH:
+        log_process_time(args[0], before_imports, after_imports)
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)

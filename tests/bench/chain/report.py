@@ -4,6 +4,8 @@ where the time goes shown for the median run."""
 from __future__ import annotations
 
 import math
+import statistics
+from typing import Any
 
 GOAL_SECONDS = 10.0
 FIRST_PREDICTION = "first prediction"
@@ -56,19 +58,38 @@ PHASES: list[tuple[str, str, str]] = [
 ]
 
 
-def median_round(rounds: list[dict[str, float]]) -> dict[str, float]:
+# What a workload logs of its own process (modelyard.workloads.__main__), in the order shown.
+PROCESS = [
+    ("process", "from exec to exit"),
+    ("start_up", "interpreter start-up"),
+    ("imports", "imports of the workload's modules"),
+    ("work", "the work, of which:"),
+]
+WORKLOADS = [("ingest", "ingest"), ("train", "training")]
+
+# A round: {"milestones": {name: seconds after the apply}, "workloads": {workload: {phase:
+# seconds}}}, the latter from what the ingest and training processes logged.
+Round = dict[str, dict[str, Any]]
+
+
+def median_round(rounds: list[Round]) -> Round:
     """The round whose first prediction is the median (the lower middle one of an even count)."""
-    ordered = sorted(rounds, key=lambda milestones: milestones.get(FIRST_PREDICTION, math.inf))
+    ordered = sorted(
+        rounds, key=lambda round_: round_["milestones"].get(FIRST_PREDICTION, math.inf)
+    )
     return ordered[(len(ordered) - 1) // 2]
 
 
-def markdown(rounds: list[dict[str, float]], started: str, command: str) -> str:
-    milestones = median_round(rounds)
+def markdown(rounds: list[Round], started: str, command: str) -> str:
+    median = median_round(rounds)
+    milestones: dict[str, float] = median["milestones"]
     total = milestones.get(FIRST_PREDICTION)
     verdict = (
         "not measured" if total is None else ("met" if total <= GOAL_SECONDS else "**missed**")
     )
-    totals = sorted(r[FIRST_PREDICTION] for r in rounds if FIRST_PREDICTION in r)
+    totals = sorted(
+        r["milestones"][FIRST_PREDICTION] for r in rounds if FIRST_PREDICTION in r["milestones"]
+    )
     spread = ", ".join(f"{seconds:.1f}" for seconds in totals)
     lines = [
         "# Whole chain: the quickstart from `kubectl apply` to the first prediction",
@@ -99,6 +120,7 @@ def markdown(rounds: list[dict[str, float]], started: str, command: str) -> str:
             lines.append(f"| {label} | {seconds:.2f} | {share} |")
         else:
             lines.append(f"| {label} | not seen | |")
+    lines += _inside(median.get("workloads") or {}, rounds)
     lines += [
         "",
         "Phases can overlap or leave gaps (the next starts when it sees the last one's end on",
@@ -114,3 +136,33 @@ def markdown(rounds: list[dict[str, float]], started: str, command: str) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _inside(workloads: dict[str, dict[str, float]], rounds: list[Round]) -> list[str]:
+    """The ingest and training processes' own account of their time: the median round's, and
+    the median over every round."""
+    if not workloads:
+        return []
+    lines = [
+        "",
+        "Inside the workload containers, as each process logged its own time (seconds; the",
+        "container's start and end above are seen on the kubelet's relist, up to a second late):",
+        "",
+        "| workload | part | median round | median of all rounds |",
+        "| --- | --- | --- | --- |",
+    ]
+    for key, label in WORKLOADS:
+        seconds = workloads.get(key) or {}
+        phases = [name for name in seconds if name not in dict(PROCESS)]
+        for name, what in [*PROCESS, *((phase, f"- {phase}") for phase in phases)]:
+            if name not in seconds:
+                continue
+            every = [
+                r["workloads"][key][name]
+                for r in rounds
+                if name in ((r.get("workloads") or {}).get(key) or {})
+            ]
+            lines.append(
+                f"| {label} | {what} | {seconds[name]:.2f} | {statistics.median(every):.2f} |"
+            )
+    return lines

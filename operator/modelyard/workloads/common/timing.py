@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import resource
 import sys
 import time
@@ -38,3 +39,33 @@ def peak_rss_bytes() -> int:
 
 def log_peak_memory(workload: str) -> None:
     print(f"{workload}: peak RSS {peak_rss_bytes() >> 20} MiB", file=sys.stderr, flush=True)
+
+
+def seconds_since_exec() -> float | None:
+    """How long this process has run, interpreter start-up included: the kernel's start time of
+    the process (/proc/self/stat) against the time since boot (/proc/uptime), in clock ticks."""
+    try:
+        with open("/proc/self/stat") as stat:
+            # Field 22, counted after the command name, which may hold spaces and parentheses.
+            started_ticks = int(stat.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime") as uptime:
+            now = float(uptime.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return max(0.0, now - started_ticks / os.sysconf("SC_CLK_TCK"))
+
+
+def log_process_time(
+    workload: str, before_imports: float | None, after_imports: float | None
+) -> None:
+    """Log where a batch workload's process spent its time, from exec to now: the interpreter's
+    start-up, importing the workload's modules, and the work itself (logged by `phase`)."""
+    ended = seconds_since_exec()
+    if before_imports is None or after_imports is None or ended is None:
+        return
+    print(
+        f"{workload}: process {ended:.2f}s since exec: start-up {before_imports:.2f}s, "
+        f"imports {after_imports - before_imports:.2f}s, work {ended - after_imports:.2f}s",
+        file=sys.stderr,
+        flush=True,
+    )
