@@ -58,14 +58,17 @@ PHASES: list[tuple[str, str, str]] = [
 ]
 
 
-# What a workload logs of its own process (modelyard.workloads.__main__), in the order shown.
+# What a workload logs of its own process, in the order shown: batch workloads as they exit
+# (modelyard.workloads.__main__), the server once its model is loaded (serving/runtime.py).
 PROCESS = [
     ("process", "from exec to exit"),
     ("start_up", "interpreter start-up"),
     ("imports", "imports of the workload's modules"),
     ("work", "the work, of which:"),
+    ("ready", "from exec to ready to answer (imports, bind, then the model)"),
+    ("load", "- model fetch, verify and load"),
 ]
-WORKLOADS = [("ingest", "ingest"), ("train", "training")]
+WORKLOADS = [("ingest", "ingest"), ("train", "training"), ("server", "server (first ready)")]
 
 # A round: {"milestones": {name: seconds after the apply}, "workloads": {workload: {phase:
 # seconds}}}, the latter from what the ingest and training processes logged.

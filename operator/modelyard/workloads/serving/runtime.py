@@ -32,6 +32,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from modelyard.reasons import Reason
 from modelyard.workloads.common import termination
 from modelyard.workloads.common.termination import WorkloadError
+from modelyard.workloads.common.timing import seconds_since_exec
 from modelyard.workloads.serving import loader
 from modelyard.workloads.serving.app import App
 from modelyard.workloads.serving.config import ServeConfig
@@ -173,10 +174,12 @@ async def _serve(
         app.set_model(result.model, result.seconds)
         freeze_startup_heap()
         log.info(
-            "model %s version %s ready in %.2fs (engine: %s; accepts missing values: %s)",
+            "model %s version %s ready in %.2fs, %.2fs after exec (engine: %s; accepts "
+            "missing values: %s)",
             result.model.name,
             result.model.version,
             result.seconds,
+            seconds_since_exec() or 0.0,
             result.model.engine,
             result.model.accepts_missing,
         )
