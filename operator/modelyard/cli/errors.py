@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from modelyard.exitcodes import EXIT_FAILED, EXIT_USAGE
 
 
@@ -12,6 +14,11 @@ class CliError(Exception):
         super().__init__(message)
         self.message = message
         self.code = code
+
+    def tell(self) -> int:
+        """Print the line for the user; the exit code that goes with it."""
+        print(f"error: {self.message}", file=sys.stderr)
+        return self.code
 
 
 class UsageError(CliError):

@@ -10,10 +10,7 @@ from collections.abc import Sequence
 from modelyard.cli import lineage, local, logs, predict, report, status, uninstall, wait
 from modelyard.cli.errors import CliError
 from modelyard.cli.output import FORMATS
-from modelyard.exitcodes import EXIT_FAILED
-
-# 128 + SIGINT, as shells report a command stopped with Ctrl-C.
-EXIT_INTERRUPTED = 130
+from modelyard.exitcodes import EXIT_FAILED, EXIT_INTERRUPTED
 
 
 def _connection_flags() -> argparse.ArgumentParser:
@@ -58,8 +55,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "modelyard") -> int:
     try:
         code: int = args.func(args)
     except CliError as error:
-        print(f"error: {error.message}", file=sys.stderr)
-        return error.code
+        return error.tell()
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     except BrokenPipeError:
