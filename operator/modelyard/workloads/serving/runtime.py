@@ -236,6 +236,11 @@ def supervise(config: ServeConfig) -> int:
         preloaded = loader.load(config)
     except Exception as error:
         return termination.fail(_load_error(error))
+    # Before forking: a collection in each worker would write to every inherited object's
+    # header and so copy the pages they share (about 56 MiB more private memory per process,
+    # the parent's included, with an iris model). Frozen here, a worker's own
+    # freeze_startup_heap() scans only what came after the fork.
+    freeze_startup_heap()
     children: set[int] = set()
 
     def forward(signum: int, frame: FrameType | None) -> None:
