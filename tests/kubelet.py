@@ -259,6 +259,12 @@ def unschedulable(core: client.CoreV1Api, pod: client.V1Pod, message: str) -> No
     core.patch_namespaced_pod_status(pod.metadata.name, pod.metadata.namespace, {"status": status})
 
 
+def scheduled(core: client.CoreV1Api, pod: client.V1Pod) -> None:
+    """A node took the pod: its containers are being created (nothing runs yet)."""
+    condition = {"type": "PodScheduled", "status": "True", "lastTransitionTime": _stamp()}
+    _report(core, pod, "Pending", {"waiting": {"reason": "ContainerCreating"}}, False, [condition])
+
+
 def running(core: client.CoreV1Api, pod: client.V1Pod) -> None:
     """The pod's container runs (not yet ready)."""
     _report(core, pod, "Running", {"running": {"startedAt": _stamp()}})

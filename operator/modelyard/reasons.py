@@ -33,6 +33,7 @@ class Reason(StrEnum):
     ModelChanged = "ModelChanged"
     RollingOut = "RollingOut"
     Serving = "Serving"
+    WaitingForNode = "WaitingForNode"
     # Monitoring of the served model, and the retrains it asks for.
     NoDrift = "NoDrift"
     DriftDetected = "DriftDetected"
@@ -689,11 +690,18 @@ EXPLANATIONS: dict[Reason, Explanation] = {
     Reason.RunContainerError: Explanation(
         _ALL, True, "The container runtime could not start the container.", _POD_EVENTS
     ),
+    Reason.WaitingForNode: Explanation(
+        _ALL,
+        False,
+        "A pod waits for a node with room; the message is the scheduler's. Room often frees as "
+        "other pods end, or a cluster autoscaler adds a node.",
+        "Wait; it becomes Unschedulable if no node takes the pod within 20 s.",
+    ),
     Reason.Unschedulable: Explanation(
         _ALL,
         True,
-        "No node can take the pod (resources, node selector, taints); the message is the "
-        "scheduler's.",
+        "No node took the pod within 20 s of waiting (resources, node selector, taints); the "
+        "message is the scheduler's. It clears by itself once a node takes the pod.",
         "Lower the requests, or fix workloads.nodeSelector / tolerations, or add nodes.",
     ),
     Reason.OOMKilled: Explanation(

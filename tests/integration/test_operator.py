@@ -20,6 +20,7 @@ from tests.kubelet import (
     ingest_summary,
     make_ready,
     running,
+    scheduled,
     train_summary,
     unschedulable,
     wait_for,
@@ -598,7 +599,7 @@ def test_an_ingest_pod_that_cannot_start_stalls_its_dataset_with_the_kubelets_wo
     api.wait_condition("Dataset", "iris", "Ready", "True", "Ingested")
 
 
-def test_a_training_pod_no_node_can_take_stalls_its_trainingjob(
+def test_a_training_pod_no_node_takes_waits_then_stalls_its_trainingjob(
     api: Api, operator: Operator
 ) -> None:
     _ready_dataset(api)
@@ -606,10 +607,62 @@ def test_a_training_pod_no_node_can_take_stalls_its_trainingjob(
     pod = _pod(api, "modelyard.dev/run=run-1")
     verdict = "0/3 nodes are available: 3 Insufficient memory."
     unschedulable(api.core, pod, verdict)
+    # At once: in progress, in the scheduler's words (room may free up), not a failure yet.
+    waiting = api.wait_condition(
+        "TrainingJob", "iris-classifier", "Reconciling", "True", "WaitingForNode"
+    )
+    assert verdict in waiting["message"] and waiting["message"].startswith("run-1: ")
+    ready = api.condition("TrainingJob", "iris-classifier", "Ready")
+    assert ready is not None and (ready["status"], ready["reason"]) == ("Unknown", "WaitingForNode")
+    assert api.condition("TrainingJob", "iris-classifier", "Stalled") is None
+    # Nothing about the pod changes when no node took it in time: the operator's own tick says so.
     stalled = api.wait_condition(
         "TrainingJob", "iris-classifier", "Stalled", "True", "Unschedulable"
     )
     assert verdict in stalled["message"] and stalled["message"].startswith("run-1: ")
+    api.wait_condition("TrainingJob", "iris-classifier", "Ready", "False", "Unschedulable")
+    assert api.condition("TrainingJob", "iris-classifier", "Reconciling") is None
+    assert "Unschedulable" in api.events("iris-classifier")
+
+
+def test_an_ingest_pod_a_node_takes_in_time_never_stalls_its_dataset(
+    api: Api, operator: Operator
+) -> None:
+    api.create(_quickstart("Dataset"))
+    pod = _pod(api, "modelyard.dev/dataset=iris")
+    verdict = "0/1 nodes are available: 1 Insufficient cpu."
+    unschedulable(api.core, pod, verdict)
+    waiting = api.wait_condition("Dataset", "iris", "Ready", "Unknown", "WaitingForNode")
+    assert verdict in waiting["message"]
+    # Room freed (another pod ended): the scheduler binds the pod, whose containers are created.
+    # No event of the pod's says so to the operator, which looks again while it waits.
+    scheduled(api.core, pod)
+    api.wait_condition("Dataset", "iris", "Reconciling", "True", "Ingesting")
+    finish_job(
+        api.core, api.namespace, api.status("Dataset", "iris")["ingestJob"], ingest_summary(V1)
+    )
+    api.wait_condition("Dataset", "iris", "Ready", "True", "Ingested")
+    events = api.events("iris")
+    assert "Unschedulable" not in events and "WaitingForNode" not in events, events
+
+
+def test_a_server_pod_waiting_for_a_node_keeps_the_rollout_in_progress(
+    api: Api, operator: Operator
+) -> None:
+    _ready_dataset(api)
+    api.create(_quickstart("TrainingJob"))
+    api.create(_quickstart("ModelDeployment"))
+    _trained(api, "run-1", V1, MODEL_1, 0.95)
+    pod = _pod(api, "modelyard.dev/modeldeployment=iris")
+    verdict = "0/1 nodes are available: 1 Insufficient cpu."
+    unschedulable(api.core, pod, verdict)
+    waiting = api.wait_condition("ModelDeployment", "iris", "Reconciling", "True", "WaitingForNode")
+    assert verdict in waiting["message"]
+    assert api.condition("ModelDeployment", "iris", "Stalled") is None
+    _serving(api, 2)
+    api.wait_condition("ModelDeployment", "iris", "Ready", "True", "Serving")
+    assert api.condition("ModelDeployment", "iris", "Stalled") is None
+    assert "Unschedulable" not in api.events("iris")
 
 
 def test_a_server_pod_whose_image_cannot_be_pulled_stalls_the_rollout(

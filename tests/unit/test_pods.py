@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from modelyard.controllers.pods import POD_REASONS, problem, started
+from modelyard.controllers.pods import (
+    POD_REASONS,
+    UNSCHEDULABLE_PATIENCE_SECONDS,
+    problem,
+    recovered,
+    started,
+)
 
 
 def _pod(**status: Any) -> dict[str, Any]:
@@ -105,3 +112,51 @@ def test_a_missing_secret_still_stops_the_pod() -> None:
     found = problem(_pod(containerStatuses=[_container(waiting)]))
     assert found is not None and found.reason == "CreateContainerConfigError"
     assert message in found.message
+
+
+def _unschedulable(seconds_ago: float) -> dict[str, Any]:
+    since = datetime.now(UTC) - timedelta(seconds=seconds_ago)
+    condition = {
+        "type": "PodScheduled",
+        "status": "False",
+        "reason": "Unschedulable",
+        "message": "0/1 nodes are available: 1 Insufficient cpu.",
+        "lastTransitionTime": since.strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+    return _pod(phase="Pending", conditions=[condition])
+
+
+def test_a_pod_no_node_took_yet_waits_for_one() -> None:
+    found = problem(_unschedulable(seconds_ago=2))
+    assert found is not None and not found.final
+    assert found.reason == "WaitingForNode"
+    assert found.message == "pod iris-7d9f-x2: 0/1 nodes are available: 1 Insufficient cpu."
+
+
+def test_a_pod_no_node_took_in_its_patience_is_unschedulable() -> None:
+    found = problem(_unschedulable(seconds_ago=UNSCHEDULABLE_PATIENCE_SECONDS + 1))
+    assert found is not None and found.final and found.reason == "Unschedulable"
+    assert "Insufficient cpu" in found.message
+
+
+def test_a_finished_job_waits_no_longer_for_its_pod() -> None:
+    found = problem(_unschedulable(seconds_ago=1), patience=0)
+    assert found is not None and found.final and found.reason == "Unschedulable"
+
+
+def _showing(type_: str, reason: str) -> list[dict[str, Any]]:
+    return [{"type": type_, "status": "True", "reason": reason, "message": ""}]
+
+
+def test_waiting_for_a_node_ends_once_a_node_takes_the_pod() -> None:
+    waiting = _showing("Reconciling", "WaitingForNode")
+    assert not recovered(_unschedulable(seconds_ago=2), waiting)
+    creating = _pod(
+        phase="Pending",
+        conditions=[{"type": "PodScheduled", "status": "True"}],
+        containerStatuses=[_container({"waiting": {"reason": "ContainerCreating"}})],
+    )
+    assert recovered(creating, waiting)
+    # A stall of the pod's ends only once it runs: a node alone does not fix a missing Secret.
+    assert not recovered(creating, _showing("Stalled", "CreateContainerConfigError"))
+    assert not recovered(creating, _showing("Reconciling", "Ingesting"))

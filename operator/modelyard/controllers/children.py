@@ -1,6 +1,8 @@
 """Watches the Jobs the operator created, and their pods and the model servers' pods, and hands
 each finished or vanished Job (a Job whose pod succeeded counts as finished), and each pod that
-cannot start (or starts again), to its owner's controller."""
+cannot start (or starts again), to its owner's controller. While an owner shows a pod waiting for
+a node, its pods are handed over again every few seconds: nothing about such a pod changes when
+its patience runs out, or often when a node takes it, so no event would."""
 
 from __future__ import annotations
 
@@ -8,9 +10,12 @@ from typing import Any
 
 import kopf
 
+from modelyard.api import GROUP, VERSION
 from modelyard.controllers import dataset, modeldeployment, pods, provenance, trainingjob
+from modelyard.controllers.conditions import get_condition
 from modelyard.controllers.context import Context, from_memo
 from modelyard.controllers.jobs import outcome
+from modelyard.reasons import Reason
 from modelyard.resources.jobs import INGEST_COMPONENT, TRAIN_COMPONENT
 from modelyard.resources.serving import COMPONENT as SERVER_COMPONENT
 
@@ -123,3 +128,33 @@ def workload_pod_event(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
     POD_OWNERS[pod["metadata"]["labels"]["app.kubernetes.io/component"]](
         from_memo(memo, kwargs), pod
     )
+
+
+# The pods each kind's controller follows: its label on them, and their component.
+FOLLOWED_PODS = {
+    "Dataset": ("modelyard.dev/dataset", INGEST_COMPONENT),
+    "TrainingJob": ("modelyard.dev/trainingjob", TRAIN_COMPONENT),
+    "ModelDeployment": ("modelyard.dev/modeldeployment", SERVER_COMPONENT),
+}
+WAITING_TICK_SECONDS = 2.0
+
+
+def waiting_for_node(status: kopf.Status, **_: Any) -> bool:
+    reconciling = get_condition(status.get("conditions"), "Reconciling") or {}
+    return reconciling.get("reason") == Reason.WaitingForNode
+
+
+@kopf.timer(GROUP, VERSION, "datasets", interval=WAITING_TICK_SECONDS, when=waiting_for_node)
+@kopf.timer(GROUP, VERSION, "trainingjobs", interval=WAITING_TICK_SECONDS, when=waiting_for_node)
+@kopf.timer(
+    GROUP, VERSION, "modeldeployments", interval=WAITING_TICK_SECONDS, when=waiting_for_node
+)
+def pods_waiting_for_node(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
+    """Hand the owner's pods over again: one whose patience ran out stalls it, one a node took
+    puts it back in progress."""
+    meta = body["metadata"]
+    label, component = FOLLOWED_PODS[body["kind"]]
+    selector = f"{label}={meta['name']},app.kubernetes.io/component={component}"
+    context = from_memo(memo, kwargs)
+    for pod in context.kube.list_objects("v1", "Pod", meta["namespace"], selector):
+        POD_OWNERS[component](context, pod)

@@ -379,18 +379,17 @@ def on_pod(context: Context, pod: dict[str, Any]) -> None:
             return  # not the pod of the ingestion in flight
         conditions = status.get("conditions")
         generation = dataset["metadata"].get("generation")
-        stall = get_condition(conditions, "Stalled") or {}
+        has_version = bool(status.get("version"))
         if found is not None:
-            if (stall.get("reason"), stall.get("message")) == (found.reason, found.message):
+            shown = pods.showing(conditions, found, generation, has_version)
+            if shown is None:
                 return
-            conditions = stalled(conditions, found.reason, found.message, generation)
-            _patch(context, dataset, {"conditions": conditions})
-            post_event(dataset, found.reason, found.message, warning=True)
-        elif pods.started(pod) and stall.get("reason") in pods.POD_REASONS:
+            _patch(context, dataset, {"conditions": shown})
+            if found.final:
+                post_event(dataset, found.reason, found.message, warning=True)
+        elif pods.recovered(pod, conditions):
             message = f"ingest Job {status['ingestJob']} is running"
-            conditions = progressing(
-                conditions, Reason.Ingesting, message, generation, bool(status.get("version"))
-            )
+            conditions = progressing(conditions, Reason.Ingesting, message, generation, has_version)
             _patch(context, dataset, {"conditions": conditions})
 
     on_fresh(context, KIND, namespace, name, report)

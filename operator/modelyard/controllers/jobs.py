@@ -57,7 +57,8 @@ def failure_of(
     failure = summaries.failure(summary)
     if failure and failure.reason != Reason.JobFailed:
         return failure.reason, failure.message or f"{what} {job['metadata']['name']} failed"
-    stopped = next((found for pod in pods if (found := problem(pod)) is not None), None)
+    # The Job is over: a pod that never found a node waited long enough.
+    stopped = next((found for pod in pods if (found := problem(pod, patience=0)) is not None), None)
     if stopped is not None:
         return stopped.reason, stopped.message
     if any(EXIT_ENGINE_LOST in _exit_codes(pod) for pod in pods):

@@ -5,14 +5,22 @@ operator watches its children's pods and hands each problem, in the pod's own wo
 owner's controller within seconds: a missing Secret or ConfigMap, an image that cannot be pulled,
 no node that fits, a container killed for memory, a container that keeps crashing (with the
 reason the workload itself reported before it exited, such as DigestMismatch).
+
+A pod the scheduler cannot place yet is the one case the cluster often fixes by itself: room
+frees as other pods end (a finished run's Dask workers, a namespace being deleted) or a cluster
+autoscaler adds a node. It is reported at once as progress (WaitingForNode, with the scheduler's
+message) and becomes a stall (Unschedulable) only when no node took it within
+UNSCHEDULABLE_PATIENCE_SECONDS, as a Deployment is Progressing until its deadline.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
+from modelyard.controllers.conditions import Condition, get_condition, progressing, stalled
 from modelyard.reasons import Reason
 
 # Waiting reasons of a container that will not start without a change to the cluster or spec.
@@ -33,17 +41,34 @@ STUCK = frozenset(
 CACHE_NOT_SYNCED = ("failed to sync secret cache", "failed to sync configmap cache")
 # Every reason a pod problem may carry: the owner clears a stall with one of these once its pod
 # runs again.
-POD_REASONS = frozenset({*STUCK, Reason.Unschedulable, Reason.OOMKilled, Reason.CrashLoopBackOff})
+POD_REASONS = frozenset(
+    {
+        *STUCK,
+        Reason.WaitingForNode,
+        Reason.Unschedulable,
+        Reason.OOMKilled,
+        Reason.CrashLoopBackOff,
+    }
+)
+# How long a pod may wait for a node before it stalls its owner: longer than pods of ours take to
+# end and free their room (seconds; the e2e tier's handover from a three-worker Dask cluster to
+# the model server), short enough that the stall still shows within 30 s of the object's creation.
+UNSCHEDULABLE_PATIENCE_SECONDS = 20.0
 
 
 @dataclass(frozen=True)
 class PodProblem:
     reason: str
     message: str
+    #: False while the cluster may still solve it by itself: reported as progress, not a stall.
+    final: bool = True
 
 
-def problem(pod: dict[str, Any]) -> PodProblem | None:
-    """Why the pod cannot do its work, or None when nothing stops it (yet)."""
+def problem(
+    pod: dict[str, Any], patience: float = UNSCHEDULABLE_PATIENCE_SECONDS
+) -> PodProblem | None:
+    """Why the pod cannot do its work, or None when nothing stops it (yet). A pod no node has
+    taken for `patience` seconds is Unschedulable; before that it is WaitingForNode (not final)."""
     name = pod["metadata"]["name"]
     status = pod.get("status") or {}
     for condition in status.get("conditions") or []:
@@ -52,9 +77,10 @@ def problem(pod: dict[str, Any]) -> PodProblem | None:
             and condition.get("status") == "False"
             and condition.get("reason") == "Unschedulable"
         ):
-            return PodProblem(
-                Reason.Unschedulable, f"pod {name}: {condition.get('message') or 'no node fits'}"
-            )
+            message = f"pod {name}: {condition.get('message') or 'no node fits'}"
+            if _seconds_since(condition.get("lastTransitionTime")) < patience:
+                return PodProblem(Reason.WaitingForNode, message, final=False)
+            return PodProblem(Reason.Unschedulable, message)
     for container in [
         *(status.get("initContainerStatuses") or []),
         *(status.get("containerStatuses") or []),
@@ -63,6 +89,15 @@ def problem(pod: dict[str, Any]) -> PodProblem | None:
         if found is not None:
             return found
     return None
+
+
+def _seconds_since(stamp: str | None) -> float:
+    """Seconds since a status time stamp; infinite when there is none (nothing to wait for)."""
+    try:
+        then = datetime.strptime(stamp or "", "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    except ValueError:
+        return float("inf")
+    return (datetime.now(UTC) - then).total_seconds()
 
 
 def _container_problem(pod: str, container: dict[str, Any]) -> PodProblem | None:
@@ -107,3 +142,28 @@ def started(pod: dict[str, Any]) -> bool:
     """Whether every container of the pod runs: whatever stopped it is over."""
     statuses = (pod.get("status") or {}).get("containerStatuses") or []
     return bool(statuses) and all((s.get("state") or {}).get("running") for s in statuses)
+
+
+def recovered(pod: dict[str, Any], conditions: list[Condition] | None) -> bool:
+    """Whether the owner's status shows a pod problem this pod no longer has: a stall once the
+    pod runs again, waiting for a node once a node took it."""
+    if (get_condition(conditions, "Stalled") or {}).get("reason") in POD_REASONS:
+        return started(pod)
+    waiting = get_condition(conditions, "Reconciling") or {}
+    return waiting.get("reason") == Reason.WaitingForNode and problem(pod) is None
+
+
+def showing(
+    conditions: list[Condition] | None,
+    found: PodProblem,
+    generation: int | None,
+    keep_ready: bool,
+) -> list[Condition] | None:
+    """The owner's conditions once they show `found`: a stall when it is final, else progress
+    (Ready kept with `keep_ready`); None when they show it already."""
+    shown = get_condition(conditions, "Stalled" if found.final else "Reconciling") or {}
+    if (shown.get("reason"), shown.get("message")) == (found.reason, found.message):
+        return None
+    if found.final:
+        return stalled(conditions, found.reason, found.message, generation)
+    return progressing(conditions, found.reason, found.message, generation, keep_ready)

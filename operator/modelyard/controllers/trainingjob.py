@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +17,6 @@ from modelyard.api.dataset import DatasetSpec
 from modelyard.api.trainingjob import Metric, RetrainTrigger, TrainingJobSpec, search_trials
 from modelyard.controllers import engine, metrics, modeldeployment, pods, provenance, retrain
 from modelyard.controllers.conditions import (
-    get_condition,
     now,
     progressing,
     set_condition,
@@ -489,15 +489,15 @@ def on_pod(context: Context, pod: dict[str, Any]) -> None:
             return  # not the pod of the run in flight
         conditions = status.get("conditions")
         generation = body["metadata"].get("generation")
-        stall = get_condition(conditions, "Stalled") or {}
         if found is not None:
-            message = f"{run_id}: {found.message}"
-            if (stall.get("reason"), stall.get("message")) == (found.reason, message):
+            ours = dataclasses.replace(found, message=f"{run_id}: {found.message}")
+            shown = pods.showing(conditions, ours, generation, bool(status.get("model")))
+            if shown is None:
                 return
-            conditions = stalled(conditions, found.reason, message, generation)
-            _patch_status(context, body, {"conditions": conditions})
-            post_event(body, found.reason, message, warning=True)
-        elif pods.started(pod) and stall.get("reason") in pods.POD_REASONS:
+            _patch_status(context, body, {"conditions": shown})
+            if ours.final:
+                post_event(body, ours.reason, ours.message, warning=True)
+        elif pods.recovered(pod, conditions):
             message = f"{run_id} on {run['datasetVersion'][:19]}…"
             conditions = progressing(
                 conditions, Reason.Training, message, generation, bool(status.get("model"))

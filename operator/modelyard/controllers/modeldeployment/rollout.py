@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from modelyard.controllers import metrics, pods
-from modelyard.controllers.conditions import get_condition, progressing, settled, stalled
+from modelyard.controllers.conditions import get_condition, progressing, settled
 from modelyard.controllers.context import Context, post_event
 from modelyard.controllers.fresh import patch_status
 from modelyard.controllers.modeldeployment.resolve import describe
@@ -51,7 +51,7 @@ def report_rollout(
     stuck = None if done else _stuck(context, namespace, tracks)
     if stuck is not None:
         phase, reason, message = "Progressing", stuck.reason, stuck.message
-        conditions = stalled(conditions, reason, message, generation)
+        conditions = pods.showing(conditions, stuck, generation, keep_ready=True) or conditions
     elif done and main_ready + canary_ready > 0:
         phase, reason = "Ready", Reason.Serving
         message = f"{main_ready + canary_ready} replicas serve {describe(status['model'])}"
@@ -76,13 +76,15 @@ def report_rollout(
             }
     was_ready = status.get("phase") == "Ready"
     was_stuck = get_condition(status.get("conditions"), "Stalled") or {}
-    patch_status(context, KIND, body, patch)
+    if any(status.get(key) != value for key, value in patch.items()):
+        patch_status(context, KIND, body, patch)
     metrics.set_phase(KIND, namespace, name, phase)
     if phase == "Ready" and not was_ready:
         post_event(body, Reason.Serving, message)
-    if stuck is not None and (was_stuck.get("reason"), was_stuck.get("message")) != (
-        stuck.reason,
-        stuck.message,
+    if (
+        stuck is not None
+        and stuck.final
+        and (was_stuck.get("reason"), was_stuck.get("message")) != (stuck.reason, stuck.message)
     ):
         post_event(body, stuck.reason, stuck.message, warning=True)
 
@@ -101,7 +103,9 @@ def _stuck(
     context: Context, namespace: str, tracks: list[dict[str, Any]]
 ) -> pods.PodProblem | None:
     """Why the rollout cannot finish: a server pod that cannot start or keeps crashing (its
-    own reason), or a Deployment past its progress deadline with pods that never get ready."""
+    own reason), or a Deployment past its progress deadline with pods that never get ready; a pod
+    still waiting for a node only when nothing else stops the rollout."""
+    waiting = None
     for deployment in tracks:
         name = deployment["metadata"]["name"]
         selector = ",".join(
@@ -118,8 +122,9 @@ def _stuck(
             ):
                 continue
             found = pods.problem(pod)
-            if found is not None:
+            if found is not None and found.final:
                 return found
+            waiting = waiting or found
         for condition in (deployment.get("status") or {}).get("conditions") or []:
             if condition.get("type") == "Progressing" and condition.get("reason") == (
                 "ProgressDeadlineExceeded"
@@ -129,7 +134,7 @@ def _stuck(
                     f"Deployment {name}: {condition.get('message')}; its new pods never passed "
                     "their readiness probe (see their logs: the model may still be loading)",
                 )
-    return None
+    return waiting
 
 
 def _rolled_out(deployment: dict[str, Any]) -> bool:
