@@ -578,6 +578,15 @@ def _pod(api: Api, selector: str) -> client.V1Pod:
     )
 
 
+def _first_server_pod(api: Api) -> client.V1Pod:
+    """A server pod of the quickstart's ModelDeployment, rolling out its first trained run."""
+    _ready_dataset(api)
+    api.create(_quickstart("TrainingJob"))
+    api.create(_quickstart("ModelDeployment"))
+    _trained(api, "run-1", V1, MODEL_1, 0.95)
+    return _pod(api, "modelyard.dev/modeldeployment=iris")
+
+
 def test_an_ingest_pod_that_cannot_start_stalls_its_dataset_with_the_kubelets_words(
     api: Api, operator: Operator
 ) -> None:
@@ -649,11 +658,7 @@ def test_an_ingest_pod_a_node_takes_in_time_never_stalls_its_dataset(
 def test_a_server_pod_waiting_for_a_node_keeps_the_rollout_in_progress(
     api: Api, operator: Operator
 ) -> None:
-    _ready_dataset(api)
-    api.create(_quickstart("TrainingJob"))
-    api.create(_quickstart("ModelDeployment"))
-    _trained(api, "run-1", V1, MODEL_1, 0.95)
-    pod = _pod(api, "modelyard.dev/modeldeployment=iris")
+    pod = _first_server_pod(api)
     verdict = "0/1 nodes are available: 1 Insufficient cpu."
     unschedulable(api.core, pod, verdict)
     waiting = api.wait_condition("ModelDeployment", "iris", "Reconciling", "True", "WaitingForNode")
@@ -668,11 +673,7 @@ def test_a_server_pod_waiting_for_a_node_keeps_the_rollout_in_progress(
 def test_a_server_pod_whose_image_cannot_be_pulled_stalls_the_rollout(
     api: Api, operator: Operator
 ) -> None:
-    _ready_dataset(api)
-    api.create(_quickstart("TrainingJob"))
-    api.create(_quickstart("ModelDeployment"))
-    _trained(api, "run-1", V1, MODEL_1, 0.95)
-    pod = _pod(api, "modelyard.dev/modeldeployment=iris")
+    pod = _first_server_pod(api)
     pull = 'Back-off pulling image "modelyard/server:0.1.0"'
     wait_with(api.core, pod, "ImagePullBackOff", pull)
     stalled = api.wait_condition("ModelDeployment", "iris", "Stalled", "True", "ImagePullBackOff")
