@@ -328,6 +328,8 @@ def test_a_new_weight_rolls_the_router_and_its_pods_are_hardened() -> None:
     _assert_restricted(pod)
     assert pod["containers"][0]["image"] == CONFIG.router_image
     assert {"name": "tmp", "mountPath": "/tmp"} in pod["containers"][0]["volumeMounts"]
+    # Out of the Service's endpoints before nginx gets its (graceful) stop signal.
+    assert pod["containers"][0]["lifecycle"]["preStop"] == {"sleep": {"seconds": 3}}
 
 
 def test_the_canary_autoscales_within_its_share() -> None:

@@ -143,6 +143,10 @@ def build_router(
                     "httpGet": {"path": "/healthz", "port": "http"},
                     "periodSeconds": 10,
                 },
+                # As the model server's: endpoints drop a terminating pod a moment after the stop
+                # signal would reach it. The image's stop signal then lets nginx finish what it
+                # has (a new weight rolls these pods).
+                "lifecycle": {"preStop": {"sleep": {"seconds": 3}}},
                 "resources": {
                     "requests": {"cpu": "50m", "memory": "32Mi"},
                     "limits": {"cpu": config.workload_cpu_limit, "memory": "128Mi"},
