@@ -14,6 +14,7 @@ import pytest
 from kubernetes import client
 
 from modelyard.api.dataset import BuiltinName
+from modelyard.resources.router import router_name
 from modelyard.storage.client import Storage
 from modelyard.storage.config import StorageConfig
 from modelyard.storage.uri import S3Uri
@@ -96,18 +97,33 @@ def _object(kind: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
 
 
 class Load:
-    """Predictions sent one after another until stopped; every answer that is not 200 counts."""
+    """Predictions from `clients` threads, each sending one after another until stopped; every
+    answer that is not 200 counts."""
 
-    def __init__(self, proxy: ServiceProxy, namespace: str, service: str) -> None:
-        self.proxy, self.namespace, self.service = proxy, namespace, service
-        self.sent = 0
+    def __init__(
+        self,
+        proxy: ServiceProxy,
+        namespace: str,
+        service: str,
+        clients: int = 1,
+        pause: float = 0.05,
+    ) -> None:
+        self.proxy, self.namespace, self.service, self.pause = proxy, namespace, service, pause
         self.failed: list[str] = []
+        self._sent = [0] * clients
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._threads = [
+            threading.Thread(target=self._run, args=(index,), daemon=True)
+            for index in range(clients)
+        ]
 
-    def _run(self) -> None:
+    @property
+    def sent(self) -> int:
+        return sum(self._sent)
+
+    def _run(self, index: int) -> None:
         while not self._stop.is_set():
-            self.sent += 1
+            self._sent[index] += 1
             try:
                 response = self.proxy.post(
                     self.namespace,
@@ -119,15 +135,17 @@ class Load:
                     self.failed.append(f"{response.status_code} {response.text[:200]}")
             except Exception as error:  # a refused or reset connection is a failed request too
                 self.failed.append(repr(error))
-            time.sleep(0.05)
+            time.sleep(self.pause)
 
     def __enter__(self) -> Load:
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
         return self
 
     def __exit__(self, *_: object) -> None:
         self._stop.set()
-        self._thread.join(timeout=30)
+        for thread in self._threads:
+            thread.join(timeout=30)
 
 
 def test_new_data_retrains_and_rolls_out_without_a_failed_request(
@@ -262,6 +280,43 @@ def test_new_data_retrains_and_rolls_out_without_a_failed_request(
         f"{_ms(routed, 99)} ms, main track directly {_ms(direct, 50)} / {_ms(direct, 99)} ms"
     )
 
+    # A new weight rolls the router's pods (its configuration is in their template): the old
+    # ones must stop taking requests before they go, and finish those they have.
+    with (
+        Load(proxy, ml_namespace, "flowers", clients=4, pause=0) as load,
+        kube_node.api_client() as api,
+    ):
+        apps = client.AppsV1Api(api)
+        before = apps.read_namespaced_deployment(router_name("flowers"), ml_namespace)
+        custom.patch_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            ml_namespace,
+            "modeldeployments",
+            "flowers",
+            {"spec": {"canary": {"trafficPercent": 50}}},
+        )
+        core = client.CoreV1Api(api)
+        wait_until(
+            "the router rolled onto the new weight, its old pods gone",
+            lambda: (
+                _rolled(
+                    apps.read_namespaced_deployment(router_name("flowers"), ml_namespace),
+                    after=before.metadata.generation,
+                )
+                and not [
+                    pod
+                    for pod in core.list_namespaced_pod(ml_namespace).items
+                    if pod.metadata.name.startswith(f"{router_name('flowers')}-")
+                    and pod.metadata.deletion_timestamp
+                ]
+            ),
+        )
+        time.sleep(3)  # a few requests after the old router pods are gone
+    print(f"\nrouter roll: {load.sent} requests, {len(load.failed)} failed")
+    assert load.sent > 20
+    assert load.failed == []
+
     # Deleting the ModelDeployment removes everything it created.
     custom.delete_namespaced_custom_object(
         GROUP, VERSION, ml_namespace, "modeldeployments", "flowers"
@@ -276,6 +331,16 @@ def test_new_data_retrains_and_rolls_out_without_a_failed_request(
             ),
             timeout=120,
         )
+
+
+def _rolled(deployment: client.V1Deployment, after: int) -> bool:
+    """A newer generation of the Deployment, rolled out."""
+    spec, status = deployment.spec, deployment.status
+    return bool(
+        deployment.metadata.generation > after
+        and status.observed_generation == deployment.metadata.generation
+        and status.updated_replicas == status.replicas == status.available_replicas == spec.replicas
+    )
 
 
 def _count_by_model(
