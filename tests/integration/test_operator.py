@@ -631,7 +631,8 @@ def test_a_training_pod_no_node_takes_waits_then_stalls_its_trainingjob(
     assert verdict in stalled["message"] and stalled["message"].startswith("run-1: ")
     api.wait_condition("TrainingJob", "iris-classifier", "Ready", "False", "Unschedulable")
     assert api.condition("TrainingJob", "iris-classifier", "Reconciling") is None
-    assert "Unschedulable" in api.events("iris-classifier")
+    # kopf posts events from a queue of its own: the Warning may land after the status.
+    wait_for("the Unschedulable Warning", lambda: "Unschedulable" in api.events("iris-classifier"))
 
 
 def test_an_ingest_pod_a_node_takes_in_time_never_stalls_its_dataset(
