@@ -84,6 +84,9 @@ def container_security_context() -> Manifest:
 
 
 TMP_MOUNT = {"name": "tmp", "mountPath": "/tmp"}
+# A serving pod's wait before its stop signal: endpoints drop a terminating pod a moment after
+# the signal would reach it, so no request is sent to a process that stopped accepting.
+PRE_STOP_WAIT = {"preStop": {"sleep": {"seconds": 3}}}
 EPHEMERAL_STORAGE_REQUEST = "256Mi"
 
 

@@ -19,6 +19,7 @@ import hashlib
 
 from modelyard.config import OperatorConfig
 from modelyard.resources.common import (
+    PRE_STOP_WAIT,
     TMP_MOUNT,
     Manifest,
     child_name,
@@ -143,10 +144,9 @@ def build_router(
                     "httpGet": {"path": "/healthz", "port": "http"},
                     "periodSeconds": 10,
                 },
-                # As the model server's: endpoints drop a terminating pod a moment after the stop
-                # signal would reach it. The image's stop signal then lets nginx finish what it
-                # has (a new weight rolls these pods).
-                "lifecycle": {"preStop": {"sleep": {"seconds": 3}}},
+                # Then the image's stop signal lets nginx finish what it has (a new weight rolls
+                # these pods).
+                "lifecycle": PRE_STOP_WAIT,
                 "resources": {
                     "requests": {"cpu": "50m", "memory": "32Mi"},
                     "limits": {"cpu": config.workload_cpu_limit, "memory": "128Mi"},

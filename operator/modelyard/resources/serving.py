@@ -11,6 +11,7 @@ from modelyard.api.modeldeployment import Autoscaling, ModelDeploymentSpec
 from modelyard.config import OperatorConfig
 from modelyard.monitoring import token
 from modelyard.resources.common import (
+    PRE_STOP_WAIT,
     TMP_MOUNT,
     Manifest,
     child_name,
@@ -144,9 +145,7 @@ def build_deployment(
                     "periodSeconds": 10,
                     "failureThreshold": 3,
                 },
-                # Endpoints drop a terminating pod a moment after SIGTERM would reach it;
-                # waiting first means no request is sent to a server that stopped accepting.
-                "lifecycle": {"preStop": {"sleep": {"seconds": 3}}},
+                "lifecycle": PRE_STOP_WAIT,
                 "resources": resources(spec.resources, config),
                 "securityContext": container_security_context(),
                 "volumeMounts": [TMP_MOUNT],
