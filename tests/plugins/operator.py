@@ -143,9 +143,13 @@ class OperatorProcess:
         log: Path,
         standalone: bool = True,
         env: Mapping[str, str] | None = None,
+        python: Path | None = None,
     ) -> None:
+        """`python`: another environment's interpreter (the benchmarks run the operator image's
+        packages); this checkout's code comes first on its path."""
         self.kubeconfig, self.namespace, self.log = kubeconfig, namespace, log
         self.standalone = standalone
+        self.python = python
         self.env = {**TEST_ENV, **(env or {})}
         self.process: subprocess.Popen[bytes] | None = None
         self.port = 0
@@ -157,7 +161,7 @@ class OperatorProcess:
         # file descriptor reuse under connection resets (MagicStack/uvloop#653) dropped events
         # in the API-server-restart test; the operator image has no uvloop.
         command = [
-            sys.executable,
+            str(self.python or sys.executable),
             "-m",
             "modelyard.cli",
             "operator",
@@ -168,6 +172,8 @@ class OperatorProcess:
         if self.standalone:
             command.append("--standalone")
         env = {**os.environ, **self.env, "KUBECONFIG": str(self.kubeconfig)}
+        if self.python:
+            env["PYTHONPATH"] = str(REPO / "operator")
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(command, env=env, stdout=out, stderr=out)
         deadline = time.monotonic() + 60

@@ -18,6 +18,7 @@ from kubernetes import client, config
 
 from modelyard.api import GROUP, VERSION
 from modelyard.controllers.kube import Kube
+from tests.bench import venvs
 from tests.bench.operator import procstat, workload
 from tests.bench.operator.report import Results, Storm, WritesRecord, markdown, plot
 from tests.chaos import objects
@@ -130,7 +131,7 @@ def _bench(
         core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
         _wait_default_account(core, name)
     log = CACHE / f"operator-{suffix}.log"
-    operator = OperatorProcess(kubeconfig, namespace, log, env=env)
+    operator = OperatorProcess(kubeconfig, namespace, log, env=env, python=venvs.python("operator"))
     try:
         operator.start()
         print(f"operator pid {operator.pid}, log {log}", file=sys.stderr)

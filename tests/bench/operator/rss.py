@@ -17,6 +17,7 @@ from typing import Any
 
 from kubernetes import client, config
 
+from tests.bench import venvs
 from tests.bench.operator import procstat, workload
 from tests.bench.operator.__main__ import CACHE, _private_plane, _settle, _wait_default_account
 from tests.chaos import objects
@@ -46,7 +47,13 @@ def measure(kubeconfig: Path, namespace: str, count: int, idle: float, env: dict
     core = client.CoreV1Api(api)
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
     _wait_default_account(core, namespace)
-    operator = OperatorProcess(kubeconfig, namespace, CACHE / f"operator-{namespace}.log", env=env)
+    operator = OperatorProcess(
+        kubeconfig,
+        namespace,
+        CACHE / f"operator-{namespace}.log",
+        env=env,
+        python=venvs.python("operator"),
+    )
     operator.start()
     try:
         watcher = workload.JobWatch(api, namespace)

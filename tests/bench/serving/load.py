@@ -10,7 +10,7 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from tests.bench.serving.venvs import CACHE
+from tests.bench.venvs import CACHE
 
 LUA = Path(__file__).with_name("post.lua")
 VEGETA_MODULE = "github.com/tsenart/vegeta/v12@v12.12.0"

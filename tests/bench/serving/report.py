@@ -466,7 +466,7 @@ def write(document: dict[str, Any]) -> None:
         "Setup: every server loads the same joblib file (a training pipeline: median imputer,",
         "standard scaler, estimator) and gets the same request bodies; the predictions of all of",
         "them are checked equal on 64 test-split rows before anything is measured. Peers run",
-        "from their own virtual environments (pinned in `tests/bench/serving/venvs.py`), started",
+        "from their own virtual environments (pinned in `tests/bench/venvs.py`), started",
         "as their documentation says: `mlserver start` with `parallel_workers` = workers,",
         "KServe's `ModelServer` with a small `Model` subclass and `--workers`, FastAPI under",
         "`uvicorn --workers`; ours is `modelyard-worker serve --workers` as deployed (adaptive",

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import requests
 
-from tests.bench.serving import venvs
+from tests.bench import venvs
 from tests.bench.serving.models import BenchModel
 from tests.serving import free_port, free_ports
 

@@ -1,4 +1,6 @@
-"""Peer servers, each installed from PyPI into its own virtual environment (pinned, reused)."""
+"""Virtual environments the benchmarks run other processes in (pinned, reused): the peer servers,
+each installed from PyPI, and our images' locked dependencies, so what is measured runs on
+exactly the packages it is deployed with."""
 
 from __future__ import annotations
 
@@ -22,11 +24,16 @@ PEERS: dict[str, list[str]] = {
     "fastapi": ["fastapi==0.163.2", "uvicorn[standard]==0.54.0", SKLEARN],
     # Our App under well-kept ASGI servers; its own dependencies come from LOCKED below.
     "asgi": ["uvicorn[standard]==0.54.0", "granian==2.8.7"],
+    # The operator image's packages and nothing else: the dev environment has more (the
+    # asynchronous Kubernetes client, pykube), which kopf imports when it finds them.
+    "operator": [],
 }
-# Installed first (with their hashes) where a venv runs our code: the server image's lock, so
-# numpy, scikit-learn, uvloop, httptools and orjson are the versions our server runs on.
+IMAGES = Path(__file__).resolve().parents[2] / "images"
+# Installed first (with their hashes) where a venv runs our code: that image's lock, so (for the
+# server) numpy, scikit-learn, uvloop, httptools and orjson are the versions it runs on.
 LOCKED: dict[str, Path] = {
-    "asgi": Path(__file__).resolve().parents[3] / "images" / "server" / "requirements.txt",
+    "asgi": IMAGES / "server" / "requirements.txt",
+    "operator": IMAGES / "operator" / "requirements.txt",
 }
 
 
@@ -48,6 +55,7 @@ def python(peer: str) -> Path:
     if lock is not None:
         # Apart: pip wants hashes for every requirement of a call once one has them.
         subprocess.run([*pip, "--require-hashes", "-r", str(lock)], check=True)
-    subprocess.run([*pip, *PEERS[peer]], check=True)
+    if PEERS[peer]:
+        subprocess.run([*pip, *PEERS[peer]], check=True)
     marker.write_text(wanted)
     return venv / "bin" / "python"
