@@ -34,6 +34,8 @@ DEPLOYMENT, TRAINING_JOB = "fraud", "fraud-model"
 MANIFESTS = list(yaml.safe_load_all((EXAMPLES / EXAMPLE / "manifests.yaml").read_text()))
 TRAINING = next(d["spec"] for d in MANIFESTS if d["kind"] == "TrainingJob")
 CLUSTER_LABEL = "dask.org/cluster-name"
+# lightgbm.dask's log line once the parts are placed, just before its collective starts.
+COLLECTIVE_STARTS = "Finding random open ports for workers"
 
 
 @pytest.fixture(scope="module")
@@ -160,11 +162,14 @@ def test_three_workers_train_beyond_one_workers_memory_survive_a_lost_worker_and
         assert pod.spec.security_context.run_as_non_root is True
 
     # A worker lost mid-fit: LightGBM's collective fails, every worker process restarts, and the
-    # fit is tried again on three workers once the lost one's Deployment has replaced it.
+    # fit is tried again on three workers once the lost one's Deployment has replaced it. The
+    # worker goes once LightGBM starts its collective (it looks for ports on the workers that
+    # hold the parts): lost while the parts are still being placed, Dask computes its parts on
+    # the others, and the fit never sees it (CI40).
     job = run["job"]
     wait_until(
         "run-1's first LightGBM fit under way",
-        lambda: "LightGBM fit 1 of" in _pod_logs(core, ml_namespace, f"job-name={job}"),
+        lambda: COLLECTIVE_STARTS in _pod_logs(core, ml_namespace, f"job-name={job}"),
         timeout=900,
     )
     victim = workers[0].metadata.name
