@@ -330,9 +330,8 @@ def _limits(results: Results) -> list[str]:
         "(`settings.watching.server_timeout`; kopf resumes from the last resourceVersion, no "
         "re-list) and, with peering, one keepalive patch every 20 to 25 s.",
         "- **Memory.** kopf keeps the latest body of every object of a kind that has a timer "
-        "(ours all do), and the storm's backlog sets a high-water mark that Python's allocator "
-        "keeps: the experiments, lever by lever, are in "
-        "[operator-memory.md](operator-memory.md).",
+        "(ours all do); the experiments on that and on the rest of the peak, lever by lever, are "
+        "in [operator-memory.md](operator-memory.md).",
     ]
     return [*lines, "", *results.notes]
 
