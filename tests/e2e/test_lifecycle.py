@@ -208,12 +208,10 @@ def test_new_data_retrains_and_rolls_out_without_a_failed_request(
 
     with Load(proxy, ml_namespace, "flowers") as load:
         storage.put_bytes(source, _iris_csv(slice(0, 150)))
-        custom.patch_namespaced_custom_object(
-            GROUP,
-            VERSION,
+        _patch(
+            custom,
             ml_namespace,
             "datasets",
-            "flowers",
             {"metadata": {"annotations": {"modelyard.dev/refresh": "new-data"}}},
         )
         rollout_started = time.monotonic()
@@ -241,12 +239,10 @@ def test_new_data_retrains_and_rolls_out_without_a_failed_request(
     assert served["history"][0]["model"]["run"] == "run-1"
 
     # A canary at 10 % with three replicas: a split by replicas would give it a third.
-    custom.patch_namespaced_custom_object(
-        GROUP,
-        VERSION,
+    _patch(
+        custom,
         ml_namespace,
         "modeldeployments",
-        "flowers",
         {
             "spec": {
                 "replicas": 3,
@@ -288,13 +284,8 @@ def test_new_data_retrains_and_rolls_out_without_a_failed_request(
     ):
         apps = client.AppsV1Api(api)
         before = apps.read_namespaced_deployment(router_name("flowers"), ml_namespace)
-        custom.patch_namespaced_custom_object(
-            GROUP,
-            VERSION,
-            ml_namespace,
-            "modeldeployments",
-            "flowers",
-            {"spec": {"canary": {"trafficPercent": 50}}},
+        _patch(
+            custom, ml_namespace, "modeldeployments", {"spec": {"canary": {"trafficPercent": 50}}}
         )
         core = client.CoreV1Api(api)
         wait_until(
@@ -341,6 +332,11 @@ def _rolled(deployment: client.V1Deployment, after: int) -> bool:
         and status.observed_generation == deployment.metadata.generation
         and status.updated_replicas == status.replicas == status.available_replicas == spec.replicas
     )
+
+
+def _patch(custom: Any, namespace: str, plural: str, patch: dict[str, Any]) -> None:
+    """Merge-patch the test's object of that kind (all are named "flowers")."""
+    custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, plural, "flowers", patch)
 
 
 def _count_by_model(
