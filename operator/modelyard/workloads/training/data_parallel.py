@@ -17,9 +17,10 @@ test rows' indices, small), then:
 4. evaluates it on the whole test split, predicting on the workers and gathering only the
    labels and predictions; the evaluation report and the card's baselines use bounded samples.
 
-LightGBM's distributed training is one collective over the workers: a worker lost mid-fit fails
-the fit, which is retried (FIT_ATTEMPTS in all) once the workers are back; Dask re-reads the
-lost worker's row groups from S3. A fit that keeps failing ends the run with EngineLost.
+LightGBM's distributed training is one collective over the workers: a worker lost mid-fit, or
+while the training rows are placed, fails the fit, which is retried (FIT_ATTEMPTS in all) once
+the workers are back; Dask re-reads the lost worker's row groups from S3. A fit that keeps
+failing ends the run with EngineLost.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from botocore.exceptions import BotoCoreError, ClientError
-from distributed import Client, Future
+from distributed import Client, Future, wait
 from lightgbm.dask import DaskLGBMClassifier, DaskLGBMRegressor
 from sklearn.base import clone
 from sklearn.pipeline import Pipeline
@@ -246,6 +247,7 @@ def _fit(
         )
         x, y = _training_arrays(client, preprocess, sample, rows, sorted(before))
         try:
+            x, y = placed(client, x, y, before)
             model = dask_class(client=client, **params)
             _fit_watched(client, model, x, y)
             return model.to_local()
@@ -348,6 +350,21 @@ def _training_arrays(
             )
         )
     return da.concatenate(x_parts), da.concatenate(y_parts)  # type: ignore[no-untyped-call]
+
+
+def placed(client: Client, x: Any, y: Any, workers: set[str]) -> tuple[Any, Any]:
+    """The training arrays computed onto the workers, once every one of `workers` holds its
+    parts. Dask computes a part whose worker was lost on another one, and LightGBM then trains on
+    the workers that hold parts: fewer workers, each with more rows than it was sized for. So a
+    worker lost while the parts are placed fails this attempt, as one lost mid-fit does."""
+    x, y = client.persist([x, y])  # type: ignore[no-untyped-call]
+    wait([x, y])  # type: ignore[no-untyped-call]
+    gone = workers - set(client.scheduler_info(n_workers=-1)["workers"])
+    if gone:
+        raise RuntimeError(
+            f"worker(s) {', '.join(sorted(gone))} left while the training rows were placed"
+        )
+    return x, y
 
 
 def _fit_watched(client: Client, model: Any, x: Any, y: Any) -> None:
