@@ -332,6 +332,27 @@ def test_a_new_weight_rolls_the_router_and_its_pods_are_hardened() -> None:
     assert pod["containers"][0]["lifecycle"]["preStop"] == {"sleep": {"seconds": 3}}
 
 
+def test_the_router_starts_once_both_tracks_answer_through_their_services() -> None:
+    """kube-proxy programs a new Service's address seconds after it is created on a busy node;
+    a router taking the model's traffic before then hangs or fails its requests."""
+    pod = _pod_spec(build_router(DEPLOYMENT, 10, 1, CONFIG))
+    probe = pod["containers"][0]["startupProbe"]["httpGet"]
+    assert probe["port"] == "http"
+    config = build_router_config(DEPLOYMENT, 10)["data"]["nginx.conf"]
+
+    def location(path: str) -> str:
+        return config.split(f"location = {path} {{", 1)[1].split("}", 1)[0]
+
+    startup = location(probe["path"])
+    assert "proxy_pass http://iris-stable.ml.svc.cluster.local:80/v2/health/live;" in startup
+    subrequest = startup.split("auth_request ", 1)[1].split(";", 1)[0]
+    assert "proxy_pass http://iris-canary.ml.svc.cluster.local:80/v2/health/live;" in location(
+        subrequest
+    )
+    # A track whose address drops the handshake: the request goes to the other one in seconds.
+    assert "proxy_connect_timeout 5s;" in config.split("location / {", 1)[1]
+
+
 def test_the_canary_autoscales_within_its_share() -> None:
     spec = _serving_spec(autoscaling={"minReplicas": 2, "maxReplicas": 10})
     assert spec.autoscaling is not None

@@ -44,6 +44,13 @@ PORT = 8080
 CONFIG_DIR = "/etc/modelyard-router"
 # nginx keeps this many idle connections to each track open: no TCP handshake per request.
 KEEPALIVE = 32
+# A connection to a track Service takes well under a millisecond in a cluster. One that takes
+# this long will not come (a ClusterIP the node does not route yet drops the handshake): the
+# request goes to the other track instead of waiting nginx's default minute.
+CONNECT_SECONDS = 5
+# The router's start-up probe: answered once both tracks answer their liveness path through
+# their Services.
+STARTUP_PATH = "/startupz"
 
 
 def router_name(owner: str) -> str:
@@ -90,6 +97,19 @@ http {{
   server {{
     listen {PORT};
     location = /healthz {{ return 200 "ok\\n"; }}
+    # Until kube-proxy has programmed a new Service's address and endpoints on this node
+    # (seconds on a busy node), connections to it are refused or hang; the start-up probe holds
+    # the pod out of the model's Service until both tracks have answered through theirs once.
+    location = {STARTUP_PATH} {{
+      auth_request /startupz-canary;
+      proxy_pass http://{stable}/v2/health/live;
+      proxy_connect_timeout 1s;
+    }}
+    location = /startupz-canary {{
+      internal;
+      proxy_pass http://{canary}/v2/health/live;
+      proxy_connect_timeout 1s;
+    }}
     location / {{
       proxy_pass http://tracks;
       proxy_http_version 1.1;
@@ -97,6 +117,7 @@ http {{
       proxy_set_header Host $host;
       proxy_request_buffering off;
       proxy_buffering off;
+      proxy_connect_timeout {CONNECT_SECONDS}s;
       # A request that could not reach its track goes to the other; an answer never does.
       proxy_next_upstream error timeout;
     }}
@@ -136,6 +157,13 @@ def build_router(
                 "imagePullPolicy": config.image_pull_policy,
                 "command": ["nginx", "-c", f"{CONFIG_DIR}/nginx.conf", "-g", "daemon off;"],
                 "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
+                "startupProbe": {
+                    "httpGet": {"path": STARTUP_PATH, "port": "http"},
+                    "periodSeconds": 1,
+                    "timeoutSeconds": 2,
+                    # Five minutes for the main track to become reachable, then a restart.
+                    "failureThreshold": 300,
+                },
                 "readinessProbe": {
                     "httpGet": {"path": "/healthz", "port": "http"},
                     "periodSeconds": 2,
