@@ -91,6 +91,8 @@ done
 # Chains the kubelet itself creates (kube-proxy --cleanup leaves them), removed only
 # when this cluster had a node.
 if [[ -d "${MODELYARD_STATE_DIR}/kubelet" ]]; then
+  # node-up.sh's refusal of unprogrammed Service addresses.
+  iptables -w -D FORWARD -i "${BRIDGE}" -d "${SERVICE_CIDR}" -j REJECT 2>/dev/null || true
   for ipt in iptables ip6tables; do
     command -v "${ipt}" >/dev/null || continue
     "${ipt}" -w -D INPUT -j KUBE-FIREWALL 2>/dev/null || true

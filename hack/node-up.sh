@@ -70,6 +70,12 @@ modprobe br_netfilter 2>/dev/null || true
 if [[ -w /proc/sys/net/bridge/bridge-nf-call-iptables ]]; then
   echo 1 >/proc/sys/net/bridge/bridge-nf-call-iptables
 fi
+# A Service address kube-proxy has not programmed yet (for seconds on a busy node) is not
+# rewritten to a pod's, and pods' packets to it would follow the machine's default route off
+# this machine. Refuse them here instead: the sender sees a refused connection at once.
+# kube-proxy rewrites the addresses it has programmed before this rule is reached.
+iptables -w -C FORWARD -i "${BRIDGE}" -d "${SERVICE_CIDR}" -j REJECT 2>/dev/null \
+  || iptables -w -I FORWARD 1 -i "${BRIDGE}" -d "${SERVICE_CIDR}" -j REJECT
 
 start_daemon containerd containerd --config "${CONTAINERD_DIR}/config.toml"
 ctr_() { ctr --address "${CONTAINERD_SOCK}" -n k8s.io "$@"; }
