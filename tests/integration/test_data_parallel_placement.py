@@ -33,10 +33,10 @@ def _workers(client: Client) -> set[str]:
     return set(client.scheduler_info(n_workers=-1)["workers"])
 
 
-def _parts_on(client: Client, worker: str) -> tuple[da.Array, da.Array]:
-    """Training arrays whose parts are computed on `worker`, elsewhere if it is lost (as
-    `_training_arrays` places them)."""
-    where = {"workers": [worker], "allow_other_workers": True}
+def _parts_on(client: Client, worker: str, elsewhere: bool = True) -> tuple[da.Array, da.Array]:
+    """Training arrays whose parts are computed on `worker`, and elsewhere if it is lost and
+    `elsewhere` (as `_training_arrays` places them)."""
+    where = {"workers": [worker], "allow_other_workers": elsewhere}
     parts = [client.submit(np.ones, (5, 3), pure=False, **where) for _ in range(2)]
     x = da.concatenate(  # type: ignore[no-untyped-call]
         [da.from_delayed(part, (5, 3), float) for part in parts]  # type: ignore[no-untyped-call]
@@ -52,12 +52,23 @@ def test_training_rows_placed_on_every_worker_are_trained_on(client: Client) -> 
     assert x.compute().shape == (10, 3) and y.compute().shape == (10,)
 
 
-def test_a_worker_lost_while_the_rows_are_placed_fails_the_attempt(client: Client) -> None:
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(
+    "elsewhere",
+    [
+        pytest.param(True, id="parts-computed-again-elsewhere"),
+        # No worker can compute them: the wait alone would never end.
+        pytest.param(False, id="parts-only-on-the-lost-worker"),
+    ],
+)
+def test_a_worker_lost_while_the_rows_are_placed_fails_the_attempt(
+    client: Client, elsewhere: bool
+) -> None:
     workers = _workers(client)
     lost = min(workers)
-    x, y = _parts_on(client, lost)
+    x, y = _parts_on(client, lost, elsewhere)
     # The worker process dies as one out of memory does; its nanny starts it again under
-    # another address, and Dask computes the lost parts again.
+    # another address, and Dask computes the lost parts again where they may run.
     client.run(os._exit, 1, workers=[lost], on_error="ignore")
     while lost in _workers(client):
         time.sleep(0.1)

@@ -358,13 +358,21 @@ def placed(client: Client, x: Any, y: Any, workers: set[str]) -> tuple[Any, Any]
     the workers that hold parts: fewer workers, each with more rows than it was sized for. So a
     worker lost while the parts are placed fails this attempt, as one lost mid-fit does."""
     x, y = client.persist([x, y])  # type: ignore[no-untyped-call]
-    wait([x, y])  # type: ignore[no-untyped-call]
-    gone = workers - set(client.scheduler_info(n_workers=-1)["workers"])
-    if gone:
-        raise RuntimeError(
-            f"worker(s) {', '.join(sorted(gone))} left while the training rows were placed"
-        )
-    return x, y
+    while True:
+        try:
+            wait([x, y], timeout=WATCH_SECONDS)  # type: ignore[no-untyped-call]
+            done = True
+        except TimeoutError:
+            done = False
+        # Checked while the parts compute too: a lost worker's parts computed again elsewhere
+        # would only be thrown away, and with no worker to compute them the wait would not end.
+        gone = workers - set(client.scheduler_info(n_workers=-1)["workers"])
+        if gone:
+            raise RuntimeError(
+                f"worker(s) {', '.join(sorted(gone))} left while the training rows were placed"
+            )
+        if done:
+            return x, y
 
 
 def _fit_watched(client: Client, model: Any, x: Any, y: Any) -> None:
