@@ -45,7 +45,7 @@ CONFIG_DIR = "/etc/modelyard-router"
 # nginx keeps this many idle connections to each track open: no TCP handshake per request.
 KEEPALIVE = 32
 # A connection to a track Service takes well under a millisecond in a cluster. One that takes
-# this long will not come (a ClusterIP the node does not route yet drops the handshake): the
+# this long will not come (a ClusterIP the node does not route yet may drop the handshake): the
 # request goes to the other track instead of waiting nginx's default minute.
 CONNECT_SECONDS = 5
 # The router's start-up probe: answered once both tracks answer their liveness path through
@@ -161,7 +161,7 @@ def build_router(
                     "httpGet": {"path": STARTUP_PATH, "port": "http"},
                     "periodSeconds": 1,
                     "timeoutSeconds": 2,
-                    # Five minutes for the main track to become reachable, then a restart.
+                    # Five minutes for both tracks to become reachable, then a restart.
                     "failureThreshold": 300,
                 },
                 "readinessProbe": {
