@@ -241,7 +241,7 @@ def _fit(
         # Every worker the run asked for, also when one was lost before the first attempt: a
         # fit on fewer workers would give each more rows than it was sized for.
         _wait_for_workers(client, workers)
-        before = set(client.scheduler_info(n_workers=-1)["workers"])
+        before = engine.worker_addresses(client)
         print(
             f"train: LightGBM fit {attempt} of {FIT_ATTEMPTS} on {len(before)} workers", flush=True
         )
@@ -257,7 +257,7 @@ def _fit(
                     "the connection to the Dask scheduler broke during a LightGBM fit and did not "
                     f"come back within {engine.timeout():g} s ({error})"
                 ) from None
-            after = set(client.scheduler_info(n_workers=-1)["workers"])
+            after = engine.worker_addresses(client)
             if before <= after:
                 if isinstance(error, engine.ENGINE_FAILURES):
                     raise
@@ -366,7 +366,7 @@ def placed(client: Client, x: Any, y: Any, workers: set[str]) -> tuple[Any, Any]
             done = False
         # Checked while the parts compute too: a lost worker's parts computed again elsewhere
         # would only be thrown away, and with no worker to compute them the wait would not end.
-        gone = workers - set(client.scheduler_info(n_workers=-1)["workers"])
+        gone = workers - engine.worker_addresses(client)
         if gone:
             raise RuntimeError(
                 f"worker(s) {', '.join(sorted(gone))} left while the training rows were placed"
@@ -392,7 +392,7 @@ def _fit_watched(client: Client, model: Any, x: Any, y: Any) -> None:
         else:
             outcome.append(None)
 
-    started = set(client.scheduler_info(n_workers=-1)["workers"])
+    started = engine.worker_addresses(client)
     thread = threading.Thread(target=fit, name="lightgbm-fit", daemon=True)
     thread.start()
     lost_at: float | None = None
@@ -401,7 +401,7 @@ def _fit_watched(client: Client, model: Any, x: Any, y: Any) -> None:
         if not thread.is_alive():
             break
         if lost_at is None:
-            gone = started - set(client.scheduler_info(n_workers=-1)["workers"])
+            gone = started - engine.worker_addresses(client)
             lost_at = time.monotonic() if gone else None
         elif time.monotonic() - lost_at > LOST_GRACE_SECONDS:
             # Surviving peers fail the fit by themselves within seconds (a broken connection);
@@ -437,7 +437,7 @@ def _wait_for_workers(client: Client, count: int) -> None:
     try:
         client.wait_for_workers(count, timeout=limit)
     except TimeoutError:
-        ready = len(client.scheduler_info(n_workers=-1)["workers"])
+        ready = len(engine.worker_addresses(client))
         raise engine.lost(
             f"{ready} of {count} Dask workers were there within {limit:g} s to train on"
         ) from None

@@ -62,6 +62,11 @@ def timeout() -> float:
         return DEFAULT_TIMEOUT_SECONDS
 
 
+def worker_addresses(client: Client) -> set[str]:
+    """The addresses of the workers the scheduler has now (a restarted worker gets a new one)."""
+    return set(client.scheduler_info(n_workers=-1)["workers"])
+
+
 def workers_wanted(replicas: int) -> int:
     """The operator's count (WORKERS_ENV), else the spec's."""
     value = os.environ.get(WORKERS_ENV)
@@ -92,7 +97,7 @@ def connected(replicas: int) -> Iterator[Client]:
         try:
             client.wait_for_workers(wanted, timeout=limit)
         except TimeoutError:
-            ready = len(client.scheduler_info(n_workers=-1)["workers"])
+            ready = len(worker_addresses(client))
             raise lost(
                 f"{ready} of {wanted} Dask workers joined the scheduler at {address} "
                 f"within {limit:g} s"
