@@ -22,6 +22,12 @@ VARIANTS = {
         "watchNamespaces={{{namespace}}}",
     ],
     "dashboard": ["--set", "metrics.dashboard.enabled=true"],
+    "network-policy": [
+        "--set",
+        "workloads.networkPolicy.enabled=true",
+        "--set",
+        "watchNamespaces={{{namespace}}}",
+    ],
 }
 
 

@@ -10,17 +10,22 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import kubernetes_validate
 import pytest
 import yaml
 
+from modelyard.api.modeldeployment import ModelDeploymentSpec
 from modelyard.config import OperatorConfig
 from modelyard.resources.common import labels as workload_labels
 from modelyard.resources.dask import COMPONENT as ENGINE_COMPONENT
-from modelyard.resources.jobs import INGEST_COMPONENT, TRAIN_COMPONENT
+from modelyard.resources.jobs import INGEST_COMPONENT, TRAIN_COMPONENT, Owner
+from modelyard.resources.router import build_router
 from modelyard.resources.serving import COMPONENT as SERVER_COMPONENT
+from modelyard.resources.serving import MONITOR_PORT, ModelRef, build_deployment
+from modelyard.resources.serving import PORT as SERVER_PORT
 from tests.conftest import REPO
 from tests.unit.chart_render import (
     CHART,
@@ -649,12 +654,17 @@ WORKLOAD_COMPONENTS = (INGEST_COMPONENT, TRAIN_COMPONENT, SERVER_COMPONENT, ENGI
 
 def _selects(selector: Manifest, pod_labels: dict[str, str]) -> bool:
     """What the API server does with a label selector (the operators the chart uses)."""
-    if not selector["matchLabels"].items() <= pod_labels.items():
+    if not selector.get("matchLabels", {}).items() <= pod_labels.items():
         return False
     for expression in selector.get("matchExpressions", []):
-        assert expression["operator"] == "In", expression
-        if pod_labels.get(expression["key"]) not in expression["values"]:
-            return False
+        value = pod_labels.get(expression["key"])
+        if expression["operator"] == "In":
+            if value not in expression["values"]:
+                return False
+        else:
+            assert expression["operator"] == "NotIn", expression
+            if value in expression["values"]:
+                return False
     return True
 
 
@@ -664,6 +674,140 @@ def _egress_policies(manifests: list[Manifest]) -> list[Manifest]:
         for p in of_kind(manifests, "NetworkPolicy")
         if p["metadata"]["name"].endswith("-workloads")
     ]
+
+
+@dataclass(frozen=True)
+class _Pod:
+    namespace: str
+    labels: dict[str, str]
+    ports: dict[str, int]  # container ports by name
+
+
+def _deployment_pod(manifest: Manifest) -> _Pod:
+    template = manifest["spec"]["template"]
+    return _Pod(
+        manifest["metadata"]["namespace"],
+        template["metadata"]["labels"],
+        {
+            port["name"]: port["containerPort"]
+            for container in template["spec"]["containers"]
+            for port in container.get("ports", [])
+        },
+    )
+
+
+def _peer_matches(peer: Manifest, policy_namespace: str, pod: _Pod) -> bool:
+    if "ipBlock" in peer:
+        return False  # the pods here are reached by selectors
+    if "namespaceSelector" in peer:
+        namespace = {"kubernetes.io/metadata.name": pod.namespace}
+        if not _selects(peer["namespaceSelector"], namespace):
+            return False
+    elif pod.namespace != policy_namespace:
+        return False
+    return "podSelector" not in peer or _selects(peer["podSelector"], pod.labels)
+
+
+def _port_matches(rule: Manifest, destination: _Pod, port: int) -> bool:
+    if "ports" not in rule:
+        return True
+    for entry in rule["ports"]:
+        if entry.get("protocol", "TCP") != "TCP":
+            continue
+        # A named port is the destination pod's container port of that name.
+        number = (
+            destination.ports.get(entry["port"])
+            if isinstance(entry["port"], str)
+            else entry["port"]
+        )
+        if number is not None and number <= port <= entry.get("endPort", number):
+            return True
+    return False
+
+
+def _reaches(policies: list[Manifest], source: _Pod, destination: _Pod, port: int) -> bool:
+    """What a network plugin enforcing NetworkPolicies lets through (TCP): the source's egress
+    and the destination's ingress must both allow the connection."""
+
+    def allows(direction: str, selected: _Pod, peer: _Pod, peers_key: str) -> bool:
+        applying = [
+            p
+            for p in policies
+            if p["metadata"]["namespace"] == selected.namespace
+            and direction in p["spec"]["policyTypes"]
+            and _selects(p["spec"]["podSelector"], selected.labels)
+        ]
+        return not applying or any(
+            (
+                peers_key not in rule
+                or any(_peer_matches(x, selected.namespace, peer) for x in rule[peers_key])
+            )
+            and _port_matches(rule, destination, port)
+            for p in applying
+            for rule in p["spec"].get(direction.lower(), [])
+        )
+
+    return allows("Egress", source, destination, "to") and allows(
+        "Ingress", destination, source, "from"
+    )
+
+
+def test_network_policy_lets_a_canary_router_reach_its_tracks_and_no_other_workload_a_server() -> (
+    None
+):
+    # The admin's rule for an S3 server in the namespace: the workloads' egress, not the router's.
+    s3 = _Pod("team-a", {"app": "minio"}, {})
+    document = {
+        "watchNamespaces": ["team-a"],
+        "workloads": {
+            "networkPolicy": {
+                "enabled": True,
+                "egress": [
+                    {
+                        "to": [{"podSelector": {"matchLabels": s3.labels}}],
+                        "ports": [{"protocol": "TCP", "port": 9000}],
+                    }
+                ],
+            }
+        },
+    }
+    policies = of_kind(render(document=document), "NetworkPolicy")
+    config = OperatorConfig(s3_endpoint="http://10.0.0.1:8333", s3_credentials_secret="s3")
+    spec = ModelDeploymentSpec.model_validate({"model": {"trainingJobRef": {"name": "iris"}}})
+    model = ModelRef("s3://m/model.joblib", "sha256:" + "ab" * 32, None)
+
+    def servers(namespace: str) -> tuple[_Pod, _Pod, _Pod]:
+        owner = Owner("ModelDeployment", "iris", namespace, "uid")
+        main, canary = (
+            _deployment_pod(build_deployment(owner, spec, track, model, 1, config))
+            for track in ("main", "canary")
+        )
+        return main, canary, _deployment_pod(build_router(owner, 10, 1, config))
+
+    main, canary, router = servers("team-a")
+    assert _reaches(policies, router, main, SERVER_PORT)
+    assert _reaches(policies, router, canary, SERVER_PORT)
+    dns = _Pod("kube-system", {"k8s-app": "kube-dns"}, {})
+    assert _reaches(policies, router, dns, 53)
+    # Nothing else: not the servers' monitoring ports, not what the admin opened to workloads.
+    assert not _reaches(policies, router, main, MONITOR_PORT)
+    assert _reaches(policies, main, s3, 9000)
+    assert not _reaches(policies, router, s3, 9000)
+    # Another tenant's servers are out of reach of this namespace's router.
+    other_main, *_ = servers("team-b")
+    assert not _reaches(policies, router, other_main, SERVER_PORT)
+    # No other workload pod reaches a model server: a server runs a pickled model.
+    for source in (
+        main,
+        canary,
+        _Pod("team-a", workload_labels("Dataset", "iris", INGEST_COMPONENT), {}),
+        _Pod("team-a", workload_labels("TrainingJob", "iris", TRAIN_COMPONENT), {}),
+        _Pod("team-a", workload_labels("TrainingJob", "iris", ENGINE_COMPONENT), {}),
+    ):
+        assert not _reaches(policies, source, canary, SERVER_PORT), source.labels
+    # Clients outside the workloads (not selected by any policy) still reach the router.
+    client = _Pod("team-a", {"app": "client"}, {})
+    assert _reaches(policies, client, router, SERVER_PORT)
 
 
 def test_network_policy_lets_only_the_operator_reach_the_servers_monitoring_ports() -> None:
