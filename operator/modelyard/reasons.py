@@ -721,7 +721,9 @@ EXPLANATIONS: dict[Reason, Explanation] = {
         _MD,
         True,
         "New model server pods run but never pass their readiness probe within the "
-        "Deployment's progress deadline.",
-        "Read the server pods' logs; a model that loads slowly needs more memory or CPU.",
+        "Deployment's progress deadline; or a canary's router cannot reach its two tracks, "
+        "though both are ready.",
+        "Read the server pods' logs; a model that loads slowly needs more memory or CPU. A "
+        "router: let it reach the model servers' port (NetworkPolicy), read its pods' logs.",
     ),
 }

@@ -3,6 +3,7 @@ controllers; the tests play only the kubelet's part (pods finishing or becoming 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Collection, Iterator
 from typing import Any
 
@@ -12,6 +13,7 @@ from kubernetes import client
 
 from modelyard.api import GROUP, VERSION
 from modelyard.controllers.bookkeeping import FINALIZER
+from modelyard.controllers.modeldeployment import ROUTER_TICK_SECONDS
 from tests.chaos.objects import Objects
 from tests.conftest import EXAMPLES, PLURALS
 from tests.kubelet import (
@@ -76,7 +78,13 @@ class Api(Objects):
         )
 
     def wait_condition(
-        self, kind: str, name: str, type_: str, value: str, reason: str | None = None
+        self,
+        kind: str,
+        name: str,
+        type_: str,
+        value: str,
+        reason: str | None = None,
+        timeout: float = 60,
     ) -> dict[str, Any]:
         def probe() -> dict[str, Any] | None:
             found = self.condition(kind, name, type_)
@@ -84,7 +92,7 @@ class Api(Objects):
                 return found
             return None
 
-        return wait_for(f"{kind}/{name} {type_}={value} {reason or ''}", probe)
+        return wait_for(f"{kind}/{name} {type_}={value} {reason or ''}", probe, timeout)
 
     def jobs(self, selector: str) -> list[client.V1Job]:
         return list(self.batch.list_namespaced_job(self.namespace, label_selector=selector).items)
@@ -681,6 +689,58 @@ def test_a_server_pod_whose_image_cannot_be_pulled_stalls_the_rollout(
     assert pull in stalled["message"]
     api.wait_condition("ModelDeployment", "iris", "Ready", "False", "ImagePullBackOff")
     _serving(api, 2)
+    api.wait_condition("ModelDeployment", "iris", "Ready", "True", "Serving")
+    assert api.condition("ModelDeployment", "iris", "Stalled") is None
+
+
+def test_a_router_that_cannot_reach_ready_tracks_stalls_the_rollout_naming_them(
+    api: Api, operator: Operator
+) -> None:
+    """The router's pods never pass their start-up probe (a NetworkPolicy in the way). While the
+    canary still loads, that is progress, even past the router's own progress deadline; once both
+    tracks are ready and the router still is not, the rollout stalls naming the router and the
+    two track Services."""
+    _ready_dataset(api)
+    api.create(_quickstart("TrainingJob"))
+    deployment = _quickstart("ModelDeployment")
+    deployment["spec"]["canary"] = {
+        "model": {
+            "uri": f"s3://modelyard/namespaces/{api.namespace}/candidates/model.joblib",
+            "digest": MODEL_2,
+            "cardDigest": MODEL_2,
+        },
+        "trafficPercent": 10,
+    }
+    api.create(deployment)
+    _trained(api, "run-1", V1, MODEL_1, 0.95)
+
+    def router_past_deadline() -> bool:
+        routers = api.apps.list_namespaced_deployment(
+            api.namespace, label_selector="modelyard.dev/track=router"
+        ).items
+        return any(
+            c.type == "Progressing" and c.reason == "ProgressDeadlineExceeded"
+            for router in routers
+            for c in (router.status.conditions or [])
+        )
+
+    make_ready(api.core, api.namespace, "modelyard.dev/track=main", 1)
+    wait_for("the router's progress deadline", router_past_deadline, timeout=120)
+    # The operator looks at a routed rollout every few seconds: give it two looks.
+    time.sleep(2 * ROUTER_TICK_SECONDS)
+    assert api.condition("ModelDeployment", "iris", "Stalled") is None
+    api.wait_condition("ModelDeployment", "iris", "Reconciling", "True", "RollingOut")
+    make_ready(api.core, api.namespace, "modelyard.dev/track=canary", 1)
+    stalled = api.wait_condition(
+        "ModelDeployment", "iris", "Stalled", "True", "ReadinessNeverReached", timeout=120
+    )
+    message = stalled["message"]
+    assert message.startswith("Deployment iris-router: "), message
+    assert "iris-stable" in message and "iris-canary" in message, message
+    assert api.status("ModelDeployment", "iris")["phase"] == "Progressing"
+    wait_for("the Warning", lambda: "ReadinessNeverReached" in api.events("iris"))
+    # The router gets through (the policy was fixed): the rollout finishes.
+    make_ready(api.core, api.namespace, "modelyard.dev/track=router", 1)
     api.wait_condition("ModelDeployment", "iris", "Ready", "True", "Serving")
     assert api.condition("ModelDeployment", "iris", "Stalled") is None
 

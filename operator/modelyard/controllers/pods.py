@@ -78,7 +78,7 @@ def problem(
             and condition.get("reason") == "Unschedulable"
         ):
             message = f"pod {name}: {condition.get('message') or 'no node fits'}"
-            if _seconds_since(condition.get("lastTransitionTime")) < patience:
+            if seconds_since(condition.get("lastTransitionTime")) < patience:
                 return PodProblem(Reason.WaitingForNode, message, final=False)
             return PodProblem(Reason.Unschedulable, message)
     for container in [
@@ -91,7 +91,7 @@ def problem(
     return None
 
 
-def _seconds_since(stamp: str | None) -> float:
+def seconds_since(stamp: str | None) -> float:
     """Seconds since a status time stamp; infinite when there is none (nothing to wait for)."""
     try:
         then = datetime.strptime(stamp or "", "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)

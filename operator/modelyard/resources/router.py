@@ -51,6 +51,7 @@ CONNECT_SECONDS = 5
 # The router's start-up probe: answered once both tracks answer their liveness path through
 # their Services.
 STARTUP_PATH = "/startupz"
+PROGRESS_DEADLINE_SECONDS = 60
 
 
 def router_name(owner: str) -> str:
@@ -195,6 +196,10 @@ def build_router(
         "metadata": meta,
         "spec": {
             "replicas": replicas,
+            # nginx has nothing to load: a router pod not ready this long after a change, with
+            # both tracks ready, cannot reach them. The Deployment controller marks it, and the
+            # ModelDeployment names it (not the default 10 minutes).
+            "progressDeadlineSeconds": PROGRESS_DEADLINE_SECONDS,
             "selector": {"matchLabels": selector},
             "strategy": {
                 "type": "RollingUpdate",

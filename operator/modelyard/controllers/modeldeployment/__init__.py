@@ -34,6 +34,7 @@ from modelyard.resources.router import ROUTER
 from modelyard.resources.serving import TRACK_LABEL, service_url
 
 KIND = "ModelDeployment"
+ROUTER_TICK_SECONDS = 5.0
 HISTORY_LIMIT = 20
 
 __all__ = ["pod_changed", "reconcile", "report_rollout", "trainingjob_changed"]
@@ -68,6 +69,21 @@ def server_deployment_event(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> 
         follow(context, body["metadata"]["namespace"], owner)
     else:
         pod_changed(context, body["metadata"]["namespace"], owner)
+
+
+def _routed_rollout(spec: kopf.Spec, status: kopf.Status, **_: Any) -> bool:
+    """A rollout through a canary's router is under way."""
+    canary = spec.get("canary") or {}
+    reconciling = get_condition(status.get("conditions"), "Reconciling") or {}
+    percent = canary.get("trafficPercent") or 0
+    return 0 < percent < 100 and reconciling.get("reason") == Reason.RollingOut
+
+
+@kopf.timer(GROUP, VERSION, "modeldeployments", interval=ROUTER_TICK_SECONDS, when=_routed_rollout)
+def routed_rollout_tick(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
+    """Look at the rollout again: nothing about a router changes while it waits for its tracks,
+    and how long they have been ready is what tells a router that cannot reach them."""
+    pod_changed(from_memo(memo, kwargs), body["metadata"]["namespace"], body["metadata"]["name"])
 
 
 def pod_changed(context: Context, namespace: str, name: str) -> None:

@@ -10,7 +10,7 @@ from modelyard.controllers.context import Context, post_event
 from modelyard.controllers.fresh import patch_status
 from modelyard.controllers.modeldeployment.resolve import describe
 from modelyard.reasons import Reason
-from modelyard.resources.router import ROUTER, router_name
+from modelyard.resources.router import ROUTER, router_name, track_service_name
 from modelyard.resources.serving import (
     CANARY,
     MAIN,
@@ -22,6 +22,9 @@ from modelyard.resources.serving import (
 KIND = "ModelDeployment"
 # Stalls the reconcile decided (it applied nothing): the Deployments' status must not hide them.
 REFUSALS = frozenset({Reason.ImageNotAllowed, Reason.LocationNotAllowed, Reason.NameConflict})
+# A router whose tracks have been ready this long has had time to reach them (kube-proxy routes
+# a new Service's address within seconds); a router past its deadline then cannot.
+ROUTER_GRACE_SECONDS = 30.0
 
 
 def report_rollout(
@@ -125,16 +128,53 @@ def _stuck(
             if found is not None and found.final:
                 return found
             waiting = waiting or found
-        for condition in (deployment.get("status") or {}).get("conditions") or []:
-            if condition.get("type") == "Progressing" and condition.get("reason") == (
-                "ProgressDeadlineExceeded"
-            ):
-                return pods.PodProblem(
-                    Reason.ReadinessNeverReached,
-                    f"Deployment {name}: {condition.get('message')}; its new pods never passed "
-                    "their readiness probe (see their logs: the model may still be loading)",
-                )
+        deadline = _past_deadline(deployment)
+        if deadline is None:
+            continue
+        if deployment["metadata"]["labels"].get(TRACK_LABEL) != ROUTER:
+            return pods.PodProblem(
+                Reason.ReadinessNeverReached,
+                f"Deployment {name}: {deadline}; its new pods never passed their readiness "
+                "probe (see their logs: the model may still be loading)",
+            )
+        # A router is ready once both tracks answer through their Services: its own deadline
+        # says nothing while a track still loads its model, or only just got ready.
+        if _tracks_serve(tracks):
+            served = deployment["metadata"]["labels"]["modelyard.dev/modeldeployment"]
+            stable, canary = (track_service_name(served, track) for track in (MAIN, CANARY))
+            return pods.PodProblem(
+                Reason.ReadinessNeverReached,
+                f"Deployment {name}: {deadline}; its router pods never had an answer from both "
+                f"tracks through Services {stable} and {canary}, though both tracks are ready: "
+                "a NetworkPolicy may keep the router from reaching their pods (see the router "
+                "pods' logs)",
+            )
     return waiting
+
+
+def _past_deadline(deployment: dict[str, Any]) -> str | None:
+    """The Deployment controller's message when the rollout made no progress in time."""
+    for condition in (deployment.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == "Progressing" and condition.get("reason") == (
+            "ProgressDeadlineExceeded"
+        ):
+            return str(condition.get("message"))
+    return None
+
+
+def _tracks_serve(deployments: list[dict[str, Any]]) -> bool:
+    """Both tracks rolled out and available for ROUTER_GRACE_SECONDS at least."""
+    tracks = [d for d in deployments if d["metadata"]["labels"].get(TRACK_LABEL) in (MAIN, CANARY)]
+    return len(tracks) == 2 and all(
+        _rolled_out(track)
+        and any(
+            condition.get("type") == "Available"
+            and condition.get("status") == "True"
+            and pods.seconds_since(condition.get("lastTransitionTime")) >= ROUTER_GRACE_SECONDS
+            for condition in (track.get("status") or {}).get("conditions") or []
+        )
+        for track in tracks
+    )
 
 
 def _rolled_out(deployment: dict[str, Any]) -> bool:
