@@ -349,6 +349,18 @@ def test_two_replicas_elect_a_leader_through_a_cluster_kopf_peering() -> None:
     assert not {name for name in crds if name.endswith(".kopf.dev")}
 
 
+def test_an_operator_of_named_namespaces_with_cluster_rbac_peers_in_each_of_them() -> None:
+    # kopf peers per namespace whenever it watches named ones, whatever the RBAC's kind.
+    manifests = render({"replicaCount": "2", "watchNamespaces": "{a,b}"})
+    assert sorted(p["metadata"]["namespace"] for p in of_kind(manifests, "KopfPeering")) == [
+        "a",
+        "b",
+    ]
+    assert not of_kind(manifests, "ClusterKopfPeering")
+    assert _granted(_rules(manifests), "kopf.dev", "kopfpeerings") == {"list", "watch", "patch"}
+    assert _granted(_rules(manifests), "kopf.dev", "clusterkopfpeerings") == set()
+
+
 def test_peering_crds_are_installed_on_request_and_peering_waits_for_them() -> None:
     manifests = render({"replicaCount": "2", "peering.installCRDs": "true"})
     crds = {

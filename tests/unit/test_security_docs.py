@@ -74,17 +74,22 @@ def _expected(applies: Iterable[str]) -> Grants:
 @pytest.mark.parametrize(
     ("values", "applies"),
     [
-        pytest.param({}, ["cluster-wide"], id="defaults"),
-        pytest.param({"replicaCount": "2"}, ["cluster-wide", "peering"], id="peering"),
+        pytest.param({}, ["every namespace"], id="defaults"),
+        pytest.param({"replicaCount": "2"}, ["every namespace", "peering"], id="peering"),
         pytest.param(
             {"rbac.clusterWide": "false", "watchNamespaces": "{team-a}"},
-            ["namespaced"],
+            ["named namespaces"],
             id="namespaced",
         ),
         pytest.param(
             {"rbac.clusterWide": "false", "watchNamespaces": "{team-a}", "replicaCount": "3"},
-            ["namespaced", "peering"],
+            ["named namespaces", "peering"],
             id="namespaced-peering",
+        ),
+        pytest.param(
+            {"watchNamespaces": "{team-a}", "replicaCount": "2"},
+            ["named namespaces", "peering"],
+            id="cluster-role-named-namespaces-peering",
         ),
     ],
 )

@@ -47,7 +47,7 @@
   verbs: ["create"]
 {{- end }}
 
-{{/* Peering rules: a namespaced operator peers through a KopfPeering in each watched namespace, a cluster-wide one through the ClusterKopfPeering only. */}}
+{{/* Peering rules: an operator of named namespaces peers through a KopfPeering in each of them (whether its RBAC is a ClusterRole or Roles), one of every namespace through the ClusterKopfPeering only. */}}
 {{- define "modelyard.namespacedPeeringRules" -}}
 {{- if include "modelyard.peering" . }}
 - apiGroups: ["kopf.dev"]
