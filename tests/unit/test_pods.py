@@ -67,6 +67,16 @@ def test_a_container_killed_for_memory_says_so(container: dict[str, Any]) -> Non
     assert "limits.memory" in found.message
 
 
+def test_a_container_ready_again_after_a_kill_for_memory_has_no_problem() -> None:
+    # An OOM kill days ago must not stall the next scale-up, which looks at every pod.
+    container = {
+        **_container({"running": {}}, {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}),
+        "ready": True,
+        "restartCount": 1,
+    }
+    assert problem(_pod(containerStatuses=[container])) is None
+
+
 def test_a_reported_reason_unknown_to_modelyard_is_not_taken() -> None:
     report = {"status": "Failed", "reason": "AllFine", "message": "nothing to see"}
     pod = _pod(

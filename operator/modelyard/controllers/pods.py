@@ -104,6 +104,10 @@ def _container_problem(pod: str, container: dict[str, Any]) -> PodProblem | None
     state = container.get("state") or {}
     waiting = state.get("waiting") or {}
     last = (container.get("lastState") or {}).get("terminated") or {}
+    if "running" in state and container.get("ready"):
+        # It serves again: an earlier end (an OOM kill days ago) is history, not a problem. A
+        # restarted container not ready yet (a model loading again) still shows it.
+        last = {}
     terminated = state.get("terminated") or last
     if waiting.get("reason") in STUCK:
         if any(text in (waiting.get("message") or "") for text in CACHE_NOT_SYNCED):
