@@ -822,6 +822,47 @@ def test_network_policy_lets_a_canary_router_reach_its_tracks_and_no_other_workl
     assert _reaches(policies, client, router, SERVER_PORT)
 
 
+def test_network_policy_gives_the_sources_rules_to_ingest_pods_only() -> None:
+    database = _Pod("team-a", {"app": "postgres"}, {})
+    s3 = _Pod("team-a", {"app": "minio"}, {})
+
+    def rule(pod: _Pod, port: int) -> Manifest:
+        return {
+            "to": [{"podSelector": {"matchLabels": pod.labels}}],
+            "ports": [{"protocol": "TCP", "port": port}],
+        }
+
+    document = {
+        "watchNamespaces": ["team-a"],
+        "workloads": {
+            "networkPolicy": {
+                "enabled": True,
+                "egress": [rule(s3, 9000)],
+                "ingestEgress": [rule(database, 5432)],
+            }
+        },
+    }
+    policies = of_kind(render(document=document), "NetworkPolicy")
+    ingest = _Pod("team-a", workload_labels("Dataset", "iris", INGEST_COMPONENT), {})
+    assert _reaches(policies, ingest, database, 5432)
+    assert _reaches(policies, ingest, s3, 9000)
+    # Pods that run model or estimator code reach S3, not the sources.
+    for component, kind in (
+        (SERVER_COMPONENT, "ModelDeployment"),
+        (TRAIN_COMPONENT, "TrainingJob"),
+        (ENGINE_COMPONENT, "TrainingJob"),
+    ):
+        pod = _Pod("team-a", workload_labels(kind, "iris", component), {})
+        assert _reaches(policies, pod, s3, 9000), component
+        assert not _reaches(policies, pod, database, 5432), component
+    # Without source rules there is no policy for them.
+    assert not [
+        p
+        for p in of_kind(render(VARIANTS["network-policy"]), "NetworkPolicy")
+        if p["metadata"]["name"].endswith("-ingest")
+    ]
+
+
 def test_network_policy_lets_only_the_operator_reach_the_servers_monitoring_ports() -> None:
     values = {**VARIANTS["network-policy"], "workloads.serverWorkers": "3"}
     manifests = render(values)
