@@ -693,6 +693,59 @@ def test_a_server_pod_whose_image_cannot_be_pulled_stalls_the_rollout(
     assert api.condition("ModelDeployment", "iris", "Stalled") is None
 
 
+def test_all_traffic_moves_onto_a_canary_once_it_is_ready_and_back_once_main_is(
+    api: Api, operator: Operator
+) -> None:
+    """trafficPercent 100 and back: the model's Service leaves a track only for one whose pods
+    are ready, and a track goes only once the Service is off it, so neither step is an outage."""
+    _ready_dataset(api)
+    api.create(_quickstart("TrainingJob"))
+    api.create(_quickstart("ModelDeployment"))
+    _trained(api, "run-1", V1, MODEL_1, 0.95)
+    _serving(api, 2)
+    api.wait_condition("ModelDeployment", "iris", "Ready", "True", "Serving")
+
+    def front() -> str:
+        service = api.core.read_namespaced_service("iris", api.namespace)
+        return str(service.spec.selector["modelyard.dev/track"])
+
+    def replicas(name: str) -> int | None:
+        found = api.apps.list_namespaced_deployment(
+            api.namespace, field_selector=f"metadata.name={name}"
+        ).items
+        return found[0].spec.replicas if found else None
+
+    canary = {
+        "model": {
+            "uri": f"s3://modelyard/namespaces/{api.namespace}/candidates/model.joblib",
+            "digest": MODEL_2,
+            "cardDigest": MODEL_2,
+        },
+        "trafficPercent": 100,
+    }
+    api.patch("ModelDeployment", "iris", {"spec": {"canary": canary}})
+    wait_for("the canary Deployment", lambda: replicas("iris-canary") == 2)
+    # Until the canary's pods are ready, the main track keeps its replicas and the traffic.
+    assert front() == "main" and replicas("iris") == 2
+    make_ready(api.core, api.namespace, "modelyard.dev/track=canary", 2)
+    wait_for("the Service on the canary", lambda: front() == "canary")
+    wait_for("the main track scaled to zero", lambda: replicas("iris") == 0)
+    wait_for(
+        "all traffic on the canary in status",
+        lambda: (
+            api.status("ModelDeployment", "iris").get("canary", {}).get("trafficPercent") == 100
+        ),
+    )
+    # Back: the canary keeps serving until the main track's new pods are ready.
+    api.patch("ModelDeployment", "iris", {"spec": {"canary": None}})
+    wait_for("the main track scaled up", lambda: replicas("iris") == 2)
+    assert front() == "canary" and replicas("iris-canary") == 2
+    make_ready(api.core, api.namespace, "modelyard.dev/track=main", 2)
+    wait_for("the Service back on the main track", lambda: front() == "main")
+    wait_for("the canary gone", lambda: replicas("iris-canary") is None)
+    api.wait_condition("ModelDeployment", "iris", "Ready", "True", "Serving")
+
+
 def test_a_router_that_cannot_reach_ready_tracks_stalls_the_rollout_naming_them(
     api: Api, operator: Operator
 ) -> None:

@@ -30,8 +30,7 @@ from modelyard.controllers.stalls import report_stall
 from modelyard.policy import locations
 from modelyard.policy.images import image_refusal
 from modelyard.reasons import Reason
-from modelyard.resources.router import ROUTER
-from modelyard.resources.serving import TRACK_LABEL, service_url
+from modelyard.resources.serving import service_url
 
 KIND = "ModelDeployment"
 ROUTER_TICK_SECONDS = 5.0
@@ -63,12 +62,9 @@ def server_deployment_event(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> 
     owner = labels.get("modelyard.dev/modeldeployment")
     if not owner:
         return
-    context = from_memo(memo, kwargs)
-    if labels.get(TRACK_LABEL) == ROUTER:
-        # The router came up (or went): the model's URL may move onto it now.
-        follow(context, body["metadata"]["namespace"], owner)
-    else:
-        pod_changed(context, body["metadata"]["namespace"], owner)
+    # A track or the router came up (or went): the model's URL may move onto it now, and what
+    # it leaves may go. The reconcile ends with the rollout's status.
+    follow(from_memo(memo, kwargs), body["metadata"]["namespace"], owner)
 
 
 def _routed_rollout(spec: kopf.Spec, status: kopf.Status, **_: Any) -> bool:

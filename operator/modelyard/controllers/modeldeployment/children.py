@@ -29,12 +29,14 @@ from modelyard.resources.router import (
 from modelyard.resources.serving import (
     CANARY,
     MAIN,
+    TRACK_LABEL,
     ModelRef,
     build_deployment,
     build_hpa,
     build_pdb,
     build_service,
     deployment_name,
+    service_name,
     split_replicas,
 )
 
@@ -101,29 +103,36 @@ def apply_children(
     else:
         total = 1 if spec.replicas is None else spec.replicas
         main_replicas, canary_replicas = split_replicas(total, percent)
+    routing = 0 < percent < 100
+    needed = {
+        MAIN: main_replicas if main_replicas is not None else total,
+        CANARY: canary_replicas,
+        ROUTER: 1,
+    }
+    front = _front(
+        context, owner, ROUTER if routing else CANARY if percent >= 100 else MAIN, needed
+    )
+    if main_replicas == 0 and front != CANARY:
+        main_replicas = total  # the main track serves until the canary can take everything
     main_model = model_ref(context, owner, main)
     _apply(context, owner, build_deployment(owner, spec, MAIN, main_model, main_replicas, config))
     if canary and percent:
         model = model_ref(context, owner, canary)
         replicas = None if spec.autoscaling else canary_replicas
         _apply(context, owner, build_deployment(owner, spec, CANARY, model, replicas, config))
-    routing = 0 < percent < 100
     if routing:
         for track in (MAIN, CANARY):
             _apply(context, owner, build_track_service(owner, track))
         _apply(context, owner, build_router_config(owner, percent))
         _apply(context, owner, build_router(owner, percent, 2 if total > 1 else 1, config))
-    # The model's URL moves to the router only once it is ready, and off it before it goes.
-    front = MAIN if percent < 100 else CANARY
-    if routing and _ready(context, owner, router_name(owner.name)):
-        front = ROUTER
     _apply(context, owner, build_service(owner, front))
-    if not routing:
+    # What no longer serves goes, once the Service is off it.
+    if not routing and front != ROUTER:
         _delete(context, owner, "apps/v1", "Deployment", router_name(owner.name))
         _delete(context, owner, "v1", "ConfigMap", router_name(owner.name))
         for track in (MAIN, CANARY):
             _delete(context, owner, "v1", "Service", track_service_name(owner.name, track))
-    if not (canary and percent):
+    if not (canary and percent) and front != CANARY:
         _delete(context, owner, "apps/v1", "Deployment", deployment_name(owner.name, CANARY))
     _apply_autoscalers(context, owner, spec, percent if canary else 0)
     pdb = build_pdb(owner)
@@ -145,9 +154,25 @@ def _apply_autoscalers(
             _delete(context, owner, "autoscaling/v2", "HorizontalPodAutoscaler", name)
 
 
-def _ready(context: Context, owner: Owner, deployment: str) -> bool:
+def _front(context: Context, owner: Owner, wanted: str, needed: dict[str, int]) -> str:
+    """The track the model's Service sends requests to: the one the spec wants once its
+    Deployment is ready, until then the one it sends them to now (never a router on its way
+    out), so a change of tracks never sends requests to pods not ready to take them. A new
+    Service starts on the main track."""
+    found = context.kube.get("v1", "Service", owner.namespace, service_name(owner.name)) or {}
+    current = ((found.get("spec") or {}).get("selector") or {}).get(TRACK_LABEL)
+    if current == wanted:
+        return wanted
+    name = router_name(owner.name) if wanted == ROUTER else deployment_name(owner.name, wanted)
+    if _ready(context, owner, name, needed[wanted]):
+        return wanted
+    return CANARY if current == CANARY else MAIN
+
+
+def _ready(context: Context, owner: Owner, deployment: str, replicas: int = 1) -> bool:
+    """Whether `replicas` pods of the Deployment are ready (at least one)."""
     found = context.kube.get("apps/v1", "Deployment", owner.namespace, deployment) or {}
-    return bool((found.get("status") or {}).get("readyReplicas"))
+    return ((found.get("status") or {}).get("readyReplicas") or 0) >= max(replicas, 1)
 
 
 def model_ref(context: Context, owner: Owner, model: dict[str, Any]) -> ModelRef:
