@@ -193,6 +193,33 @@ def test_failed_ingestion_reports_the_workloads_reason(api: Api, operator: Opera
     assert job.status.failed == 1, "a deterministic failure is not retried"
 
 
+def test_a_trainingjob_is_done_again_once_its_failed_dataset_recovers(
+    api: Api, operator: Operator
+) -> None:
+    """A refresh of its Dataset fails, then a later one ingests the same data again: no new run,
+    and the TrainingJob's status is its last run's again, not the stall the failure wrote."""
+    _ready_dataset(api)
+    api.create(_quickstart("TrainingJob"))
+    _trained(api, "run-1", V1, MODEL_1, 0.95)
+    api.wait_condition("TrainingJob", "iris-classifier", "Ready", "True", "Succeeded")
+    ingested = api.job_names("modelyard.dev/dataset=iris")
+    api.patch("Dataset", "iris", {"metadata": {"annotations": {"modelyard.dev/refresh": "1"}}})
+    job = api.wait_job("modelyard.dev/dataset=iris", besides=ingested)
+    failure = {"status": "Failed", "reason": "SourceUnreachable", "message": "connection refused"}
+    finish_job(api.core, api.namespace, job.metadata.name, failure, exit_code=4)
+    api.wait_condition("TrainingJob", "iris-classifier", "Stalled", "True", "DatasetNotReady")
+    ingested = api.job_names("modelyard.dev/dataset=iris")
+    api.patch("Dataset", "iris", {"metadata": {"annotations": {"modelyard.dev/refresh": "2"}}})
+    job = api.wait_job("modelyard.dev/dataset=iris", besides=ingested)
+    finish_job(api.core, api.namespace, job.metadata.name, ingest_summary(V1))
+    api.wait_condition("Dataset", "iris", "Ready", "True")
+    ready = api.wait_condition("TrainingJob", "iris-classifier", "Ready", "True", "Succeeded")
+    assert ready["message"].startswith("run-1: "), ready
+    assert api.condition("TrainingJob", "iris-classifier", "Stalled") is None
+    assert api.condition("TrainingJob", "iris-classifier", "Reconciling") is None
+    assert [run["id"] for run in api.status("TrainingJob", "iris-classifier")["runs"]] == ["run-1"]
+
+
 def test_refresh_reingests_and_keeps_an_unchanged_version(api: Api, operator: Operator) -> None:
     _ready_dataset(api)
     first = api.job_names("modelyard.dev/dataset=iris")

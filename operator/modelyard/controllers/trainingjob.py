@@ -234,6 +234,10 @@ def reconcile(context: Context, body: dict[str, Any]) -> None:
             generation,
             keep_ready=has_model,
         )
+    elif latest is not None:
+        # No run now: the status is the last run's, whatever a wait for the Dataset (being
+        # refreshed, failed for a while) wrote meanwhile.
+        conditions = _after_run(conditions, latest, generation)[0]
     phase = _phase(runs)
     patch = {
         "observedGeneration": generation,
@@ -634,15 +638,11 @@ def _end_run(
             latestRun=run["id"],
             primaryMetric=_primary_metric(spec, run.get("metrics") or {}, task),
         )
-        message = f"{run['id']}: " + ", ".join(
-            f"{k}={v:g}" for k, v in (run.get("metrics") or {}).items()
-        )
-        conditions = settled(conditions, Reason.Succeeded, message, generation)
+        conditions, message = _after_run(conditions, run, generation)
         metrics.RUNS.labels(namespace, name, "succeeded").inc()
         post_event(body, Reason.RunSucceeded, message)
     else:
-        message = f"{run['id']}: {run.get('message')}"
-        conditions = stalled(conditions, run["reason"], message, generation)
+        conditions, message = _after_run(conditions, run, generation)
         metrics.RUNS.labels(namespace, name, "failed").inc()
         post_event(body, run["reason"], message, warning=True)
     patch.update(runs=runs, conditions=conditions, phase=_phase(runs))
@@ -652,6 +652,20 @@ def _end_run(
         # Recorded: the run's engine is done with. Its pods and Secret go with the DaskCluster
         # (and should the operator stop right here, the next reconcile's sweep deletes it).
         engine.stop(context, namespace, run["job"], meta["uid"])
+
+
+def _after_run(
+    conditions: list[dict[str, Any]] | None, run: dict[str, Any], generation: int | None
+) -> tuple[list[dict[str, Any]], str]:
+    """The conditions an ended run leaves, and their message: done when it succeeded, stalled
+    on its reason when it failed."""
+    if run["phase"] == "Succeeded":
+        message = f"{run['id']}: " + ", ".join(
+            f"{k}={v:g}" for k, v in (run.get("metrics") or {}).items()
+        )
+        return settled(conditions, Reason.Succeeded, message, generation), message
+    message = f"{run['id']}: {run.get('message')}"
+    return stalled(conditions, run.get("reason") or Reason.JobFailed, message, generation), message
 
 
 def _primary_metric(
