@@ -88,6 +88,11 @@ def test_missing_permission_fails_closed_with_a_stable_reason(
     )
     assert condition["status"] == "False"
     assert 'cannot create resource "jobs"' in condition["message"], condition["message"]
+    # Stopped until a human grants it, which Argo CD shows as Degraded, not as progress.
+    conditions = {c["type"]: c for c in objects.get("Dataset", "denied")["status"]["conditions"]}
+    assert conditions["Stalled"]["status"] == "True", conditions
+    assert conditions["Stalled"]["reason"] == "PermissionDenied", conditions
+    assert "Reconciling" not in conditions, conditions
     assert not objects.jobs(), "nothing was created without the permission"
     # The rest goes on: another object's reconcile still reports.
     wait_for(

@@ -308,6 +308,42 @@ def test_new_data_retrains_and_rolls_out_without_a_failed_request(
     assert load.sent > 20
     assert load.failed == []
 
+    # All traffic to the canary, then back to the main track: the Service changes tracks only
+    # onto ready pods, and a track goes only once the Service is off it.
+    with (
+        Load(proxy, ml_namespace, "flowers", clients=4, pause=0) as load,
+        kube_node.api_client() as api,
+    ):
+        apps, core = client.AppsV1Api(api), client.CoreV1Api(api)
+
+        def front() -> str:
+            service = core.read_namespaced_service("flowers", ml_namespace)
+            return str(service.spec.selector["modelyard.dev/track"])
+
+        def tracks() -> set[str]:
+            deployments = apps.list_namespaced_deployment(ml_namespace).items
+            return {
+                d.metadata.labels["modelyard.dev/track"] for d in deployments if d.spec.replicas
+            }
+
+        _patch(
+            custom, ml_namespace, "modeldeployments", {"spec": {"canary": {"trafficPercent": 100}}}
+        )
+        wait_until(
+            "all traffic on the canary, the main track and the router gone",
+            lambda: front() == "canary" and tracks() == {"canary"},
+        )
+        time.sleep(3)  # a few requests after the main track's pods are gone
+        _patch(custom, ml_namespace, "modeldeployments", {"spec": {"canary": None}})
+        wait_until(
+            "all traffic back on the main track, the canary gone",
+            lambda: front() == "main" and tracks() == {"main"},
+        )
+        time.sleep(3)
+    print(f"\nto the canary and back: {load.sent} requests, {len(load.failed)} failed")
+    assert load.sent > 20
+    assert load.failed == []
+
     # Deleting the ModelDeployment removes everything it created.
     custom.delete_namespaced_custom_object(
         GROUP, VERSION, ml_namespace, "modeldeployments", "flowers"

@@ -1,6 +1,6 @@
-"""Fail closed when RBAC refuses the operator a call: the object gets Ready=False with reason
-PermissionDenied and the API server's words (verb and resource), the log an error, and the handler
-a retry a minute later. Nothing else stops."""
+"""Fail closed when RBAC refuses the operator a call: the object stalls (Ready=False,
+Stalled=True) with reason PermissionDenied and the API server's words (verb and resource), the log
+an error, and the handler a retry a minute later. Nothing else stops."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any
 import kopf
 from kubernetes.dynamic.exceptions import ForbiddenError
 
-from modelyard.controllers.conditions import set_condition
+from modelyard.controllers.conditions import stalled
 from modelyard.controllers.context import Context
 from modelyard.reasons import Reason
 
@@ -45,13 +45,9 @@ def reported(
         message = explain(error)
         logger.error("%s %s/%s: %s", kind, meta["namespace"], meta["name"], message)
         status = body.get("status") or {}
-        conditions = set_condition(
-            status.get("conditions"),
-            "Ready",
-            False,
-            Reason.PermissionDenied,
-            message,
-            meta.get("generation"),
+        # A human must grant it: stalled (the retry below clears it once granted).
+        conditions = stalled(
+            status.get("conditions"), Reason.PermissionDenied, message, meta.get("generation")
         )
         try:
             context.kube.patch_status(
