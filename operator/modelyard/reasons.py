@@ -130,6 +130,8 @@ class Reason(StrEnum):
     OOMKilled = "OOMKilled"
     CrashLoopBackOff = "CrashLoopBackOff"
     ReadinessNeverReached = "ReadinessNeverReached"
+    # The API server refused a Deployment's pods (the ReplicaSet controller's reason).
+    FailedCreate = "FailedCreate"
 
 
 @dataclass(frozen=True)
@@ -716,6 +718,14 @@ EXPLANATIONS: dict[Reason, Explanation] = {
         "A container keeps exiting; when the workload reported why, that reason is shown "
         "instead (e.g. DigestMismatch).",
         "Read the message and `kubectl logs`.",
+    ),
+    Reason.FailedCreate: Explanation(
+        _MD,
+        True,
+        "The API server refused to create model server pods: a ResourceQuota of the namespace "
+        "is used up, or a LimitRange or an admission policy refuses them. The message is its own.",
+        "Free or raise the quota the message names, or lower spec.resources; the pods are "
+        "created as soon as they fit.",
     ),
     Reason.ReadinessNeverReached: Explanation(
         _MD,

@@ -825,6 +825,43 @@ def test_a_router_that_cannot_reach_ready_tracks_stalls_the_rollout_naming_them(
     assert api.condition("ModelDeployment", "iris", "Stalled") is None
 
 
+def test_server_pods_a_quota_refuses_stall_the_rollout_in_the_api_servers_words(
+    api: Api, operator: Operator
+) -> None:
+    """A tenant's ResourceQuota is used up: no server pod is ever created, and the
+    ModelDeployment says so at once, not as a readiness never reached ten minutes later."""
+    _ready_dataset(api)
+    api.create(_quickstart("TrainingJob"))
+    _trained(api, "run-1", V1, MODEL_1, 0.95)
+    quota = {"metadata": {"name": "no-more-pods"}, "spec": {"hard": {"pods": "0"}}}
+    api.core.create_namespaced_resource_quota(api.namespace, quota)
+    api.create(_quickstart("ModelDeployment"))
+    stalled = api.wait_condition("ModelDeployment", "iris", "Stalled", "True", "FailedCreate")
+    message = stalled["message"]
+    assert message.startswith("Deployment iris: "), message
+    assert "exceeded quota: no-more-pods" in message, message
+    api.wait_condition("ModelDeployment", "iris", "Ready", "False", "FailedCreate")
+    wait_for("the FailedCreate Warning", lambda: "FailedCreate" in api.events("iris"))
+    # Room again: the ReplicaSet controller creates the pods on its next try, and the rollout
+    # is in progress, then done.
+    api.core.delete_namespaced_resource_quota("no-more-pods", api.namespace)
+    wait_for(
+        "the server pods created",
+        lambda: (
+            len(
+                api.core.list_namespaced_pod(
+                    api.namespace, label_selector="modelyard.dev/modeldeployment=iris"
+                ).items
+            )
+            >= 2
+        ),
+        timeout=180,
+    )
+    _serving(api, 2)
+    api.wait_condition("ModelDeployment", "iris", "Ready", "True", "Serving", timeout=180)
+    assert api.condition("ModelDeployment", "iris", "Stalled") is None
+
+
 def test_run_history_is_bounded_but_keeps_the_runs_in_use(api: Api, operator: Operator) -> None:
     _ready_dataset(api)
     training_job = _quickstart("TrainingJob")

@@ -176,6 +176,7 @@ FIXED_OUTSIDE = frozenset(
         "OOMKilled",
         "CrashLoopBackOff",
         "ReadinessNeverReached",
+        "FailedCreate",
     }
 )
 

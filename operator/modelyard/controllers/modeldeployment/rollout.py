@@ -111,6 +111,12 @@ def _stuck(
     waiting = None
     for deployment in tracks:
         name = deployment["metadata"]["name"]
+        refused = _condition(deployment, "ReplicaFailure")
+        if refused is not None and refused.get("status") == "True":
+            # No pod to look at: the API server refused them (a quota used up, say).
+            return pods.PodProblem(
+                Reason.FailedCreate, f"Deployment {name}: {refused.get('message')}"
+            )
         selector = ",".join(
             f"{k}={v}" for k, v in deployment["spec"]["selector"]["matchLabels"].items()
         )
@@ -152,13 +158,15 @@ def _stuck(
     return waiting
 
 
+def _condition(deployment: dict[str, Any], type_: str) -> dict[str, Any] | None:
+    return get_condition((deployment.get("status") or {}).get("conditions"), type_)
+
+
 def _past_deadline(deployment: dict[str, Any]) -> str | None:
     """The Deployment controller's message when the rollout made no progress in time."""
-    for condition in (deployment.get("status") or {}).get("conditions") or []:
-        if condition.get("type") == "Progressing" and condition.get("reason") == (
-            "ProgressDeadlineExceeded"
-        ):
-            return str(condition.get("message"))
+    progress = _condition(deployment, "Progressing") or {}
+    if progress.get("reason") == "ProgressDeadlineExceeded":
+        return str(progress.get("message"))
     return None
 
 
@@ -166,15 +174,16 @@ def _tracks_serve(deployments: list[dict[str, Any]]) -> bool:
     """Both tracks rolled out and available for ROUTER_GRACE_SECONDS at least."""
     tracks = [d for d in deployments if d["metadata"]["labels"].get(TRACK_LABEL) in (MAIN, CANARY)]
     return len(tracks) == 2 and all(
-        _rolled_out(track)
-        and any(
-            condition.get("type") == "Available"
-            and condition.get("status") == "True"
-            and pods.seconds_since(condition.get("lastTransitionTime")) >= ROUTER_GRACE_SECONDS
-            for condition in (track.get("status") or {}).get("conditions") or []
-        )
-        for track in tracks
+        _rolled_out(track) and _available_for(track) >= ROUTER_GRACE_SECONDS for track in tracks
     )
+
+
+def _available_for(deployment: dict[str, Any]) -> float:
+    """Seconds the Deployment has been Available; 0 when it is not."""
+    available = _condition(deployment, "Available") or {}
+    if available.get("status") != "True":
+        return 0.0
+    return pods.seconds_since(available.get("lastTransitionTime"))
 
 
 def _rolled_out(deployment: dict[str, Any]) -> bool:
