@@ -291,7 +291,12 @@ EXPLANATIONS: dict[Reason, Explanation] = {
         "Pick a run listed in the TrainingJob's status (runs beyond its history are pruned).",
     ),
     Reason.RunNotSucceeded: Explanation(
-        _MD, True, "The pinned run did not succeed.", "Pin a successful run, or unpin."
+        _MD,
+        True,
+        "The pinned run did not succeed; or the TrainingJob has no successful run and its last "
+        "one failed.",
+        "Pin a successful run, or unpin; fix what the TrainingJob's reason names (a new run "
+        "starts when its spec or data change).",
     ),
     Reason.ModelNotReady: Explanation(
         _MD,

@@ -773,6 +773,36 @@ def test_all_traffic_moves_onto_a_canary_once_it_is_ready_and_back_once_main_is(
     api.wait_condition("ModelDeployment", "iris", "Ready", "True", "Serving")
 
 
+def test_a_modeldeployment_stalls_when_its_trainingjob_fails_and_waits_again_for_a_new_run(
+    api: Api, operator: Operator
+) -> None:
+    _ready_dataset(api)
+    api.create(_quickstart("TrainingJob"))
+    api.create(_quickstart("ModelDeployment"))
+    api.wait_condition("ModelDeployment", "iris", "Reconciling", "True", "ModelNotReady")
+    job = api.wait_job("modelyard.dev/run=run-1")
+    summary = {
+        **train_summary("run-1", V1, MODEL_1, 0.6),
+        "status": "Failed",
+        "reason": "ObjectiveNotMet",
+        "message": "accuracy = 0.6 misses the objective 0.85",
+    }
+    finish_job(api.core, api.namespace, job.metadata.name, summary, exit_code=3)
+    # Nothing will come without a change: stalled, in the run's words.
+    stalled = api.wait_condition("ModelDeployment", "iris", "Stalled", "True", "RunNotSucceeded")
+    assert "run-1 failed (ObjectiveNotMet: accuracy = 0.6" in stalled["message"], stalled
+    assert api.status("ModelDeployment", "iris")["phase"] == "Failed"
+    # The TrainingJob is changed: its new run is progress for the ModelDeployment again.
+    api.patch(
+        "TrainingJob", "iris-classifier", {"spec": {"estimator": {"params": {"max_depth": 3}}}}
+    )
+    api.wait_condition("ModelDeployment", "iris", "Reconciling", "True", "ModelNotReady")
+    assert api.condition("ModelDeployment", "iris", "Stalled") is None
+    _trained(api, "run-2", V1, MODEL_2, 0.95)
+    _serving(api, 2)
+    api.wait_condition("ModelDeployment", "iris", "Ready", "True", "Serving")
+
+
 def test_a_router_that_cannot_reach_ready_tracks_stalls_the_rollout_naming_them(
     api: Api, operator: Operator
 ) -> None:

@@ -249,6 +249,9 @@ def reconcile(context: Context, body: dict[str, Any]) -> None:
         patch["lastAutomaticRetrain"] = last_retrain
     _patch_status(context, body, patch)
     metrics.set_phase(KIND, namespace, name, phase)
+    if created:
+        # ModelDeployments that stalled on this TrainingJob's failed runs wait for this one.
+        modeldeployment.trainingjob_changed(context, namespace, name)
     if job is None or created:
         return
     # The run's Job was made by a reconcile that died before recording it. If it ended

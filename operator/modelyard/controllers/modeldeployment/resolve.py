@@ -65,6 +65,17 @@ def resolve(
         )
     succeeded = [r for r in runs if r["phase"] == "Succeeded" and r.get("model")]
     if not succeeded:
+        if runs and runs[-1]["phase"] == "Failed":
+            # No run in flight and none to come until someone changes the TrainingJob or its
+            # data: a stall, in the run's own words.
+            latest = runs[-1]
+            return Resolution(
+                None,
+                Reason.RunNotSucceeded,
+                f"TrainingJob {ref.name} has no successful run: {latest['id']} failed "
+                f"({latest.get('reason')}: {latest.get('message')})",
+                failed=True,
+            )
         return Resolution(
             None, Reason.ModelNotReady, f"TrainingJob {ref.name} has no successful run yet"
         )
