@@ -295,14 +295,7 @@ def test_missed_objective_marks_the_run_and_keeps_the_last_model(
     api.patch(
         "TrainingJob", "iris-classifier", {"spec": {"estimator": {"params": {"max_depth": 1}}}}
     )
-    job = api.wait_job("modelyard.dev/run=run-2")
-    summary = {
-        **train_summary("run-2", V1, MODEL_2, 0.6),
-        "status": "Failed",
-        "reason": "ObjectiveNotMet",
-        "message": "accuracy = 0.6 misses the objective 0.85",
-    }
-    finish_job(api.core, api.namespace, job.metadata.name, summary, exit_code=3)
+    _missed_objective(api, "run-2", MODEL_2)
     api.wait_condition("TrainingJob", "iris-classifier", "Ready", "False", "ObjectiveNotMet")
     status = api.status("TrainingJob", "iris-classifier")
     assert (
@@ -310,6 +303,18 @@ def test_missed_objective_marks_the_run_and_keeps_the_last_model(
     )
     assert status["model"]["digest"] == MODEL_1, "the failed run's model is not promoted"
     assert status["phase"] == "Failed"
+
+
+def _missed_objective(api: Api, run: str, digest: str) -> None:
+    """The run trains and publishes a model whose accuracy, 0.6, misses the objective."""
+    job = api.wait_job(f"modelyard.dev/run={run}")
+    summary = {
+        **train_summary(run, V1, digest, 0.6),
+        "status": "Failed",
+        "reason": "ObjectiveNotMet",
+        "message": "accuracy = 0.6 misses the objective 0.85",
+    }
+    finish_job(api.core, api.namespace, job.metadata.name, summary, exit_code=3)
 
 
 def _serving(api: Api, replicas: int) -> None:
@@ -432,20 +437,30 @@ def test_better_run_rolls_out_and_earlier_model_goes_to_history(
     )
 
 
-def test_canary_takes_its_share_through_a_weighted_router(api: Api, operator: Operator) -> None:
-    _ready_dataset(api)
-    api.create(_quickstart("TrainingJob"))
-    deployment = _quickstart("ModelDeployment")
-    deployment["spec"]["canary"] = {
+def _candidate(api: Api, percent: int) -> dict[str, Any]:
+    """spec.canary: a candidate model at `percent` of the traffic."""
+    return {
         "model": {
             "uri": f"s3://modelyard/namespaces/{api.namespace}/candidates/model.joblib",
             "digest": MODEL_2,
             "cardDigest": MODEL_2,
         },
-        "trafficPercent": 10,
+        "trafficPercent": percent,
     }
+
+
+def _trained_with_a_canary(api: Api, percent: int) -> None:
+    """The quickstart, its ModelDeployment with a canary, and the first run trained."""
+    _ready_dataset(api)
+    api.create(_quickstart("TrainingJob"))
+    deployment = _quickstart("ModelDeployment")
+    deployment["spec"]["canary"] = _candidate(api, percent)
     api.create(deployment)
     _trained(api, "run-1", V1, MODEL_1, 0.95)
+
+
+def test_canary_takes_its_share_through_a_weighted_router(api: Api, operator: Operator) -> None:
+    _trained_with_a_canary(api, 10)
     canary = wait_for(
         "the canary Deployment",
         lambda: next(
@@ -742,15 +757,7 @@ def test_all_traffic_moves_onto_a_canary_once_it_is_ready_and_back_once_main_is(
         ).items
         return found[0].spec.replicas if found else None
 
-    canary = {
-        "model": {
-            "uri": f"s3://modelyard/namespaces/{api.namespace}/candidates/model.joblib",
-            "digest": MODEL_2,
-            "cardDigest": MODEL_2,
-        },
-        "trafficPercent": 100,
-    }
-    api.patch("ModelDeployment", "iris", {"spec": {"canary": canary}})
+    api.patch("ModelDeployment", "iris", {"spec": {"canary": _candidate(api, 100)}})
     wait_for("the canary Deployment", lambda: replicas("iris-canary") == 2)
     # Until the canary's pods are ready, the main track keeps its replicas and the traffic.
     assert front() == "main" and replicas("iris") == 2
@@ -780,14 +787,7 @@ def test_a_modeldeployment_stalls_when_its_trainingjob_fails_and_waits_again_for
     api.create(_quickstart("TrainingJob"))
     api.create(_quickstart("ModelDeployment"))
     api.wait_condition("ModelDeployment", "iris", "Reconciling", "True", "ModelNotReady")
-    job = api.wait_job("modelyard.dev/run=run-1")
-    summary = {
-        **train_summary("run-1", V1, MODEL_1, 0.6),
-        "status": "Failed",
-        "reason": "ObjectiveNotMet",
-        "message": "accuracy = 0.6 misses the objective 0.85",
-    }
-    finish_job(api.core, api.namespace, job.metadata.name, summary, exit_code=3)
+    _missed_objective(api, "run-1", MODEL_1)
     # Nothing will come without a change: stalled, in the run's words.
     stalled = api.wait_condition("ModelDeployment", "iris", "Stalled", "True", "RunNotSucceeded")
     assert "run-1 failed (ObjectiveNotMet: accuracy = 0.6" in stalled["message"], stalled
@@ -810,19 +810,7 @@ def test_a_router_that_cannot_reach_ready_tracks_stalls_the_rollout_naming_them(
     canary still loads, that is progress, even past the router's own progress deadline; once both
     tracks are ready and the router still is not, the rollout stalls naming the router and the
     two track Services."""
-    _ready_dataset(api)
-    api.create(_quickstart("TrainingJob"))
-    deployment = _quickstart("ModelDeployment")
-    deployment["spec"]["canary"] = {
-        "model": {
-            "uri": f"s3://modelyard/namespaces/{api.namespace}/candidates/model.joblib",
-            "digest": MODEL_2,
-            "cardDigest": MODEL_2,
-        },
-        "trafficPercent": 10,
-    }
-    api.create(deployment)
-    _trained(api, "run-1", V1, MODEL_1, 0.95)
+    _trained_with_a_canary(api, 10)
 
     def router_past_deadline() -> bool:
         routers = api.apps.list_namespaced_deployment(

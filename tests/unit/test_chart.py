@@ -435,6 +435,8 @@ def test_cluster_role_grants_what_the_operator_does() -> None:
         "delete",
     }
     assert _granted(rules, "", "services") == {"get", "create", "patch", "delete"}
+    assert _granted(rules, "", "endpoints") == {"get"}
+    assert _granted(rules, "discovery.k8s.io", "endpointslices") == {"list"}
     assert _granted(rules, "", "configmaps") == {"get", "create", "patch", "delete"}
     for group, resource in (
         ("autoscaling", "horizontalpodautoscalers"),
@@ -446,7 +448,7 @@ def test_cluster_role_grants_what_the_operator_does() -> None:
     # kopf's namespace and CRD scanning is off (controllers/runner.py): nothing cluster-scoped.
     assert _granted(rules, "", "namespaces") == set()
     assert _granted(rules, "apiextensions.k8s.io", "customresourcedefinitions") == set()
-    assert len(rules) == 15
+    assert len(rules) == 17
     binding = _operator_objects(manifests, "ClusterRoleBinding")[0]
     account = _operator_objects(manifests, "ServiceAccount")[0]["metadata"]
     assert binding["subjects"] == [

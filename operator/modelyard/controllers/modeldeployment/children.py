@@ -9,6 +9,7 @@ anything else is a NameConflict, reported, never overwritten.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from modelyard.api.common import StorageSpec
@@ -16,6 +17,7 @@ from modelyard.api.dataset import DatasetSpec
 from modelyard.api.modeldeployment import ModelDeploymentSpec
 from modelyard.controllers.context import Context
 from modelyard.controllers.kube import Manifest
+from modelyard.controllers.modeldeployment.handover import WAIT_SECONDS, endpoints_follow
 from modelyard.controllers.provenance import controller_uid
 from modelyard.resources.jobs import Owner
 from modelyard.resources.router import (
@@ -41,6 +43,7 @@ from modelyard.resources.serving import (
 )
 
 KIND = "ModelDeployment"
+log = logging.getLogger(__name__)
 
 
 class NameConflict(Exception):
@@ -114,8 +117,22 @@ def apply_children(
     )
     if main_replicas == 0 and front != CANARY:
         main_replicas = total  # the main track serves until the canary can take everything
+    # What the Service leaves goes only once its endpoints are the new front's pods alone.
+    main_now = _replicas(context, owner, deployment_name(owner.name, MAIN))
+    main_goes = main_replicas == 0 and bool(main_now)
+    router_goes = (
+        not routing
+        and front != ROUTER
+        and _replicas(context, owner, router_name(owner.name)) is not None
+    )
+    canary_goes = (
+        not (canary and percent)
+        and front != CANARY
+        and _replicas(context, owner, deployment_name(owner.name, CANARY)) is not None
+    )
     main_model = model_ref(context, owner, main)
-    _apply(context, owner, build_deployment(owner, spec, MAIN, main_model, main_replicas, config))
+    serving = main_now if main_goes else main_replicas
+    _apply(context, owner, build_deployment(owner, spec, MAIN, main_model, serving, config))
     if canary and percent:
         model = model_ref(context, owner, canary)
         replicas = None if spec.autoscaling else canary_replicas
@@ -126,13 +143,28 @@ def apply_children(
         _apply(context, owner, build_router_config(owner, percent))
         _apply(context, owner, build_router(owner, percent, 2 if total > 1 else 1, config))
     _apply(context, owner, build_service(owner, front))
-    # What no longer serves goes, once the Service is off it.
+    if (main_goes or router_goes or canary_goes) and not endpoints_follow(
+        context,
+        owner.namespace,
+        service_name(owner.name),
+        f"modelyard.dev/modeldeployment={owner.name},{TRACK_LABEL}={front}",
+    ):
+        log.warning(
+            "%s/%s: the Service's endpoints are not on the %s track after %.0f s; what it left "
+            "goes now",
+            owner.namespace,
+            owner.name,
+            front,
+            WAIT_SECONDS,
+        )
+    if main_goes:
+        _apply(context, owner, build_deployment(owner, spec, MAIN, main_model, 0, config))
     if not routing and front != ROUTER:
         _delete(context, owner, "apps/v1", "Deployment", router_name(owner.name))
         _delete(context, owner, "v1", "ConfigMap", router_name(owner.name))
         for track in (MAIN, CANARY):
             _delete(context, owner, "v1", "Service", track_service_name(owner.name, track))
-    if not (canary and percent) and front != CANARY:
+    if canary_goes:
         _delete(context, owner, "apps/v1", "Deployment", deployment_name(owner.name, CANARY))
     _apply_autoscalers(context, owner, spec, percent if canary else 0)
     pdb = build_pdb(owner)
@@ -167,6 +199,12 @@ def _front(context: Context, owner: Owner, wanted: str, needed: dict[str, int]) 
     if _ready(context, owner, name, needed[wanted]):
         return wanted
     return CANARY if current == CANARY else MAIN
+
+
+def _replicas(context: Context, owner: Owner, deployment: str) -> int | None:
+    """The Deployment's replicas now; None when there is no such Deployment."""
+    found = context.kube.get("apps/v1", "Deployment", owner.namespace, deployment)
+    return None if found is None else int((found.get("spec") or {}).get("replicas", 1))
 
 
 def _ready(context: Context, owner: Owner, deployment: str, replicas: int = 1) -> bool:
