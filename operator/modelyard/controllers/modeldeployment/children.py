@@ -107,29 +107,30 @@ def apply_children(
         total = 1 if spec.replicas is None else spec.replicas
         main_replicas, canary_replicas = split_replicas(total, percent)
     routing = 0 < percent < 100
+    # The Deployments as they are now, read once: what is ready decides where the Service points,
+    # what exists what may go.
+    now = {
+        track: context.kube.get("apps/v1", "Deployment", owner.namespace, name)
+        for track, name in (
+            (MAIN, deployment_name(owner.name, MAIN)),
+            (CANARY, deployment_name(owner.name, CANARY)),
+            (ROUTER, router_name(owner.name)),
+        )
+    }
+    wanted = ROUTER if routing else CANARY if percent >= 100 else MAIN
     needed = {
         MAIN: main_replicas if main_replicas is not None else total,
         CANARY: canary_replicas,
         ROUTER: 1,
-    }
-    front = _front(
-        context, owner, ROUTER if routing else CANARY if percent >= 100 else MAIN, needed
-    )
+    }[wanted]
+    front = _front(context, owner, wanted, _ready(now[wanted], needed))
     if main_replicas == 0 and front != CANARY:
         main_replicas = total  # the main track serves until the canary can take everything
     # What the Service leaves goes only once its endpoints are the new front's pods alone.
-    main_now = _replicas(context, owner, deployment_name(owner.name, MAIN))
+    main_now = _replicas(now[MAIN])
     main_goes = main_replicas == 0 and bool(main_now)
-    router_goes = (
-        not routing
-        and front != ROUTER
-        and _replicas(context, owner, router_name(owner.name)) is not None
-    )
-    canary_goes = (
-        not (canary and percent)
-        and front != CANARY
-        and _replicas(context, owner, deployment_name(owner.name, CANARY)) is not None
-    )
+    router_goes = not routing and front != ROUTER and now[ROUTER] is not None
+    canary_goes = not (canary and percent) and front != CANARY and now[CANARY] is not None
     main_model = model_ref(context, owner, main)
     serving = main_now if main_goes else main_replicas
     _apply(context, owner, build_deployment(owner, spec, MAIN, main_model, serving, config))
@@ -186,31 +187,27 @@ def _apply_autoscalers(
             _delete(context, owner, "autoscaling/v2", "HorizontalPodAutoscaler", name)
 
 
-def _front(context: Context, owner: Owner, wanted: str, needed: dict[str, int]) -> str:
+def _front(context: Context, owner: Owner, wanted: str, wanted_ready: bool) -> str:
     """The track the model's Service sends requests to: the one the spec wants once its
     Deployment is ready, until then the one it sends them to now (never a router on its way
     out), so a change of tracks never sends requests to pods not ready to take them. A new
     Service starts on the main track."""
     found = context.kube.get("v1", "Service", owner.namespace, service_name(owner.name)) or {}
     current = ((found.get("spec") or {}).get("selector") or {}).get(TRACK_LABEL)
-    if current == wanted:
-        return wanted
-    name = router_name(owner.name) if wanted == ROUTER else deployment_name(owner.name, wanted)
-    if _ready(context, owner, name, needed[wanted]):
+    if current == wanted or wanted_ready:
         return wanted
     return CANARY if current == CANARY else MAIN
 
 
-def _replicas(context: Context, owner: Owner, deployment: str) -> int | None:
-    """The Deployment's replicas now; None when there is no such Deployment."""
-    found = context.kube.get("apps/v1", "Deployment", owner.namespace, deployment)
-    return None if found is None else int((found.get("spec") or {}).get("replicas", 1))
+def _replicas(deployment: Manifest | None) -> int | None:
+    """The Deployment's replicas; None when there is no such Deployment."""
+    return None if deployment is None else int((deployment.get("spec") or {}).get("replicas", 1))
 
 
-def _ready(context: Context, owner: Owner, deployment: str, replicas: int = 1) -> bool:
+def _ready(deployment: Manifest | None, replicas: int) -> bool:
     """Whether `replicas` pods of the Deployment are ready (at least one)."""
-    found = context.kube.get("apps/v1", "Deployment", owner.namespace, deployment) or {}
-    return ((found.get("status") or {}).get("readyReplicas") or 0) >= max(replicas, 1)
+    ready = ((deployment or {}).get("status") or {}).get("readyReplicas") or 0
+    return int(ready) >= max(replicas, 1)
 
 
 def model_ref(context: Context, owner: Owner, model: dict[str, Any]) -> ModelRef:
