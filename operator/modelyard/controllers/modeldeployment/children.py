@@ -123,7 +123,7 @@ def apply_children(
         CANARY: canary_replicas,
         ROUTER: 1,
     }[wanted]
-    front = _front(context, owner, wanted, _ready(now[wanted], needed))
+    front = _front(context, owner, wanted, ready_to_serve(now[wanted], needed))
     if main_replicas == 0 and front != CANARY:
         main_replicas = total  # the main track serves until the canary can take everything
     # What the Service leaves goes only once its endpoints are the new front's pods alone.
@@ -204,10 +204,25 @@ def _replicas(deployment: Manifest | None) -> int | None:
     return None if deployment is None else int((deployment.get("spec") or {}).get("replicas", 1))
 
 
-def _ready(deployment: Manifest | None, replicas: int) -> bool:
-    """Whether `replicas` pods of the Deployment are ready (at least one)."""
-    ready = ((deployment or {}).get("status") or {}).get("readyReplicas") or 0
-    return int(ready) >= max(replicas, 1)
+def ready_to_serve(deployment: Manifest | None, replicas: int) -> bool:
+    """Whether `replicas` pods (at least one) of the Deployment's current template are ready and
+    no pod of an older one runs, by a status that reflects its current spec: a status from
+    before a scale-down still counts the pods that went (as `kubectl rollout status` checks)."""
+    if deployment is None:
+        return False
+    status = deployment.get("status") or {}
+    wanted = max(replicas, 1)
+    observed = int(status.get("observedGeneration") or 0)
+    counts = [
+        int((deployment.get("spec") or {}).get("replicas", 1)),
+        int(status.get("updatedReplicas") or 0),
+        int(status.get("readyReplicas") or 0),
+    ]
+    return (
+        observed >= int(deployment["metadata"].get("generation") or 0)
+        and min(counts) >= wanted
+        and int(status.get("replicas") or 0) == counts[1]
+    )
 
 
 def model_ref(context: Context, owner: Owner, model: dict[str, Any]) -> ModelRef:
