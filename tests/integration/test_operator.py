@@ -21,6 +21,7 @@ from tests.kubelet import (
     finish_job,
     ingest_summary,
     make_ready,
+    pods,
     running,
     scheduled,
     train_summary,
@@ -764,6 +765,11 @@ def test_all_traffic_moves_onto_a_canary_once_it_is_ready_and_back_once_main_is(
     make_ready(api.core, api.namespace, "modelyard.dev/track=canary", 2)
     wait_for("the Service on the canary", lambda: front() == "canary")
     wait_for("the main track scaled to zero", lambda: replicas("iris") == 0)
+    # Its old pods gone, so the pods made ready below are the new ones.
+    wait_for(
+        "the main track's pods gone",
+        lambda: not pods(api.core, api.namespace, "modelyard.dev/track=main"),
+    )
     wait_for(
         "all traffic on the canary in status",
         lambda: (

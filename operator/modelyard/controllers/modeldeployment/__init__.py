@@ -25,6 +25,7 @@ from modelyard.controllers.indexes import references
 from modelyard.controllers.modeldeployment.children import NameConflict, apply_children
 from modelyard.controllers.modeldeployment.resolve import describe, resolve
 from modelyard.controllers.modeldeployment.rollout import report_rollout
+from modelyard.controllers.modeldeployment.turns import now_or_after, one_at_a_time
 from modelyard.controllers.monitoring import model_changed, without_monitoring
 from modelyard.controllers.stalls import report_stall
 from modelyard.policy import locations
@@ -43,12 +44,19 @@ __all__ = ["pod_changed", "reconcile", "report_rollout", "trainingjob_changed"]
 @kopf.on.create(GROUP, VERSION, "modeldeployments")
 @kopf.on.update(GROUP, VERSION, "modeldeployments")
 def modeldeployment_changed(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
-    context, plain = from_memo(memo, kwargs), dict(body)
-    with metrics.reconciling(KIND), reported(context, KIND, plain):
-        try:
-            reconcile(context, plain)
-        except ConflictError as error:  # another writer (a run, a rollout) came first
-            raise kopf.TemporaryError("status changed meanwhile", delay=1) from error
+    context = from_memo(memo, kwargs)
+    namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+    with one_at_a_time(namespace, name):
+        # Read again once it is our turn: kopf's copy may predate a change that the reconcile
+        # before ours already acted on (scaling a track back down for a canary since removed).
+        fresh = context.kube.custom(KIND, namespace, name)
+        if fresh is None:
+            return
+        with metrics.reconciling(KIND), reported(context, KIND, fresh):
+            try:
+                reconcile(context, fresh)
+            except ConflictError as error:  # another writer (a run, a rollout) came first
+                raise kopf.TemporaryError("status changed meanwhile", delay=1) from error
 
 
 @kopf.on.event(
@@ -99,7 +107,7 @@ def follow(context: Context, namespace: str, name: str) -> None:
         with metrics.reconciling(KIND), reported(context, KIND, body, retry=False):
             reconcile(context, body)
 
-    on_fresh(context, KIND, namespace, name, again)
+    now_or_after(namespace, name, lambda: on_fresh(context, KIND, namespace, name, again))
 
 
 def trainingjob_changed(context: Context, namespace: str, training_job: str) -> None:
