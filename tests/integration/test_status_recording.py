@@ -52,7 +52,7 @@ def test_records_each_distinct_state_of_handled_objects_in_order(
         with recording(crds) as recorder:
             custom.create_namespaced_custom_object(*dataset, _dataset("iris", [FINALIZER]))
             custom.create_namespaced_custom_object(*dataset, _dataset("unhandled", []))
-            # What kopf leaves on an object it handled without a finalizer (a ModelDeployment).
+            # kopf's bookkeeping annotations on an object it handled without a finalizer.
             bookkeeping = {f"{BOOKKEEPING}/last-handled-configuration": "{}"}
             custom.create_namespaced_custom_object(*dataset, _dataset("annotated", [], bookkeeping))
             # As the operator writes it: the session's own recorder takes it in too, and the

@@ -1,5 +1,5 @@
-"""kopf's change detection for Datasets and TrainingJobs, answered by their status instead of an
-annotation kopf writes after every handled change (bookkeeping.StatusDerivedDiffBase)."""
+"""kopf's change detection for our three kinds, answered by their status instead of an annotation
+kopf writes after every handled change (bookkeeping.StatusDerivedDiffBase)."""
 
 from __future__ import annotations
 
@@ -7,20 +7,26 @@ from typing import Any
 
 import kopf
 
-from modelyard.controllers import dataset, trainingjob
+from modelyard.controllers import dataset
 from modelyard.controllers.bookkeeping import (
     BOOKKEEPING,
     DIFFBASE_KEY,
     StatusDerivedDiffBase,
     UnmarkedProgressStorage,
 )
+from modelyard.controllers.runner import configure
 from modelyard.resources.jobs import ingest_job_name
 
 STALE = f"{BOOKKEEPING}/{DIFFBASE_KEY}"
 
 
 def _storage() -> StatusDerivedDiffBase:
-    return StatusDerivedDiffBase({"Dataset": dataset.handled, "TrainingJob": trainingjob.handled})
+    """The change detection the operator configures."""
+    settings = kopf.OperatorSettings()
+    configure(settings)
+    storage = settings.persistence.diffbase_storage
+    assert isinstance(storage, StatusDerivedDiffBase)
+    return storage
 
 
 def _body(kind: str, status: dict[str, Any], annotations: dict[str, str] | None = None) -> Any:
@@ -70,6 +76,21 @@ def test_a_trainingjob_is_unchanged_once_its_status_observed_the_generation() ->
     assert _changed(storage, _body("TrainingJob", {"observedGeneration": 1}))
 
 
+def test_a_modeldeployment_changed_back_while_a_reconcile_failed_is_still_a_change() -> None:
+    """replicas 2, then 0 (its reconcile fails and waits for a retry), then 2 again: the spec
+    matches kopf's last handled configuration, but the status never observed this generation."""
+    storage = _storage()
+    handled_before = _body("ModelDeployment", {"observedGeneration": 1})
+    last = kopf.AnnotationsDiffBaseStorage(prefix=BOOKKEEPING, key=DIFFBASE_KEY)
+    patch = kopf.Patch(body=handled_before)
+    last.store(body=handled_before, patch=patch, essence=last.build(body=handled_before))
+    annotations = dict(patch["metadata"]["annotations"])
+    back = _body("ModelDeployment", {"observedGeneration": 1}, annotations)
+    assert last.fetch(body=back) == last.build(body=back), "kopf's own storage sees no change"
+    assert _changed(storage, back)
+    assert not _changed(storage, _body("ModelDeployment", {"observedGeneration": 2}))
+
+
 def test_handling_writes_nothing_but_removes_an_earlier_operators_annotation() -> None:
     storage = _storage()
     fresh = _body("Dataset", {})
@@ -84,7 +105,7 @@ def test_handling_writes_nothing_but_removes_an_earlier_operators_annotation() -
 
 def test_other_kinds_keep_kopfs_annotation() -> None:
     storage = _storage()
-    deployment = _body("ModelDeployment", {})
+    deployment = _body("Other", {})
     assert storage.fetch(body=deployment) is None
     patch = kopf.Patch(body=deployment)
     storage.store(body=deployment, patch=patch, essence=storage.build(body=deployment))

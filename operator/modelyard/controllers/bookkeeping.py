@@ -35,9 +35,8 @@ class UnmarkedProgressStorage(kopf.AnnotationsProgressStorage):
     kopf stores each handler's state in the cycle's patch and, when the handler succeeded at its
     first attempt, purges it from the same patch: nothing is left to write but the marker, which
     marks our prefix for other kopf-based operators. With no finalizer or diff base to carry it,
-    that was a write of its own on every new Dataset and TrainingJob. ModelDeployments still get
-    it with kopf's diff-base annotation; retries' progress annotations go under our prefix as
-    before."""
+    that was a write of its own on every new object. Retries' progress annotations go under our
+    prefix as before."""
 
     def _store_marker(self, prefix: str, patch: kopf.Patch, body: kopf.Body) -> None:
         return None
@@ -45,7 +44,7 @@ class UnmarkedProgressStorage(kopf.AnnotationsProgressStorage):
 
 class StatusDerivedDiffBase(kopf.AnnotationsDiffBaseStorage):
     """kopf's change detection without its annotation write, for the kinds whose reconcile
-    records in status what it acted on (observedGeneration, the ingestion's name).
+    records in status what it acted on (observedGeneration, the ingestion's name): all three.
 
     kopf keeps the last handled configuration to tell a change (run the handlers) from a no-op
     (skip them), and writes it in an annotation after every handled change: one more write per
@@ -55,7 +54,11 @@ class StatusDerivedDiffBase(kopf.AnnotationsDiffBaseStorage):
     there is none (kopf runs the handlers). Nothing is written. A reconcile that ends without
     recording anything (it waits, or stalls with the status it already has) thus runs again on
     the object's next event: reconciles are idempotent and write nothing when nothing changed,
-    so that costs a handler run, not a write. Other kinds keep kopf's annotation."""
+    so that costs a handler run, not a write. Other kinds keep kopf's annotation.
+
+    It is also what the reconcile needs: a spec changed and changed back while a reconcile of the
+    change failed (`replicas: 0`, then 2 again) matches kopf's last handled configuration, so kopf
+    skipped it, and the servers stayed at 0. The status says generation 3 was never acted on."""
 
     def __init__(self, handled: Mapping[str, Callable[[Mapping[str, Any]], bool]]) -> None:
         super().__init__(prefix=BOOKKEEPING, key=DIFFBASE_KEY)
@@ -76,6 +79,15 @@ class StatusDerivedDiffBase(kopf.AnnotationsDiffBaseStorage):
         for key in self.make_keys(self.key, body=body):
             if key in body.metadata.annotations:
                 patch.metadata.annotations[key] = None
+
+
+def generation_observed(body: Mapping[str, Any]) -> bool:
+    """Whether the status says this generation was reconciled: every reconcile of a TrainingJob
+    or ModelDeployment ends by recording observedGeneration (a run started, a rollout applied,
+    waiting, or a stall). What follows (the Dataset's ingestions, the runs' Jobs, the server
+    Deployments) reaches the reconcile through their own events."""
+    generation = body["metadata"].get("generation", 1)
+    return bool((body.get("status") or {}).get("observedGeneration") == generation)
 
 
 def carried_over_patch_would_write_nothing(body: kopf.Body, patch: kopf.Patch, **_: Any) -> bool:

@@ -28,6 +28,7 @@ from modelyard.controllers.bookkeeping import (
     FINALIZER,
     StatusDerivedDiffBase,
     UnmarkedProgressStorage,
+    generation_observed,
 )
 from modelyard.controllers.context import Context
 from modelyard.controllers.kube import Kube
@@ -73,11 +74,15 @@ def configure(settings: kopf.OperatorSettings) -> None:
     settings.watching.label_selectors["apps", "deployments"] = MANAGED
     settings.watching.label_selectors["", "v1", "pods"] = MANAGED
     # kopf's bookkeeping lives in our own annotations, never in spec: Argo CD compares only the
-    # fields it applied, so these create no drift, and status stays ours alone. Datasets and
-    # TrainingJobs need no last-handled configuration: their status says what was acted on.
+    # fields it applied, so these create no drift, and status stays ours alone. No kind needs a
+    # last-handled configuration: its status says what was acted on.
     settings.persistence.progress_storage = UnmarkedProgressStorage(prefix=BOOKKEEPING)
     settings.persistence.diffbase_storage = StatusDerivedDiffBase(
-        {"Dataset": dataset.handled, "TrainingJob": trainingjob.handled}
+        {
+            "Dataset": dataset.handled,
+            "TrainingJob": generation_observed,
+            "ModelDeployment": generation_observed,
+        }
     )
     settings.persistence.finalizer = FINALIZER
     settings.peering.name = "modelyard"

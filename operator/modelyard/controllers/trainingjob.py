@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,16 +52,6 @@ def trainingjob_changed(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None
             reconcile(context, plain)
         except ConflictError as error:  # a Job's event recorded a run meanwhile
             raise kopf.TemporaryError("status changed meanwhile", delay=1) from error
-
-
-def handled(body: Mapping[str, Any]) -> bool:
-    """Whether the status says this generation was reconciled: every reconcile ends by
-    recording observedGeneration (a run started, waiting for the Dataset, or a stall). kopf's
-    change detection (bookkeeping.StatusDerivedDiffBase) asks this instead of keeping the last
-    handled configuration in an annotation; what follows (the Dataset's ingestions, the runs'
-    Jobs) reaches the reconcile through their own events."""
-    generation = body["metadata"].get("generation", 1)
-    return bool((body.get("status") or {}).get("observedGeneration") == generation)
 
 
 def dataset_changed(context: Context, namespace: str, dataset: str) -> None:
