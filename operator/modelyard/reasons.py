@@ -33,6 +33,7 @@ class Reason(StrEnum):
     ModelChanged = "ModelChanged"
     RollingOut = "RollingOut"
     Serving = "Serving"
+    ScaledToZero = "ScaledToZero"
     WaitingForNode = "WaitingForNode"
     # Monitoring of the served model, and the retrains it asks for.
     NoDrift = "NoDrift"
@@ -264,6 +265,13 @@ EXPLANATIONS: dict[Reason, Explanation] = {
     ),
     Reason.Serving: Explanation(
         _MD, False, "Every track's replicas are ready and serving.", "None."
+    ),
+    Reason.ScaledToZero: Explanation(
+        _MD,
+        False,
+        "spec.replicas is 0 and every server pod is gone, as asked: the model's URL answers no "
+        "request.",
+        "Raise spec.replicas (or set spec.autoscaling) to serve again.",
     ),
     Reason.DatasetNotFound: Explanation(
         _TJ,

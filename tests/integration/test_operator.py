@@ -736,17 +736,40 @@ def test_a_server_pod_whose_image_cannot_be_pulled_stalls_the_rollout(
     assert api.condition("ModelDeployment", "iris", "Stalled") is None
 
 
-def test_all_traffic_moves_onto_a_canary_once_it_is_ready_and_back_once_main_is(
-    api: Api, operator: Operator
-) -> None:
-    """trafficPercent 100 and back: the model's Service leaves a track only for one whose pods
-    are ready, and a track goes only once the Service is off it, so neither step is an outage."""
+def _quickstart_served(api: Api) -> None:
+    """The quickstart trained, and its ModelDeployment's two replicas serving."""
     _ready_dataset(api)
     api.create(_quickstart("TrainingJob"))
     api.create(_quickstart("ModelDeployment"))
     _trained(api, "run-1", V1, MODEL_1, 0.95)
     _serving(api, 2)
     api.wait_condition("ModelDeployment", "iris", "Ready", "True", "Serving")
+
+
+def test_a_modeldeployment_scaled_to_zero_is_done_and_says_nothing_serves(
+    api: Api, operator: Operator
+) -> None:
+    _quickstart_served(api)
+    api.patch("ModelDeployment", "iris", {"spec": {"replicas": 0}})
+    zero = api.wait_condition("ModelDeployment", "iris", "Ready", "True", "ScaledToZero")
+    assert "no replica serves" in zero["message"], zero
+    assert api.condition("ModelDeployment", "iris", "Reconciling") is None
+    status = api.status("ModelDeployment", "iris")
+    assert (status["phase"], status["replicas"], status["readyReplicas"]) == ("Ready", 0, 0)
+    assert "ScaledToZero" in api.events("iris")
+    # Raised again: in progress until the new pods are ready, then serving.
+    api.patch("ModelDeployment", "iris", {"spec": {"replicas": 2}})
+    api.wait_condition("ModelDeployment", "iris", "Reconciling", "True", "RollingOut")
+    _serving(api, 2)
+    api.wait_condition("ModelDeployment", "iris", "Ready", "True", "Serving")
+
+
+def test_all_traffic_moves_onto_a_canary_once_it_is_ready_and_back_once_main_is(
+    api: Api, operator: Operator
+) -> None:
+    """trafficPercent 100 and back: the model's Service leaves a track only for one whose pods
+    are ready, and a track goes only once the Service is off it, so neither step is an outage."""
+    _quickstart_served(api)
 
     def front() -> str:
         service = api.core.read_namespaced_service("iris", api.namespace)

@@ -237,7 +237,13 @@ class ModelDeploymentSpec(ApiModel):
 
     model: ModelSource = Field(description="The model to serve.")
     replicas: int | None = Field(
-        default=None, ge=0, le=1000, description="Fixed number of replicas (1 when left out)."
+        default=None,
+        ge=0,
+        le=1000,
+        description=(
+            "Fixed number of replicas (1 when left out). 0 removes every server: the model's "
+            "URL answers nothing, and status reads Ready with reason ScaledToZero."
+        ),
     )
     autoscaling: Autoscaling | None = Field(
         default=None, description="Scale on CPU instead of a fixed replica count."

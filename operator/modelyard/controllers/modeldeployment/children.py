@@ -18,6 +18,7 @@ from modelyard.api.modeldeployment import ModelDeploymentSpec
 from modelyard.controllers.context import Context
 from modelyard.controllers.kube import Manifest
 from modelyard.controllers.modeldeployment.handover import WAIT_SECONDS, endpoints_follow
+from modelyard.controllers.modeldeployment.rollout import replicas_of, rolled_out
 from modelyard.controllers.provenance import controller_uid
 from modelyard.resources.jobs import Owner
 from modelyard.resources.router import (
@@ -127,8 +128,9 @@ def apply_children(
     if main_replicas == 0 and front != CANARY:
         main_replicas = total  # the main track serves until the canary can take everything
     # What the Service leaves goes only once its endpoints are the new front's pods alone.
-    main_now = _replicas(now[MAIN])
-    main_goes = main_replicas == 0 and bool(main_now)
+    main_deployment = now[MAIN]
+    main_now = 0 if main_deployment is None else replicas_of(main_deployment)
+    main_goes = main_replicas == 0 and main_now > 0
     router_goes = not routing and front != ROUTER and now[ROUTER] is not None
     canary_goes = not (canary and percent) and front != CANARY and now[CANARY] is not None
     main_model = model_ref(context, owner, main)
@@ -199,29 +201,14 @@ def _front(context: Context, owner: Owner, wanted: str, wanted_ready: bool) -> s
     return CANARY if current == CANARY else MAIN
 
 
-def _replicas(deployment: Manifest | None) -> int | None:
-    """The Deployment's replicas; None when there is no such Deployment."""
-    return None if deployment is None else int((deployment.get("spec") or {}).get("replicas", 1))
-
-
 def ready_to_serve(deployment: Manifest | None, replicas: int) -> bool:
-    """Whether `replicas` pods (at least one) of the Deployment's current template are ready and
-    no pod of an older one runs, by a status that reflects its current spec: a status from
-    before a scale-down still counts the pods that went (as `kubectl rollout status` checks)."""
-    if deployment is None:
-        return False
-    status = deployment.get("status") or {}
-    wanted = max(replicas, 1)
-    observed = int(status.get("observedGeneration") or 0)
-    counts = [
-        int((deployment.get("spec") or {}).get("replicas", 1)),
-        int(status.get("updatedReplicas") or 0),
-        int(status.get("readyReplicas") or 0),
-    ]
+    """Whether the Deployment has rolled out `replicas` pods at least (one at least): a status
+    from before a scale-down still counts the pods that went, and ready pods of an older
+    template are not the ones asked for."""
     return (
-        observed >= int(deployment["metadata"].get("generation") or 0)
-        and min(counts) >= wanted
-        and int(status.get("replicas") or 0) == counts[1]
+        deployment is not None
+        and rolled_out(deployment)
+        and replicas_of(deployment) >= max(replicas, 1)
     )
 
 

@@ -48,7 +48,7 @@ def report_rollout(
     }
     main_ready = ready[main["metadata"]["name"]]
     canary_ready = ready[canary["metadata"]["name"]] if canary else 0
-    done = all(_rolled_out(d) for d in tracks)
+    done = all(rolled_out(d) for d in tracks)
     generation = meta.get("generation")
     conditions = status.get("conditions")
     stuck = None if done else _stuck(context, namespace, tracks)
@@ -59,6 +59,14 @@ def report_rollout(
         phase, reason = "Ready", Reason.Serving
         message = f"{main_ready + canary_ready} replicas serve {describe(status['model'])}"
         conditions = settled(conditions, reason, message, generation)
+    elif done and not any(replicas_of(d) for d in (main, canary) if d is not None):
+        # Scaled to zero as asked: done, not a rollout that never ends.
+        phase, reason = "Ready", Reason.ScaledToZero
+        message = (
+            f"spec.replicas is 0: no replica serves {describe(status['model'])}, and the model's "
+            "URL answers no request until it is raised"
+        )
+        conditions = settled(conditions, reason, message, generation)
     else:
         phase, reason = "Progressing", Reason.RollingOut
         message = f"{main_ready + canary_ready} replicas ready; rollout in progress"
@@ -66,7 +74,7 @@ def report_rollout(
     patch: dict[str, Any] = {
         "phase": phase,
         "conditions": conditions,
-        "replicas": (main.get("spec") or {}).get("replicas") or 0,
+        "replicas": replicas_of(main),
         "readyReplicas": main_ready + canary_ready,
     }
     if canary is not None:
@@ -74,16 +82,17 @@ def report_rollout(
         if model is not None:
             patch["canary"] = {
                 "model": model,
-                "replicas": (canary.get("spec") or {}).get("replicas") or 0,
+                "replicas": replicas_of(canary),
                 "trafficPercent": _canary_share(context, body),
             }
     was_ready = status.get("phase") == "Ready"
+    was_ready_for = (get_condition(status.get("conditions"), "Ready") or {}).get("reason")
     was_stuck = get_condition(status.get("conditions"), "Stalled") or {}
     if any(status.get(key) != value for key, value in patch.items()):
         patch_status(context, KIND, body, patch)
     metrics.set_phase(KIND, namespace, name, phase)
-    if phase == "Ready" and not was_ready:
-        post_event(body, Reason.Serving, message)
+    if phase == "Ready" and not (was_ready and was_ready_for == reason):
+        post_event(body, reason, message)
     if (
         stuck is not None
         and stuck.final
@@ -174,7 +183,7 @@ def _tracks_serve(deployments: list[dict[str, Any]]) -> bool:
     """Both tracks rolled out and available for ROUTER_GRACE_SECONDS at least."""
     tracks = [d for d in deployments if d["metadata"]["labels"].get(TRACK_LABEL) in (MAIN, CANARY)]
     return len(tracks) == 2 and all(
-        _rolled_out(track) and _available_for(track) >= ROUTER_GRACE_SECONDS for track in tracks
+        rolled_out(track) and _available_for(track) >= ROUTER_GRACE_SECONDS for track in tracks
     )
 
 
@@ -186,7 +195,14 @@ def _available_for(deployment: dict[str, Any]) -> float:
     return pods.seconds_since(available.get("lastTransitionTime"))
 
 
-def _rolled_out(deployment: dict[str, Any]) -> bool:
+def replicas_of(deployment: dict[str, Any]) -> int:
+    """The replicas the Deployment asks for."""
+    return int((deployment.get("spec") or {}).get("replicas", 1))
+
+
+def rolled_out(deployment: dict[str, Any]) -> bool:
+    """Every replica the Deployment asks for is of its current template and available, by a
+    status that describes its current spec (as `kubectl rollout status` checks)."""
     spec = deployment.get("spec") or {}
     status = deployment.get("status") or {}
     desired = spec.get("replicas", 1)
