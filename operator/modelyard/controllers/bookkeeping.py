@@ -58,7 +58,7 @@ class StatusDerivedDiffBase(kopf.AnnotationsDiffBaseStorage):
 
     It is also what the reconcile needs: a spec changed and changed back while a reconcile of the
     change failed (`replicas: 0`, then 2 again) matches kopf's last handled configuration, so kopf
-    skipped it, and the servers stayed at 0. The status says generation 3 was never acted on."""
+    skipped it, and the servers stayed at 0; the status says that generation was never acted on."""
 
     def __init__(self, handled: Mapping[str, Callable[[Mapping[str, Any]], bool]]) -> None:
         super().__init__(prefix=BOOKKEEPING, key=DIFFBASE_KEY)
