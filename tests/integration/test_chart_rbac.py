@@ -10,6 +10,7 @@ from contextlib import contextmanager
 import pytest
 from kubernetes import client, utils
 
+from tests.kubelet import wait_for
 from tests.plugins.kube import Cluster
 from tests.unit.chart_render import NAMESPACE, Manifest, render
 
@@ -77,6 +78,18 @@ def _allowed(
     return bool(review.status and review.status.allowed)
 
 
+def _granted(
+    api: client.ApiClient, account: str, verb: str, resource: str, namespace: str | None
+) -> None:
+    """The authorizer allows it once its cache holds the new roles (it watches them, so a
+    review right after their creation may still answer from before)."""
+    wait_for(
+        f"{account} allowed to {verb} {resource}",
+        lambda: _allowed(api, account, verb, resource, namespace) or None,
+        timeout=30,
+    )
+
+
 @pytest.mark.parametrize("cluster_wide", [True, False], ids=["cluster-role", "roles"])
 def test_replicas_of_an_operator_of_named_namespaces_may_peer_in_each(
     api: client.ApiClient, namespace: str, cluster_wide: bool
@@ -89,7 +102,7 @@ def test_replicas_of_an_operator_of_named_namespaces_may_peer_in_each(
     with _operator_rbac(api, render(values), namespace) as account:
         # kopf peers through the KopfPeering of each namespace it watches.
         for verb in VERBS:
-            assert _allowed(api, account, verb, "kopfpeerings", namespace), verb
+            _granted(api, account, verb, "kopfpeerings", namespace)
 
 
 def test_replicas_of_an_operator_of_every_namespace_may_peer_cluster_wide(
@@ -97,4 +110,4 @@ def test_replicas_of_an_operator_of_every_namespace_may_peer_cluster_wide(
 ) -> None:
     with _operator_rbac(api, render({"replicaCount": "2"}), namespace) as account:
         for verb in VERBS:
-            assert _allowed(api, account, verb, "clusterkopfpeerings", None), verb
+            _granted(api, account, verb, "clusterkopfpeerings", None)
