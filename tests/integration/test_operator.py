@@ -938,12 +938,7 @@ def test_a_change_of_storage_settings_does_not_move_running_servers(
     """The operator restarted with another S3 endpoint (an upgrade, a re-install with other
     values) keeps reading served models where they were written: no rollout onto a store that
     does not hold them. A model trained afterwards is read from the new store."""
-    _ready_dataset(api)
-    api.create(_quickstart("TrainingJob"))
-    api.create(_quickstart("ModelDeployment"))
-    _trained(api, "run-1", V1, MODEL_1, 0.95)
-    _serving(api, 2)
-    api.wait_condition("ModelDeployment", "iris", "Ready", "True", "Serving")
+    _quickstart_served(api)
     before = api.apps.read_namespaced_deployment("iris", api.namespace)
     operator.stop()
     monkeypatch.setenv("MODELYARD_S3_ENDPOINT", "http://127.0.0.1:10")
