@@ -131,7 +131,7 @@ class Reason(StrEnum):
     OOMKilled = "OOMKilled"
     CrashLoopBackOff = "CrashLoopBackOff"
     ReadinessNeverReached = "ReadinessNeverReached"
-    # The API server refused a Deployment's pods (the ReplicaSet controller's reason).
+    # The API server refused the pods of a Deployment or Job (their controllers' reason).
     FailedCreate = "FailedCreate"
 
 
@@ -733,12 +733,14 @@ EXPLANATIONS: dict[Reason, Explanation] = {
         "Read the message and `kubectl logs`.",
     ),
     Reason.FailedCreate: Explanation(
-        _MD,
+        _ALL,
         True,
-        "The API server refused to create model server pods: a ResourceQuota of the namespace "
-        "is used up, or a LimitRange or an admission policy refuses them. The message is its own.",
-        "Free or raise the quota the message names, or lower spec.resources; the pods are "
-        "created as soon as they fit.",
+        "The API server refused to create the pods of a model server's Deployment or of an "
+        "ingest or training Job: a ResourceQuota of the namespace is used up, or a LimitRange or "
+        "an admission policy refuses them. The message is its own. The run or ingestion is not "
+        "failed: the controller tries again.",
+        "Free or raise the quota the message names, or lower spec.resources (for a Dataset's "
+        "ingestion: the chart's workloads.resources); the pods are created as soon as they fit.",
     ),
     Reason.ReadinessNeverReached: Explanation(
         _MD,

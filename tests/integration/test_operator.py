@@ -872,6 +872,66 @@ def test_a_router_that_cannot_reach_ready_tracks_stalls_the_rollout_naming_them(
     assert api.condition("ModelDeployment", "iris", "Stalled") is None
 
 
+def _no_more_pods(api: Api) -> None:
+    """A ResourceQuota that admits no pod, once its controller has counted what the namespace
+    holds (before that, the API server refuses with 'status unknown for quota')."""
+    quota = {"metadata": {"name": "no-more-pods"}, "spec": {"hard": {"pods": "0"}}}
+    api.core.create_namespaced_resource_quota(api.namespace, quota)
+    wait_for(
+        "the quota counted",
+        lambda: api.core.read_namespaced_resource_quota("no-more-pods", api.namespace).status.used,
+    )
+
+
+def test_a_training_pod_a_quota_refuses_stalls_the_run_in_the_api_servers_words(
+    api: Api, operator: Operator
+) -> None:
+    """The Job controller cannot create a run's pod: the Job itself says nothing of it (no
+    condition, no pod), so before, the TrainingJob read 'Training' for as long as the quota
+    stayed used up. Now it stalls within seconds with the quota's own words; the run is not
+    failed, and it trains once the quota has room."""
+    _ready_dataset(api)
+    _no_more_pods(api)
+    api.create(_quickstart("TrainingJob"))
+    stalled = api.wait_condition(
+        "TrainingJob", "iris-classifier", "Stalled", "True", "FailedCreate"
+    )
+    message = stalled["message"]
+    job = api.wait_job("modelyard.dev/run=run-1")
+    assert message.startswith(f"run-1: Job {job.metadata.name}: "), message
+    assert "exceeded quota: no-more-pods" in message, message
+    api.wait_condition("TrainingJob", "iris-classifier", "Ready", "False", "FailedCreate")
+    runs = api.status("TrainingJob", "iris-classifier")["runs"]
+    assert [run["phase"] for run in runs] == ["Running"], runs
+    wait_for("the FailedCreate Warning", lambda: "FailedCreate" in api.events("iris-classifier"))
+    # Room again: the Job controller creates the pod on its next try, and the run trains.
+    api.core.delete_namespaced_resource_quota("no-more-pods", api.namespace)
+    pod = wait_for(
+        "the run's pod",
+        lambda: next(iter(pods(api.core, api.namespace, "modelyard.dev/run=run-1")), None),
+        timeout=180,
+    )
+    running(api.core, pod)
+    api.wait_condition("TrainingJob", "iris-classifier", "Reconciling", "True", "Training")
+    assert api.condition("TrainingJob", "iris-classifier", "Stalled") is None
+    _trained(api, "run-1", V1, MODEL_1, 0.95)
+    api.wait_condition("TrainingJob", "iris-classifier", "Ready", "True")
+
+
+def test_an_ingest_pod_a_quota_refuses_stalls_the_ingestion_not_fails_it(
+    api: Api, operator: Operator
+) -> None:
+    _no_more_pods(api)
+    api.create(_quickstart("Dataset"))
+    stalled = api.wait_condition("Dataset", "iris", "Stalled", "True", "FailedCreate")
+    job = api.wait_job("modelyard.dev/dataset=iris")
+    assert stalled["message"].startswith(f"Job {job.metadata.name}: "), stalled
+    assert "exceeded quota: no-more-pods" in stalled["message"], stalled
+    api.wait_condition("Dataset", "iris", "Ready", "False", "FailedCreate")
+    assert api.status("Dataset", "iris")["phase"] == "Ingesting"
+    wait_for("the FailedCreate Warning", lambda: "FailedCreate" in api.events("iris"))
+
+
 def test_server_pods_a_quota_refuses_stall_the_rollout_in_the_api_servers_words(
     api: Api, operator: Operator
 ) -> None:

@@ -443,7 +443,7 @@ def test_cluster_role_grants_what_the_operator_does() -> None:
         ("policy", "poddisruptionbudgets"),
     ):
         assert _granted(rules, group, resource) == {"get", "create", "patch", "delete"}
-    assert _granted(rules, "", "events") == {"create"}
+    assert _granted(rules, "", "events") == {"create", "list", "watch"}
     assert _granted(rules, "events.k8s.io", "events") == set()
     # kopf's namespace and CRD scanning is off (controllers/runner.py): nothing cluster-scoped.
     assert _granted(rules, "", "namespaces") == set()

@@ -50,7 +50,7 @@
   verbs: ["get", "create", "patch", "delete"]
 - apiGroups: [""]
   resources: ["events"]
-  verbs: ["create"]
+  verbs: ["create", "list", "watch"]
 {{- end }}
 
 {{/* Peering rules: an operator of named namespaces peers through a KopfPeering in each of them (whether its RBAC is a ClusterRole or Roles), one of every namespace through the ClusterKopfPeering only. */}}

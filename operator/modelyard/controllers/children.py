@@ -21,7 +21,12 @@ from modelyard.resources.serving import COMPONENT as SERVER_COMPONENT
 
 FINISHED = {INGEST_COMPONENT: dataset.on_job_finished, TRAIN_COMPONENT: trainingjob.on_job_finished}
 DELETED = {INGEST_COMPONENT: dataset.on_job_deleted, TRAIN_COMPONENT: trainingjob.on_job_deleted}
+REFUSED = {INGEST_COMPONENT: dataset.on_job_refused, TRAIN_COMPONENT: trainingjob.on_job_refused}
 MANAGED = {"app.kubernetes.io/managed-by": "modelyard"}
+# The only Events the operator watches (a server-side field selector, set in runner.configure):
+# the Job controller's word that the API server refused a Job's pod. Nothing else says so: the
+# Job just has no pod.
+JOB_REFUSED_EVENTS = "involvedObject.kind=Job,reason=FailedCreate"
 JOB_TRACKING = "batch.kubernetes.io/job-tracking"  # the Job controller's, until it counts the pod
 
 
@@ -54,6 +59,41 @@ def workload_job_event(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
 def workload_job_deleted(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
     job = dict(body)
     DELETED[job["metadata"]["labels"]["app.kubernetes.io/component"]](from_memo(memo, kwargs), job)
+
+
+def job_refused(body: kopf.Body, type: str | None, **_: Any) -> bool:
+    involved = body.get("involvedObject") or {}
+    return (
+        type != "DELETED"
+        and body.get("reason") == "FailedCreate"
+        and involved.get("kind") == "Job"
+        # An Event speaks only for its own namespace's objects: one written in another tenant's
+        # namespace that names ours is not believed.
+        and involved.get("namespace") == body.metadata.namespace
+    )
+
+
+@kopf.on.event("", "v1", "events", when=job_refused)
+def workload_job_refused(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
+    """The Job controller could not create the pod of a Job of ours: stall its owner in the API
+    server's words (whose quota, which limit), as the Deployment's ReplicaFailure does for model
+    servers. Believed only while the Job it names, by uid, is ours, unfinished and without a pod."""
+    involved = body["involvedObject"]
+    context = from_memo(memo, kwargs)
+    job = context.kube.get("batch/v1", "Job", involved["namespace"], involved["name"])
+    if job is None or job["metadata"]["uid"] != involved.get("uid"):
+        return
+    labels = job["metadata"].get("labels") or {}
+    component = labels.get("app.kubernetes.io/component")
+    status = job.get("status") or {}
+    if (
+        labels.get("app.kubernetes.io/managed-by") != MANAGED["app.kubernetes.io/managed-by"]
+        or component not in REFUSED
+        or outcome(job) is not None
+        or status.get("active")
+    ):
+        return
+    REFUSED[component](context, job, pods.refused(job, str(body.get("message") or "")))
 
 
 def succeeded(body: kopf.Body, type: str | None, **_: Any) -> bool:

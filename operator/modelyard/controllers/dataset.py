@@ -365,17 +365,37 @@ def on_job_deleted(context: Context, job: dict[str, Any]) -> None:
 def on_pod(context: Context, pod: dict[str, Any]) -> None:
     """A pod of an ingest Job changed: a pod that cannot start stalls the ingestion with the
     pod's own reason; once it runs again, the ingestion is back in progress."""
-    namespace = pod["metadata"]["namespace"]
-    name = pod["metadata"]["labels"].get("modelyard.dev/dataset")
-    if not name:
-        return
-    found = pods.problem(pod)
+    meta = pod["metadata"]
+    name = meta["labels"].get("modelyard.dev/dataset")
+    if name:
+        uid = provenance.controller_uid(meta)
+        _show_pod(context, meta["namespace"], name, uid, pods.problem(pod), pod)
 
+
+def on_job_refused(context: Context, job: dict[str, Any], refusal: pods.PodProblem) -> None:
+    """The API server refused the pod of an ingest Job (a quota, an admission policy): the
+    ingestion stalls in its words until the Job controller's next try gets the pod created."""
+    meta = job["metadata"]
+    name = meta["labels"].get("modelyard.dev/dataset")
+    if name:
+        _show_pod(context, meta["namespace"], name, meta["uid"], refusal, None)
+
+
+def _show_pod(
+    context: Context,
+    namespace: str,
+    name: str,
+    job_uid: str | None,
+    found: pods.PodProblem | None,
+    pod: dict[str, Any] | None,
+) -> None:
     def report(dataset: dict[str, Any]) -> None:
         status = dataset.get("status") or {}
-        if status.get("phase") != "Ingesting" or provenance.controller_uid(
-            pod["metadata"]
-        ) != status.get("ingestJobUid"):
+        if (
+            status.get("phase") != "Ingesting"
+            or job_uid is None
+            or job_uid != status.get("ingestJobUid")
+        ):
             return  # not the pod of the ingestion in flight
         conditions = status.get("conditions")
         generation = dataset["metadata"].get("generation")
@@ -387,7 +407,7 @@ def on_pod(context: Context, pod: dict[str, Any]) -> None:
             _patch(context, dataset, {"conditions": shown})
             if found.final:
                 post_event(dataset, found.reason, found.message, warning=True)
-        elif pods.recovered(pod, conditions):
+        elif pod is not None and pods.recovered(pod, conditions):
             message = f"ingest Job {status['ingestJob']} is running"
             conditions = progressing(conditions, Reason.Ingesting, message, generation, has_version)
             _patch(context, dataset, {"conditions": conditions})

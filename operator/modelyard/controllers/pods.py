@@ -1,4 +1,5 @@
-"""Child pods that cannot start or keep dying, read from the pod's own status.
+"""Child pods that cannot start or keep dying, read from the pod's own status; and a Job's pod the
+API server refused to create, read from the Job controller's FailedCreate event.
 
 Kubernetes says why a pod is stuck only on the pod (a Job or Deployment just waits), so the
 operator watches its children's pods and hands each problem, in the pod's own words, to the
@@ -48,6 +49,7 @@ POD_REASONS = frozenset(
         Reason.Unschedulable,
         Reason.OOMKilled,
         Reason.CrashLoopBackOff,
+        Reason.FailedCreate,
     }
 )
 # How long a pod may wait for a node before it stalls its owner: longer than pods of ours take to
@@ -89,6 +91,15 @@ def problem(
         if found is not None:
             return found
     return None
+
+
+def refused(job: dict[str, Any], message: str) -> PodProblem:
+    """The API server refused to create the Job's pod (a quota, a LimitRange, an admission
+    policy), in the words of the Job controller's FailedCreate event."""
+    return PodProblem(
+        Reason.FailedCreate,
+        f"Job {job['metadata']['name']}: {message.removeprefix('Error creating: ').strip()}",
+    )
 
 
 def seconds_since(stamp: str | None) -> float:

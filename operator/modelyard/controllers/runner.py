@@ -73,6 +73,7 @@ def configure(settings: kopf.OperatorSettings) -> None:
     settings.watching.label_selectors["batch", "jobs"] = MANAGED
     settings.watching.label_selectors["apps", "deployments"] = MANAGED
     settings.watching.label_selectors["", "v1", "pods"] = MANAGED
+    settings.watching.field_selectors["", "v1", "events"] = children.JOB_REFUSED_EVENTS
     # kopf's bookkeeping lives in our own annotations, never in spec: Argo CD compares only the
     # fields it applied, so these create no drift, and status stays ours alone. No kind needs a
     # last-handled configuration: its status says what was acted on.

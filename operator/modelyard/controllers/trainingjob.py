@@ -468,11 +468,28 @@ def on_job_finished(context: Context, job: dict[str, Any], succeeded: bool) -> N
 def on_pod(context: Context, pod: dict[str, Any]) -> None:
     """A pod of a run's Job changed: a pod that cannot start stalls the TrainingJob with the
     pod's own reason; once it runs again, training is back in progress."""
-    labels = pod["metadata"]["labels"]
+    meta = pod["metadata"]
+    _show_pod(context, meta, provenance.controller_uid(meta), pods.problem(pod), pod)
+
+
+def on_job_refused(context: Context, job: dict[str, Any], refusal: pods.PodProblem) -> None:
+    """The API server refused the pod of a run's Job (a quota, an admission policy): the
+    TrainingJob stalls in its words until the Job controller's next try gets the pod created."""
+    _show_pod(context, job["metadata"], job["metadata"]["uid"], refusal, None)
+
+
+def _show_pod(
+    context: Context,
+    meta: dict[str, Any],
+    job_uid: str | None,
+    found: pods.PodProblem | None,
+    pod: dict[str, Any] | None,
+) -> None:
+    """Show the problem of the pod (or Job) with `meta`'s labels on its run, or that it is over."""
+    labels = meta["labels"]
     name, run_id = labels.get("modelyard.dev/trainingjob"), labels.get("modelyard.dev/run")
     if not name or not run_id:
         return
-    found = pods.problem(pod)
 
     def report(body: dict[str, Any]) -> None:
         status = body.get("status") or {}
@@ -480,7 +497,8 @@ def on_pod(context: Context, pod: dict[str, Any]) -> None:
         if (
             run is None
             or run["phase"] not in ACTIVE
-            or provenance.controller_uid(pod["metadata"]) != run.get("jobUid")
+            or job_uid is None
+            or job_uid != run.get("jobUid")
         ):
             return  # not the pod of the run in flight
         conditions = status.get("conditions")
@@ -493,14 +511,14 @@ def on_pod(context: Context, pod: dict[str, Any]) -> None:
             _patch_status(context, body, {"conditions": shown})
             if ours.final:
                 post_event(body, ours.reason, ours.message, warning=True)
-        elif pods.recovered(pod, conditions):
+        elif pod is not None and pods.recovered(pod, conditions):
             message = f"{run_id} on {run['datasetVersion'][:19]}…"
             conditions = progressing(
                 conditions, Reason.Training, message, generation, bool(status.get("model"))
             )
             _patch_status(context, body, {"conditions": conditions})
 
-    on_fresh(context, KIND, pod["metadata"]["namespace"], name, report)
+    on_fresh(context, KIND, meta["namespace"], name, report)
 
 
 def on_job_deleted(context: Context, job: dict[str, Any]) -> None:
