@@ -113,6 +113,29 @@ def report_ended(core: client.CoreV1Api, pod: client.V1Pod, exit_code: int, mess
     )
 
 
+def evicted(core: client.CoreV1Api, pod: client.V1Pod, message: str) -> None:
+    """What the kubelet reports when it evicted the pod under node pressure: the pod failed with
+    reason Evicted and its message, its container killed."""
+    killed = {"exitCode": 137, "reason": "Error", "startedAt": _stamp(), "finishedAt": _stamp()}
+    _report(
+        core,
+        pod,
+        "Failed",
+        {"terminated": killed},
+        conditions=[
+            {
+                "type": "DisruptionTarget",
+                "status": "True",
+                "reason": "TerminationByKubelet",
+                "message": message,
+                "lastTransitionTime": _stamp(),
+            }
+        ],
+        reason="Evicted",
+        message=message,
+    )
+
+
 def _report(
     core: client.CoreV1Api,
     pod: client.V1Pod,

@@ -107,6 +107,7 @@ class Reason(StrEnum):
     BackoffLimitExceeded = "BackoffLimitExceeded"
     DeadlineExceeded = "DeadlineExceeded"
     PodFailurePolicy = "PodFailurePolicy"
+    Evicted = "Evicted"
     PermissionDenied = "PermissionDenied"
     # The operator refused what a spec asked, or a result it did not trust.
     ImageNotAllowed = "ImageNotAllowed"
@@ -606,6 +607,14 @@ EXPLANATIONS: dict[Reason, Explanation] = {
         True,
         "Kubernetes: a pod exited with a code that is never retried (bad spec or data).",
         "Read the run's message; it names the field or data at fault.",
+    ),
+    Reason.Evicted: Explanation(
+        _WORKLOADS,
+        True,
+        "Kubernetes: the kubelet evicted the Job's last pod (its node ran low on memory or disk, "
+        "or the pod used more ephemeral storage than it requested); the message is the kubelet's.",
+        "Lower the workload's use of what the message names, or give it more (spec.resources, "
+        "the chart's workloads.tmpSize), or run it on a node with room.",
     ),
     Reason.PermissionDenied: Explanation(
         "Dataset, TrainingJob, ModelDeployment",

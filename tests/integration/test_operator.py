@@ -4,7 +4,7 @@ controllers; the tests play only the kubelet's part (pods finishing or becoming 
 from __future__ import annotations
 
 import time
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from typing import Any
 
 import pytest
@@ -18,10 +18,12 @@ from tests.chaos.objects import Objects
 from tests.conftest import EXAMPLES, PLURALS
 from tests.kubelet import (
     card_digest_of,
+    evicted,
     finish_job,
     ingest_summary,
     make_ready,
     pods,
+    report_ended,
     running,
     scheduled,
     train_summary,
@@ -870,6 +872,49 @@ def test_a_router_that_cannot_reach_ready_tracks_stalls_the_rollout_naming_them(
     make_ready(api.core, api.namespace, "modelyard.dev/track=router", 1)
     api.wait_condition("ModelDeployment", "iris", "Ready", "True", "Serving")
     assert api.condition("ModelDeployment", "iris", "Stalled") is None
+
+
+def _failed_run(api: Api, end: Callable[[client.V1Pod], None]) -> dict[str, Any]:
+    """The quickstart's run with no retries, its pod ended by `end` (the kubelet's report)."""
+    _ready_dataset(api)
+    training = _quickstart("TrainingJob")
+    training["spec"]["backoffLimit"] = 0
+    api.create(training)
+    end(_pod(api, "modelyard.dev/run=run-1"))
+    return wait_for(
+        "run-1 failed",
+        lambda: next(
+            (
+                run
+                for run in api.status("TrainingJob", "iris-classifier").get("runs", [])
+                if run["phase"] == "Failed"
+            ),
+            None,
+        ),
+    )
+
+
+def test_a_run_that_crashed_before_it_reported_fails_in_its_last_log_lines(
+    api: Api, operator: Operator
+) -> None:
+    """A workload that dies before it writes its report (an import error, a segfault) leaves
+    only its log, which the kubelet keeps as its termination message (FallbackToLogsOnError).
+    Before, the run said only 'training Job … failed'."""
+    log = "Traceback (most recent call last):\n  ...\nModuleNotFoundError: No module named 'xgb'"
+    run = _failed_run(api, lambda pod: report_ended(api.core, pod, 1, log))
+    assert run["reason"] == "BackoffLimitExceeded", run
+    assert "container train exited with code 1: " in run["message"], run
+    assert run["message"].endswith("ModuleNotFoundError: No module named 'xgb'"), run
+
+
+def test_a_run_whose_pod_was_evicted_fails_in_the_kubelets_words(
+    api: Api, operator: Operator
+) -> None:
+    pressure = "The node was low on resource: memory. Threshold quantity: 100Mi, available: 80Mi."
+    run = _failed_run(api, lambda pod: evicted(api.core, pod, pressure))
+    assert run["reason"] == "Evicted", run
+    assert run["message"].endswith(f": {pressure}"), run
+    assert run["message"].startswith("pod "), run
 
 
 def _no_more_pods(api: Api) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from modelyard import summaries
-from modelyard.controllers.pods import problem
+from modelyard.controllers.pods import last_words, problem
 from modelyard.exitcodes import EXIT_ENGINE_LOST
 from modelyard.reasons import Reason
 from modelyard.resources.jobs import OUTPUT_URI
@@ -53,7 +53,8 @@ def failure_of(
     job: dict[str, Any], summary: dict[str, Any], pods: list[dict[str, Any]], what: str
 ) -> tuple[str, str]:
     """(reason, message) of a failed workload: its own report when it left one, else what
-    stopped its pods (killed for memory…), else what Kubernetes says stopped the Job."""
+    stopped its pods (killed for memory…), else how its newest pod ended (evicted, crashed), else
+    what Kubernetes says stopped the Job."""
     failure = summaries.failure(summary)
     if failure and failure.reason != Reason.JobFailed:
         return failure.reason, failure.message or f"{what} {job['metadata']['name']} failed"
@@ -67,8 +68,30 @@ def failure_of(
             f"{what} {job['metadata']['name']} lost its Dask cluster (exit code "
             f"{EXIT_ENGINE_LOST}); see the scheduler's and workers' pods and events"
         )
-    message = (failure.message if failure else "") or f"{what} {job['metadata']['name']} failed"
-    return failure_reason(job), message
+    reason = failure_reason(job)
+    if failure is None and reason != Reason.DeadlineExceeded:
+        # No report: the newest pod's end in the kubelet's words (an eviction, a crash's last
+        # lines). Past a deadline the Job killed its pod: its own words say more.
+        newest = sorted(
+            pods, key=lambda pod: pod["metadata"].get("creationTimestamp") or "", reverse=True
+        )
+        said = next((words for pod in newest if (words := last_words(pod)) is not None), None)
+        if said is not None:
+            return said[0] or reason, said[1]
+    name = job["metadata"]["name"]
+    message = (failure.message if failure else "") or (
+        f"{what} {name} failed: {condition}" if (condition := _failed_message(job)) else ""
+    )
+    return reason, message or f"{what} {name} failed"
+
+
+def _failed_message(job: dict[str, Any]) -> str:
+    """The message of the Job's Failed condition ("Job was active longer than specified
+    deadline")."""
+    for condition in (job.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == "Failed" and condition.get("status") == "True":
+            return str(condition.get("message") or "")
+    return ""
 
 
 def _exit_codes(pod: dict[str, Any]) -> set[int]:

@@ -56,6 +56,8 @@ POD_REASONS = frozenset(
 # end and free their room (seconds; the e2e tier's handover from a three-worker Dask cluster to
 # the model server), short enough that the stall still shows within 30 s of the object's creation.
 UNSCHEDULABLE_PATIENCE_SECONDS = 20.0
+# How much of a crashed container's log a status message quotes: a traceback's last lines.
+TAIL_CHARACTERS = 300
 
 
 @dataclass(frozen=True)
@@ -137,9 +139,36 @@ def _container_problem(pod: str, container: dict[str, Any]) -> PodProblem | None
         return PodProblem(
             Reason.CrashLoopBackOff,
             f"pod {pod}: container {container.get('name')} keeps exiting "
-            f"(exit code {last.get('exitCode')}): {(last.get('message') or '').strip()[-300:]}",
+            f"(exit code {last.get('exitCode')}): {_tail(last.get('message'))}",
         )
     return None
+
+
+def last_words(pod: dict[str, Any]) -> tuple[str | None, str] | None:
+    """What a pod that failed without a report of ours says about its end: the kubelet's reason
+    for stopping it (an eviction names what ran low; the reason is Evicted), else its container's
+    exit code and the end of its log (FallbackToLogsOnError: it crashed before it could report;
+    no reason of its own). None when it did not fail."""
+    name = pod["metadata"]["name"]
+    status = pod.get("status") or {}
+    if status.get("reason"):
+        said = f"pod {name}: {status.get('message') or status['reason']}"
+        return (Reason.Evicted if status["reason"] == "Evicted" else None), said
+    for container in status.get("containerStatuses") or []:
+        terminated = (container.get("state") or {}).get("terminated") or {}
+        if terminated.get("exitCode") not in (None, 0):
+            said = (
+                f"pod {name}: container {container.get('name')} exited with code "
+                f"{terminated['exitCode']}"
+            )
+            tail = _tail(terminated.get("message"))
+            return None, f"{said}: {tail}" if tail else said
+    return None
+
+
+def _tail(log: str | None) -> str:
+    """The end of a log or termination message: the last lines, at most TAIL_CHARACTERS."""
+    return (log or "").strip()[-TAIL_CHARACTERS:]
 
 
 def _reported(message: str | None) -> tuple[str, str] | None:
