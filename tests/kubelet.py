@@ -113,6 +113,12 @@ def report_ended(core: client.CoreV1Api, pod: client.V1Pod, exit_code: int, mess
     )
 
 
+def oom_killed(core: client.CoreV1Api, pod: client.V1Pod) -> None:
+    """What the kubelet reports when the pod's container was killed for its memory limit."""
+    killed = {"exitCode": 137, "reason": "OOMKilled", "startedAt": _stamp(), "finishedAt": _stamp()}
+    _report(core, pod, "Failed", {"terminated": killed})
+
+
 def evicted(core: client.CoreV1Api, pod: client.V1Pod, message: str) -> None:
     """What the kubelet reports when it evicted the pod under node pressure: the pod failed with
     reason Evicted and its message, its container killed."""

@@ -22,6 +22,7 @@ from tests.kubelet import (
     finish_job,
     ingest_summary,
     make_ready,
+    oom_killed,
     pods,
     report_ended,
     running,
@@ -915,6 +916,52 @@ def test_a_run_whose_pod_was_evicted_fails_in_the_kubelets_words(
     assert run["reason"] == "Evicted", run
     assert run["message"].endswith(f": {pressure}"), run
     assert run["message"].startswith("pod "), run
+
+
+def test_a_run_whose_pod_was_killed_for_memory_is_retried_in_progress_then_fails(
+    api: Api, operator: Operator
+) -> None:
+    """restartPolicy Never: a pod killed for memory is over, but its Job starts another while it
+    has retries. Before, each kill read Stalled (Argo CD: Degraded) and each retry Progressing."""
+    _ready_dataset(api)
+    training = _quickstart("TrainingJob")
+    training["spec"]["backoffLimit"] = 1
+    api.create(training)
+    first = _pod(api, "modelyard.dev/run=run-1")
+    oom_killed(api.core, first)
+    retrying = api.wait_condition(
+        "TrainingJob", "iris-classifier", "Reconciling", "True", "OOMKilled"
+    )
+    assert first.metadata.name in retrying["message"], retrying
+    assert api.condition("TrainingJob", "iris-classifier", "Stalled") is None
+    # The retry runs: training again; then it is killed too, and the run fails for memory.
+    second = wait_for(
+        "the retry's pod",
+        lambda: next(
+            (
+                pod
+                for pod in pods(api.core, api.namespace, "modelyard.dev/run=run-1")
+                if pod.metadata.name != first.metadata.name
+            ),
+            None,
+        ),
+    )
+    running(api.core, second)
+    api.wait_condition("TrainingJob", "iris-classifier", "Reconciling", "True", "Training")
+    oom_killed(api.core, second)
+    run = wait_for(
+        "run-1 failed",
+        lambda: next(
+            (
+                run
+                for run in api.status("TrainingJob", "iris-classifier").get("runs", [])
+                if run["phase"] == "Failed"
+            ),
+            None,
+        ),
+    )
+    assert run["reason"] == "OOMKilled" and second.metadata.name in run["message"], run
+    assert api.condition("TrainingJob", "iris-classifier", "Reconciling") is None
 
 
 def _no_more_pods(api: Api) -> None:

@@ -67,6 +67,22 @@ def test_a_container_killed_for_memory_says_so(container: dict[str, Any]) -> Non
     assert "limits.memory" in found.message
 
 
+def test_a_jobs_pod_killed_for_memory_is_progress_its_job_may_retry() -> None:
+    # restartPolicy Never: the Job, not the kubelet, starts another pod while it has retries.
+    killed = _container({"terminated": {"exitCode": 137, "reason": "OOMKilled"}})
+    found = problem({**_pod(containerStatuses=[killed]), "spec": {"restartPolicy": "Never"}})
+    assert found is not None and found.reason == "OOMKilled" and not found.final
+    restarted = problem({**_pod(containerStatuses=[killed]), "spec": {"restartPolicy": "Always"}})
+    assert restarted is not None and restarted.final
+    # Its retry runs: the progress shown for the killed pod is over.
+    retry = _pod(containerStatuses=[_container({"running": {}})])
+    reconciling = [{"type": "Reconciling", "status": "True", "reason": "OOMKilled"}]
+    assert recovered(retry, reconciling)
+    assert not recovered(
+        {**_pod(containerStatuses=[killed]), "spec": {"restartPolicy": "Never"}}, reconciling
+    )
+
+
 def test_a_container_ready_again_after_a_kill_for_memory_has_no_problem() -> None:
     # An OOM kill days ago must not stall the next scale-up, which looks at every pod.
     container = {

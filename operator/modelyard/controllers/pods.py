@@ -11,13 +11,15 @@ A pod the scheduler cannot place yet is the one case the cluster often fixes by 
 frees as other pods end (a finished run's Dask workers, a namespace being deleted) or a cluster
 autoscaler adds a node. It is reported at once as progress (WaitingForNode, with the scheduler's
 message) and becomes a stall (Unschedulable) only when no node took it within
-UNSCHEDULABLE_PATIENCE_SECONDS, as a Deployment is Progressing until its deadline.
+UNSCHEDULABLE_PATIENCE_SECONDS, as a Deployment is Progressing until its deadline. A Job's pod
+killed for memory is progress too: its Job starts another while it has retries left, and the run
+or ingestion fails (OOMKilled) when it has none.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -90,9 +92,17 @@ def problem(
         *(status.get("containerStatuses") or []),
     ]:
         found = _container_problem(name, container)
+        if found is not None and found.reason == Reason.OOMKilled and _never_restarted(pod):
+            # A Job's pod: the Job starts another while it has retries left, and fails (its run
+            # or ingestion says OOMKilled) when it has none. Until then it is in progress.
+            return replace(found, final=False)
         if found is not None:
             return found
     return None
+
+
+def _never_restarted(pod: dict[str, Any]) -> bool:
+    return bool((pod.get("spec") or {}).get("restartPolicy") == "Never")
 
 
 def refused(job: dict[str, Any], message: str) -> PodProblem:
@@ -190,11 +200,12 @@ def started(pod: dict[str, Any]) -> bool:
 
 def recovered(pod: dict[str, Any], conditions: list[Condition] | None) -> bool:
     """Whether the owner's status shows a pod problem this pod no longer has: a stall once the
-    pod runs again, waiting for a node once a node took it."""
+    pod runs again; progress (waiting for a node, a Job's pod killed for memory that its Job
+    retries) once this pod has no problem."""
     if (get_condition(conditions, "Stalled") or {}).get("reason") in POD_REASONS:
         return started(pod)
     waiting = get_condition(conditions, "Reconciling") or {}
-    return waiting.get("reason") == Reason.WaitingForNode and problem(pod) is None
+    return waiting.get("reason") in POD_REASONS and problem(pod) is None
 
 
 def showing(
