@@ -731,7 +731,9 @@ EXPLANATIONS: dict[Reason, Explanation] = {
     Reason.OOMKilled: Explanation(
         _ALL,
         True,
-        "A workload container was killed for using more memory than its limit.",
+        "A workload container was killed for using more memory than its limit. An ingest or "
+        "training Job's pod shows it as progress (Reconciling) while its Job retries, and as the "
+        "failure's reason once the Job gives up.",
         "Raise spec.resources.limits.memory (or workloads.resources.limits.memory).",
     ),
     Reason.CrashLoopBackOff: Explanation(
