@@ -52,9 +52,12 @@ def report_rollout(
     generation = meta.get("generation")
     conditions = status.get("conditions")
     stuck = None if done else _stuck(context, namespace, tracks)
+    # A rollout keeps Ready=True while the replicas it replaces serve, not while it raises
+    # replicas from zero: nothing serves until the first new one is ready.
+    serving = (get_condition(conditions, "Ready") or {}).get("reason") != Reason.ScaledToZero
     if stuck is not None:
         phase, reason, message = "Progressing", stuck.reason, stuck.message
-        conditions = pods.showing(conditions, stuck, generation, keep_ready=True) or conditions
+        conditions = pods.showing(conditions, stuck, generation, serving) or conditions
     elif done and main_ready + canary_ready > 0:
         phase, reason = "Ready", Reason.Serving
         message = f"{main_ready + canary_ready} replicas serve {describe(status['model'])}"
@@ -70,7 +73,7 @@ def report_rollout(
     else:
         phase, reason = "Progressing", Reason.RollingOut
         message = f"{main_ready + canary_ready} replicas ready; rollout in progress"
-        conditions = progressing(conditions, reason, message, generation, keep_ready=True)
+        conditions = progressing(conditions, reason, message, generation, serving)
     patch: dict[str, Any] = {
         "phase": phase,
         "conditions": conditions,
