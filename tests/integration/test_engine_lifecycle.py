@@ -29,7 +29,15 @@ from modelyard.resources.common import storage_env
 from modelyard.resources.dask import build_dask_cluster, tls_secret_name
 from modelyard.resources.jobs import Owner
 from tests.integration.test_operator import V1, Api, _quickstart, _ready_dataset
-from tests.kubelet import finish_job, make_ready, report_ended, train_summary, wait_for
+from tests.kubelet import (
+    finish_job,
+    make_ready,
+    report_ended,
+    running,
+    train_summary,
+    wait_for,
+    wait_with,
+)
 from tests.plugins.kube import Cluster
 from tests.plugins.operator import Operator, apply_crds
 
@@ -208,7 +216,7 @@ def test_a_run_on_workers_gets_its_cluster_and_secret_then_loses_them_when_it_en
     )
 
 
-def _worker_pod(api: Api, cluster: str, index: int) -> None:
+def _worker_pod(api: Api, cluster: str, index: int) -> client.V1Pod:
     """A worker pod with the labels the dask operator gives one (and ours, copied from the
     DaskCluster); a node selector no node has keeps the scheduler away from it."""
     found = _cluster(api, cluster)
@@ -220,10 +228,34 @@ def _worker_pod(api: Api, cluster: str, index: int) -> None:
         "dask.org/cluster-name": cluster,
         "dask.org/component": "worker",
     }
-    api.core.create_namespaced_pod(
+    pod: client.V1Pod = api.core.create_namespaced_pod(
         api.namespace,
         {"metadata": {"name": f"{cluster}-worker-{index}", "labels": labels}, "spec": spec},
     )
+    return pod
+
+
+def test_a_worker_pod_that_cannot_start_stalls_the_run_in_the_kubelets_words(
+    dask_crds: Cluster, api: Api, operator: Operator
+) -> None:
+    """Before, the training pod waited for the worker until it gave up (EngineLost, 600 s later),
+    and the TrainingJob read 'Training' meanwhile."""
+    _ready_dataset(api)
+    api.create(_workers_trainingjob(replicas=1))
+    job, cluster_name = _started(api)
+    worker = _worker_pod(api, cluster_name, 0)
+    pull = 'Back-off pulling image "registry.invalid/trainer:missing"'
+    wait_with(api.core, worker, "ImagePullBackOff", pull)
+    stalled = api.wait_condition("TrainingJob", NAME, "Stalled", "True", "ImagePullBackOff")
+    assert stalled["message"] == f"run-1: pod {worker.metadata.name}: {pull}", stalled
+    run = _run(api, "run-1")
+    assert run is not None and run["phase"] == "Running", run
+    # The image is there after all: the worker runs, and the run is training again.
+    running(api.core, worker)
+    api.wait_condition("TrainingJob", NAME, "Reconciling", "True", "Training")
+    assert api.condition("TrainingJob", NAME, "Stalled") is None
+    finish_job(api.core, api.namespace, job.metadata.name, train_summary("run-1", V1, MODEL, 0.95))
+    api.wait_condition("TrainingJob", NAME, "Ready", "True")
 
 
 def test_a_run_that_lost_its_engine_fails_with_engine_lost_and_frees_its_cluster(

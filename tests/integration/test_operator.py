@@ -760,9 +760,11 @@ def test_a_modeldeployment_scaled_to_zero_is_done_and_says_nothing_serves(
     status = api.status("ModelDeployment", "iris")
     assert (status["phase"], status["replicas"], status["readyReplicas"]) == ("Ready", 0, 0)
     assert "ScaledToZero" in api.events("iris")
-    # Raised again: in progress until the new pods are ready, then serving.
+    # Raised again: in progress until the new pods are ready, then serving. Nothing serves
+    # meanwhile, so Ready no longer says True.
     api.patch("ModelDeployment", "iris", {"spec": {"replicas": 2}})
     api.wait_condition("ModelDeployment", "iris", "Reconciling", "True", "RollingOut")
+    api.wait_condition("ModelDeployment", "iris", "Ready", "Unknown", "RollingOut")
     _serving(api, 2)
     api.wait_condition("ModelDeployment", "iris", "Ready", "True", "Serving")
 

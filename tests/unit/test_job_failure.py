@@ -60,3 +60,18 @@ def test_the_workloads_own_report_comes_before_its_pods_end() -> None:
     report = {"status": "Failed", "reason": "InvalidSpec", "message": "spec.target: no column y"}
     reason, message = failure_of(BACKOFF, report, [_pod("j-1", "t", 2, "x")], "training Job")
     assert (reason, message) == ("InvalidSpec", "spec.target: no column y")
+
+
+def test_of_two_pods_killed_for_memory_the_last_try_is_named() -> None:
+    # Listed by name, the older pod may come first.
+    older, newer = (
+        {**_pod(name, created, 137), "spec": {"restartPolicy": "Never"}}
+        for name, created in (
+            ("j-aaaaa", "2026-12-06T10:00:00Z"),
+            ("j-zzzzz", "2026-12-06T10:01:00Z"),
+        )
+    )
+    for container in (older, newer):
+        container["status"]["containerStatuses"][0]["state"]["terminated"]["reason"] = "OOMKilled"
+    reason, message = failure_of(BACKOFF, {}, [older, newer], "training Job")
+    assert reason == "OOMKilled" and message.startswith("pod j-zzzzz: "), message

@@ -67,20 +67,52 @@ def test_a_container_killed_for_memory_says_so(container: dict[str, Any]) -> Non
     assert "limits.memory" in found.message
 
 
+RUNNING = {"running": {"startedAt": "2026-12-06T10:00:00Z"}}
+
+
+def _job_pod(name: str, container: dict[str, Any]) -> dict[str, Any]:
+    owner = {"kind": "Job", "name": "iris-run-1", "uid": "u", "controller": True}
+    return {
+        "metadata": {"name": name, "ownerReferences": [owner]},
+        "spec": {"restartPolicy": "Never"},
+        "status": {"containerStatuses": [container]},
+    }
+
+
 def test_a_jobs_pod_killed_for_memory_is_progress_its_job_may_retry() -> None:
     # restartPolicy Never: the Job, not the kubelet, starts another pod while it has retries.
     killed = _container({"terminated": {"exitCode": 137, "reason": "OOMKilled"}})
-    found = problem({**_pod(containerStatuses=[killed]), "spec": {"restartPolicy": "Never"}})
+    found = problem(_job_pod("iris-run-1-abcde", killed))
     assert found is not None and found.reason == "OOMKilled" and not found.final
     restarted = problem({**_pod(containerStatuses=[killed]), "spec": {"restartPolicy": "Always"}})
     assert restarted is not None and restarted.final
     # Its retry runs: the progress shown for the killed pod is over.
-    retry = _pod(containerStatuses=[_container({"running": {}})])
-    reconciling = [{"type": "Reconciling", "status": "True", "reason": "OOMKilled"}]
+    reconciling = [
+        {"type": "Reconciling", "status": "True", "reason": found.reason, "message": found.message}
+    ]
+    retry = _job_pod("iris-run-1-fghij", _container(RUNNING))
     assert recovered(retry, reconciling)
-    assert not recovered(
-        {**_pod(containerStatuses=[killed]), "spec": {"restartPolicy": "Never"}}, reconciling
-    )
+    assert not recovered(_job_pod("iris-run-1-abcde", killed), reconciling)
+
+
+def test_only_the_pod_a_problem_names_or_its_siblings_end_it() -> None:
+    # A run on workers: its training pod runs while a worker cannot pull its image.
+    stuck = _showing("Stalled", "ImagePullBackOff", "pod iris-run-1-engine-worker-7c9-x2")
+    trainer = _job_pod("iris-run-1-abcde", _container(RUNNING))
+    assert not recovered(trainer, stuck)
+    worker = {
+        "metadata": {
+            "name": "iris-run-1-engine-worker-7c9-k4",
+            "ownerReferences": [
+                {"kind": "ReplicaSet", "name": "iris-run-1-engine-worker-7c9", "controller": True}
+            ],
+        },
+        "status": {"containerStatuses": [_container(RUNNING)]},
+    }
+    assert recovered(worker, stuck)
+    # A Job whose pod the API server refused: its pod, once created and running, ends it.
+    refused = _showing("Stalled", "FailedCreate", "Job iris-run-1")
+    assert recovered(trainer, refused)
 
 
 def test_a_container_ready_again_after_a_kill_for_memory_has_no_problem() -> None:
@@ -170,8 +202,8 @@ def test_a_finished_job_waits_no_longer_for_its_pod() -> None:
     assert found is not None and found.final and found.reason == "Unschedulable"
 
 
-def _showing(type_: str, reason: str) -> list[dict[str, Any]]:
-    return [{"type": type_, "status": "True", "reason": reason, "message": ""}]
+def _showing(type_: str, reason: str, about: str = "pod iris-7d9f-x2") -> list[dict[str, Any]]:
+    return [{"type": type_, "status": "True", "reason": reason, "message": f"run-1: {about}: …"}]
 
 
 def test_waiting_for_a_node_ends_once_a_node_takes_the_pod() -> None:

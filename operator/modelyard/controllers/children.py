@@ -1,6 +1,7 @@
-"""Watches the Jobs the operator created, and their pods and the model servers' pods, and hands
-each finished or vanished Job (a Job whose pod succeeded counts as finished), and each pod that
-cannot start (or starts again), to its owner's controller. While an owner shows a pod waiting for
+"""Watches the Jobs the operator created, and their pods, the pods of runs' Dask clusters and the
+model servers' pods, and hands each finished or vanished Job (a Job whose pod succeeded counts as
+finished), each Job whose pod the API server refused, and each pod that cannot start (or starts
+again), to its owner's controller. While an owner shows a pod waiting for
 a node, its pods are handed over again every few seconds: nothing about such a pod changes when
 its patience runs out, or often when a node takes it, so no event would."""
 
@@ -16,6 +17,7 @@ from modelyard.controllers.conditions import get_condition
 from modelyard.controllers.context import Context, from_memo
 from modelyard.controllers.jobs import outcome
 from modelyard.reasons import Reason
+from modelyard.resources.dask import COMPONENT as ENGINE_COMPONENT
 from modelyard.resources.jobs import INGEST_COMPONENT, TRAIN_COMPONENT
 from modelyard.resources.serving import COMPONENT as SERVER_COMPONENT
 
@@ -149,6 +151,7 @@ def _server_pod(context: Context, pod: dict[str, Any]) -> None:
 POD_OWNERS = {
     INGEST_COMPONENT: dataset.on_pod,
     TRAIN_COMPONENT: trainingjob.on_pod,
+    ENGINE_COMPONENT: trainingjob.on_engine_pod,
     SERVER_COMPONENT: _server_pod,
 }
 
@@ -170,11 +173,11 @@ def workload_pod_event(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
     )
 
 
-# The pods each kind's controller follows: its label on them, and their component.
+# The pods each kind's controller follows: its label on them, and their components.
 FOLLOWED_PODS = {
-    "Dataset": ("modelyard.dev/dataset", INGEST_COMPONENT),
-    "TrainingJob": ("modelyard.dev/trainingjob", TRAIN_COMPONENT),
-    "ModelDeployment": ("modelyard.dev/modeldeployment", SERVER_COMPONENT),
+    "Dataset": ("modelyard.dev/dataset", (INGEST_COMPONENT,)),
+    "TrainingJob": ("modelyard.dev/trainingjob", (TRAIN_COMPONENT, ENGINE_COMPONENT)),
+    "ModelDeployment": ("modelyard.dev/modeldeployment", (SERVER_COMPONENT,)),
 }
 WAITING_TICK_SECONDS = 2.0
 
@@ -193,8 +196,8 @@ def pods_waiting_for_node(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> No
     """Hand the owner's pods over again: one whose patience ran out stalls it, one a node took
     puts it back in progress."""
     meta = body["metadata"]
-    label, component = FOLLOWED_PODS[body["kind"]]
-    selector = f"{label}={meta['name']},app.kubernetes.io/component={component}"
+    label, components = FOLLOWED_PODS[body["kind"]]
+    selector = f"{label}={meta['name']},app.kubernetes.io/component in ({','.join(components)})"
     context = from_memo(memo, kwargs)
     for pod in context.kube.list_objects("v1", "Pod", meta["namespace"], selector):
-        POD_OWNERS[component](context, pod)
+        POD_OWNERS[pod["metadata"]["labels"]["app.kubernetes.io/component"]](context, pod)

@@ -118,6 +118,11 @@ def stop(context: Context, namespace: str, job_name: str, owner_uid: str) -> Non
         context.kube.delete(API_VERSION, KIND, namespace, cluster)
 
 
+def cluster_of(run: dict[str, Any]) -> str:
+    """The name of the run's DaskCluster (its pods carry it in CLUSTER_LABEL)."""
+    return contract.cluster_name(run["job"])
+
+
 def sweep(context: Context, body: dict[str, Any]) -> None:
     """Delete this TrainingJob's DaskClusters whose run is over: one that ended while the
     operator was down, or between recording its end and deleting its cluster. A cluster of a run
@@ -125,11 +130,7 @@ def sweep(context: Context, body: dict[str, Any]) -> None:
     """
     meta = body["metadata"]
     runs = (body.get("status") or {}).get("runs") or []
-    in_flight = {
-        contract.cluster_name(run["job"])
-        for run in runs
-        if run.get("phase") in ACTIVE and run.get("job")
-    }
+    in_flight = {cluster_of(run) for run in runs if run.get("phase") in ACTIVE and run.get("job")}
     ended = {run["id"] for run in runs if run.get("phase") not in ACTIVE}
     newest = max((_run_number(run["id"]) or 0 for run in runs), default=0)
     selector = f"app.kubernetes.io/managed-by=modelyard,modelyard.dev/trainingjob={meta['name']}"
@@ -188,7 +189,7 @@ def progress(context: Context, namespace: str, run: dict[str, Any]) -> dict[str,
     """The run's progress now: its workers as it started with them, how many of their pods are
     ready, and the trials the training pod last reported (kept when it reported none since)."""
     previous = run["progress"]
-    cluster = contract.cluster_name(run["job"])
+    cluster = cluster_of(run)
     workers = context.kube.list_objects(
         "v1", "Pod", namespace, f"{CLUSTER_LABEL}={cluster},{DASK_COMPONENT_LABEL}=worker"
     )

@@ -58,8 +58,14 @@ def failure_of(
     failure = summaries.failure(summary)
     if failure and failure.reason != Reason.JobFailed:
         return failure.reason, failure.message or f"{what} {job['metadata']['name']} failed"
+    # The newest pod first: the Job's last try says why it gave up.
+    newest = sorted(
+        pods, key=lambda pod: pod["metadata"].get("creationTimestamp") or "", reverse=True
+    )
     # The Job is over: a pod that never found a node waited long enough.
-    stopped = next((found for pod in pods if (found := problem(pod, patience=0)) is not None), None)
+    stopped = next(
+        (found for pod in newest if (found := problem(pod, patience=0)) is not None), None
+    )
     if stopped is not None:
         return stopped.reason, stopped.message
     if any(EXIT_ENGINE_LOST in _exit_codes(pod) for pod in pods):
@@ -72,9 +78,6 @@ def failure_of(
     if failure is None and reason != Reason.DeadlineExceeded:
         # No report: the newest pod's end in the kubelet's words (an eviction, a crash's last
         # lines). Past a deadline the Job killed its pod: its own words say more.
-        newest = sorted(
-            pods, key=lambda pod: pod["metadata"].get("creationTimestamp") or "", reverse=True
-        )
         said = next((words for pod in newest if (words := last_words(pod)) is not None), None)
         if said is not None:
             return said[0] or reason, said[1]

@@ -19,6 +19,7 @@ or ingestion fails (OOMKilled) when it has none.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -201,11 +202,34 @@ def started(pod: dict[str, Any]) -> bool:
 def recovered(pod: dict[str, Any], conditions: list[Condition] | None) -> bool:
     """Whether the owner's status shows a pod problem this pod no longer has: a stall once the
     pod runs again; progress (waiting for a node, a Job's pod killed for memory that its Job
-    retries) once this pod has no problem."""
-    if (get_condition(conditions, "Stalled") or {}).get("reason") in POD_REASONS:
-        return started(pod)
+    retries) once this pod has no problem. Only a problem of this pod or of its siblings (the
+    Job's retry, the ReplicaSet's replacement) or its Job's: a run on workers has several pods,
+    and one that runs does not make another start."""
+    stalled = get_condition(conditions, "Stalled") or {}
+    if stalled.get("reason") in POD_REASONS:
+        return started(pod) and _about(pod, stalled)
     waiting = get_condition(conditions, "Reconciling") or {}
-    return waiting.get("reason") in POD_REASONS and problem(pod) is None
+    return waiting.get("reason") in POD_REASONS and problem(pod) is None and _about(pod, waiting)
+
+
+def _about(pod: dict[str, Any], condition: Condition) -> bool:
+    """Whether the condition's message (as `problem` and `refused` word it) names the pod, a pod
+    of the same controller, or that controller."""
+    meta = pod["metadata"]
+    message = str(condition.get("message") or "")
+    if f"pod {meta['name']}:" in message:
+        return True
+    owner = next(
+        (r.get("name") for r in meta.get("ownerReferences") or [] if r.get("controller")), None
+    )
+    if not owner:
+        return False
+    # A controller's pods are named <controller>-<suffix>: the suffix has no hyphen, so the pods
+    # of a Dask cluster named after a run's Job (<job>-scheduler-…) are not the Job's.
+    return (
+        f"Job {owner}:" in message
+        or re.search(rf"pod {re.escape(owner)}-[a-z0-9]+:", message) is not None
+    )
 
 
 def showing(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +33,7 @@ from modelyard.manifests import describe
 from modelyard.policy import locations
 from modelyard.policy.images import image_refusal
 from modelyard.reasons import Reason
+from modelyard.resources.dask import CLUSTER_LABEL
 from modelyard.resources.jobs import Owner, build_training_job
 from modelyard.storage import layout
 from modelyard.storage.uri import S3Uri
@@ -469,23 +471,39 @@ def on_pod(context: Context, pod: dict[str, Any]) -> None:
     """A pod of a run's Job changed: a pod that cannot start stalls the TrainingJob with the
     pod's own reason; once it runs again, training is back in progress."""
     meta = pod["metadata"]
-    _show_pod(context, meta, provenance.controller_uid(meta), pods.problem(pod), pod)
+    job_uid = provenance.controller_uid(meta)
+    _show_pod(context, meta, lambda run: job_uid == run.get("jobUid"), pods.problem(pod), pod)
+
+
+def on_engine_pod(context: Context, pod: dict[str, Any]) -> None:
+    """A pod of a run's Dask cluster (its scheduler or a worker) changed: one that cannot start
+    stalls the TrainingJob in its own words at once, where the training pod would wait for its
+    workers until it gave up (EngineLost)."""
+    meta = pod["metadata"]
+    cluster = meta["labels"].get(CLUSTER_LABEL)
+
+    def of_run(run: dict[str, Any]) -> bool:
+        return bool(run.get("job")) and engine.cluster_of(run) == cluster
+
+    _show_pod(context, meta, of_run, pods.problem(pod), pod)
 
 
 def on_job_refused(context: Context, job: dict[str, Any], refusal: pods.PodProblem) -> None:
     """The API server refused the pod of a run's Job (a quota, an admission policy): the
     TrainingJob stalls in its words until the Job controller's next try gets the pod created."""
-    _show_pod(context, job["metadata"], job["metadata"]["uid"], refusal, None)
+    job_uid = job["metadata"]["uid"]
+    _show_pod(context, job["metadata"], lambda run: job_uid == run.get("jobUid"), refusal, None)
 
 
 def _show_pod(
     context: Context,
     meta: dict[str, Any],
-    job_uid: str | None,
+    of_run: Callable[[dict[str, Any]], bool],
     found: pods.PodProblem | None,
     pod: dict[str, Any] | None,
 ) -> None:
-    """Show the problem of the pod (or Job) with `meta`'s labels on its run, or that it is over."""
+    """Show the problem of the pod (or Job) with `meta`'s labels on its run in flight (the run
+    `of_run` says it belongs to), or that it is over."""
     labels = meta["labels"]
     name, run_id = labels.get("modelyard.dev/trainingjob"), labels.get("modelyard.dev/run")
     if not name or not run_id:
@@ -494,13 +512,8 @@ def _show_pod(
     def report(body: dict[str, Any]) -> None:
         status = body.get("status") or {}
         run = next((r for r in status.get("runs") or [] if r["id"] == run_id), None)
-        if (
-            run is None
-            or run["phase"] not in ACTIVE
-            or job_uid is None
-            or job_uid != run.get("jobUid")
-        ):
-            return  # not the pod of the run in flight
+        if run is None or run["phase"] not in ACTIVE or not of_run(run):
+            return  # not a pod of the run in flight
         conditions = status.get("conditions")
         generation = body["metadata"].get("generation")
         if found is not None:
