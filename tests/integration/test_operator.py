@@ -884,6 +884,10 @@ def _failed_run(api: Api, end: Callable[[client.V1Pod], None]) -> dict[str, Any]
     training["spec"]["backoffLimit"] = 0
     api.create(training)
     end(_pod(api, "modelyard.dev/run=run-1"))
+    return _run_failed(api)
+
+
+def _run_failed(api: Api) -> dict[str, Any]:
     return wait_for(
         "run-1 failed",
         lambda: next(
@@ -951,17 +955,7 @@ def test_a_run_whose_pod_was_killed_for_memory_is_retried_in_progress_then_fails
     running(api.core, second)
     api.wait_condition("TrainingJob", "iris-classifier", "Reconciling", "True", "Training")
     oom_killed(api.core, second)
-    run = wait_for(
-        "run-1 failed",
-        lambda: next(
-            (
-                run
-                for run in api.status("TrainingJob", "iris-classifier").get("runs", [])
-                if run["phase"] == "Failed"
-            ),
-            None,
-        ),
-    )
+    run = _run_failed(api)
     assert run["reason"] == "OOMKilled" and second.metadata.name in run["message"], run
     assert api.condition("TrainingJob", "iris-classifier", "Reconciling") is None
 
