@@ -7,7 +7,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from kubernetes import client
@@ -26,8 +26,9 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 60) -> T
         time.sleep(0.2)
 
 
-def _stamp() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+def _stamp(offset: float = 0) -> str:
+    """Now (`offset` seconds from now), as the API writes time stamps."""
+    return (datetime.now(UTC) + timedelta(seconds=offset)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def pods(core: client.CoreV1Api, namespace: str, selector: str) -> list[client.V1Pod]:
@@ -275,14 +276,16 @@ def wait_with(core: client.CoreV1Api, pod: client.V1Pod, reason: str, message: s
     _report(core, pod, "Pending", {"waiting": {"reason": reason, "message": message}})
 
 
-def unschedulable(core: client.CoreV1Api, pod: client.V1Pod, message: str) -> None:
-    """The scheduler's verdict on a pod no node can take."""
+def unschedulable(
+    core: client.CoreV1Api, pod: client.V1Pod, message: str, waited: float = 0
+) -> None:
+    """The scheduler's verdict on a pod no node can take (for `waited` seconds already)."""
     condition = {
         "type": "PodScheduled",
         "status": "False",
         "reason": "Unschedulable",
         "message": message,
-        "lastTransitionTime": _stamp(),
+        "lastTransitionTime": _stamp(-waited),
     }
     status = {"phase": "Pending", "conditions": [condition]}
     core.patch_namespaced_pod_status(pod.metadata.name, pod.metadata.namespace, {"status": status})

@@ -1020,6 +1020,39 @@ def test_an_ingest_pod_a_quota_refuses_stalls_the_ingestion_not_fails_it(
     wait_for("the FailedCreate Warning", lambda: "FailedCreate" in api.events("iris"))
 
 
+def test_a_scale_up_waiting_for_a_node_while_replicas_serve_is_progress_not_a_stall(
+    api: Api, operator: Operator
+) -> None:
+    """An HPA (or a user) asks for one more replica and the cluster has no room until its
+    autoscaler adds a node, minutes later. The model serves meanwhile: the new pod waits as long
+    as its Deployment would (progressDeadlineSeconds), not the 20 s of a first rollout."""
+    _quickstart_served(api)
+    before = {p.metadata.name for p in pods(api.core, api.namespace, "modelyard.dev/track=main")}
+    api.patch("ModelDeployment", "iris", {"spec": {"replicas": 3}})
+    extra = wait_for(
+        "the third replica's pod",
+        lambda: next(
+            (
+                pod
+                for pod in pods(api.core, api.namespace, "modelyard.dev/track=main")
+                if pod.metadata.name not in before
+            ),
+            None,
+        ),
+    )
+    verdict = "0/3 nodes are available: 3 Insufficient cpu."
+    unschedulable(api.core, extra, verdict, waited=60)
+    waiting = api.wait_condition("ModelDeployment", "iris", "Reconciling", "True", "WaitingForNode")
+    assert verdict in waiting["message"] and extra.metadata.name in waiting["message"], waiting
+    ready = api.condition("ModelDeployment", "iris", "Ready")
+    assert ready is not None and (ready["status"], ready["reason"]) == ("True", "Serving"), ready
+    assert api.condition("ModelDeployment", "iris", "Stalled") is None
+    # A node came: the third replica serves too.
+    make_ready(api.core, api.namespace, "modelyard.dev/track=main", 3)
+    serving = api.wait_condition("ModelDeployment", "iris", "Ready", "True", "Serving")
+    assert serving["message"].startswith("3 replicas serve"), serving
+
+
 def test_server_pods_a_quota_refuses_stall_the_rollout_in_the_api_servers_words(
     api: Api, operator: Operator
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from modelyard.controllers import metrics, pods
@@ -51,7 +52,7 @@ def report_rollout(
     done = all(rolled_out(d) for d in tracks)
     generation = meta.get("generation")
     conditions = status.get("conditions")
-    stuck = None if done else _stuck(context, namespace, tracks)
+    stuck = None if done else _stuck(context, namespace, tracks, main_ready + canary_ready > 0)
     # A rollout keeps Ready=True while the replicas it replaces serve, not while it raises
     # replicas from zero: nothing serves until the first new one is ready.
     serving = (get_condition(conditions, "Ready") or {}).get("reason") != Reason.ScaledToZero
@@ -115,14 +116,21 @@ def _canary_share(context: Context, body: dict[str, Any]) -> int:
 
 
 def _stuck(
-    context: Context, namespace: str, tracks: list[dict[str, Any]]
+    context: Context, namespace: str, tracks: list[dict[str, Any]], serving: bool
 ) -> pods.PodProblem | None:
     """Why the rollout cannot finish: a server pod that cannot start or keeps crashing (its
     own reason), or a Deployment past its progress deadline with pods that never get ready; a pod
-    still waiting for a node only when nothing else stops the rollout."""
+    still waiting for a node only when nothing else stops the rollout.
+
+    While replicas serve, a pod waiting for a node is most often a scale-up the cluster answers
+    by itself (a cluster autoscaler adds a node in minutes): it waits as long as its Deployment
+    would (progressDeadlineSeconds), not the 20 s a first rollout with nothing serving gets."""
     waiting = None
     for deployment in tracks:
         name = deployment["metadata"]["name"]
+        patience = pods.UNSCHEDULABLE_PATIENCE_SECONDS
+        if serving:
+            patience = float(deployment["spec"].get("progressDeadlineSeconds") or patience)
         refused = _condition(deployment, "ReplicaFailure")
         if refused is not None and refused.get("status") == "True":
             # No pod to look at: the API server refused them (a quota used up, say).
@@ -132,6 +140,7 @@ def _stuck(
         selector = ",".join(
             f"{k}={v}" for k, v in deployment["spec"]["selector"]["matchLabels"].items()
         )
+        unplaced = None
         for pod in context.kube.list_objects("v1", "Pod", namespace, selector):
             owner: dict[str, Any] = next(
                 (r for r in pod["metadata"].get("ownerReferences") or [] if r.get("controller")),
@@ -142,13 +151,17 @@ def _stuck(
                 f"{name}-"
             ):
                 continue
-            found = pods.problem(pod)
+            found = pods.problem(pod, patience)
             if found is not None and found.final:
                 return found
-            waiting = waiting or found
+            unplaced = unplaced or found
+        waiting = waiting or unplaced
         deadline = _past_deadline(deployment)
         if deadline is None:
             continue
+        if unplaced is not None:
+            # Its pods never got ready because no node took them: the scheduler's words.
+            return dataclasses.replace(unplaced, reason=Reason.Unschedulable, final=True)
         if deployment["metadata"]["labels"].get(TRACK_LABEL) != ROUTER:
             return pods.PodProblem(
                 Reason.ReadinessNeverReached,
