@@ -1049,8 +1049,15 @@ def test_a_scale_up_waiting_for_a_node_while_replicas_serve_is_progress_not_a_st
     assert api.condition("ModelDeployment", "iris", "Stalled") is None
     # A node came: the third replica serves too.
     make_ready(api.core, api.namespace, "modelyard.dev/track=main", 3)
-    serving = api.wait_condition("ModelDeployment", "iris", "Ready", "True", "Serving")
-    assert serving["message"].startswith("3 replicas serve"), serving
+    wait_for(
+        "3 replicas serving",
+        lambda: (
+            (api.condition("ModelDeployment", "iris", "Ready") or {})
+            .get("message", "")
+            .startswith("3 replicas serve")
+        ),
+    )
+    assert api.condition("ModelDeployment", "iris", "Reconciling") is None
 
 
 def test_server_pods_a_quota_refuses_stall_the_rollout_in_the_api_servers_words(
