@@ -1,9 +1,9 @@
 """Watches the Jobs the operator created, and their pods, the pods of runs' Dask clusters and the
 model servers' pods, and hands each finished or vanished Job (a Job whose pod succeeded counts as
 finished), each Job whose pod the API server refused, and each pod that cannot start (or starts
-again), to its owner's controller. While an owner shows a pod waiting for
-a node, its pods are handed over again every few seconds: nothing about such a pod changes when
-its patience runs out, or often when a node takes it, so no event would."""
+again), to its owner's controller. While an owner shows a pod waiting for a node, its pods are
+handed over again every few seconds: nothing about such a pod changes when its patience runs out,
+or often when a node takes it, so no event would."""
 
 from __future__ import annotations
 

@@ -472,7 +472,11 @@ def on_pod(context: Context, pod: dict[str, Any]) -> None:
     pod's own reason; once it runs again, training is back in progress."""
     meta = pod["metadata"]
     job_uid = provenance.controller_uid(meta)
-    _show_pod(context, meta, lambda run: job_uid == run.get("jobUid"), pods.problem(pod), pod)
+
+    def of_run(run: dict[str, Any]) -> bool:
+        return job_uid is not None and job_uid == run.get("jobUid")
+
+    _show_pod(context, meta, of_run, pods.problem(pod), pod)
 
 
 def on_engine_pod(context: Context, pod: dict[str, Any]) -> None:
