@@ -122,15 +122,8 @@ def workload_pod_succeeded(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> N
     twice. Its Complete event then finds the result recorded and does nothing."""
     pod = dict(body)
     meta = pod["metadata"]
-    owner = next(
-        (
-            reference
-            for reference in meta.get("ownerReferences") or []
-            if reference.get("controller") and reference.get("kind") == "Job"
-        ),
-        None,
-    )
-    if owner is None:
+    owner = provenance.controller(meta)
+    if owner.get("kind") != "Job":
         return
     context = from_memo(memo, kwargs)
     job = context.kube.get("batch/v1", "Job", meta["namespace"], owner["name"])

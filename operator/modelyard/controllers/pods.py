@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from modelyard.controllers.conditions import Condition, get_condition, progressing, stalled
+from modelyard.controllers.provenance import controller
 from modelyard.reasons import Reason
 
 # Waiting reasons of a container that will not start without a change to the cluster or spec.
@@ -219,9 +220,7 @@ def _about(pod: dict[str, Any], condition: Condition) -> bool:
     message = str(condition.get("message") or "")
     if f"pod {meta['name']}:" in message:
         return True
-    owner = next(
-        (r.get("name") for r in meta.get("ownerReferences") or [] if r.get("controller")), None
-    )
+    owner = controller(meta).get("name")
     if not owner:
         return False
     # A controller's pods are named <controller>-<suffix>: the suffix has no hyphen, so the pods

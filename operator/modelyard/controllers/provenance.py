@@ -20,11 +20,14 @@ from modelyard.controllers.kube import Kube, Manifest
 _CONTAINER_FIELDS = ("name", "image", "command", "args", "env", "envFrom", "volumeMounts")
 
 
+def controller(meta: dict[str, Any]) -> dict[str, Any]:
+    """The owner reference of the object's controller; empty when nothing controls it."""
+    return next((r for r in meta.get("ownerReferences") or [] if r.get("controller")), {})
+
+
 def controller_uid(meta: dict[str, Any]) -> str | None:
-    for reference in meta.get("ownerReferences") or []:
-        if reference.get("controller"):
-            return str(reference.get("uid"))
-    return None
+    reference = controller(meta)
+    return str(reference.get("uid")) if reference else None
 
 
 def _workload(pod_spec: dict[str, Any]) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from modelyard.controllers.context import Context
 from modelyard.controllers.kube import Manifest
 from modelyard.controllers.modeldeployment.handover import WAIT_SECONDS, endpoints_follow
 from modelyard.controllers.modeldeployment.rollout import replicas_of, rolled_out
-from modelyard.controllers.provenance import controller_uid
+from modelyard.controllers.provenance import controller, controller_uid
 from modelyard.resources.jobs import Owner
 from modelyard.resources.router import (
     ROUTER,
@@ -56,12 +56,10 @@ def _holder(context: Context, owner: Owner, existing: Manifest) -> str | None:
     uid = controller_uid(existing["metadata"])
     if uid == owner.uid:
         return None
-    reference = next(
-        (r for r in existing["metadata"].get("ownerReferences") or [] if r.get("controller")), None
-    )
-    if reference is not None and reference.get("kind") == KIND and reference["name"] == owner.name:
+    reference = controller(existing["metadata"])
+    if reference.get("kind") == KIND and reference.get("name") == owner.name:
         return None  # our predecessor under this name is gone (its UID differs from ours)
-    if reference is None:
+    if not reference:
         return "nobody (it was not made by the operator)"
     return f"{reference.get('kind')} {reference.get('name')}"
 

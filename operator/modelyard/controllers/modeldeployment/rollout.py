@@ -10,6 +10,7 @@ from modelyard.controllers.conditions import get_condition, progressing, settled
 from modelyard.controllers.context import Context, post_event
 from modelyard.controllers.fresh import patch_status
 from modelyard.controllers.modeldeployment.resolve import describe
+from modelyard.controllers.provenance import controller
 from modelyard.reasons import Reason
 from modelyard.resources.router import ROUTER, router_name, track_service_name
 from modelyard.resources.serving import (
@@ -55,10 +56,10 @@ def report_rollout(
     stuck = None if done else _stuck(context, namespace, tracks, main_ready + canary_ready > 0)
     # A rollout keeps Ready=True while the replicas it replaces serve, not while it raises
     # replicas from zero: nothing serves until the first new one is ready.
-    serving = (get_condition(conditions, "Ready") or {}).get("reason") != Reason.ScaledToZero
+    keep_ready = (get_condition(conditions, "Ready") or {}).get("reason") != Reason.ScaledToZero
     if stuck is not None:
         phase, reason, message = "Progressing", stuck.reason, stuck.message
-        conditions = pods.showing(conditions, stuck, generation, serving) or conditions
+        conditions = pods.showing(conditions, stuck, generation, keep_ready) or conditions
     elif done and main_ready + canary_ready > 0:
         phase, reason = "Ready", Reason.Serving
         message = f"{main_ready + canary_ready} replicas serve {describe(status['model'])}"
@@ -74,7 +75,7 @@ def report_rollout(
     else:
         phase, reason = "Progressing", Reason.RollingOut
         message = f"{main_ready + canary_ready} replicas ready; rollout in progress"
-        conditions = progressing(conditions, reason, message, generation, serving)
+        conditions = progressing(conditions, reason, message, generation, keep_ready)
     patch: dict[str, Any] = {
         "phase": phase,
         "conditions": conditions,
@@ -142,10 +143,7 @@ def _stuck(
         )
         unplaced = None
         for pod in context.kube.list_objects("v1", "Pod", namespace, selector):
-            owner: dict[str, Any] = next(
-                (r for r in pod["metadata"].get("ownerReferences") or [] if r.get("controller")),
-                {},
-            )
+            owner = controller(pod["metadata"])
             # The Deployment's own pods: made by one of its ReplicaSets (<deployment>-<hash>).
             if owner.get("kind") != "ReplicaSet" or not owner.get("name", "").startswith(
                 f"{name}-"
