@@ -208,7 +208,12 @@ def test_drift_retrains_on_refreshed_data_and_the_new_model_serves_without_a_fai
         monitoring = _monitoring(custom, ml_namespace)
         print(f"status.monitoring: {json.dumps(monitoring)}")
         psi = _psi(monitoring)
-        assert all(psi[feature] > THRESHOLD for feature in SHIFTED), psi
+        # Drifted turns True in the gathering where drifted readings first outweigh the familiar
+        # ones in the servers' windows: one shifted feature is past the threshold then, the other
+        # may still be just below it (CI50: 0.28 and 0.24 against 0.25). Both rank above every
+        # steady feature, which stays below.
+        assert max(psi[feature] for feature in SHIFTED) > THRESHOLD, psi
+        assert min(psi[feature] for feature in SHIFTED) > max(psi[f] for f in STEADY), psi
         assert all(psi[feature] < THRESHOLD for feature in STEADY), psi
         assert monitoring["drift"]["maxPsi"] == max(psi.values())
         _event(kube_node, ml_namespace, "DriftDetected", DEPLOYMENT)
