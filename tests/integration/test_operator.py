@@ -1068,8 +1068,7 @@ def test_server_pods_a_quota_refuses_stall_the_rollout_in_the_api_servers_words(
     _ready_dataset(api)
     api.create(_quickstart("TrainingJob"))
     _trained(api, "run-1", V1, MODEL_1, 0.95)
-    quota = {"metadata": {"name": "no-more-pods"}, "spec": {"hard": {"pods": "0"}}}
-    api.core.create_namespaced_resource_quota(api.namespace, quota)
+    _no_more_pods(api)
     api.create(_quickstart("ModelDeployment"))
     stalled = api.wait_condition("ModelDeployment", "iris", "Stalled", "True", "FailedCreate")
     message = stalled["message"]
