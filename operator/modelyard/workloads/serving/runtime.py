@@ -37,6 +37,7 @@ from modelyard.workloads.serving import loader
 from modelyard.workloads.serving.app import App
 from modelyard.workloads.serving.config import ServeConfig
 from modelyard.workloads.serving.http import Server
+from modelyard.workloads.serving.listener import Listener
 from modelyard.workloads.serving.metrics import Metrics
 from modelyard.workloads.serving.monitor import MonitorApp
 
@@ -125,8 +126,8 @@ async def _serve(
         for application in (app, MonitorApp(app, config.monitor_token))
     )
     sock, monitor_sock = sockets
-    listener = await loop.create_server(server.connection, sock=sock)
-    monitor_listener = await loop.create_server(monitor.connection, sock=monitor_sock)
+    listener = Listener(loop, sock, server.connection)
+    monitor_listener = Listener(loop, monitor_sock, monitor.connection)
     sweepers = [loop.create_task(server.sweep()), loop.create_task(monitor.sweep())]
     host, port = sock.getsockname()[:2]
     log.info(

@@ -17,6 +17,7 @@ import uvloop
 
 from modelyard.workloads.serving.app import App, Offload, Response
 from modelyard.workloads.serving.http import Server
+from modelyard.workloads.serving.listener import Listener
 from modelyard.workloads.serving.metrics import Metrics
 
 CONSTANT = Response(200, b'{"predictions":[0]}', "/ceiling")
@@ -42,8 +43,8 @@ async def serve(port: int) -> None:
     sock.listen(2048)
     sock.setblocking(False)
     server = Server(Constant(None, Metrics(), 1), 8 * 1024 * 1024)
-    listener = await asyncio.get_running_loop().create_server(server.connection, sock=sock)
-    await listener.serve_forever()
+    Listener(asyncio.get_running_loop(), sock, server.connection)
+    await asyncio.Event().wait()  # serves until the process is stopped
 
 
 def main() -> None:
