@@ -87,3 +87,27 @@ def test_a_closed_listener_lets_nobody_in() -> None:
 
     made, refused = uvloop.run(scenario())
     assert (made, refused) == (0, True)
+
+
+def test_connections_are_let_in_with_nagle_off() -> None:
+    """Small answers go out at once, not held back waiting for the client's delayed ACK."""
+
+    async def scenario() -> int:
+        loop = asyncio.get_running_loop()
+        sock = listening()
+        nodelay: asyncio.Future[int] = loop.create_future()
+
+        class Probe(asyncio.Protocol):
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                accepted = transport.get_extra_info("socket")
+                nodelay.set_result(accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+
+        listener = Listener(loop, sock, Probe)
+        peer = socket.create_connection(sock.getsockname())
+        try:
+            return await asyncio.wait_for(nodelay, 10)
+        finally:
+            peer.close()
+            listener.close()
+
+    assert uvloop.run(scenario()) != 0

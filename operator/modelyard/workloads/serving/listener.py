@@ -63,8 +63,7 @@ class Listener:
                 self._loop.remove_reader(self._sock.fileno())
                 self._paused = self._loop.call_later(PAUSE_SECONDS, self._resume)
                 return
-            conn.setblocking(False)
-            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            conn.setblocking(False)  # uvloop's transport sets TCP_NODELAY itself
             task: asyncio.Task[object] = self._loop.create_task(
                 self._loop.connect_accepted_socket(self._factory, conn)
             )
