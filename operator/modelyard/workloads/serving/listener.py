@@ -45,6 +45,7 @@ class Listener:
         self._factory = factory
         self._closed = False
         self._paused: asyncio.TimerHandle | None = None
+        # Strong references to the transports being set up: the loop keeps only weak ones.
         self._starting: set[asyncio.Task[object]] = set()
         loop.add_reader(sock.fileno(), self._accept)
 
