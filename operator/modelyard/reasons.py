@@ -733,7 +733,7 @@ EXPLANATIONS: dict[Reason, Explanation] = {
         True,
         "A workload container was killed for using more memory than its limit. An ingest or "
         "training Job's pod shows it as progress (Reconciling) while its Job retries, and as the "
-        "failure's reason once the Job gives up.",
+        "failure's reason once the Job gives up; each kill also posts a Warning event.",
         "Raise spec.resources.limits.memory (or workloads.resources.limits.memory).",
     ),
     Reason.CrashLoopBackOff: Explanation(

@@ -940,6 +940,16 @@ def test_a_run_whose_pod_was_killed_for_memory_is_retried_in_progress_then_fails
     )
     assert first.metadata.name in retrying["message"], retrying
     assert api.condition("TrainingJob", "iris-classifier", "Stalled") is None
+    # The kill is history the next condition overwrites: a Warning Event keeps it.
+    killed = wait_for(
+        "the OOMKilled Warning",
+        lambda: [
+            event
+            for event in api.core.list_namespaced_event(api.namespace).items
+            if event.involved_object.name == "iris-classifier" and event.reason == "OOMKilled"
+        ],
+    )
+    assert killed[0].type == "Warning" and first.metadata.name in killed[0].message, killed
     # The retry runs: training again; then it is killed too, and the run fails for memory.
     second = wait_for(
         "the retry's pod",

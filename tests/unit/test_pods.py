@@ -84,6 +84,7 @@ def test_a_jobs_pod_killed_for_memory_is_progress_its_job_may_retry() -> None:
     killed = _container({"terminated": {"exitCode": 137, "reason": "OOMKilled"}})
     found = problem(_job_pod("iris-run-1-abcde", killed))
     assert found is not None and found.reason == "OOMKilled" and not found.final
+    assert found.warns  # a kill happened: a Warning Event, though the run goes on
     restarted = problem({**_pod(containerStatuses=[killed]), "spec": {"restartPolicy": "Always"}})
     assert restarted is not None and restarted.final
     # Its retry runs: the progress shown for the killed pod is over.
@@ -186,7 +187,7 @@ def _unschedulable(seconds_ago: float) -> dict[str, Any]:
 
 def test_a_pod_no_node_took_yet_waits_for_one() -> None:
     found = problem(_unschedulable(seconds_ago=2))
-    assert found is not None and not found.final
+    assert found is not None and not found.final and not found.warns
     assert found.reason == "WaitingForNode"
     assert found.message == "pod iris-7d9f-x2: 0/1 nodes are available: 1 Insufficient cpu."
 

@@ -405,7 +405,7 @@ def _show_pod(
             if shown is None:
                 return
             _patch(context, dataset, {"conditions": shown})
-            if found.final:
+            if found.warns:
                 post_event(dataset, found.reason, found.message, warning=True)
         elif pod is not None and pods.recovered(pod, conditions):
             message = f"ingest Job {status['ingestJob']} is running"

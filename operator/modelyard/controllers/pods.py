@@ -71,6 +71,13 @@ class PodProblem:
     #: False while the cluster may still solve it by itself: reported as progress, not a stall.
     final: bool = True
 
+    @property
+    def warns(self) -> bool:
+        """Worth a Warning Event: every stall, and a pod killed for memory even while its Job
+        retries, as each kill is something that happened, which the condition's next message
+        overwrites. A pod waiting for a node is only waiting."""
+        return self.final or self.reason == Reason.OOMKilled
+
 
 def problem(
     pod: dict[str, Any], patience: float = UNSCHEDULABLE_PATIENCE_SECONDS

@@ -526,7 +526,7 @@ def _show_pod(
             if shown is None:
                 return
             _patch_status(context, body, {"conditions": shown})
-            if ours.final:
+            if ours.warns:
                 post_event(body, ours.reason, ours.message, warning=True)
         elif pod is not None and pods.recovered(pod, conditions):
             message = f"{run_id} on {run['datasetVersion'][:19]}…"
