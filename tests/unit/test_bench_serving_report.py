@@ -6,7 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.bench.serving import report
+import numpy as np
+import pytest
+
+from tests.bench.serving import machine, report
 
 SERVERS = (
     "modelyard V2",
@@ -119,3 +122,29 @@ def test_batching_on_and_off_side_by_side() -> None:
     assert row[columns.index("batching on ÷ off (V2)")] == "3.0x"  # 9,000 against 3,000
     # The HTTP verdict compares the same App: unbatched 4,000 against granian's 8,000.
     assert tally["http"] == (0, 1, 0)
+
+
+def test_the_machine_probe_sees_that_short_work_takes_a_whole_slow_spell() -> None:
+    # 10 µs units; one spell of 1 ms every 20 ms at half speed (5 % of the time).
+    units = np.full(200_000, 10e-6)
+    for start in range(0, len(units), 2000):
+        units[start : start + 50] = 20e-6
+    found = machine.figures(units)
+    assert found["unit_us"] == pytest.approx(10)
+    assert found["slow_share"] == pytest.approx(0.025)
+    assert found["spell_ms_p50"] == pytest.approx(1.0)
+    spread = found["spread_by_window_ms"]
+    # 0.3 ms fits in a spell: the p99 window ran wholly slow. 10 ms holds one spell at most,
+    # which adds 1 ms of its 20: at most 5 %.
+    assert spread["0.3"] == pytest.approx(2.0)
+    assert 1.0 < spread["10"] <= 1.05
+
+
+def test_the_report_shows_each_machine_probe() -> None:
+    probe = {"seconds": 5.0, "cpus": "0", "when": "before the run, 2026-12-07 01:00 UTC"}
+    probe |= machine.figures(np.full(1000, 10e-6))
+    lines = report.steadiness({"machine": [probe]})
+    assert lines[0] == "## The machine's own spread"
+    row = next(line for line in lines if line.startswith("| before the run"))
+    assert "| 10.0 |" in row and "| 0 % |" in row and row.endswith("| 1.00 |")
+    assert report.steadiness({}) == []

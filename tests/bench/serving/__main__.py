@@ -19,6 +19,7 @@ from modelyard.storage.client import Storage
 from modelyard.storage.config import StorageConfig
 from modelyard.storage.uri import S3Uri
 from tests.bench.serving import load, report
+from tests.bench.serving.machine import steadiness
 from tests.bench.serving.models import BenchModel, build_models
 from tests.bench.serving.profile import handler_profile
 from tests.bench.serving.servers import (
@@ -44,6 +45,8 @@ class Matrix:
 
 FULL = Matrix(["lr", "rf", "hgb"], [1, 2], [1, 64], [1, 8, 64], [500, 2000], 3.0, 2.0)
 QUICK = Matrix(["lr", "hgb"], [1], [1], [1, 64], [1000], 2.0, 1.0)
+# One worker: the server gets this CPU and the load generator the other.
+ONE_WORKER_CPU = "0"
 
 
 def main() -> int:
@@ -72,6 +75,8 @@ def main() -> int:
             with tempfile.TemporaryDirectory(prefix="modelyard-bench-") as temporary:
                 models = build_models(Path(temporary), matrix.models)
                 document["profiles"] = profiles(models, matrix)
+        # Runs older than the probe: the machine measured now, and the report says when.
+        document.setdefault("machine", [machine_probe("at report time")])
         report.write(document)
         return 0
     matrix = QUICK if args.quick else FULL
@@ -82,11 +87,13 @@ def main() -> int:
     load_before = os.getloadavg()
     load.wrk()
     load.vegeta()
+    machine = [machine_probe("before the run")]
     with tempfile.TemporaryDirectory(prefix="modelyard-bench-") as temporary:
         workdir = Path(temporary)
         models = build_models(workdir / "models", matrix.models)
         with running_s3_server("127.0.0.1", workdir / "moto.log") as s3:
             results = run(matrix, models, workdir, s3.env(f"bench-{uuid.uuid4().hex[:8]}"))
+        machine.append(machine_probe("after the run"))
         document = {
             "command": "python -m tests.bench.serving " + " ".join(sys.argv[1:]),
             "started": started,
@@ -94,6 +101,7 @@ def main() -> int:
             "matrix": matrix.__dict__,
             "results": results,
             "profiles": profiles(models, matrix),
+            "machine": machine,
         }
     if partial:
         PARTIAL.parent.mkdir(parents=True, exist_ok=True)
@@ -117,6 +125,16 @@ def _numbers(text: str) -> list[int]:
     return [int(word) for word in _words(text)]
 
 
+MACHINE_SECONDS = 5.0
+
+
+def machine_probe(when: str) -> dict[str, Any]:
+    """The spread of fixed work on CPU 0, where one-worker servers run, with nothing served."""
+    figures = steadiness(ONE_WORKER_CPU, MACHINE_SECONDS)
+    figures["when"] = f"{when}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
+    return figures
+
+
 def profiles(models: list[BenchModel], matrix: Matrix) -> list[dict[str, Any]]:
     return [handler_profile(model, rows) for model in models for rows in matrix.rows]
 
@@ -134,7 +152,7 @@ def run(
         for workers in matrix.workers:
             # One worker: the server gets CPU 0 and the load generator CPU 1. Two workers take
             # both cores, and so the load generator shares them.
-            server_cpus, load_cpus = ("0", "1") if workers == 1 else (None, None)
+            server_cpus, load_cpus = (ONE_WORKER_CPU, "1") if workers == 1 else (None, None)
             launch = Launch(model, uri, s3_env, workers, server_cpus, workdir)
             running: list[Running] = []
             try:

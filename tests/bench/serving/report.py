@@ -374,6 +374,48 @@ def tails(results: list[Result]) -> list[str]:
     ]
 
 
+def steadiness(document: dict[str, Any]) -> list[str]:
+    """The spread fixed work shows on the servers' CPU with nothing served (machine.py)."""
+    probes = document.get("machine") or []
+    if not probes:
+        return []
+    windows = list(probes[0]["spread_by_window_ms"])
+    header = ["measured", "unit µs", "slow units", "slow spells ms (median, max)"]
+    header += [f"{window} ms" for window in windows]
+    rows = [
+        _row(
+            [
+                probe["when"],
+                f"{probe['unit_us']:.1f}",
+                f"{100 * probe['slow_share']:.0f} %",
+                f"{probe['spell_ms_p50']:.2f}, {probe['spell_ms_max']:.0f}",
+                *(f"{probe['spread_by_window_ms'][window]:.2f}" for window in windows),
+            ]
+        )
+        for probe in probes
+    ]
+    return [
+        "## The machine's own spread",
+        "",
+        "Fixed work with no server (`tests/bench/serving/machine.py`): a pure-Python unit timed",
+        f"back to back for {probes[0]['seconds']:.0f} s on CPU {probes[0]['cpus']}, where "
+        "one-worker servers run. A slow unit took more than",
+        "1.5 times the median; a slow spell is a run of them. The last columns are the spread",
+        "(p99 ÷ p50) of windows of the same work, by the window's length at the median speed:",
+        "what the machine alone does to the p99 of requests that long, at one client.",
+        "",
+        _row(header),
+        _row("---" for _ in header),
+        *rows,
+        "",
+        "A request caught in a slow spell takes all of it when the spell outlasts it, and only",
+        "the overlap when it does not; so where the spread falls with the window's length, the",
+        "shorter request shows the wider spread on the same machine, and a p99 ratio asks the",
+        "faster server's median to beat the peer's by that much more.",
+        "",
+    ]
+
+
 def layers(document: dict[str, Any]) -> list[str]:
     """Time per request of our App under each HTTP layer, and each layer's share of it."""
     handler = {
@@ -523,6 +565,7 @@ def write(document: dict[str, Any]) -> None:
         *layers(document),
         *limits(document),
         *tails(results),
+        *steadiness(document),
         "## Open loop (vegeta, fixed rate, one worker, one-row payloads)",
         "",
         *absolute(results, "open"),
