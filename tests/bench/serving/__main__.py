@@ -107,7 +107,17 @@ def main() -> int:
         PARTIAL.parent.mkdir(parents=True, exist_ok=True)
         PARTIAL.write_text(json.dumps(document, indent=1))
         table = report.goals(document["results"])[0]
-        print("\n".join([*table, "", *report.layers(document), *report.limits(document)]))
+        print(
+            "\n".join(
+                [
+                    *table,
+                    "",
+                    *report.layers(document),
+                    *report.limits(document),
+                    *report.steadiness(document),
+                ]
+            )
+        )
         print(f"raw figures: {PARTIAL}", file=sys.stderr)
         return 0
     report.write(document)
