@@ -75,8 +75,6 @@ def main() -> int:
             with tempfile.TemporaryDirectory(prefix="modelyard-bench-") as temporary:
                 models = build_models(Path(temporary), matrix.models)
                 document["profiles"] = profiles(models, matrix)
-        # Runs older than the probe: the machine measured now, and the report says when.
-        document.setdefault("machine", [machine_probe("at report time")])
         report.write(document)
         return 0
     matrix = QUICK if args.quick else FULL

@@ -409,9 +409,12 @@ def steadiness(document: dict[str, Any]) -> list[str]:
         *rows,
         "",
         "A request caught in a slow spell takes all of it when the spell outlasts it, and only",
-        "the overlap when it does not; so where the spread falls with the window's length, the",
+        "the overlap when it does not: where the spread falls with the window's length, the",
         "shorter request shows the wider spread on the same machine, and a p99 ratio asks the",
-        "faster server's median to beat the peer's by that much more.",
+        "faster server's median to beat the peer's by that much more. Where it does not fall,",
+        "spells last longer than the longest window (the longest spell), and the unit's median",
+        "moves from probe to probe: a cell's p99 then depends on whether a spell fell within",
+        "its run, which each server meets at its own time.",
         "",
     ]
 
