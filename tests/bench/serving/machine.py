@@ -1,11 +1,11 @@
 """How steady the server's CPU itself is: the spread a fixed amount of work shows on it.
 
-A p99 compares a server with itself under the same machine. On a virtual machine whose CPU
-slows down now and then (a host's other tenants on the same core), a short request caught in a
-slow spell takes the whole slowdown, while a long one averages it with the fast time around
-it: the faster server shows the wider spread. This measures that, with no server involved:
-one pure-Python unit of work, timed back to back for a few seconds on the server's CPU, then
-the spread of windows as long as a request.
+A p99 ratio compares two servers each measured at its own time on one machine. A virtual
+machine's CPU may slow down now and then, for its host's own reasons: a short request caught in
+a short slow spell takes the whole slowdown, while a long one averages it with the fast time
+around it, and a long spell slows whichever server runs in it. This measures the machine with
+no server involved: one pure-Python unit of work, timed back to back for a few seconds on the
+server's CPU, then the spread of windows as long as a request.
 """
 
 from __future__ import annotations
