@@ -12,6 +12,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from tests.bench.serving import machine
+
 OUT = Path(__file__).resolve().parents[3] / "docs" / "benchmarks"
 RAW = OUT / "serving.json"
 OURS = {"V2": "modelyard V2", "V1": "modelyard V1"}
@@ -399,8 +401,8 @@ def steadiness(document: dict[str, Any]) -> list[str]:
         "",
         "Fixed work with no server (`tests/bench/serving/machine.py`): a pure-Python unit timed",
         f"back to back for {probes[0]['seconds']:.0f} s on CPU {probes[0]['cpus']}, where "
-        "one-worker servers run. A slow unit took more than",
-        "1.5 times the median; a slow spell is a run of them. The last columns are the spread",
+        f"one-worker servers run. A slow unit took more than {machine.SLOW:g}",
+        "times the median; a slow spell is a run of them. The last columns are the spread",
         "(p99 ÷ p50) of windows of the same work, by the window's length at the median speed:",
         "what the machine alone does to the p99 of requests that long, at one client.",
         "",
