@@ -124,3 +124,33 @@ def test_a_handler_that_succeeded_at_once_leaves_nothing_to_write() -> None:
         storage.store(key=key, record=record, body=body, patch=patch)
         storage.purge(key=key, body=body, patch=patch)
         assert bool(patch) is left
+
+
+def test_the_essence_is_kopfs_own_and_shares_nothing_with_the_body() -> None:
+    """The build that skips copying metadata and status gives kopf's essence, field for field:
+    labels, annotations without kopf's marked prefixes or kubectl's last-applied one, no
+    status; with a handler's extra field, that field too."""
+    storage = _storage()
+    kopfs = kopf.AnnotationsDiffBaseStorage(prefix=BOOKKEEPING, key=DIFFBASE_KEY)
+    body = _body(
+        "Dataset",
+        {"ingestJob": "x", "conditions": [{"type": "Ready", "status": "True"}]},
+        {
+            "team": "a",
+            "kubectl.kubernetes.io/last-applied-configuration": "{}",
+            "other.example/kopf-managed": "yes",
+            "other.example/state": "{}",
+        },
+    )
+    body["metadata"]["labels"] = {"app": "churn"}
+    body["metadata"]["managedFields"] = [{"manager": "kubectl", "fieldsV1": {"f:spec": {}}}]
+    essence = storage.build(body=body)
+    assert essence == kopfs.build(body=body)
+    assert essence["metadata"] == {"labels": {"app": "churn"}, "annotations": {"team": "a"}}
+    assert "status" not in essence
+    extra = ["status.ingestJob"]
+    with_extra = storage.build(body=body, extra_fields=extra)
+    assert with_extra == kopfs.build(body=body, extra_fields=extra)
+    assert with_extra["status"] == {"ingestJob": "x"}
+    essence["spec"]["source"]["s3"]["uri"] = "s3://b/changed.csv"
+    assert body["spec"]["source"]["s3"]["uri"] == "s3://b/k.csv", "a copy, not the body's own"
