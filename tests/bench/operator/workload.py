@@ -21,6 +21,9 @@ from tests.kubelet import finish_pod, ingest_pods_of, ingest_summary
 
 # The bench's own client threads: as many as the operator's worker threads.
 THREADS = 8
+# The bench's watches read plain JSON (`deserialize=False`): the client's typed models cost
+# 0.78 ms per Job event against 0.02 ms for the JSON alone, on the two cores the storm measures,
+# about one CPU-second of a 500 + 500 storm spent by the instrument instead of the operator.
 
 
 class JobWatch:
@@ -44,18 +47,19 @@ class JobWatch:
                     self.namespace,
                     resource_version=resource_version,
                     timeout_seconds=300,
+                    deserialize=False,
                 ):
                     self._saw(event["object"])
-                    resource_version = event["object"].metadata.resource_version
+                    resource_version = event["object"]["metadata"]["resourceVersion"]
             except Exception:  # a dropped or expired watch: list again
                 resource_version = None
                 time.sleep(0.5)
 
-    def _saw(self, job: client.V1Job) -> None:
-        labels = job.metadata.labels or {}
+    def _saw(self, job: dict[str, Any]) -> None:
+        labels = job["metadata"].get("labels") or {}
         keys = [f"{label}/{labels[label]}" for label in self.OWNER_LABELS if label in labels]
-        conditions = (job.status and job.status.conditions) or []
-        if any(c.type == "Complete" and c.status == "True" for c in conditions):
+        conditions = (job.get("status") or {}).get("conditions") or []
+        if any(c["type"] == "Complete" and c["status"] == "True" for c in conditions):
             keys += [f"complete/{key}" for key in keys]
         with self._changed:
             for key in keys:
@@ -255,12 +259,13 @@ class EventCounter:
                     self.namespace,
                     resource_version=resource_version,
                     timeout_seconds=300,
+                    deserialize=False,
                 ):
                     obj = event["object"]
-                    resource_version = obj.metadata.resource_version
+                    resource_version = obj["metadata"]["resourceVersion"]
                     if event["type"] in ("ADDED", "MODIFIED"):
                         with self._lock:
-                            kind = obj.involved_object.kind
+                            kind = obj["involvedObject"]["kind"]
                             self.by_kind[kind] = self.by_kind.get(kind, 0) + 1
             except Exception:  # an expired watch: count on from a new one
                 time.sleep(0.5)
