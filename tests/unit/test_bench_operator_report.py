@@ -43,3 +43,19 @@ def test_the_page_shows_the_verdicts() -> None:
     assert "Goals met: 1 / 3" in page
     assert "| 2.80 times | ≤ 2 times | **missed** |" in page
     assert "| 295 MiB (309 MB) | ≤ 150 MB | **missed** |" in page
+
+
+def test_the_page_says_whether_the_storm_waited_for_the_cores() -> None:
+    """From the CPU each process used in the first storm (14 s on 2 cores: 28 CPU-s)."""
+    busy = results(14.0, 200.0, 0.0)
+    busy.cores, busy.storm_cpu_seconds = 2, 8.0
+    busy.storm_cpu_by_process = {"operator": 8.0, "kube-apiserver": 13.0, "etcd": 3.0}
+    page = markdown(busy, "operator.png")
+    assert "waited for: the machine's 2 cores, not answers" in page
+    assert "used 24.0 of the 28.0 CPU-seconds the cores had (86%): kube-apiserver 13.0," in page
+    idle = results(14.0, 200.0, 0.0)
+    idle.cores, idle.storm_cpu_seconds = 2, 2.0
+    idle.storm_cpu_by_process = {"operator": 2.0, "kube-apiserver": 4.0}
+    assert "waited for: answers, not the machine's cores" in markdown(idle, "operator.png")
+    shared = results(14.0, 200.0, 0.0)
+    assert "the cluster's processes went unmeasured" in markdown(shared, "operator.png")

@@ -60,12 +60,15 @@ def main() -> None:
     commit = _commit()  # the code the operator process starts with, before anyone edits it
     CACHE.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as stack:
+        plane_pids: dict[str, int] = {}  # a shared cluster's processes are not ours to measure
         if args.shared:
             kubeconfig = Path(os.environ.get("KUBECONFIG") or LOCAL_KUBECONFIG)
         else:
-            kubeconfig = stack.enter_context(_private_plane(CACHE / f"plane-{suffix}"))
+            plane = stack.enter_context(_private_plane(CACHE / f"plane-{suffix}"))
+            kubeconfig = plane.kubeconfig
+            plane_pids = {name: process.pid for name, process in plane.processes.items()}
         env = dict(item.split("=", 1) for item in args.operator_env)
-        results = _bench(kubeconfig, suffix, storm, population, idle, args.profile, env)
+        results = _bench(kubeconfig, suffix, storm, population, idle, args.profile, env, plane_pids)
     flags = [f for f, on in (("--quick", args.quick), ("--shared", args.shared)) if on]
     flags += [
         f"--{name} {value:g}"
@@ -101,11 +104,11 @@ def _commit() -> str:
 
 
 @contextlib.contextmanager
-def _private_plane(state: Path) -> Iterator[Path]:
+def _private_plane(state: Path) -> Iterator[controlplane.ControlPlane]:
     """etcd, API server and controller manager of our own: nobody else's load or operator."""
     try:
         with controlplane.running(state) as plane:
-            yield plane.kubeconfig
+            yield plane
     finally:
         shutil.rmtree(state, ignore_errors=True)
 
@@ -118,6 +121,7 @@ def _bench(
     idle: float,
     profile: bool,
     env: dict[str, str],
+    plane_pids: dict[str, int],
 ) -> Results:
     api = config.new_client_from_config(config_file=str(kubeconfig))  # type: ignore[no-untyped-call]
     api.configuration.connection_pool_maxsize = 2 * workload.THREADS
@@ -135,7 +139,7 @@ def _bench(
     try:
         operator.start()
         print(f"operator pid {operator.pid}, log {log}", file=sys.stderr)
-        return _run(api, namespace, plain, operator, storm, population, idle, profile)
+        return _run(api, namespace, plain, operator, storm, population, idle, profile, plane_pids)
     finally:
         operator.stop()
         for name in (namespace, plain):
@@ -183,8 +187,11 @@ def _run(
     population: int,
     idle: float,
     profile: bool,
+    plane_pids: dict[str, int],
 ) -> Results:
     sampler = procstat.Sampler(operator.pid)
+    # Everything on this machine the storm keeps busy, the benchmark's own client included.
+    measured = {"operator": operator.pid, **plane_pids, "this benchmark": os.getpid()}
     watcher = workload.JobWatch(api, namespace)
     writes = {
         plural: workload.WriteCounter(api, namespace, plural)
@@ -200,10 +207,11 @@ def _run(
     bodies = []
     for i, name in enumerate(datasets):
         bodies += [objects.dataset(name), objects.training_job(f"tj-{i}", name)]
-    started, cpu_before = time.monotonic(), procstat.cpu_seconds(operator.pid)
+    started, cpu_before = time.monotonic(), procstat.cpu_by_process(measured)
     created = workload.create_all(api, namespace, bodies)
     seen = watcher.wait([f"modelyard.dev/dataset/{n}" for n in datasets], TIMEOUT)
-    storm_cpu = procstat.cpu_seconds(operator.pid) - cpu_before
+    cpu_after = procstat.cpu_by_process(measured)
+    storm_cpu = {name: cpu_after[name] - cpu_before[name] for name in measured}
     # Every write the storm's objects cause, the TrainingJobs' (which wait) included.
     _settle(operator.pid)
     snapshots = {plural: counter.snapshot() for plural, counter in writes.items()}
@@ -304,7 +312,9 @@ def _run(
         idle_cpu_seconds=idle_cpu,
         deletion_seconds=deletion,
         rss=sampler.samples,
-        storm_cpu_seconds=storm_cpu,
+        storm_cpu_seconds=storm_cpu["operator"],
+        storm_cpu_by_process=storm_cpu,
+        cores=os.cpu_count() or 1,
         writes_per_object=storm_writes,
         writes_by_part=storm_parts,
         notes=[

@@ -27,7 +27,8 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=1, help="stack depth of each allocation")
     args = parser.parse_args()
     suffix = uuid.uuid4().hex[:6]
-    with _private_plane(CACHE / f"plane-{suffix}") as kubeconfig:
+    with _private_plane(CACHE / f"plane-{suffix}") as plane:
+        kubeconfig = plane.kubeconfig
         os.environ.update({**TEST_ENV, "KUBECONFIG": str(kubeconfig)})
         api = config.new_client_from_config(config_file=str(kubeconfig))  # type: ignore[no-untyped-call]
         apply_crds(config.new_client_from_config(config_file=str(kubeconfig)), modelyard_crds())  # type: ignore[no-untyped-call]

@@ -18,6 +18,11 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
+def cpu_by_process(pids: dict[str, int]) -> dict[str, float]:
+    """cpu_seconds of each named process."""
+    return {name: cpu_seconds(pid) for name, pid in pids.items()}
+
+
 def memory_kib(pid: int) -> dict[str, int]:
     """VmRSS (now) and VmHWM (peak resident set) in KiB."""
     values = {}

@@ -36,8 +36,8 @@ def main() -> None:
     args = parser.parse_args()
     env = dict(item.split("=", 1) for item in args.operator_env)
     suffix = uuid.uuid4().hex[:6]
-    with _private_plane(CACHE / f"plane-{suffix}") as kubeconfig:
-        measure(kubeconfig, f"rss-{suffix}", args.count, args.idle, env)
+    with _private_plane(CACHE / f"plane-{suffix}") as plane:
+        measure(plane.kubeconfig, f"rss-{suffix}", args.count, args.idle, env)
 
 
 def measure(kubeconfig: Path, namespace: str, count: int, idle: float, env: dict[str, str]) -> None:
