@@ -83,11 +83,13 @@ def assemble(
     for suite, page in pages.items():
         if page is None:
             continue
-        known = recorded.get(suite)
-        same = known is not None and known.get("sha256") == _digest(page)
-        machines[suite] = {"sha256": _digest(page), "machine": known["machine"] if same else here}
+        digest, known = _digest(page), recorded.get(suite) or {}
+        same = known.get("sha256") == digest
+        machines[suite] = {"sha256": digest, "machine": known["machine"] if same else here}
     distinct = {tuple(record["machine"]) for record in machines.values()}
-    one = list(next(iter(distinct))) if len(distinct) == 1 else here if not distinct else None
+    one: list[str] | None = here  # no page yet: this machine
+    if distinct:
+        one = list(next(iter(distinct))) if len(distinct) == 1 else None
     context = "that carry across machines; absolute times are context for the machine they ran on"
     lines = [
         "# Benchmarks",

@@ -316,7 +316,8 @@ def _run(
         deletion_seconds=deletion,
         rss=sampler.samples,
         storm_cpu_seconds=storm_cpu["operator"],
-        storm_cpu_by_process=storm_cpu,
+        # On a shared cluster only the operator and the benchmark were measured: no split.
+        storm_cpu_by_process=storm_cpu if plane_pids else {},
         cores=os.cpu_count() or 1,
         writes_per_object=storm_writes,
         writes_by_part=storm_parts,

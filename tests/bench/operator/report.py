@@ -327,7 +327,7 @@ def _cpu_line(results: Results) -> str:
         f"({results.storm_cpu_seconds / seconds:.0%} of one core)"
     )
     by_process = results.storm_cpu_by_process
-    if len(by_process) < 2:
+    if not by_process:
         return f"- **CPU.** During the first storm {own}; the cluster's processes went unmeasured."
     used, capacity = sum(by_process.values()), results.cores * seconds
     split = ", ".join(

@@ -13,6 +13,7 @@ import argparse
 import time
 import uuid
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from kubernetes import client, config
@@ -97,17 +98,11 @@ def main() -> None:
         print(f"| request ({count} of each) | seconds | API server | etcd | Job controller |")
         print("| --- | --- | --- | --- | --- |")
         rows: list[tuple[str, Callable[[list[str]], None]]] = [
-            ("Dataset create (8 threads)", lambda items: workload.run_threaded(create, items)),
-            (
-                "Dataset status patch (8 threads)",
-                lambda items: workload.run_threaded(patch_status, items),
-            ),
-            (
-                "Dataset label patch (8 threads)",
-                lambda items: workload.run_threaded(patch_label, items),
-            ),
-            ("Dataset GET (8 threads)", lambda items: workload.run_threaded(get, items)),
-            ("Event create (8 threads)", lambda items: workload.run_threaded(event, items)),
+            ("Dataset create (8 threads)", partial(workload.run_threaded, create)),
+            ("Dataset status patch (8 threads)", partial(workload.run_threaded, patch_status)),
+            ("Dataset label patch (8 threads)", partial(workload.run_threaded, patch_label)),
+            ("Dataset GET (8 threads)", partial(workload.run_threaded, get)),
+            ("Event create (8 threads)", partial(workload.run_threaded, event)),
             ("Job create, the plain loop (its pods included)", loop),
         ]
         for label, run in rows:
