@@ -5,8 +5,9 @@ with columns in the card's feature order. Anything else is a RequestError naming
 400 when the envelope is not the protocol's (bad JSON, missing or mistyped fields), 422 when it
 is well-formed but its data does not fit this model (shape, feature names, types, NaN/Inf).
 
-All-numeric payloads take a fast path through numpy; the per-value checks, which produce the
-precise messages, run only for mixed-type models or once something looks wrong.
+All-numeric payloads take a fast path: a large body's matrix straight from the JSON text
+(numeric_json.py), any other through numpy. The per-value checks, which produce the precise
+messages, run only for mixed-type models or once something looks wrong.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from modelyard.workloads.serving import numeric_json
 from modelyard.workloads.serving.errors import RequestError
 from modelyard.workloads.serving.feedback import checked_id
 from modelyard.workloads.serving.model import Model
@@ -63,6 +65,10 @@ def loads(body: bytes) -> Any:
 
 
 def decode_v1(model: Model, body: bytes, proba_verb: bool) -> Inference:
+    found = numeric_json.instances(body, len(model.features)) if model.all_numeric else None
+    if found is not None:
+        proba = proba_verb or _probabilities_flag(found.document)
+        return Inference(found.matrix, predict=True, proba=proba)
     document = loads(body)
     if not isinstance(document, dict):
         raise RequestError(400, 'the body must be a JSON object: {"instances": [...]}')
@@ -108,14 +114,15 @@ class Tensor:
 
 
 def decode_v2(model: Model, body: bytes) -> Inference:
+    found = numeric_json.tensor(body, len(model.features)) if model.all_numeric else None
+    if found is not None and _plain_matrix_tensor(found):
+        request_id = _request_id(found.document)
+        predict, proba = _requested_outputs(found.document)
+        return Inference(found.matrix, predict=predict, proba=proba, request_id=request_id)
     document = loads(body)
     if not isinstance(document, dict):
         raise RequestError(400, 'the body must be a JSON object: {"inputs": [...]}')
-    request_id = document.get("id")
-    if request_id is not None:
-        if not isinstance(request_id, str):
-            raise RequestError(400, f'"id" must be a string, not {_kind(request_id)}')
-        checked_id(request_id, '"id"')
+    request_id = _request_id(document)
     inputs = document.get("inputs")
     if not isinstance(inputs, list) or not inputs:
         raise RequestError(400, '"inputs" must be a non-empty list of tensors')
@@ -171,6 +178,28 @@ def encode_v2(
     if request_id is not None:
         document["id"] = request_id
     return orjson.dumps(document)
+
+
+def _request_id(document: dict[str, Any]) -> str | None:
+    request_id = document.get("id")
+    if request_id is not None:
+        if not isinstance(request_id, str):
+            raise RequestError(400, f'"id" must be a string, not {_kind(request_id)}')
+        checked_id(request_id, '"id"')
+    return request_id
+
+
+def _plain_matrix_tensor(found: numeric_json.Found) -> bool:
+    """Whether the tensor around a matrix read from the text passes what _tensor and
+    _matrix_tensor check; if not, the general path names what is wrong."""
+    shape = found.tensor.get("shape")
+    return (
+        isinstance(found.tensor.get("name"), str)
+        and found.tensor.get("datatype") in NUMERIC_DATATYPES
+        and isinstance(shape, list)
+        and all(type(n) is int for n in shape)
+        and shape == list(found.matrix.shape)
+    )
 
 
 def _tensor(position: int, item: Any) -> Tensor:

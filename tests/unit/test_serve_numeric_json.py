@@ -1,0 +1,175 @@
+"""Large numeric request bodies read by simdjson answer exactly as the general decoding does:
+the same matrix for what both accept, the same status and message for what either refuses."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import orjson
+import pytest
+
+from modelyard.workloads.serving import numeric_json, protocol
+from modelyard.workloads.serving.errors import RequestError
+from modelyard.workloads.serving.model import Model
+from tests.unit.test_serve_protocol import iris
+
+ROW = [5.1, 3.5, 1.4, 0.2]
+ROWS = [ROW, [6, 3, 4, 1], [7.7, 2.6, 6.9, 2.3]]
+
+
+@pytest.fixture(scope="module")
+def model() -> Model:
+    return iris().model()
+
+
+def v1(instances: Any, **fields: Any) -> bytes:
+    return orjson.dumps({"instances": instances, **fields})
+
+
+def v2(data: Any, shape: Any = None, datatype: Any = "FP64", **fields: Any) -> bytes:
+    tensor = {"name": "x", "shape": shape or [3, 4], "datatype": datatype, "data": data}
+    return orjson.dumps({"inputs": [tensor], **fields})
+
+
+FLAT = [value for row in ROWS for value in row]
+
+# (name, protocol version, body, whether simdjson reads it)
+CATALOGUE: list[tuple[str, int, bytes, bool]] = [
+    ("v1 rows", 1, v1(ROWS), True),
+    ("v1 integers", 1, v1([[1, 2, 3, 4]]), True),
+    ("v1 probabilities asked", 1, v1(ROWS, parameters={"probabilities": True}), True),
+    ("v1 probabilities not a bool", 1, v1(ROWS, parameters={"probabilities": "yes"}), True),
+    ("v1 other fields with arrays", 1, v1(ROWS, note={"tags": [["a"], []]}), True),
+    ("v1 a nested list in a row", 1, v1([[[1], 2, 3, 4]]), False),
+    ("v1 nested lists that flatten to a row", 1, v1([[[1, 2], [3, 4]]]), False),
+    ("v1 ragged rows", 1, v1([ROW, [1, 2, 3]]), False),
+    ("v1 too many features", 1, v1([[1, 2, 3, 4, 5]]), False),
+    ("v1 null", 1, v1([[None, 1, 2, 3]]), False),
+    ("v1 boolean", 1, v1([[True, 1, 2, 3]]), False),
+    ("v1 string", 1, v1([["1", 2, 3, 4]]), False),
+    ("v1 objects", 1, v1([dict(zip("abcd", ROW, strict=True))]), False),
+    ("v1 flat", 1, v1(ROW), False),
+    ("v1 empty", 1, v1([]), False),
+    ("v1 empty rows", 1, v1([[], []]), False),
+    ("v1 out of range", 1, b'{"instances": [[1e400, 1, 2, 3]]}', False),
+    ("v1 NaN literal", 1, b'{"instances": [[NaN, 1, 2, 3]]}', False),
+    ("v1 big integer", 1, b'{"instances": [[99999999999999999999999, 1, 2, 3]]}', False),
+    ("v1 repeated matrix", 1, b'{"instances": [[1, 2, 3, 4]], "instances": [[5, 6, 7, 8]]}', False),
+    (
+        "v1 repeated field",
+        1,
+        v1(ROWS)[:-1] + b', "parameters": {"probabilities": true}, "parameters": {}}',
+        False,
+    ),
+    ("v1 byte order mark", 1, b"\xef\xbb\xbf" + v1(ROWS), False),
+    ("v1 trailing bytes", 1, v1(ROWS) + b" x", False),
+    ("v1 a bracket in a string", 1, v1(ROWS, note="[x"), False),
+    ("v1 a bracket in a key", 1, v1(ROWS, **{"[": 1}), False),
+    ("v1 an escaped bracket with a nested list", 1, v1([[[1], 2, 3, 4]], note="\\u005b"), False),
+    ("v1 not an object", 1, orjson.dumps([ROWS]), False),
+    ("v2 flat", 2, v2(FLAT), True),
+    ("v2 rows", 2, v2(ROWS), True),
+    ("v2 id and outputs", 2, v2(FLAT, id="r-1", outputs=[{"name": "predict_proba"}]), True),
+    ("v2 id not a string", 2, v2(FLAT, id=7), True),
+    ("v2 unknown output", 2, v2(FLAT, outputs=[{"name": "logits"}]), True),
+    ("v2 integer datatype", 2, v2(FLAT, datatype="INT64"), True),
+    ("v2 BYTES", 2, v2(FLAT, datatype="BYTES"), True),
+    ("v2 unknown datatype", 2, v2(FLAT, datatype="FP65"), True),
+    ("v2 shape mismatch", 2, v2(FLAT, shape=[4, 4]), True),
+    ("v2 shape of booleans", 2, v2(FLAT, shape=[3, True]), True),
+    ("v2 shape of floats", 2, v2(FLAT, shape=[3.0, 4]), True),
+    ("v2 one dimension", 2, v2(FLAT, shape=[12]), True),
+    (
+        "v2 no name",
+        2,
+        orjson.dumps({"inputs": [{"shape": [3, 4], "datatype": "FP64", "data": FLAT}]}),
+        True,
+    ),
+    ("v2 a nested list in flat data", 2, v2([[1], *FLAT[1:]]), False),
+    ("v2 ragged rows", 2, v2([ROW, ROW, [1, 2, 3]]), False),
+    ("v2 null", 2, v2([None, *FLAT[1:]]), False),
+    (
+        "v2 two inputs",
+        2,
+        orjson.dumps(
+            {"inputs": [{"name": "a", "shape": [3, 4], "datatype": "FP64", "data": FLAT}] * 2}
+        ),
+        False,
+    ),
+    ("v2 data not a list", 2, v2("x"), False),
+    ("v2 empty data", 2, v2([], shape=[0, 4]), False),
+    (
+        "v2 repeated key in the tensor",
+        2,
+        b'{"inputs": [{"name": "x", "shape": [3, 4], "datatype": "FP64", "data": '
+        + json.dumps(FLAT).encode()
+        + b', "data": [1]}]}',
+        False,
+    ),
+]
+
+
+@pytest.fixture
+def every_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(numeric_json, "MIN_BODY", 0)
+
+
+def decode(model: Model, version: int, body: bytes) -> tuple[Any, ...]:
+    try:
+        if version == 1:
+            inference = protocol.decode_v1(model, body, proba_verb=False)
+        else:
+            inference = protocol.decode_v2(model, body)
+    except RequestError as error:
+        return ("refused", error.status, str(error))
+    matrix = inference.matrix
+    return (
+        "ok",
+        matrix.dtype,
+        matrix.tolist(),
+        inference.predict,
+        inference.proba,
+        inference.request_id,
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "version", "body", "fast"), CATALOGUE, ids=[c[0] for c in CATALOGUE]
+)
+def test_both_readings_answer_the_same(
+    model: Model, monkeypatch: pytest.MonkeyPatch, name: str, version: int, body: bytes, fast: bool
+) -> None:
+    monkeypatch.setattr(numeric_json, "MIN_BODY", 0)
+    read = numeric_json.instances if version == 1 else numeric_json.tensor
+    assert (read(body, 4) is not None) == fast
+    answered = decode(model, version, body)
+    monkeypatch.setattr(numeric_json, "MIN_BODY", len(body) + 1)
+    general = decode(model, version, body)
+    # NaN compares unequal to itself: compare the lists' reprs.
+    assert repr(answered) == repr(general)
+
+
+def test_large_bodies_are_read_by_simdjson_and_small_ones_are_not(model: Model) -> None:
+    rows = np.random.default_rng(0).normal(size=(200, 4))
+    large = v1(rows.tolist())
+    assert len(large) >= numeric_json.MIN_BODY
+    found = numeric_json.instances(large, 4)
+    assert found is not None
+    assert np.array_equal(found.matrix, rows)
+    assert numeric_json.instances(v1(ROWS), 4) is None
+    inference = protocol.decode_v1(model, large, proba_verb=False)
+    assert np.array_equal(inference.matrix, rows)
+
+
+def test_the_matrix_is_float64_and_exact(every_size: None) -> None:
+    # Decimal texts that round differently as float32, and integers beyond 2**53.
+    rows = [[0.1, 1e-308, 2.2250738585072011e-308, 9007199254740993]]
+    found = numeric_json.instances(v1(rows), 4)
+    assert found is not None
+    assert found.matrix.dtype == np.float64
+    assert (
+        found.matrix.tolist()
+        == np.asarray(orjson.loads(v1(rows))["instances"], dtype=np.float64).tolist()
+    )
