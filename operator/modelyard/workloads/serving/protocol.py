@@ -193,9 +193,11 @@ def _plain_matrix_tensor(found: numeric_json.Found) -> bool:
     """Whether the tensor around a matrix read from the text passes what _tensor and
     _matrix_tensor check; if not, the general path names what is wrong."""
     shape = found.tensor.get("shape")
+    datatype = found.tensor.get("datatype")
     return (
         isinstance(found.tensor.get("name"), str)
-        and found.tensor.get("datatype") in NUMERIC_DATATYPES
+        and isinstance(datatype, str)
+        and datatype in NUMERIC_DATATYPES
         and isinstance(shape, list)
         and all(type(n) is int for n in shape)
         and shape == list(found.matrix.shape)
