@@ -36,6 +36,9 @@ def v2(data: Any, shape: Any = None, datatype: Any = "FP64", **fields: Any) -> b
 
 
 FLAT = [value for row in ROWS for value in row]
+# Nested lists: within orjson's 1,024 levels, beyond Python's recursion limit; and beyond both.
+DEEP = b"[" * 600 + b"]" * 600
+TOO_DEEP = b"[" * 1100 + b"]" * 1100
 
 # (name, protocol version, body, whether simdjson reads it)
 CATALOGUE: list[tuple[str, int, bytes, bool]] = [
@@ -71,6 +74,16 @@ CATALOGUE: list[tuple[str, int, bytes, bool]] = [
     ("v1 a bracket in a key", 1, v1(ROWS, **{"[": 1}), False),
     ("v1 an escaped bracket with a nested list", 1, v1([[[1], 2, 3, 4]], note="\\u005b"), False),
     ("v1 not an object", 1, orjson.dumps([ROWS]), False),
+    ("v1 a NUL in a key", 1, v1(ROWS, **{"a\x00b": 1}), False),
+    (
+        "v1 a NUL in a nested key",
+        1,
+        v1(ROWS, parameters={"probabilities": True, "\x00": [1]}),
+        True,
+    ),
+    ("v1 keys to unescape", 1, v1(ROWS, **{'"\u00e9\\': {'"': [1]}}), True),
+    ("v1 a field nested 600 deep", 1, v1(ROWS)[:-1] + b', "x": ' + DEEP + b"}", False),
+    ("v1 a field nested 1,100 deep", 1, v1(ROWS)[:-1] + b', "x": ' + TOO_DEEP + b"}", False),
     ("v2 flat", 2, v2(FLAT), True),
     ("v2 rows", 2, v2(ROWS), True),
     ("v2 id and outputs", 2, v2(FLAT, id="r-1", outputs=[{"name": "predict_proba"}]), True),
@@ -90,6 +103,13 @@ CATALOGUE: list[tuple[str, int, bytes, bool]] = [
         2,
         orjson.dumps({"inputs": [{"shape": [3, 4], "datatype": "FP64", "data": FLAT}]}),
         True,
+    ),
+    ("v2 a field nested 600 deep", 2, v2(FLAT)[:-1] + b', "x": ' + DEEP + b"}", False),
+    (
+        "v2 a tensor field nested 600 deep",
+        2,
+        v2(FLAT).replace(b'{"name":"x",', b'{"name":"x","x":' + DEEP + b",", 1),
+        False,
     ),
     ("v2 a nested list in flat data", 2, v2([[1], *FLAT[1:]]), False),
     ("v2 ragged rows", 2, v2([ROW, ROW, [1, 2, 3]]), False),
@@ -165,12 +185,19 @@ _ANY = st.recursive(
     st.one_of(_NUMBER, _ODD),
     lambda inner: st.one_of(
         st.lists(inner, max_size=3),
-        st.dictionaries(st.sampled_from(["name", "probabilities", "data"]), inner, max_size=3),
+        st.dictionaries(
+            st.one_of(st.sampled_from(["name", "probabilities", "data"]), st.text(max_size=3)),
+            inner,
+            max_size=3,
+        ),
     ),
     max_leaves=6,
 )
 _FIELDS = st.dictionaries(
-    st.sampled_from(["id", "parameters", "outputs", "instances", "inputs", "x"]),
+    st.one_of(
+        st.sampled_from(["id", "parameters", "outputs", "instances", "inputs", "a\x00b", '"']),
+        st.text(max_size=3),
+    ),
     st.one_of(_ANY, st.just({"probabilities": True}), st.just([{"name": "predict_proba"}])),
     max_size=2,
 )

@@ -92,20 +92,26 @@ def _parse(body: bytes) -> simdjson.Object | None:
 
 def _fields(document: simdjson.Object, skip: str) -> tuple[dict[str, Any], int] | None:
     """The object's fields but `skip`, as Python values, and how many arrays they hold; None
-    when a key repeats: orjson keeps the last, simdjson's lookup the first."""
+    when a key repeats (orjson keeps the last, simdjson's lookup the first) or holds a NUL
+    (simdjson's lookup by name stops there), or when they nest
+    deeper than Python's recursion limit lets them be converted (orjson reads up to 1,024
+    levels without recursing in Python)."""
     keys = list(document)
-    if len(set(keys)) != len(keys):
+    if len(set(keys)) != len(keys) or any("\x00" in key for key in keys):
         return None
     fields: dict[str, Any] = {}
-    for key in keys:
-        if key != skip:
-            value: Any = document[key]
-            if isinstance(value, simdjson.Object):
-                value = value.as_dict()
-            elif isinstance(value, simdjson.Array):
-                value = list(value.as_list())
-            fields[key] = value
-    return fields, _arrays(fields)
+    try:
+        for key in keys:
+            if key != skip:
+                value: Any = document[key]
+                if isinstance(value, simdjson.Object):
+                    value = value.as_dict()
+                elif isinstance(value, simdjson.Array):
+                    value = list(value.as_list())
+                fields[key] = value
+        return fields, _arrays(fields)
+    except RecursionError:
+        return None
 
 
 def _arrays(value: Any) -> int:
