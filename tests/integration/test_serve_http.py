@@ -355,7 +355,22 @@ def test_large_batches_are_answered_too(iris_server: Served, iris_model: Trained
         f"{iris_server.url}/v1/models/iris:predict", json={"instances": rows}, timeout=30
     )
     assert answer.status_code == 200, answer.text
-    assert answer.json()["predictions"] == iris_model.pipeline.predict(np.array(rows)).tolist()
+    expected = iris_model.pipeline.predict(np.array(rows)).tolist()
+    assert answer.json()["predictions"] == expected
+    # The same rows as one V2 tensor, flat (row-major): a body this size is read by the
+    # numeric fast path (numeric_json.py), which must give the pipeline's answer too.
+    flat = {
+        "name": "x",
+        "shape": [len(rows), 4],
+        "datatype": "FP64",
+        "data": [value for row in rows for value in row],
+    }
+    answer = requests.post(
+        f"{iris_server.url}/v2/models/iris/infer", json={"inputs": [flat]}, timeout=30
+    )
+    assert answer.status_code == 200, answer.text
+    (predict,) = answer.json()["outputs"]
+    assert predict["data"] == expected
 
 
 # --- the catalogue of bad requests ---------------------------------------------------------
