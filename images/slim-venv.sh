@@ -6,6 +6,9 @@
 # - The packages' test suites (`tests` and `test` directories: numpy's, scipy's, scikit-learn's,
 #   kubernetes's, pyarrow's...), Cython and C sources, headers and type stubs: read by builds and
 #   type checkers, never imported.
+# - The official Kubernetes client's asyncio twin, `kubernetes.aio` (68 MB with its byte code in
+#   kubernetes 37): the operator calls the API through the synchronous client, and kopf looks for
+#   kubernetes_asyncio, a package of its own. Nothing else in the package imports it.
 # - botocore's service descriptions but the named ones (none named: botocore untouched). boto3
 #   reads a service's JSON only when a client of it is created; Modelyard creates S3 clients,
 #   and botocore's credential chain STS (web identity), SSO and sign-in clients.
@@ -24,6 +27,8 @@ rm -rf "${site}"/pip "${site}"/pip-*.dist-info "${site}"/setuptools "${site}"/se
   "${site}"/pkg_resources "${site}"/_distutils_hack "${site}"/distutils-precedence.pth \
   "${site}"/wheel "${site}"/wheel-*.dist-info
 rm -f "${venv}"/bin/pip "${venv}"/bin/pip3* "${venv}"/bin/wheel "${venv}"/bin/activate* "${venv}"/bin/Activate.ps1
+
+rm -rf "${site}"/kubernetes/aio
 
 find "${site}" -depth -type d \( -name tests -o -name test \) -exec rm -rf {} +
 find "${site}" -type f \( -name '*.pyx' -o -name '*.pxd' -o -name '*.pxi' -o -name '*.pyi' \

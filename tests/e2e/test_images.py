@@ -78,8 +78,10 @@ boto3.client("s3", region_name="eu-west-1")
 """
 
 OPERATOR = """
+import importlib.util
 import kopf, kubernetes, cryptography.x509  # noqa: F401
 import modelyard.cli, modelyard.controllers  # noqa: F401
+assert importlib.util.find_spec("kubernetes.aio") is None, "the client's asyncio twin is unused"
 """
 
 CHECKS = {"server": SERVER, "trainer": TRAINER, "operator": OPERATOR}
