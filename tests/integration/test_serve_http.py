@@ -773,6 +773,60 @@ def test_sigterm_drains_the_request_in_flight(
     assert served.process.wait(timeout=30) == 0
 
 
+def test_sigterm_answers_a_request_sent_on_an_idle_keep_alive_connection(
+    bucket: Bucket, workdir: Path, iris_model: Trained
+) -> None:
+    """A proxy (the canary router's nginx) may send a request on an idle pooled connection just
+    as the server stops; closed under it, a POST cannot be retried and the client reads a 502.
+    The server keeps idle connections open a while when draining and answers on them."""
+    served = start(bucket.env, bucket.publish(iris_model), workdir)
+    body = json.dumps({"instances": IRIS_ROWS[:1]}).encode()
+    request = b"POST %s HTTP/1.1\r\nhost: x\r\ncontent-length: %d\r\n\r\n%s" % (
+        PREDICT.encode(),
+        len(body),
+        body,
+    )
+    with socket.create_connection(("127.0.0.1", served.port), timeout=10) as sock:
+        sock.sendall(request)
+        first = sock.recv(65536)
+        assert first.startswith(b"HTTP/1.1 200 OK") and b"connection: close" not in first
+        # The connection is idle in the client's pool when SIGTERM arrives ...
+        served.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", served.port), timeout=1).close()
+            except ConnectionRefusedError:
+                break
+            time.sleep(0.05)
+        else:
+            raise AssertionError("the listener stayed open after SIGTERM")
+        # ... and a request sent on it after the server began draining is answered, and the
+        # connection closed after it.
+        sock.sendall(request)
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    head, _, payload = received.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK")
+    assert b"connection: close" in head
+    assert json.loads(payload) == {"model_name": "iris", "predictions": [0]}
+    assert served.process.wait(timeout=30) == 0
+
+
+def test_sigterm_closes_idle_keep_alive_connections_and_exits(
+    bucket: Bucket, workdir: Path, iris_model: Trained
+) -> None:
+    """A client that keeps an idle connection open does not hold the server up until
+    --drain-seconds: it is closed once idle longer than a proxy keeps one."""
+    served = start(bucket.env, bucket.publish(iris_model), workdir, "--drain-seconds", "120")
+    with requests.Session() as session:
+        answer = session.post(f"{served.url}{PREDICT}", json={"instances": IRIS_ROWS}, timeout=10)
+        assert answer.status_code == 200
+        served.process.send_signal(signal.SIGTERM)
+        assert served.process.wait(timeout=60) == 0
+
+
 def test_workers_share_the_port(bucket: Bucket, workdir: Path, iris_model: Trained) -> None:
     """The model is loaded before the workers start: whichever answers is ready."""
     served = start(bucket.env, bucket.publish(iris_model), workdir, "--workers", "2")

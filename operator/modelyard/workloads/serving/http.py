@@ -64,6 +64,12 @@ MAX_HEADER_BYTES = 64 * 1024
 # Idle keep-alive connections close after this; above the 60 s idle timeout of common load
 # balancers, so that they, not we, close first and never reuse a connection we just closed.
 KEEPALIVE_SECONDS = 75.0
+# While draining, an idle keep-alive connection stays open until it has been idle this long: a
+# request a client sends on it meanwhile is answered (with `connection: close`) instead of meeting
+# a connection closed under it, which a proxy cannot retry for a POST whose body it has begun to
+# send (nginx answers 502). The canary router's nginx drops its idle connections sooner
+# (resources/router.py UPSTREAM_IDLE_SECONDS), so it never writes on one the server is closing.
+DRAIN_IDLE_SECONDS = 5.0
 SWEEP_SECONDS = 5.0
 # After a refusal, what the client still sends is read and dropped until it has been silent for
 # LINGER_IDLE_SECONDS, LINGER_SECONDS at most (nginx's lingering_timeout and lingering_time).
@@ -160,12 +166,13 @@ class Server:
                 connection.expire(now)
 
     async def drain(self, seconds: float) -> None:
-        """Close idle connections now and busy ones after their response; wait for all."""
+        """Close each connection after its next response, or once idle DRAIN_IDLE_SECONDS;
+        wait for all, `seconds` at most."""
         self.draining = True
-        for connection in list(self.connections):
-            connection.close_if_idle()
         deadline = time.monotonic() + seconds
-        while self.connections and time.monotonic() < deadline:
+        while self.connections and (now := time.monotonic()) < deadline:
+            for connection in list(self.connections):
+                connection.close_if_idle(now - DRAIN_IDLE_SECONDS)
             await asyncio.sleep(0.05)
         for connection in [*self.connections, *self.turned_away]:
             connection.abort()
@@ -436,6 +443,8 @@ class Connection(asyncio.Protocol):
             response.endpoint, response.status, time.perf_counter() - request.started
         )
         self._answered = True
+        # Idle time counts from the answer, as the client's own keep-alive timer does.
+        self._last_active = time.monotonic()
         transport = self._transport
         if transport is None or transport.is_closing():
             return
@@ -555,8 +564,14 @@ class Connection(asyncio.Protocol):
             self._closed = True
             transport.close()
 
-    def close_if_idle(self) -> None:
-        if not self._in_message and self._queue is None and self._transport is not None:
+    def close_if_idle(self, idle_since: float) -> None:
+        """Close the connection if no request is in progress on it since `idle_since`."""
+        if (
+            not self._in_message
+            and self._queue is None
+            and self._last_active <= idle_since
+            and self._transport is not None
+        ):
             self._closed = True
             self._transport.close()
 
