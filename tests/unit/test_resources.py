@@ -37,6 +37,7 @@ from modelyard.resources.serving import (
     split_replicas,
 )
 from modelyard.workloads.serving.config import parse
+from modelyard.workloads.serving.http import DRAIN_IDLE_SECONDS
 
 CONFIG = OperatorConfig(s3_endpoint="http://10.0.0.1:8333", s3_credentials_secret="s3-creds")
 DIGEST = "sha256:" + "ab" * 32
@@ -330,6 +331,15 @@ def test_a_new_weight_rolls_the_router_and_its_pods_are_hardened() -> None:
     assert {"name": "tmp", "mountPath": "/tmp"} in pod["containers"][0]["volumeMounts"]
     # Out of the Service's endpoints before nginx gets its (graceful) stop signal.
     assert pod["containers"][0]["lifecycle"]["preStop"] == {"sleep": {"seconds": 3}}
+
+
+def test_the_router_drops_idle_track_connections_before_a_draining_server_would() -> None:
+    """Otherwise nginx may send a POST on a pooled connection a stopping server closes under
+    it, and answer 502 rather than retry on the other track."""
+    config = nginx_config(*track_addresses(DEPLOYMENT), 10)
+    upstream = config.split("upstream tracks {", 1)[1].split("}", 1)[0]
+    timeout = upstream.split("keepalive_timeout ", 1)[1].split(";", 1)[0]
+    assert timeout.endswith("s") and float(timeout[:-1]) < DRAIN_IDLE_SECONDS
 
 
 def test_the_router_starts_once_both_tracks_answer_through_their_services() -> None:

@@ -44,6 +44,10 @@ PORT = 8080
 CONFIG_DIR = "/etc/modelyard-router"
 # nginx keeps this many idle connections to each track open: no TCP handshake per request.
 KEEPALIVE = 32
+# ... and closes one idle this long, before a draining server would (its DRAIN_IDLE_SECONDS,
+# 5 s): nginx never sends a request on a connection the server is closing, a POST nginx could not
+# retry on the other track once its body was on the way (a 502). nginx's default is 60 s.
+UPSTREAM_IDLE_SECONDS = 3
 # A connection to a track Service takes well under a millisecond in a cluster. One that takes
 # this long will not come (a ClusterIP the node does not route yet may drop the handshake): the
 # request goes to the other track instead of waiting nginx's default minute.
@@ -94,6 +98,7 @@ http {{
     server {stable} weight={100 - canary_percent} max_fails=0;
     server {canary} weight={canary_percent} max_fails=0;
     keepalive {KEEPALIVE};
+    keepalive_timeout {UPSTREAM_IDLE_SECONDS}s;
   }}
   server {{
     listen {PORT};
