@@ -52,6 +52,18 @@ class Served:
             return {}
         return {token.HEADER: token.header_value(self.monitor_token)}
 
+    def stop_listening(self) -> None:
+        """SIGTERM the server and wait until its listener refuses connections: it is draining."""
+        self.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+            except ConnectionRefusedError:
+                return
+            time.sleep(0.05)
+        raise AssertionError("the listener stayed open after SIGTERM")
+
     def stop(self) -> int:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
@@ -96,6 +108,14 @@ def bucket_on(s3_server: S3Server) -> Iterator[Bucket]:
         storage = Storage(StorageConfig.from_env(env))
         storage.ensure_bucket(name)
         yield Bucket(storage, env, S3Uri(name))
+
+
+def read_until_closed(sock: socket.socket) -> bytes:
+    """Everything the server sends on `sock` until it closes the connection."""
+    received = b""
+    while chunk := sock.recv(65536):
+        received += chunk
+    return received
 
 
 def free_port() -> int:

@@ -16,7 +16,7 @@ import requests
 from modelyard.workloads.serving.config import DEFAULT_BATCH_ROWS
 from tests.integration.test_serve_http import parse_metrics
 from tests.plugins.s3 import S3Server
-from tests.serving import Bucket, Served, bucket_on, start
+from tests.serving import Bucket, Served, bucket_on, read_until_closed, start
 from tests.unit.test_serve_protocol import Trained, iris
 
 pytestmark = pytest.mark.integration
@@ -84,9 +84,7 @@ def all_at_once(port: int) -> list[tuple[dict[str, Any], list[list[float]], str,
             sent.append((rows, kind))
         answers = []
         for sock, (rows, kind) in zip(sockets, sent, strict=True):
-            received = b""
-            while chunk := sock.recv(65536):
-                received += chunk
+            received = read_until_closed(sock)
             head, _, body = received.partition(b"\r\n\r\n")
             assert head.startswith(b"HTTP/1.1 200 "), received
             request_id = next(

@@ -32,7 +32,7 @@ from hypothesis import strategies as st
 from modelyard.reasons import Reason
 from tests.bench.serving.abuse import Abuse, attack
 from tests.plugins.s3 import S3Server, running_s3_server
-from tests.serving import Bucket, Served, bucket_on, start
+from tests.serving import Bucket, Served, bucket_on, read_until_closed, start
 from tests.unit.test_serve_protocol import IRIS_FEATURES, Trained, iris
 
 pytestmark = pytest.mark.integration
@@ -295,9 +295,7 @@ def test_a_declared_oversized_body_is_refused_before_it_is_sent(server: Served) 
             b"POST /v2/models/iris/infer HTTP/1.1\r\nhost: x\r\ncontent-type: application/json"
             b"\r\ncontent-length: %d\r\n\r\n" % (10 * 2**30)
         )
-        received = b""
-        while chunk := sock.recv(65536):
-            received += chunk
+        received = read_until_closed(sock)
     head, _, body = received.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 413 ")
     assert b"connection: close" in head

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import signal
 import socket
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from modelyard.storage.layout import MANIFEST, MODEL_CARD, MODEL_FILE
 from modelyard.storage.uri import S3Uri
 from modelyard.workloads.common.modelcard import Feature
 from tests.plugins.s3 import S3Server
-from tests.serving import Bucket, Served, bucket_on, start
+from tests.serving import Bucket, Served, bucket_on, read_until_closed, start
 from tests.unit.test_serve_protocol import IRIS_FEATURES, Trained, iris, mixed, train
 
 pytestmark = pytest.mark.integration
@@ -315,10 +314,7 @@ def exchange(port: int, wire: bytes) -> bytes:
     """Send raw bytes, read until the server closes the connection."""
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         sock.sendall(wire)
-        received = b""
-        while chunk := sock.recv(65536):
-            received += chunk
-    return received
+        return read_until_closed(sock)
 
 
 def test_malformed_http_gets_400_and_a_closed_connection(iris_server: Served) -> None:
@@ -341,9 +337,7 @@ def test_expect_continue_is_honoured(iris_server: Served) -> None:
         )
         assert sock.recv(1024) == b"HTTP/1.1 100 Continue\r\n\r\n"
         sock.sendall(body)
-        received = b""
-        while chunk := sock.recv(65536):
-            received += chunk
+        received = read_until_closed(sock)
     assert received.startswith(b"HTTP/1.1 200 OK")
     assert json.loads(received.partition(b"\r\n\r\n")[2])["predictions"] == [0] * 64
 
@@ -741,6 +735,16 @@ def test_not_ready_while_loading_and_stops_cleanly(bucket: Bucket, workdir: Path
             assert served.stop() == 0
 
 
+def assert_last_answer(served: Served, received: bytes) -> None:
+    """A draining server's answer to one iris row: the prediction, then the connection and the
+    server gone."""
+    head, _, payload = received.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK")
+    assert b"connection: close" in head
+    assert json.loads(payload) == {"model_name": "iris", "predictions": [0]}
+    assert served.process.wait(timeout=30) == 0
+
+
 def test_sigterm_drains_the_request_in_flight(
     bucket: Bucket, workdir: Path, iris_model: Trained
 ) -> None:
@@ -750,27 +754,11 @@ def test_sigterm_drains_the_request_in_flight(
         # Half a request is in flight when SIGTERM arrives ...
         sock.sendall(b"POST /v1/models/iris:predict HTTP/1.1\r\nhost: x\r\n")
         sock.sendall(b"content-length: %d\r\n\r\n%s" % (len(body), body[:10]))
-        served.process.send_signal(signal.SIGTERM)
-        # ... the listener closes (new connections are refused) ...
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", served.port), timeout=1).close()
-            except ConnectionRefusedError:
-                break
-            time.sleep(0.05)
-        else:
-            raise AssertionError("the listener stayed open after SIGTERM")
+        # ... the server gets it and its listener closes (new connections are refused) ...
+        served.stop_listening()
         # ... and the request still completes, with the connection closed after it.
         sock.sendall(body[10:])
-        received = b""
-        while chunk := sock.recv(65536):
-            received += chunk
-    head, _, payload = received.partition(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.1 200 OK")
-    assert b"connection: close" in head
-    assert json.loads(payload) == {"model_name": "iris", "predictions": [0]}
-    assert served.process.wait(timeout=30) == 0
+        assert_last_answer(served, read_until_closed(sock))
 
 
 def test_sigterm_answers_a_request_sent_on_an_idle_keep_alive_connection(
@@ -791,27 +779,11 @@ def test_sigterm_answers_a_request_sent_on_an_idle_keep_alive_connection(
         first = sock.recv(65536)
         assert first.startswith(b"HTTP/1.1 200 OK") and b"connection: close" not in first
         # The connection is idle in the client's pool when SIGTERM arrives ...
-        served.process.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", served.port), timeout=1).close()
-            except ConnectionRefusedError:
-                break
-            time.sleep(0.05)
-        else:
-            raise AssertionError("the listener stayed open after SIGTERM")
+        served.stop_listening()
         # ... and a request sent on it after the server began draining is answered, and the
         # connection closed after it.
         sock.sendall(request)
-        received = b""
-        while chunk := sock.recv(65536):
-            received += chunk
-    head, _, payload = received.partition(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.1 200 OK")
-    assert b"connection: close" in head
-    assert json.loads(payload) == {"model_name": "iris", "predictions": [0]}
-    assert served.process.wait(timeout=30) == 0
+        assert_last_answer(served, read_until_closed(sock))
 
 
 def test_sigterm_closes_idle_keep_alive_connections_and_exits(
