@@ -214,9 +214,14 @@ def _scenario(api: Api, operator: OperatorProcess, kubelet: HoldingKubelet) -> N
     )
     assert (condition["status"], condition["reason"]) == ("False", "InvalidSchedule")
     assert condition["message"].startswith("spec.refresh.schedule: ")
-    api.wait_ready_with("broken", api.wait_jobs("broken", 1)[0].metadata.name)
+    initial = api.wait_jobs("broken", 1)[0].metadata.name
+    api.wait_ready_with("broken", initial)
     api.patch_dataset("broken", {"metadata": {"annotations": {REFRESH_ANNOTATION: "1"}}})
-    api.wait_ready_with("broken", api.wait_jobs("broken", 2)[-1].metadata.name)
+    # The refresh's Job is the one that is not the first, not the later by creation time: both
+    # may be created in the same second, the timestamps' resolution (CI63 waited for the first).
+    refreshed = [j.metadata.name for j in api.wait_jobs("broken", 2)]
+    assert len(refreshed) == 2
+    api.wait_ready_with("broken", next(name for name in refreshed if name != initial))
     assert "nextRefreshTime" not in api.status("broken")
 
     # The first scheduled refresh; its pod keeps running, and the operator is killed for longer
