@@ -13,13 +13,15 @@ from prometheus_client import start_http_server
 
 from modelyard.config import OperatorConfig
 
-# Importing the handler modules registers their handlers with kopf; nothing else names them.
+# Importing the handler modules registers their handlers with kopf; nothing else names them
+# (but managed_fields, installed below).
 from modelyard.controllers import (  # noqa: F401
     bookkeeping,
     children,
     dataset,
     engine,
     indexes,
+    managed_fields,
     modeldeployment,
     protection,
     trainingjob,
@@ -54,6 +56,8 @@ TLS_READ_BUFFER_BYTES = 32 * 1024
 # A replica that died stops being a peer this long after its last keepalive (kopf renews it a few
 # seconds before): the time a standby replica waits before it takes over.
 PEERING_LIFETIME_SECONDS = 30
+
+managed_fields.install()
 
 
 def configure(settings: kopf.OperatorSettings) -> None:

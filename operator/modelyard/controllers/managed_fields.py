@@ -1,0 +1,48 @@
+"""Every watched object reaches kopf without `metadata.managedFields`.
+
+The API server's record of which client set which field is server-side apply's bookkeeping: no
+handler of ours and nothing in kopf reads it, yet it is often the largest part of an object's
+metadata, and kopf keeps the latest body of every custom resource for the timers of its kind.
+At 2,000 Datasets + 2,000 TrainingJobs that was about 40 MiB of the operator's peak
+(operator-memory.md). controller-runtime offers the same as a cache transform
+(`TransformStripManagedFields`); kopf has no hook for it, so this wraps the function kopf hands
+every watch event and listed object to. Writes are unaffected: an update that omits
+managedFields leaves them as they are, and ours are merge patches."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Any, cast
+
+from kopf._core.reactor import processing
+
+log = logging.getLogger(__name__)
+
+Processor = Callable[..., Coroutine[Any, Any, Any]]
+
+
+def without_managed_fields(process: Processor) -> Processor:
+    """`process`, called with each event's object stripped of its managedFields."""
+
+    @functools.wraps(process)
+    async def processed(*args: Any, raw_event: Any, **kwargs: Any) -> Any:
+        metadata = (raw_event.get("object") or {}).get("metadata")
+        if isinstance(metadata, dict):
+            metadata.pop("managedFields", None)
+        return await process(*args, raw_event=raw_event, **kwargs)
+
+    processed.strips_managed_fields = True  # type: ignore[attr-defined]
+    return processed
+
+
+def install() -> None:
+    """Wrap kopf's event processor, once. kopf binds it when the operator starts, before any
+    startup handler runs: this must run on import."""
+    current = getattr(processing, "process_resource_event", None)
+    if current is None:
+        log.warning("this kopf has no process_resource_event: objects keep their managedFields")
+        return
+    if not getattr(current, "strips_managed_fields", False):
+        processing.process_resource_event = cast(Any, without_managed_fields(current))
