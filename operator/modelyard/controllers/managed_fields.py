@@ -16,8 +16,6 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import Any, cast
 
-from kopf._core.reactor import processing
-
 log = logging.getLogger(__name__)
 
 Processor = Callable[..., Coroutine[Any, Any, Any]]
@@ -27,11 +25,13 @@ def without_managed_fields(process: Processor) -> Processor:
     """`process`, called with each event's object stripped of its managedFields."""
 
     @functools.wraps(process)
-    async def processed(*args: Any, raw_event: Any, **kwargs: Any) -> Any:
-        metadata = (raw_event.get("object") or {}).get("metadata")
+    async def processed(*args: Any, **kwargs: Any) -> Any:
+        raw_event = kwargs.get("raw_event")
+        body = raw_event.get("object") if isinstance(raw_event, dict) else None
+        metadata = body.get("metadata") if isinstance(body, dict) else None
         if isinstance(metadata, dict):
             metadata.pop("managedFields", None)
-        return await process(*args, raw_event=raw_event, **kwargs)
+        return await process(*args, **kwargs)
 
     processed.strips_managed_fields = True  # type: ignore[attr-defined]
     return processed
@@ -39,7 +39,12 @@ def without_managed_fields(process: Processor) -> Processor:
 
 def install() -> None:
     """Wrap kopf's event processor, once. kopf binds it when the operator starts, before any
-    startup handler runs: this must run on import."""
+    startup handler runs: this must run on import. A kopf laid out otherwise runs unwrapped
+    (a unit test fails on the pinned version): memory is no reason not to start."""
+    try:
+        from kopf._core.reactor import processing
+    except ImportError:
+        processing = None  # type: ignore[assignment]
     current = getattr(processing, "process_resource_event", None)
     if current is None:
         log.warning("this kopf has no process_resource_event: objects keep their managedFields")
