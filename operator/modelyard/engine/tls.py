@@ -9,11 +9,6 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
 # Longer than any run may last (activeDeadlineSeconds aside); the cluster is deleted with the run.
 VALIDITY = datetime.timedelta(days=7)
 
@@ -27,6 +22,13 @@ class RunCertificates:
 
 def issue(common_name: str) -> RunCertificates:
     """`common_name`: the run's cluster name, for people reading the certificate."""
+    # Imported on first use: cryptography is 8 MiB of the operator's resident memory, and only a
+    # Dask run needs it (docs/benchmarks/operator-memory.md).
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
     now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{common_name} CA")])
