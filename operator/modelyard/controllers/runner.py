@@ -14,7 +14,7 @@ from prometheus_client import start_http_server
 from modelyard.config import OperatorConfig
 
 # Importing the handler modules registers their handlers with kopf; nothing else names them
-# (but managed_fields, installed below).
+# (but managed_fields and object_memory, installed below).
 from modelyard.controllers import (  # noqa: F401
     bookkeeping,
     children,
@@ -23,6 +23,7 @@ from modelyard.controllers import (  # noqa: F401
     indexes,
     managed_fields,
     modeldeployment,
+    object_memory,
     protection,
     trainingjob,
 )
@@ -58,6 +59,7 @@ TLS_READ_BUFFER_BYTES = 32 * 1024
 PEERING_LIFETIME_SECONDS = 30
 
 managed_fields.install()
+object_memory.install()
 
 
 def configure(settings: kopf.OperatorSettings) -> None:
