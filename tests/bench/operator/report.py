@@ -362,9 +362,11 @@ def _limits(results: Results) -> list[str]:
         "periodic work of an idle operator is re-opening its watches every 300 s "
         "(`settings.watching.server_timeout`; kopf resumes from the last resourceVersion, no "
         "re-list) and, with peering, one keepalive patch every 20 to 25 s.",
-        "- **Memory.** kopf keeps the latest body of every object of a kind that has a timer "
-        "(ours all do); the experiments on that and on the rest of the peak, lever by lever, are "
-        "in [operator-memory.md](operator-memory.md).",
+        "- **Memory.** kopf keeps a record of each custom resource between events, with its "
+        "latest body for the timers of its kind (ours all have one), but none of the Jobs, pods "
+        "and Events it watches once their event is handled, and no object's managedFields; the "
+        "experiments on that and on the rest of the peak, lever by lever, are in "
+        "[operator-memory.md](operator-memory.md).",
     ]
     return [*lines, "", *results.notes]
 
