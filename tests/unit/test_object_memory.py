@@ -109,4 +109,3 @@ def test_a_deleted_object_is_forgotten_by_kopf_itself() -> None:
 
 def test_the_operator_installs_the_wrapper_over_kopfs_event_processor() -> None:
     assert getattr(processing.process_resource_event, "forgets_stateless_objects", False)
-    assert getattr(processing.process_resource_event, "strips_managed_fields", False)
