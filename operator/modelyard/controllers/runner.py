@@ -57,6 +57,7 @@ TLS_READ_BUFFER_BYTES = 32 * 1024
 # A replica that died stops being a peer this long after its last keepalive (kopf renews it a few
 # seconds before): the time a standby replica waits before it takes over.
 PEERING_LIFETIME_SECONDS = 30
+WORKER_IDLE_SECONDS = 0.5
 
 managed_fields.install()
 object_memory.install()
@@ -76,6 +77,9 @@ def configure(settings: kopf.OperatorSettings) -> None:
     # An unexpected error (most often: the API server was unreachable) is retried in seconds, so
     # objects converge soon after the API server is back; kopf's default waits a minute.
     settings.execution.default_backoff = ERROR_BACKOFF_SECONDS
+    # kopf's worker for an object waits this long for its next event before it exits, holding
+    # the last one's body: kopf's 5 s kept thousands of them through a storm (operator-memory.md).
+    settings.queueing.idle_timeout = WORKER_IDLE_SECONDS
     # Our CRDs exist before the operator starts (the chart installs them first), and the watched
     # namespaces are named, not patterns: no need to watch CRDs and namespaces. That watch needs
     # cluster-wide RBAC; a namespaced install without it spent a minute in kopf's retries at
