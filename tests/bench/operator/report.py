@@ -362,10 +362,10 @@ def _limits(results: Results) -> list[str]:
         "periodic work of an idle operator is re-opening its watches every 300 s "
         "(`settings.watching.server_timeout`; kopf resumes from the last resourceVersion, no "
         "re-list) and, with peering, one keepalive patch every 20 to 25 s.",
-        "- **Memory.** kopf keeps a record of each custom resource between events, with its "
-        "latest body for the timers of its kind (ours all have one), but none of the Jobs, pods "
-        "and Events it watches once their event is handled, and no object's managedFields; the "
-        "experiments on that and on the rest of the peak, lever by lever, are in "
+        "- **Memory.** kopf keeps a record of each custom resource between events, and its "
+        "latest body only while one of its timers runs; no record of the Jobs, pods and Events "
+        "it watches once their event is handled, and no object's managedFields. The experiments "
+        "behind that and on the rest of the peak, lever by lever, are in "
         "[operator-memory.md](operator-memory.md).",
     ]
     return [*lines, "", *results.notes]
