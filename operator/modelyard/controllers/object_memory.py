@@ -64,8 +64,9 @@ def forgetting_stateless_objects(process: Processor) -> Processor:
 
 
 def install() -> None:
-    """Wrap kopf's event processor, once; like managed_fields, on import, before kopf binds it.
-    A kopf laid out otherwise runs unwrapped (a unit test fails on the pinned version)."""
+    """Wrap kopf's event processor, once. kopf binds it when the operator starts, before any
+    startup handler runs: this must run on import. A kopf laid out otherwise runs unwrapped (a
+    unit test fails on the pinned version): memory is no reason not to start."""
     try:
         from kopf._core.intents.registries import OperatorRegistry
         from kopf._core.reactor import processing
