@@ -15,17 +15,16 @@ from kopf._core.reactor import processing
 from kopf._core.reactor.inventory import ResourceMemories, ResourceMemory
 
 import modelyard.controllers.runner  # noqa: F401  (registers the handlers, installs the wrapper)
+from modelyard.api.common import GROUP, VERSION
 from modelyard.controllers.object_memory import forgetting_stateless_objects
 
 JOBS = Resource("batch", "v1", "jobs", kind="Job", namespaced=True)
 PODS = Resource("", "v1", "pods", kind="Pod", namespaced=True)
 EVENTS = Resource("", "v1", "events", kind="Event", namespaced=True)
-DATASETS = Resource("modelyard.dev", "v1alpha1", "datasets", kind="Dataset", namespaced=True)
-TRAINING_JOBS = Resource(
-    "modelyard.dev", "v1alpha1", "trainingjobs", kind="TrainingJob", namespaced=True
-)
+DATASETS = Resource(GROUP, VERSION, "datasets", kind="Dataset", namespaced=True)
+TRAINING_JOBS = Resource(GROUP, VERSION, "trainingjobs", kind="TrainingJob", namespaced=True)
 MODEL_DEPLOYMENTS = Resource(
-    "modelyard.dev", "v1alpha1", "modeldeployments", kind="ModelDeployment", namespaced=True
+    GROUP, VERSION, "modeldeployments", kind="ModelDeployment", namespaced=True
 )
 
 
