@@ -7,13 +7,12 @@ from typing import Any
 
 import pytest
 from kubernetes import client
-from kubernetes.dynamic.exceptions import ConflictError
 
 from modelyard.config import OperatorConfig
 from modelyard.controllers import dataset
 from modelyard.controllers.context import Context
 from modelyard.controllers.fresh import on_fresh
-from modelyard.controllers.kube import Kube
+from modelyard.controllers.kube import Conflict, Kube
 from tests.chaos.objects import Objects
 from tests.chaos.objects import dataset as dataset_manifest
 from tests.plugins.kube import Cluster
@@ -50,9 +49,9 @@ def test_a_late_result_cannot_overwrite_a_newer_ingestion(crds: Cluster, namespa
         custom.patch_namespaced_custom_object_status(
             *kind, {"status": {"phase": "Ingesting", "ingestJob": "job-2", "ingestJobUid": "u2"}}
         )
-        context = Context(Kube(api), OperatorConfig())
+        context = Context(Kube(crds.credentials, 1), OperatorConfig())
         job_1 = _job("job-1", "u1", stale["metadata"]["uid"], namespace)
-        with pytest.raises(ConflictError):
+        with pytest.raises(Conflict):
             dataset._record_job(context, stale, job_1, succeeded=False)
         # Read again, the late Job is seen for what it is: superseded, nothing to record.
         recorded = on_fresh(

@@ -25,7 +25,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from unittest import mock
 
+import kopf
 import pytest
 from kubernetes import client, config
 from kubernetes.client import ApiClient
@@ -78,6 +80,13 @@ class Cluster:
         """A new client. The kubeconfig is read on every call because adding the node
         moves a local control plane from loopback to the node address."""
         return _new_client(self.kubeconfig)
+
+    def credentials(self) -> kopf.ConnectionInfo:
+        """What the operator logs in with outside a pod (its kopf login): this kubeconfig."""
+        with mock.patch.dict(os.environ, {"KUBECONFIG": str(self.kubeconfig)}):
+            info = kopf.login_with_kubeconfig(settings=kopf.OperatorSettings())
+        assert info is not None
+        return info
 
 
 def _new_client(kubeconfig: Path) -> ApiClient:

@@ -4,10 +4,10 @@ answered must still lead to the followers being told."""
 from __future__ import annotations
 
 import pytest
-from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import ProtocolError
 
 from modelyard.controllers import transient
+from modelyard.controllers.kube import ApiError, Forbidden
 
 
 @pytest.fixture(autouse=True)
@@ -55,7 +55,19 @@ def test_a_result_recorded_by_an_earlier_event_is_not_ours() -> None:
 
 def test_errors_that_are_not_the_connection_are_not_retried() -> None:
     def forbidden() -> bool:
-        raise ApiException(status=403)
+        raise Forbidden(403, "Forbidden", b'{"message": "jobs.batch is forbidden"}')
 
-    with pytest.raises(ApiException):
+    with pytest.raises(Forbidden):
         transient.recorded("recording", forbidden)
+
+
+def test_an_api_server_that_is_restarting_is_waited_for() -> None:
+    answers = [ApiError(503, "Service Unavailable", b""), ApiError(429, "Too Many Requests", b"")]
+
+    def flaky() -> bool:
+        if answers:
+            raise answers.pop()
+        return True
+
+    assert transient.recorded("recording", flaky)
+    assert not answers

@@ -80,6 +80,11 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _operator(args: argparse.Namespace) -> int:
+    # The operator's calls go through controllers/kube.py, never the official client, but kopf
+    # imports that client whenever it is installed: 14 MiB resident (operator-memory.md), and the
+    # image has it for `uninstall-cleanup` only. None in sys.modules makes the import fail as if
+    # it were not installed.
+    sys.modules.setdefault("kubernetes", None)  # type: ignore[arg-type]
     from modelyard.config import OperatorConfig
     from modelyard.controllers.runner import run
 

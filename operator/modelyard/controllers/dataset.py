@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import kopf
-from kubernetes.dynamic.exceptions import ConflictError
 
 from modelyard import summaries
 from modelyard.api import API_VERSION, GROUP, VERSION
@@ -27,6 +26,7 @@ from modelyard.controllers.context import Context, from_memo, post_event
 from modelyard.controllers.denials import reported
 from modelyard.controllers.fresh import on_fresh, patch_status
 from modelyard.controllers.jobs import failure_of, job_output, outcome
+from modelyard.controllers.kube import Conflict
 from modelyard.controllers.retrain import RETRAIN_ANNOTATION
 from modelyard.controllers.stalls import report_stall
 from modelyard.controllers.transient import recorded, retrying
@@ -59,7 +59,7 @@ def dataset_changed(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
     with metrics.reconciling(KIND), reported(context, KIND, plain):
         try:
             reconcile(context, plain)
-        except ConflictError as error:  # a Job's event recorded a result meanwhile
+        except Conflict as error:  # a Job's event recorded a result meanwhile
             raise kopf.TemporaryError("status changed meanwhile", delay=1) from error
 
 
@@ -302,7 +302,7 @@ def _refresh(context: Context, body: dict[str, Any]) -> None:
 
 
 def _patch(context: Context, body: dict[str, Any], patch: dict[str, Any]) -> None:
-    """A late handler for an older Job never overwrites a newer ingestion: ConflictError."""
+    """A late handler for an older Job never overwrites a newer ingestion: Conflict."""
     patch_status(context, KIND, body, patch)
 
 

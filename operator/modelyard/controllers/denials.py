@@ -4,31 +4,26 @@ an error, and the handler a retry a minute later. Nothing else stops."""
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import kopf
-from kubernetes.dynamic.exceptions import ForbiddenError
 
 from modelyard.controllers.conditions import stalled
 from modelyard.controllers.context import Context
+from modelyard.controllers.kube import Forbidden
 from modelyard.reasons import Reason
 
 RETRY_SECONDS = 60
 logger = logging.getLogger(__name__)
 
 
-def explain(error: ForbiddenError) -> str:
+def explain(error: Forbidden) -> str:
     """The API server's message, e.g. `jobs.batch is forbidden: User "…" cannot create resource
     "jobs" in API group "batch" in the namespace "ml"`."""
-    try:
-        message = json.loads(error.body or "{}").get("message")
-    except (TypeError, ValueError):
-        message = None
-    return f"permission denied: {message or error.reason}"
+    return f"permission denied: {error.message or error.reason}"
 
 
 @contextmanager
@@ -40,7 +35,7 @@ def reported(
     restart reconciles again."""
     try:
         yield
-    except ForbiddenError as error:
+    except Forbidden as error:
         meta = body["metadata"]
         message = explain(error)
         logger.error("%s %s/%s: %s", kind, meta["namespace"], meta["name"], message)
@@ -56,7 +51,7 @@ def reported(
                 meta["name"],
                 {"phase": status.get("phase") or "Pending", "conditions": conditions},
             )
-        except ForbiddenError as denied:  # not even status: the log is all we can do
+        except Forbidden as denied:  # not even status: the log is all we can do
             logger.error("%s %s/%s: %s", kind, meta["namespace"], meta["name"], explain(denied))
         if retry:
             raise kopf.TemporaryError(message, delay=RETRY_SECONDS) from error

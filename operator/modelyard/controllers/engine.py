@@ -14,20 +14,13 @@ import json
 from typing import Any
 
 import kopf
-from kubernetes import client
-from kubernetes.client.exceptions import ApiException
-from kubernetes.dynamic.exceptions import (
-    ForbiddenError,
-    NotFoundError,
-    ResourceNotFoundError,
-)
 
 from modelyard.api import GROUP, VERSION
 from modelyard.api.common import StorageSpec
 from modelyard.api.trainingjob import TrainingJobSpec
 from modelyard.controllers.context import Context, from_memo
 from modelyard.controllers.fresh import on_fresh, patch_status
-from modelyard.controllers.kube import REQUEST_TIMEOUT
+from modelyard.controllers.kube import ApiError, Forbidden, NotFound, UnknownKind
 from modelyard.controllers.provenance import controller_uid
 from modelyard.engine import contract, tls
 from modelyard.resources.common import Manifest, storage_env
@@ -81,12 +74,12 @@ def start(
     )
     try:
         made, _ = context.kube.create(desired)
-    except (ResourceNotFoundError, NotFoundError) as error:
+    except (UnknownKind, NotFound) as error:
         raise Unavailable(
             f"spec.workers: this cluster has no {KIND} resource ({API_VERSION}); install the "
             "Dask operator or leave out spec.workers"
         ) from error
-    except ForbiddenError as error:
+    except Forbidden as error:
         raise Unavailable(
             f"spec.workers: the operator may not create {KIND}s ({API_VERSION}) in "
             f"{owner.namespace}; grant it the rights its chart gives"
@@ -97,7 +90,7 @@ def start(
     try:
         # Made earlier for this cluster when it exists: a retry never reads (or replaces) it.
         context.kube.create_only(secret)
-    except ForbiddenError as error:
+    except Forbidden as error:
         stop(context, owner.namespace, job_name, owner.uid)
         raise Unavailable(
             f"spec.workers: the operator may not create the Secret {secret['metadata']['name']} "
@@ -112,7 +105,7 @@ def stop(context: Context, namespace: str, job_name: str, owner_uid: str) -> Non
     cluster = contract.cluster_name(job_name)
     try:
         found = context.kube.get(API_VERSION, KIND, namespace, cluster)
-    except ResourceNotFoundError:
+    except UnknownKind:
         return  # no Dask operator (any more): nothing of it can be left
     if found is not None and controller_uid(found["metadata"]) == owner_uid:
         context.kube.delete(API_VERSION, KIND, namespace, cluster)
@@ -136,7 +129,7 @@ def sweep(context: Context, body: dict[str, Any]) -> None:
     selector = f"app.kubernetes.io/managed-by=modelyard,modelyard.dev/trainingjob={meta['name']}"
     try:
         clusters = context.kube.list_objects(API_VERSION, KIND, meta["namespace"], selector)
-    except ResourceNotFoundError:
+    except UnknownKind:
         return
     for cluster in clusters:
         name, run = cluster["metadata"]["name"], cluster["metadata"]["labels"].get(RUN_LABEL, "")
@@ -221,17 +214,12 @@ def _trials(context: Context, namespace: str, job_uid: str) -> tuple[int, int] |
         return None
     newest = max(running, key=lambda pod: pod["metadata"].get("creationTimestamp") or "")
     try:
-        log = client.CoreV1Api(context.kube.api_client).read_namespaced_pod_log(
-            newest["metadata"]["name"],
-            namespace,
-            container=TRAIN_COMPONENT,
-            tail_lines=LOG_TAIL_LINES,
-            limit_bytes=LOG_LIMIT_BYTES,
-            _request_timeout=REQUEST_TIMEOUT,
+        log = context.kube.pod_log(
+            namespace, newest["metadata"]["name"], TRAIN_COMPONENT, LOG_TAIL_LINES, LOG_LIMIT_BYTES
         )
-    except ApiException:
+    except ApiError:
         return None  # the container is not up yet, or just went: next tick
-    return parse_progress(str(log))
+    return parse_progress(log)
 
 
 def parse_progress(log: str) -> tuple[int, int] | None:

@@ -8,9 +8,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from kubernetes.dynamic.exceptions import ConflictError
-
 from modelyard.controllers.context import Context
+from modelyard.controllers.kube import Conflict
 
 ATTEMPTS = 5
 T = TypeVar("T")
@@ -31,13 +30,13 @@ def on_fresh(
             return None
         try:
             return action(body)
-        except ConflictError:
+        except Conflict:
             continue
     raise RuntimeError(f"{kind} {namespace}/{name} kept changing under {ATTEMPTS} attempts")
 
 
 def patch_status(context: Context, kind: str, body: dict[str, Any], patch: dict[str, Any]) -> None:
-    """Patch status only if nobody changed the object since `body` was read (ConflictError
+    """Patch status only if nobody changed the object since `body` was read (Conflict
     otherwise)."""
     meta = body["metadata"]
     context.kube.patch_status(

@@ -29,7 +29,6 @@ from modelyard.api.trainingjob import RetrainTrigger, TrainingJobSpec
 from modelyard.controllers.conditions import get_condition
 from modelyard.controllers.context import Context, post_event
 from modelyard.controllers.fresh import on_fresh, patch_status
-from modelyard.controllers.kube import REQUEST_TIMEOUT
 from modelyard.controllers.refresh import format_time, parse_time
 from modelyard.reasons import Reason
 from modelyard.resources.jobs import ingest_job_name
@@ -181,14 +180,8 @@ def _request(
 def _annotate(context: Context, namespace: str, dataset: str, token: str) -> None:
     """A merge patch of the one annotation: a server-side apply under the operator's field
     manager would drop the scheduled-refresh annotation it applied, which names ingest Jobs."""
-    resource = context.kube.dynamic.resources.get(api_version=API_VERSION, kind="Dataset")
-    resource.patch(
-        name=dataset,
-        namespace=namespace,
-        body={"metadata": {"annotations": {RETRAIN_ANNOTATION: token}}},
-        content_type="application/merge-patch+json",
-        _request_timeout=REQUEST_TIMEOUT,
-    )
+    patch = {"metadata": {"annotations": {RETRAIN_ANNOTATION: token}}}
+    context.kube.patch(API_VERSION, "Dataset", namespace, dataset, patch)
 
 
 def _defer(

@@ -4,6 +4,7 @@ peering, metrics. `kopf run -m modelyard.controllers.runner` loads exactly the s
 from __future__ import annotations
 
 import asyncio.sslproto
+import functools
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -58,6 +59,7 @@ TLS_READ_BUFFER_BYTES = 32 * 1024
 # seconds before): the time a standby replica waits before it takes over.
 PEERING_LIFETIME_SECONDS = 30
 WORKER_IDLE_SECONDS = 0.5
+WORKER_THREADS = 8
 
 managed_fields.install()
 object_memory.install()
@@ -111,25 +113,37 @@ def configure(settings: kopf.OperatorSettings) -> None:
     settings.peering.priority = time.time_ns() // 1000
     settings.peering.lifetime = PEERING_LIFETIME_SECONDS
     # Children are applied in worker threads; several objects reconcile at once.
-    settings.execution.max_workers = 8
+    settings.execution.max_workers = WORKER_THREADS
 
 
 @kopf.on.startup()
 def _on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     configure(settings)
     config = OperatorConfig.from_env()
-    memo["context"] = Context(Kube.from_environment(), config)
+    login = functools.partial(_controllers_login, settings)
+    memo["context"] = Context(Kube(login, WORKER_THREADS), config)
     if config.metrics_port:
         start_http_server(config.metrics_port)
 
 
 @kopf.on.login()
-def _login(**kwargs: Any) -> kopf.ConnectionInfo | None:
-    """In a pod, the service account; elsewhere $KUBECONFIG as it is when the operator starts
-    (the kubernetes client's own default is fixed when it is first imported)."""
+def _login(settings: kopf.OperatorSettings, **_: Any) -> kopf.ConnectionInfo | None:
+    return _credentials(settings)
+
+
+def _credentials(settings: kopf.OperatorSettings) -> kopf.ConnectionInfo | None:
+    """In a pod, its service account; elsewhere $KUBECONFIG (or ~/.kube/config). kopf's watches
+    and the controllers' own calls (kube.Kube) log in the same way."""
     info: kopf.ConnectionInfo | None = kopf.login_with_service_account(
-        **kwargs
-    ) or kopf.login_with_kubeconfig(**kwargs)
+        settings=settings
+    ) or kopf.login_with_kubeconfig(settings=settings)
+    return info
+
+
+def _controllers_login(settings: kopf.OperatorSettings) -> kopf.ConnectionInfo:
+    info = _credentials(settings)
+    if info is None:
+        raise kopf.LoginError("no service account token and no kubeconfig to log in with")
     return info
 
 

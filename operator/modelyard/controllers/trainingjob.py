@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import kopf
-from kubernetes.dynamic.exceptions import ConflictError
 from pydantic import ValidationError
 
 from modelyard import summaries
@@ -27,6 +26,7 @@ from modelyard.controllers.context import Context, from_memo, post_event
 from modelyard.controllers.denials import reported
 from modelyard.controllers.fresh import on_fresh, patch_status
 from modelyard.controllers.jobs import failure_of, job_env, job_output, outcome
+from modelyard.controllers.kube import Conflict
 from modelyard.controllers.stalls import report_stall
 from modelyard.controllers.transient import recorded, retrying
 from modelyard.manifests import describe
@@ -52,7 +52,7 @@ def trainingjob_changed(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None
     with metrics.reconciling(KIND), reported(context, KIND, plain):
         try:
             reconcile(context, plain)
-        except ConflictError as error:  # a Job's event recorded a run meanwhile
+        except Conflict as error:  # a Job's event recorded a run meanwhile
             raise kopf.TemporaryError("status changed meanwhile", delay=1) from error
 
 

@@ -12,8 +12,9 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
+
+from modelyard.controllers.kube import ApiError
 
 # Seconds between attempts: about a minute in all, longer than an API server restart.
 DELAYS = (1, 2, 4, 8, 15, 30)
@@ -22,9 +23,8 @@ T = TypeVar("T")
 
 
 def _transient(error: Exception) -> bool:
-    if isinstance(error, ApiException):
-        status = int(error.status or 0)
-        return status == 429 or status >= 500
+    if isinstance(error, ApiError):
+        return error.status == 429 or error.status >= 500
     return isinstance(error, HTTPError | ConnectionError | TimeoutError)
 
 

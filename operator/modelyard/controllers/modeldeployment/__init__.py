@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 import kopf
-from kubernetes.dynamic.exceptions import ConflictError
 
 from modelyard.api import GROUP, VERSION
 from modelyard.api.modeldeployment import ModelDeploymentSpec
@@ -22,6 +21,7 @@ from modelyard.controllers.context import Context, from_memo, post_event
 from modelyard.controllers.denials import reported
 from modelyard.controllers.fresh import on_fresh, patch_status
 from modelyard.controllers.indexes import references
+from modelyard.controllers.kube import Conflict
 from modelyard.controllers.modeldeployment.children import NameConflict, apply_children
 from modelyard.controllers.modeldeployment.resolve import describe, resolve
 from modelyard.controllers.modeldeployment.rollout import report_rollout
@@ -55,7 +55,7 @@ def modeldeployment_changed(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> 
         with metrics.reconciling(KIND), reported(context, KIND, fresh):
             try:
                 reconcile(context, fresh)
-            except ConflictError as error:  # another writer (a run, a rollout) came first
+            except Conflict as error:  # another writer (a run, a rollout) came first
                 raise kopf.TemporaryError("status changed meanwhile", delay=1) from error
 
 
