@@ -3,8 +3,8 @@
 Plain JSON over one urllib3 pool, logged in as kopf logs in (`kopf.ConnectionInfo`), so builders'
 plain dicts go to the API server as they are and answers come back as plain dicts. Hand-written
 instead of the official client, measured (docs/benchmarks/operator-memory.md): that client is
-14 MiB resident once imported, and kopf imports it whenever it is installed, so the operator's
-image leaves it out; its dynamic client also wraps every answer in objects only to unwrap them.
+14 MiB resident once imported (kopf imports it whenever it can, so `modelyard operator` keeps it
+out), and its dynamic client wraps every answer in objects only to unwrap them again.
 """
 
 from __future__ import annotations
