@@ -82,11 +82,15 @@ class Cluster:
         return _new_client(self.kubeconfig)
 
     def credentials(self) -> kopf.ConnectionInfo:
-        """What the operator logs in with outside a pod (its kopf login): this kubeconfig."""
-        with mock.patch.dict(os.environ, {"KUBECONFIG": str(self.kubeconfig)}):
-            info = kopf.login_with_kubeconfig(settings=kopf.OperatorSettings())
-        assert info is not None
-        return info
+        return credentials(self.kubeconfig)
+
+
+def credentials(kubeconfig: Path) -> kopf.ConnectionInfo:
+    """What the operator logs in with outside a pod (its kopf login), from `kubeconfig`."""
+    with mock.patch.dict(os.environ, {"KUBECONFIG": str(kubeconfig)}):
+        info = kopf.login_with_kubeconfig(settings=kopf.OperatorSettings())
+    assert info is not None
+    return info
 
 
 def _new_client(kubeconfig: Path) -> ApiClient:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import os
 import shutil
 import signal
@@ -24,7 +25,7 @@ from tests.bench.operator.report import Results, Storm, WritesRecord, markdown, 
 from tests.chaos import objects
 from tests.conftest import REPO
 from tests.plugins import controlplane
-from tests.plugins.kube import LOCAL_KUBECONFIG
+from tests.plugins.kube import LOCAL_KUBECONFIG, credentials
 from tests.plugins.operator import OperatorProcess, apply_crds, modelyard_crds
 
 CACHE = Path.home() / ".cache" / "modelyard" / "bench" / "operator"
@@ -139,7 +140,18 @@ def _bench(
     try:
         operator.start()
         print(f"operator pid {operator.pid}, log {log}", file=sys.stderr)
-        return _run(api, namespace, plain, operator, storm, population, idle, profile, plane_pids)
+        return _run(
+            api,
+            kubeconfig,
+            namespace,
+            plain,
+            operator,
+            storm,
+            population,
+            idle,
+            profile,
+            plane_pids,
+        )
     finally:
         operator.stop()
         for name in (namespace, plain):
@@ -180,6 +192,7 @@ def _profiler(pid: int, name: str) -> subprocess.Popen[bytes]:
 
 def _run(
     api: client.ApiClient,
+    kubeconfig: Path,
     namespace: str,
     plain: str,
     operator: OperatorProcess,
@@ -273,7 +286,7 @@ def _run(
     # operator's last writes): the loop would share the cores with it.
     sampler.phase = "baseline"
     _quiet({name: pid for name, pid in measured.items() if name != "this benchmark"}, busy=0.1)
-    kube = Kube(api)
+    kube = Kube(functools.partial(credentials, kubeconfig), workload.THREADS)
     loop = workload.baseline(kube, plain, "loop", storm, threads=1)
     threaded = workload.baseline(kube, plain, "threads", storm, threads=workload.THREADS)
     print(f"baseline: {loop:.1f} s", file=sys.stderr)

@@ -23,6 +23,7 @@ from modelyard.controllers.kube import Kube
 from tests.bench.operator import procstat, workload
 from tests.bench.operator.__main__ import CACHE, _private_plane, _quiet, _wait_default_account
 from tests.chaos import objects
+from tests.plugins.kube import credentials
 from tests.plugins.operator import apply_crds, modelyard_crds
 
 # What the operator writes when an ingestion starts: four conditions, the Job's name and uid.
@@ -92,8 +93,10 @@ def main() -> None:
         def event(name: str) -> None:
             core.create_namespaced_event(namespace, _event(namespace, name))
 
+        kube = Kube(partial(credentials, plane.kubeconfig), 1)
+
         def loop(_: list[str]) -> None:
-            workload.baseline(Kube(api), namespace, "loop", count, threads=1)
+            workload.baseline(kube, namespace, "loop", count, threads=1)
 
         print(f"| request ({count} of each) | seconds | API server | etcd | Job controller |")
         print("| --- | --- | --- | --- | --- |")
